@@ -1,1 +1,558 @@
-//! placeholder
+//! The storage engine of vai: Kubernetes objects in an embedded SQLite database.
+//!
+//! Events go in, snapshot-consistent reads come out. The store knows nothing of HTTP or of the
+//! kube client; it keeps what upstream sent and answers with the apiserver's semantics.
+//!
+//! - **Writes** ([`Store::write`]) are batches per resource type — ADDED/MODIFIED/DELETED with
+//!   the object's JSON, BOOKMARK with a resource version, and *replace* (a full relist) that
+//!   swaps the set atomically and yields the diff as events. One thread owns the only write
+//!   connection and group-commits ([`writer`]); subscribers ([`Store::subscribe`]) see events
+//!   after the commit, in order.
+//! - **Reads** ([`Store::get`], [`Store::list`]) each run in one read transaction on a pool of
+//!   read-only connections, so a list is one snapshot; `limit`/`continue` chains stay on the
+//!   first page's snapshot; a list can be asked "as of" any resource version in the history
+//!   window ([`query`]).
+//! - **History**: every version is kept until it falls out of the window (count and age
+//!   limits), so watches resume from a resource version ([`Store::watch`]) with no gap and no
+//!   duplicate; older than the window is [`Error::Gone`], as upstream answers `410`.
+//! - **Files** ([`schema`]): private (0600), marked and versioned; foreign, corrupt or newer
+//!   files are refused with an error that says so.
+//!
+//! ```
+//! # fn main() -> Result<(), vai_store::Error> {
+//! use vai_store::{Batch, ListRequest, Store, StoreConfig};
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(&dir.path().join("vai.db"), StoreConfig::default())?;
+//! let pod = br#"{"kind":"Pod","metadata":{"name":"web","namespace":"default","resourceVersion":"10","labels":{"app":"web"}}}"#;
+//! store.write_blocking(Batch::new("/v1/pods").replace(10, vec![pod.to_vec()]))?;
+//! let mut names = Vec::new();
+//! let page = store.list("/v1/pods", &ListRequest::default(), |_, name, _| {
+//!     names.push(name.to_string());
+//!     Ok(())
+//! })?;
+//! assert_eq!((names, page.resource_version), (vec!["web".to_string()], 10));
+//! # Ok(()) }
+//! ```
+
+pub mod object;
+pub mod query;
+pub mod schema;
+pub mod selector;
+mod watch;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::{broadcast, oneshot};
+
+pub use object::StoredObject;
+pub use query::{ListMeta, ListRequest};
+pub use selector::{FieldSelector, LabelSelector};
+pub use watch::Watch;
+use writer::{ParsedOp, WriteRequest, Writer};
+
+/// What the store can answer instead of data.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file operation failed.
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    /// SQLite failed.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file is not a vai database (not SQLite, or another program's database).
+    #[error(
+        "{0} is not a vai database (hint: point --db at a new or a vai file; nothing was changed)"
+    )]
+    ForeignFile(String),
+    /// The file is damaged.
+    #[error("{0} is corrupt (hint: move it aside; vai rebuilds a cache from the cluster)")]
+    Corrupt(String),
+    /// The file was written by a newer vai.
+    #[error(
+        "{path} has schema version {found}, this vai understands up to {supported} (hint: use a newer vai)"
+    )]
+    NewerSchema {
+        /// The file.
+        path: String,
+        /// Its schema version.
+        found: i32,
+        /// The newest this build supports.
+        supported: i32,
+    },
+    /// No space left for the database.
+    #[error("{0}: the disk is full; nothing of the failed batch was applied")]
+    DiskFull(String),
+    /// An object upstream sent cannot be stored.
+    #[error("invalid object: {0}")]
+    InvalidObject(String),
+    /// A resource version that is not an integer.
+    #[error("invalid resource version {0:?}")]
+    InvalidResourceVersion(String),
+    /// A malformed label or field selector.
+    #[error("{0}")]
+    InvalidSelector(String),
+    /// A field selector on a field the store does not index.
+    #[error("{0}")]
+    UnsupportedField(String),
+    /// A malformed continue token.
+    #[error("invalid continue token: {0}")]
+    InvalidContinue(String),
+    /// Nothing has been stored for this resource type.
+    #[error("no data for resource {0}")]
+    UnknownResource(String),
+    /// The resource version is older than the history window (HTTP 410).
+    #[error("too old resource version: {requested} ({oldest})")]
+    Gone {
+        /// The version asked for.
+        requested: u64,
+        /// The oldest version still answerable.
+        oldest: u64,
+    },
+    /// A continue token whose snapshot fell out of the history window (HTTP 410, `Expired`).
+    #[error("the provided continue parameter is too old to display a consistent list result")]
+    Expired,
+    /// The resource version is newer than anything the store has seen (HTTP 504 upstream).
+    #[error("too large resource version: {requested}, current resource version is {current}")]
+    TooLargeResourceVersion {
+        /// The version asked for.
+        requested: u64,
+        /// The newest version the store has.
+        current: u64,
+    },
+    /// The transaction holding this batch failed to commit; nothing of it was applied.
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+    /// A watch fell too far behind the live events; re-watch from its last resource version.
+    #[error("the watch fell behind; re-watch from the last resource version")]
+    WatchLagged,
+    /// The store is closed.
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// This crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The kind of a stored event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// The object appeared.
+    Added = 0,
+    /// The object changed.
+    Modified = 1,
+    /// The object was deleted; the event carries its last state.
+    Deleted = 2,
+    /// Only a resource version: everything up to it has been seen.
+    Bookmark = 3,
+}
+
+impl EventKind {
+    fn from_i64(v: i64) -> EventKind {
+        match v {
+            0 => EventKind::Added,
+            1 => EventKind::Modified,
+            2 => EventKind::Deleted,
+            _ => EventKind::Bookmark,
+        }
+    }
+}
+
+/// A committed event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The resource type.
+    pub resource: Arc<str>,
+    /// Commit order (0 for bookmarks, which are not stored).
+    pub seq: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The resource version of the change.
+    pub resource_version: u64,
+    /// The object's namespace (`""` if cluster-scoped or a bookmark).
+    pub namespace: String,
+    /// The object's name (`""` for a bookmark).
+    pub name: String,
+    /// The object's JSON (its last state for `Deleted`; empty for a bookmark).
+    pub body: Arc<[u8]>,
+}
+
+impl Event {
+    fn bookmark(resource: Arc<str>, rv: u64) -> Event {
+        Event {
+            resource,
+            seq: 0,
+            kind: EventKind::Bookmark,
+            resource_version: rv,
+            namespace: String::new(),
+            name: String::new(),
+            body: Arc::from(&[][..]),
+        }
+    }
+}
+
+/// How a resource type's sync is doing (written by sync, read by status pages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncState {
+    /// Listing or catching up.
+    Syncing,
+    /// Watch healthy.
+    Live,
+    /// Upstream unreachable or erroring; data is last-good.
+    Stale,
+}
+
+impl SyncState {
+    fn as_str(self) -> &'static str {
+        match self {
+            SyncState::Syncing => "syncing",
+            SyncState::Live => "live",
+            SyncState::Stale => "stale",
+        }
+    }
+
+    fn parse(s: &str) -> SyncState {
+        match s {
+            "live" => SyncState::Live,
+            "stale" => SyncState::Stale,
+            _ => SyncState::Syncing,
+        }
+    }
+}
+
+/// The persisted sync state of one resource type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceState {
+    /// The resource type's key.
+    pub resource: String,
+    /// The resource version of the last full list, if any.
+    pub list_resource_version: Option<u64>,
+    /// The newest resource version seen (events and bookmarks).
+    pub last_resource_version: u64,
+    /// The oldest resource version still answerable from history.
+    pub oldest_resource_version: u64,
+    /// When upstream was last heard from (ms since the Unix epoch).
+    pub last_contact_ms: Option<i64>,
+    /// The last error, if the state is not live.
+    pub last_error: Option<String>,
+    /// Syncing, live or stale.
+    pub state: SyncState,
+}
+
+/// An operation in a batch.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// An upstream watch event with the object's JSON.
+    Event(EventKind, Vec<u8>),
+    /// A bookmark: upstream has sent everything up to this resource version.
+    Bookmark(u64),
+    /// A full list at this resource version: replaces the resource's whole set.
+    Replace(u64, Vec<Vec<u8>>),
+    /// The sync state, and the last error.
+    State(SyncState, Option<String>),
+}
+
+/// Operations for one resource type, applied atomically and in order.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The resource type's key (e.g. `/v1/pods`, `apps/v1/deployments`).
+    pub resource: String,
+    /// The operations.
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    /// An empty batch for a resource type.
+    pub fn new(resource: impl Into<String>) -> Batch {
+        Batch {
+            resource: resource.into(),
+            ops: Vec::new(),
+        }
+    }
+
+    /// Adds a watch event.
+    pub fn event(mut self, kind: EventKind, object: Vec<u8>) -> Batch {
+        self.ops.push(Op::Event(kind, object));
+        self
+    }
+
+    /// Adds a bookmark.
+    pub fn bookmark(mut self, resource_version: u64) -> Batch {
+        self.ops.push(Op::Bookmark(resource_version));
+        self
+    }
+
+    /// Adds a replace (full list).
+    pub fn replace(mut self, resource_version: u64, objects: Vec<Vec<u8>>) -> Batch {
+        self.ops.push(Op::Replace(resource_version, objects));
+        self
+    }
+
+    /// Sets the sync state.
+    pub fn state(mut self, state: SyncState, error: Option<String>) -> Batch {
+        self.ops.push(Op::State(state, error));
+        self
+    }
+}
+
+/// Tuning of a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Keep `metadata.managedFields` (dropped by default: large, and rarely read from a cache).
+    pub keep_managed_fields: bool,
+    /// History kept per resource type, in events.
+    pub history_max_events: u64,
+    /// History kept per resource type, in time.
+    pub history_max_age: Duration,
+    /// Read connections kept open.
+    pub read_connections: usize,
+    /// WAL size past which the writer forces a truncating checkpoint.
+    pub wal_limit_bytes: u64,
+    /// Capacity of the live event channel (a subscriber further behind gets `WatchLagged`).
+    pub event_buffer: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            keep_managed_fields: false,
+            history_max_events: writer::DEFAULT_HISTORY_MAX_EVENTS,
+            history_max_age: writer::DEFAULT_HISTORY_MAX_AGE,
+            read_connections: 8,
+            wal_limit_bytes: 64 << 20,
+            event_buffer: 4096,
+        }
+    }
+}
+
+/// A vai database. Cheap to clone; every clone is the same store.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    config: StoreConfig,
+    requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    readers: Mutex<Vec<Connection>>,
+    events: broadcast::Sender<Arc<[Event]>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens (or creates) a database file.
+    pub fn open(path: &Path, config: StoreConfig) -> Result<Store> {
+        let conn = schema::open_writer(path)?;
+        let (events, _) = broadcast::channel(config.event_buffer.max(1));
+        let writer = Writer::new(conn, config.clone(), events.clone())?;
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("vai-store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| Error::Io("spawning the writer thread".into(), e))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                config,
+                requests: Mutex::new(Some(tx)),
+                readers: Mutex::new(Vec::new()),
+                events,
+                writer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn submit(&self, batch: Batch) -> Result<oneshot::Receiver<Result<Arc<[Event]>>>> {
+        let keep = self.inner.config.keep_managed_fields;
+        let parse = |bytes: Vec<u8>| StoredObject::from_json(bytes, keep);
+        let mut ops = Vec::with_capacity(batch.ops.len());
+        for op in batch.ops {
+            ops.push(match op {
+                Op::Event(EventKind::Bookmark, _) => {
+                    return Err(Error::InvalidObject(
+                        "a bookmark is not an object event".into(),
+                    ));
+                }
+                Op::Event(kind, bytes) => ParsedOp::Apply(kind, parse(bytes)?),
+                Op::Bookmark(rv) => ParsedOp::Bookmark(rv),
+                Op::Replace(rv, objects) => {
+                    ParsedOp::Replace(rv, objects.into_iter().map(parse).collect::<Result<_>>()?)
+                }
+                Op::State(state, error) => ParsedOp::State { state, error },
+            });
+        }
+        let (reply, receiver) = oneshot::channel();
+        let request = WriteRequest {
+            resource: batch.resource,
+            ops,
+            reply,
+        };
+        self.inner
+            .requests
+            .lock()
+            .expect("requests lock")
+            .as_ref()
+            .ok_or(Error::Closed)?
+            .send(request)
+            .map_err(|_| Error::Closed)?;
+        Ok(receiver)
+    }
+
+    /// Applies a batch and waits for its commit; returns the events it produced (what
+    /// subscribers receive). Objects are parsed on the calling thread.
+    pub async fn write(&self, batch: Batch) -> Result<Arc<[Event]>> {
+        self.submit(batch)?.await.map_err(|_| Error::Closed)?
+    }
+
+    /// [`Store::write`] for callers outside an async runtime.
+    pub fn write_blocking(&self, batch: Batch) -> Result<Arc<[Event]>> {
+        self.submit(batch)?
+            .blocking_recv()
+            .map_err(|_| Error::Closed)?
+    }
+
+    /// Live events, in commit order, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<[Event]>> {
+        self.inner.events.subscribe()
+    }
+
+    /// Runs `f` in one read transaction (one snapshot).
+    pub fn read<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
+        let pooled = self.inner.readers.lock().expect("readers lock").pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => schema::open_reader(&self.inner.path)?,
+        };
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let out = f(&tx)?;
+            tx.finish()?;
+            Ok(out)
+        })();
+        let mut readers = self.inner.readers.lock().expect("readers lock");
+        if readers.len() < self.inner.config.read_connections {
+            readers.push(conn);
+        }
+        result.map_err(|e| match e {
+            Error::Sqlite(e) => schema::classify(&self.inner.path, e),
+            other => other,
+        })
+    }
+
+    /// One object, latest (`resource_version: None`) or as of a resource version.
+    pub fn get(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        resource_version: Option<u64>,
+    ) -> Result<Option<Vec<u8>>> {
+        self.read(|tx| query::get(tx, resource, namespace, name, resource_version))
+    }
+
+    /// Lists objects in Kubernetes key order (namespace, name), calling `each(namespace, name,
+    /// json)` per item without collecting them, so a huge list streams.
+    pub fn list(
+        &self,
+        resource: &str,
+        request: &ListRequest,
+        mut each: impl FnMut(&str, &str, &[u8]) -> Result<()>,
+    ) -> Result<ListMeta> {
+        self.read(|tx| query::list_each(tx, resource, request, &mut each))
+    }
+
+    /// Every stored event of `resource` after `resource_version`, in commit order.
+    pub fn events_since(&self, resource: &str, resource_version: u64) -> Result<Vec<Event>> {
+        self.read(|tx| query::events_since(tx, resource, resource_version).map(|(e, _)| e))
+    }
+
+    /// Watches `resource` from `resource_version`: first the stored events after it, then live
+    /// events, with no gap and no duplicate.
+    pub fn watch(&self, resource: &str, resource_version: u64) -> Result<Watch> {
+        // Subscribe before reading, so nothing committed in between is missed; the snapshot's
+        // highest sequence number tells which live events the replay already holds.
+        let live = self.subscribe();
+        let (replay, seen_seq) =
+            self.read(|tx| query::events_since(tx, resource, resource_version))?;
+        Ok(Watch::new(
+            resource,
+            replay,
+            seen_seq,
+            resource_version,
+            live,
+        ))
+    }
+
+    /// The sync state of one resource type.
+    pub fn resource_state(&self, resource: &str) -> Result<Option<ResourceState>> {
+        Ok(self
+            .resource_states()?
+            .into_iter()
+            .find(|s| s.resource == resource))
+    }
+
+    /// The sync state of every resource type.
+    pub fn resource_states(&self) -> Result<Vec<ResourceState>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT key, list_rv, last_rv, compacted_rv, last_contact_ms, last_error, state
+                 FROM resources ORDER BY key",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ResourceState {
+                    resource: r.get(0)?,
+                    list_resource_version: r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+                    last_resource_version: r.get::<_, i64>(2)? as u64,
+                    oldest_resource_version: r.get::<_, i64>(3)? as u64,
+                    last_contact_ms: r.get(4)?,
+                    last_error: r.get(5)?,
+                    state: SyncState::parse(&r.get::<_, String>(6)?),
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// Runs SQLite's full integrity check; `Ok` means the file is sound.
+    pub fn check_integrity(&self) -> Result<()> {
+        let path = self.inner.path.display().to_string();
+        self.read(|tx| {
+            let verdict: String = tx.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+            if verdict == "ok" {
+                Ok(())
+            } else {
+                Err(Error::Corrupt(format!("{path}: {verdict}")))
+            }
+        })
+    }
+
+    /// Stops the writer after the queued batches and closes the file. Other clones of this
+    /// store can still read; writes fail with [`Error::Closed`].
+    pub fn close(&self) {
+        self.inner.requests.lock().expect("requests lock").take();
+        if let Some(handle) = self.inner.writer.lock().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.requests.get_mut().expect("requests lock").take();
+        if let Some(handle) = self.writer.get_mut().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+    }
+}

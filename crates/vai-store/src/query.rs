@@ -1,0 +1,302 @@
+//! Reads: get, list (selectors, limit/continue, "as of" a resource version) and history replay,
+//! each run inside one read transaction, so each sees one snapshot.
+//!
+//! This is the one place that turns typed requests into SQL; every value is a bound parameter.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, Transaction, params, params_from_iter};
+use serde::{Deserialize, Serialize};
+
+use crate::selector::{Field, FieldSelector, LabelRequirement, LabelSelector};
+use crate::{Error, Event, EventKind, Result};
+
+/// What to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
+    /// Only this namespace (`None`: all namespaces).
+    pub namespace: Option<String>,
+    /// Label selector.
+    pub labels: LabelSelector,
+    /// Field selector.
+    pub fields: FieldSelector,
+    /// At most this many items; the page then carries a continue token if more remain.
+    pub limit: Option<usize>,
+    /// A token from a previous page: continues that list, at that list's snapshot.
+    pub continue_token: Option<String>,
+    /// List the state exactly as of this resource version (must lie inside the history
+    /// window). `None`: the latest state.
+    pub resource_version: Option<u64>,
+}
+
+/// What a list returns besides its items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListMeta {
+    /// The resource version the list is a snapshot of.
+    pub resource_version: u64,
+    /// Set when more items remain: pass it back to get the next page.
+    pub continue_token: Option<String>,
+    /// How many items were returned.
+    pub count: usize,
+}
+
+/// A resource type's row: its id and window.
+pub(crate) struct ResourceRow {
+    pub id: i64,
+    pub last_rv: u64,
+    pub compacted_rv: u64,
+}
+
+pub(crate) fn resource_row(tx: &Transaction, resource: &str) -> Result<ResourceRow> {
+    tx.prepare_cached("SELECT id, last_rv, compacted_rv FROM resources WHERE key = ?1")?
+        .query_row([resource], |r| {
+            Ok(ResourceRow {
+                id: r.get(0)?,
+                last_rv: r.get::<_, i64>(1)? as u64,
+                compacted_rv: r.get::<_, i64>(2)? as u64,
+            })
+        })
+        .optional()?
+        .ok_or_else(|| Error::UnknownResource(resource.to_string()))
+}
+
+/// The state of a list chain, carried by its continue token: which resource, at which
+/// snapshot, after which key.
+#[derive(Serialize, Deserialize)]
+struct ContinueToken {
+    r: String,
+    rv: u64,
+    ns: String,
+    n: String,
+}
+
+impl ContinueToken {
+    fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("token serialises"))
+    }
+
+    fn decode(token: &str) -> Result<ContinueToken> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| Error::InvalidContinue("not a continue token".into()))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|_| Error::InvalidContinue("not a continue token".into()))
+    }
+}
+
+/// Checks that `rv` can be answered exactly: inside the window, not in the future.
+fn check_window(row: &ResourceRow, rv: u64) -> Result<()> {
+    if rv < row.compacted_rv {
+        return Err(Error::Gone {
+            requested: rv,
+            oldest: row.compacted_rv,
+        });
+    }
+    if rv > row.last_rv {
+        return Err(Error::TooLargeResourceVersion {
+            requested: rv,
+            current: row.last_rv,
+        });
+    }
+    Ok(())
+}
+
+/// The SQL that selects the versions of one resource visible at a resource version.
+const VISIBLE: &str = "FROM versions v WHERE v.resource_id = ?1 AND v.rv <= ?2
+     AND (v.rv_to IS NULL OR v.rv_to > ?2) AND v.kind != 2";
+
+/// Gets one object at `rv` (`None`: latest).
+pub(crate) fn get(
+    tx: &Transaction,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+    rv: Option<u64>,
+) -> Result<Option<Vec<u8>>> {
+    let row = resource_row(tx, resource)?;
+    let at = rv.unwrap_or(row.last_rv);
+    check_window(&row, at)?;
+    Ok(tx
+        .prepare_cached(&format!(
+            "SELECT v.body {VISIBLE} AND v.namespace = ?3 AND v.name = ?4"
+        ))?
+        .query_row(params![row.id, at as i64, namespace, name], |r| r.get(0))
+        .optional()?)
+}
+
+/// Receives each listed item: `(namespace, name, json)`.
+pub type ItemSink<'a> = dyn FnMut(&str, &str, &[u8]) -> Result<()> + 'a;
+
+/// Lists objects in Kubernetes key order, calling `each(namespace, name, body)` per item.
+pub(crate) fn list_each(
+    tx: &Transaction,
+    resource: &str,
+    request: &ListRequest,
+    each: &mut ItemSink,
+) -> Result<ListMeta> {
+    let row = resource_row(tx, resource)?;
+    let (at, after) = match &request.continue_token {
+        Some(token) => {
+            let token = ContinueToken::decode(token)?;
+            if token.r != resource {
+                return Err(Error::InvalidContinue(format!(
+                    "the token belongs to {}, not {resource}",
+                    token.r
+                )));
+            }
+            if token.rv < row.compacted_rv {
+                return Err(Error::Expired);
+            }
+            (token.rv, Some((token.ns, token.n)))
+        }
+        None => (request.resource_version.unwrap_or(row.last_rv), None),
+    };
+    check_window(&row, at)?;
+
+    let mut sql = format!("SELECT v.namespace, v.name, v.body {VISIBLE}");
+    let mut args: Vec<Value> = vec![Value::Integer(row.id), Value::Integer(at as i64)];
+    let mut bind = |args: &mut Vec<Value>, v: Value| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    if let Some(ns) = &request.namespace {
+        let p = bind(&mut args, Value::Text(ns.clone()));
+        sql += &format!(" AND v.namespace = {p}");
+    }
+    if let Some((ns, name)) = after {
+        let (p1, p2) = (
+            bind(&mut args, Value::Text(ns)),
+            bind(&mut args, Value::Text(name)),
+        );
+        sql += &format!(" AND (v.namespace, v.name) > ({p1}, {p2})");
+    }
+    push_fields(&mut sql, &mut args, &request.fields, &mut bind);
+    push_labels(&mut sql, &mut args, &request.labels, &mut bind);
+    sql += " ORDER BY v.namespace, v.name";
+    if let Some(limit) = request.limit {
+        let p = bind(&mut args, Value::Integer(limit as i64 + 1));
+        sql += &format!(" LIMIT {p}");
+    }
+
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let mut count = 0;
+    let mut last_key: Option<(String, String)> = None;
+    let mut continue_token = None;
+    while let Some(r) = rows.next()? {
+        if request.limit == Some(count) {
+            let (ns, n) = last_key.take().expect("a full page has a last key");
+            continue_token = Some(
+                ContinueToken {
+                    r: resource.to_string(),
+                    rv: at,
+                    ns,
+                    n,
+                }
+                .encode(),
+            );
+            break;
+        }
+        let text = |i: usize| -> Result<&str> {
+            Ok(r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
+        };
+        let (ns, name) = (text(0)?, text(1)?);
+        let body = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+        each(ns, name, body)?;
+        count += 1;
+        if request.limit.is_some() {
+            last_key = Some((ns.to_string(), name.to_string()));
+        }
+    }
+    Ok(ListMeta {
+        resource_version: at,
+        continue_token,
+        count,
+    })
+}
+
+type Bind<'a> = dyn FnMut(&mut Vec<Value>, Value) -> String + 'a;
+
+fn push_fields(sql: &mut String, args: &mut Vec<Value>, fields: &FieldSelector, bind: &mut Bind) {
+    for req in &fields.0 {
+        let column = match req.field {
+            Field::Name => "v.name",
+            Field::Namespace => "v.namespace",
+        };
+        let op = if req.negate { "!=" } else { "=" };
+        let p = bind(args, Value::Text(req.value.clone()));
+        *sql += &format!(" AND {column} {op} {p}");
+    }
+}
+
+fn push_labels(sql: &mut String, args: &mut Vec<Value>, labels: &LabelSelector, bind: &mut Bind) {
+    const LABEL: &str = "SELECT 1 FROM labels l WHERE l.resource_id = v.resource_id
+        AND l.namespace = v.namespace AND l.name = v.name AND l.rv = v.rv";
+    for req in &labels.0 {
+        let (negate, key, condition) = match req {
+            LabelRequirement::Exists(k) => (false, k, String::new()),
+            LabelRequirement::NotExists(k) => (true, k, String::new()),
+            LabelRequirement::In(k, values) | LabelRequirement::NotIn(k, values) => {
+                let list: Vec<String> = values
+                    .iter()
+                    .map(|v| bind(args, Value::Text(v.clone())))
+                    .collect();
+                let negate = matches!(req, LabelRequirement::NotIn(..));
+                (negate, k, format!(" AND l.value IN ({})", list.join(", ")))
+            }
+            LabelRequirement::GreaterThan(k, n) | LabelRequirement::LessThan(k, n) => {
+                let op = if matches!(req, LabelRequirement::GreaterThan(..)) {
+                    ">"
+                } else {
+                    "<"
+                };
+                let p = bind(args, Value::Integer(*n));
+                // Only integer values take part, as upstream (canonical form: no sign, no
+                // leading zeros).
+                let condition = format!(
+                    " AND CAST(CAST(l.value AS INTEGER) AS TEXT) = l.value \
+                     AND CAST(l.value AS INTEGER) {op} {p}"
+                );
+                (false, k, condition)
+            }
+        };
+        let key = bind(args, Value::Text(key.clone()));
+        let not = if negate { "NOT " } else { "" };
+        *sql += &format!(" AND {not}EXISTS ({LABEL} AND l.key = {key}{condition})");
+    }
+}
+
+/// Every event of `resource` after `rv`, in commit order, and the highest sequence number of
+/// the resource in this snapshot.
+pub(crate) fn events_since(tx: &Transaction, resource: &str, rv: u64) -> Result<(Vec<Event>, u64)> {
+    let row = resource_row(tx, resource)?;
+    if rv < row.compacted_rv {
+        return Err(Error::Gone {
+            requested: rv,
+            oldest: row.compacted_rv,
+        });
+    }
+    let name: std::sync::Arc<str> = resource.into();
+    let mut stmt = tx.prepare_cached(
+        "SELECT seq, kind, rv, namespace, name, body FROM versions
+         WHERE resource_id = ?1 AND rv > ?2 ORDER BY rv, seq",
+    )?;
+    let events = stmt
+        .query_map(params![row.id, rv as i64], |r| {
+            Ok(Event {
+                resource: name.clone(),
+                seq: r.get::<_, i64>(0)? as u64,
+                kind: EventKind::from_i64(r.get(1)?),
+                resource_version: r.get::<_, i64>(2)? as u64,
+                namespace: r.get(3)?,
+                name: r.get(4)?,
+                body: r.get::<_, Vec<u8>>(5)?.into(),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let max_seq: Option<i64> = tx
+        .prepare_cached("SELECT max(seq) FROM versions WHERE resource_id = ?1")?
+        .query_row([row.id], |r| r.get(0))?;
+    Ok((events, max_seq.unwrap_or(0) as u64))
+}

@@ -1,0 +1,155 @@
+//! The database file: opening it safely, recognising it, and its versioned schema.
+//!
+//! A vai database is marked with SQLite's `application_id` and carries its schema version in
+//! `user_version`. Opening a file that is not SQLite, is another program's database, or was
+//! written by a newer vai is a clear error; nothing here ever drops or rewrites existing data
+//! to "fix" a file. New files are created with mode 0600 (SQLite gives its `-wal` and `-shm`
+//! files the database file's permissions).
+//!
+//! One table of object versions, clustered by Kubernetes key order, is both the current state
+//! and the history: a row is visible at resource version `R` when `rv <= R < rv_to` (`rv_to`
+//! is NULL while current). Deletions are tombstone rows, kept for watch replay. History older
+//! than a resource's `compacted_rv` is pruned.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::{Error, Result};
+
+/// `vai1` in ASCII: marks a file as a vai database.
+pub const APPLICATION_ID: i32 = 0x7661_6931;
+/// The schema version this build writes. Older files are migrated; newer ones are refused.
+pub const SCHEMA_VERSION: i32 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE resources (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    list_rv INTEGER,
+    last_rv INTEGER NOT NULL DEFAULT 0,
+    compacted_rv INTEGER NOT NULL DEFAULT 0,
+    last_contact_ms INTEGER,
+    last_error TEXT,
+    state TEXT NOT NULL DEFAULT 'syncing'
+);
+CREATE TABLE versions (
+    resource_id INTEGER NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    rv INTEGER NOT NULL,
+    rv_to INTEGER,
+    kind INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    prune_rv INTEGER,
+    prune_ms INTEGER,
+    body BLOB NOT NULL,
+    PRIMARY KEY (resource_id, namespace, name, rv)
+) WITHOUT ROWID;
+CREATE INDEX versions_by_rv ON versions (resource_id, rv, seq);
+CREATE INDEX versions_prunable ON versions (resource_id, prune_rv) WHERE prune_rv IS NOT NULL;
+CREATE TABLE labels (
+    resource_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    rv INTEGER NOT NULL,
+    PRIMARY KEY (resource_id, key, value, namespace, name, rv)
+) WITHOUT ROWID;
+CREATE INDEX labels_by_version ON labels (resource_id, namespace, name, rv);
+";
+
+/// Opens (creating if needed) the database for writing, checks what it is, and brings its
+/// schema up to date.
+pub fn open_writer(path: &Path) -> Result<Connection> {
+    if !path.exists() {
+        // Create the file ourselves so it is private from its first byte.
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| Error::Io(path.display().to_string(), e))?;
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| classify(path, e))?;
+    let (app_id, version, tables) = identify(&conn).map_err(|e| classify(path, e))?;
+    if tables > 0 && app_id != APPLICATION_ID {
+        return Err(Error::ForeignFile(path.display().to_string()));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(Error::NewerSchema {
+            path: path.display().to_string(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    // Larger pages suit multi-KB JSON objects; only takes effect on a new file.
+    conn.execute_batch("PRAGMA page_size = 16384;")
+        .map_err(|e| classify(path, e))?;
+    configure(&conn).map_err(|e| classify(path, e))?;
+    migrate(&conn, version).map_err(|e| classify(path, e))?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection to a database `open_writer` has prepared.
+pub fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| classify(path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| classify(path, e))?;
+    Ok(conn)
+}
+
+fn identify(conn: &Connection) -> rusqlite::Result<(i32, i32, i64)> {
+    let app_id = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let tables = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    Ok((app_id, version, tables))
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // WAL: readers never block the writer nor each other. synchronous=NORMAL: a commit is
+    // durable once the WAL is synced at checkpoint; a power cut may lose the last commits but
+    // never corrupts, and sync resumes from the stored resource version either way.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA journal_size_limit = 67108864;",
+    )
+}
+
+fn migrate(conn: &Connection, from: i32) -> rusqlite::Result<()> {
+    if from < 1 {
+        conn.execute_batch(&format!(
+            "BEGIN;
+             {SCHEMA_V1}
+             PRAGMA application_id = {APPLICATION_ID};
+             PRAGMA user_version = 1;
+             COMMIT;"
+        ))?;
+    }
+    // Later schema versions add their steps here, each in its own transaction.
+    Ok(())
+}
+
+/// Turns SQLite's error codes for bad files into errors that say what is wrong with the file.
+pub(crate) fn classify(path: &Path, e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => Error::ForeignFile(path.display().to_string()),
+        Some(ErrorCode::DatabaseCorrupt) => Error::Corrupt(path.display().to_string()),
+        Some(ErrorCode::DiskFull) => Error::DiskFull(path.display().to_string()),
+        _ => Error::Sqlite(e),
+    }
+}

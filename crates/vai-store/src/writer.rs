@@ -1,0 +1,432 @@
+//! The one writer: a thread that owns the only write connection and applies batches.
+//!
+//! Batches queued while a transaction is being committed are applied together in the next one
+//! (group commit), each inside its own savepoint so that one bad batch fails alone. The sync
+//! state (resource versions) is updated in the same transaction as the objects, so a crash can
+//! never leave a stored resource version ahead of the stored objects. Subscribers are told of
+//! the events only after the commit. History beyond the retention limits is pruned here too.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::object::StoredObject;
+use crate::{Error, Event, EventKind, Result, StoreConfig, SyncState};
+
+/// What the writer applies: a batch for one resource type, already parsed.
+pub(crate) struct WriteRequest {
+    pub resource: String,
+    pub ops: Vec<ParsedOp>,
+    pub reply: oneshot::Sender<Result<Arc<[Event]>>>,
+}
+
+/// An operation whose objects are already parsed (parsing happens on the caller's thread).
+pub(crate) enum ParsedOp {
+    Apply(EventKind, StoredObject),
+    Bookmark(u64),
+    Replace(u64, Vec<StoredObject>),
+    State {
+        state: SyncState,
+        error: Option<String>,
+    },
+}
+
+pub(crate) struct Writer {
+    conn: Connection,
+    config: StoreConfig,
+    events: broadcast::Sender<Arc<[Event]>>,
+    resource_ids: HashMap<String, i64>,
+    next_seq: u64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Writer {
+    pub fn new(
+        conn: Connection,
+        config: StoreConfig,
+        events: broadcast::Sender<Arc<[Event]>>,
+    ) -> Result<Writer> {
+        let max_seq: Option<i64> =
+            conn.query_row("SELECT max(seq) FROM versions", [], |r| r.get(0))?;
+        Ok(Writer {
+            conn,
+            config,
+            events,
+            resource_ids: HashMap::new(),
+            next_seq: max_seq.unwrap_or(0) as u64 + 1,
+        })
+    }
+
+    /// Runs until every sender is gone.
+    pub fn run(mut self, requests: Receiver<WriteRequest>) {
+        while let Ok(first) = requests.recv() {
+            let mut group = vec![first];
+            while group.len() < 256 {
+                match requests.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+        // A final checkpoint leaves a small WAL behind for the next open.
+        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    }
+
+    fn commit_group(&mut self, group: Vec<WriteRequest>) {
+        let seq_before = self.next_seq;
+        let mut outcomes: Vec<(oneshot::Sender<_>, Result<Vec<Event>>)> = Vec::new();
+        let mut touched = Vec::new();
+        let result = (|| -> Result<()> {
+            let tx = self.conn.transaction()?;
+            for request in group {
+                tx.execute_batch("SAVEPOINT batch")?;
+                let applied =
+                    apply_request(&tx, &mut self.resource_ids, &mut self.next_seq, &request);
+                match &applied {
+                    Ok(_) => tx.execute_batch("RELEASE batch")?,
+                    Err(_) => tx.execute_batch("ROLLBACK TO batch; RELEASE batch")?,
+                }
+                if applied.is_ok() {
+                    touched.push(request.resource.clone());
+                }
+                outcomes.push((request.reply, applied));
+            }
+            for resource in &touched {
+                prune(&tx, &self.resource_ids, resource, &self.config)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                for (reply, outcome) in outcomes {
+                    let outcome = outcome.map(Arc::<[Event]>::from);
+                    if let Ok(events) = &outcome
+                        && !events.is_empty()
+                    {
+                        // No subscriber is not an error.
+                        let _ = self.events.send(events.clone());
+                    }
+                    let _ = reply.send(outcome);
+                }
+                self.checkpoint_if_large();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed; the batches are not applied");
+                self.next_seq = seq_before;
+                // The transaction rolled back: drop cached ids of resources it may have created.
+                self.resource_ids.clear();
+                let message = e.to_string();
+                for (reply, _) in outcomes {
+                    let _ = reply.send(Err(Error::CommitFailed(message.clone())));
+                }
+            }
+        }
+    }
+
+    /// Keeps the WAL bounded: SQLite's automatic checkpoints cannot shrink a WAL that readers
+    /// keep using, so past the limit the writer asks for a truncating checkpoint, which waits
+    /// (bounded by the busy timeout) for current readers instead of being starved by them.
+    fn checkpoint_if_large(&mut self) {
+        let wal = format!("{}-wal", self.conn.path().unwrap_or_default());
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if size > self.config.wal_limit_bytes {
+            let started = std::time::Instant::now();
+            let outcome: rusqlite::Result<(i64, i64, i64)> =
+                self.conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    });
+            tracing::debug!(wal_bytes = size, ?outcome, elapsed = ?started.elapsed(), "checkpoint");
+        }
+    }
+}
+
+fn resource_id(tx: &Transaction, ids: &mut HashMap<String, i64>, resource: &str) -> Result<i64> {
+    if let Some(id) = ids.get(resource) {
+        return Ok(*id);
+    }
+    tx.execute(
+        "INSERT INTO resources (key) VALUES (?1) ON CONFLICT (key) DO NOTHING",
+        [resource],
+    )?;
+    let id = tx.query_row("SELECT id FROM resources WHERE key = ?1", [resource], |r| {
+        r.get(0)
+    })?;
+    ids.insert(resource.to_string(), id);
+    Ok(id)
+}
+
+/// The current row of a key: its resource version and whether it is a tombstone.
+fn current(tx: &Transaction, rid: i64, ns: &str, name: &str) -> Result<Option<(u64, bool)>> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT rv, kind FROM versions
+             WHERE resource_id = ?1 AND namespace = ?2 AND name = ?3 AND rv_to IS NULL",
+        )?
+        .query_row(params![rid, ns, name], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)? == EventKind::Deleted as i64,
+            ))
+        })
+        .optional()?)
+}
+
+struct Ctx<'a> {
+    tx: &'a Transaction<'a>,
+    rid: i64,
+    resource: Arc<str>,
+    next_seq: &'a mut u64,
+    now: i64,
+    events: Vec<Event>,
+}
+
+impl Ctx<'_> {
+    /// Writes a new version of a key at `rv`, superseding the current one, and records the event.
+    fn put(
+        &mut self,
+        kind: EventKind,
+        rv: u64,
+        obj: &StoredObject,
+        had_current: bool,
+    ) -> Result<()> {
+        let (tx, rid) = (self.tx, self.rid);
+        if had_current {
+            // A superseded live version becomes history at `rv`; a superseded tombstone was
+            // already history at its own rv.
+            tx.prepare_cached(
+                "UPDATE versions SET rv_to = ?4,
+                     prune_rv = CASE WHEN kind = 2 THEN rv ELSE ?4 END,
+                     prune_ms = CASE WHEN kind = 2 THEN prune_ms ELSE ?5 END
+                 WHERE resource_id = ?1 AND namespace = ?2 AND name = ?3 AND rv_to IS NULL",
+            )?
+            .execute(params![rid, obj.namespace, obj.name, rv as i64, self.now])?;
+        }
+        let seq = *self.next_seq;
+        *self.next_seq += 1;
+        let deleted = kind == EventKind::Deleted;
+        tx.prepare_cached(
+            "INSERT INTO versions (resource_id, namespace, name, rv, rv_to, kind, seq, prune_rv, prune_ms, body)
+             VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            rid,
+            obj.namespace,
+            obj.name,
+            rv as i64,
+            kind as i64,
+            seq as i64,
+            deleted.then_some(rv as i64),
+            deleted.then_some(self.now),
+            obj.body
+        ])?;
+        if !deleted {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO labels (resource_id, key, value, namespace, name, rv)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (k, v) in &obj.labels {
+                insert.execute(params![rid, k, v, obj.namespace, obj.name, rv as i64])?;
+            }
+        }
+        self.events.push(Event {
+            resource: self.resource.clone(),
+            seq,
+            kind,
+            resource_version: rv,
+            namespace: obj.namespace.clone(),
+            name: obj.name.clone(),
+            body: obj.body.clone().into(),
+        });
+        Ok(())
+    }
+}
+
+fn apply_request(
+    tx: &Transaction,
+    ids: &mut HashMap<String, i64>,
+    next_seq: &mut u64,
+    request: &WriteRequest,
+) -> Result<Vec<Event>> {
+    let rid = resource_id(tx, ids, &request.resource)?;
+    let (mut last_rv, compacted_rv, list_rv): (i64, i64, Option<i64>) = tx.query_row(
+        "SELECT last_rv, compacted_rv, list_rv FROM resources WHERE id = ?1",
+        [rid],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let mut last_rv_u = last_rv as u64;
+    let mut compacted = compacted_rv as u64;
+    let mut listed = list_rv;
+    let mut ctx = Ctx {
+        tx,
+        rid,
+        resource: Arc::from(request.resource.as_str()),
+        next_seq,
+        now: now_ms(),
+        events: Vec::new(),
+    };
+    let mut state_update = None;
+    for op in &request.ops {
+        match op {
+            ParsedOp::Apply(kind, obj) => {
+                let rv = obj.resource_version;
+                let existing = current(tx, rid, &obj.namespace, &obj.name)?;
+                // Events at or below what we hold for this key are replays: skip them, so a
+                // resumed watch never duplicates or reorders.
+                if existing.is_some_and(|(cur, _)| cur >= rv) {
+                    last_rv_u = last_rv_u.max(rv);
+                    continue;
+                }
+                let live = existing.is_some_and(|(_, tomb)| !tomb);
+                if *kind == EventKind::Deleted {
+                    if live {
+                        ctx.put(EventKind::Deleted, rv, obj, true)?;
+                    }
+                } else {
+                    let kind = if live {
+                        EventKind::Modified
+                    } else {
+                        EventKind::Added
+                    };
+                    ctx.put(kind, rv, obj, existing.is_some())?;
+                }
+                last_rv_u = last_rv_u.max(rv);
+            }
+            ParsedOp::Bookmark(rv) => {
+                last_rv_u = last_rv_u.max(*rv);
+                ctx.events.push(Event::bookmark(ctx.resource.clone(), *rv));
+            }
+            ParsedOp::Replace(rv, objects) => {
+                replace(&mut ctx, *rv, objects)?;
+                if listed.is_none() && compacted == 0 {
+                    // Nothing is known of this resource before its first list.
+                    compacted = *rv;
+                }
+                listed = Some(*rv as i64);
+                last_rv_u = last_rv_u.max(*rv);
+            }
+            ParsedOp::State { state, error } => state_update = Some((*state, error.clone())),
+        }
+    }
+    last_rv = last_rv_u as i64;
+    tx.prepare_cached(
+        "UPDATE resources SET last_rv = ?2, compacted_rv = ?3, list_rv = ?4, last_contact_ms = ?5
+         WHERE id = ?1",
+    )?
+    .execute(params![rid, last_rv, compacted as i64, listed, ctx.now])?;
+    if let Some((state, error)) = state_update {
+        tx.prepare_cached("UPDATE resources SET state = ?2, last_error = ?3 WHERE id = ?1")?
+            .execute(params![rid, state.as_str(), error])?;
+    }
+    Ok(ctx.events)
+}
+
+/// Swaps the live set of a resource for `objects` (a full list at `rv`): what changed is
+/// written as new versions at `rv`, what vanished becomes a tombstone at `rv`.
+fn replace(ctx: &mut Ctx, rv: u64, objects: &[StoredObject]) -> Result<()> {
+    let mut live: HashMap<(String, String), (u64, Vec<u8>)> = HashMap::new();
+    {
+        let mut stmt = ctx.tx.prepare_cached(
+            "SELECT namespace, name, rv, body FROM versions
+             WHERE resource_id = ?1 AND rv_to IS NULL AND kind != 2",
+        )?;
+        let mut rows = stmt.query([ctx.rid])?;
+        while let Some(row) = rows.next()? {
+            live.insert(
+                (row.get(0)?, row.get(1)?),
+                (row.get::<_, i64>(2)? as u64, row.get(3)?),
+            );
+        }
+    }
+    for obj in objects {
+        match live.remove(&(obj.namespace.clone(), obj.name.clone())) {
+            Some((cur_rv, body)) => {
+                // Unchanged, or already newer than the list: nothing to write.
+                if body == obj.body || cur_rv >= rv {
+                    continue;
+                }
+                ctx.put(EventKind::Modified, rv, obj, true)?;
+            }
+            None => {
+                let had_tombstone = current(ctx.tx, ctx.rid, &obj.namespace, &obj.name)?.is_some();
+                ctx.put(EventKind::Added, rv, obj, had_tombstone)?;
+            }
+        }
+    }
+    let mut vanished: Vec<_> = live.into_iter().collect();
+    vanished.sort();
+    for ((namespace, name), (cur_rv, body)) in vanished {
+        if cur_rv >= rv {
+            continue;
+        }
+        let obj = StoredObject {
+            namespace,
+            name,
+            resource_version: rv,
+            labels: Default::default(),
+            body,
+        };
+        ctx.put(EventKind::Deleted, rv, &obj, true)?;
+    }
+    Ok(())
+}
+
+/// Applies the retention limits to one resource's history: raises `compacted_rv` so that at
+/// most `history_max_events` history rows remain and none older than `history_max_age`, then
+/// deletes what fell out of the window.
+fn prune(
+    tx: &Transaction,
+    ids: &HashMap<String, i64>,
+    resource: &str,
+    config: &StoreConfig,
+) -> Result<()> {
+    let Some(&rid) = ids.get(resource) else {
+        return Ok(());
+    };
+    let by_count: Option<i64> = tx
+        .prepare_cached(
+            "SELECT prune_rv FROM versions WHERE resource_id = ?1 AND prune_rv IS NOT NULL
+             ORDER BY prune_rv DESC LIMIT 1 OFFSET ?2",
+        )?
+        .query_row(params![rid, config.history_max_events as i64], |r| r.get(0))
+        .optional()?;
+    let cutoff_ms = now_ms() - config.history_max_age.as_millis() as i64;
+    let by_age: Option<i64> = tx
+        .prepare_cached(
+            "SELECT max(prune_rv) FROM versions WHERE resource_id = ?1 AND prune_rv IS NOT NULL
+             AND prune_ms < ?2",
+        )?
+        .query_row(params![rid, cutoff_ms], |r| r.get(0))?;
+    let Some(new_compacted) = by_count.max(by_age) else {
+        return Ok(());
+    };
+    tx.prepare_cached("UPDATE resources SET compacted_rv = max(compacted_rv, ?2) WHERE id = ?1")?
+        .execute(params![rid, new_compacted])?;
+    tx.prepare_cached(
+        "DELETE FROM labels WHERE resource_id = ?1 AND (namespace, name, rv) IN
+           (SELECT namespace, name, rv FROM versions
+            WHERE resource_id = ?1 AND prune_rv IS NOT NULL AND prune_rv <= ?2 AND kind != 2)",
+    )?
+    .execute(params![rid, new_compacted])?;
+    tx.prepare_cached(
+        "DELETE FROM versions WHERE resource_id = ?1 AND prune_rv IS NOT NULL AND prune_rv <= ?2",
+    )?
+    .execute(params![rid, new_compacted])?;
+    Ok(())
+}
+
+/// The default retention of history: 20,000 events per resource type, 30 minutes.
+pub(crate) const DEFAULT_HISTORY_MAX_EVENTS: u64 = 20_000;
+pub(crate) const DEFAULT_HISTORY_MAX_AGE: Duration = Duration::from_secs(30 * 60);

@@ -1,0 +1,379 @@
+//! Behaviour of the store through its public API: files, writes, snapshots, history, watches.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use vai_store::{
+    Batch, Error, EventKind, FieldSelector, LabelSelector, ListRequest, Store, StoreConfig,
+    SyncState,
+};
+
+const PODS: &str = "/v1/pods";
+
+fn pod(ns: &str, name: &str, rv: u64, app: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "resourceVersion": rv.to_string(),
+                     "labels": {"app": app}},
+    }))
+    .unwrap()
+}
+
+fn names(store: &Store, req: &ListRequest) -> (Vec<String>, vai_store::ListMeta) {
+    let mut out = Vec::new();
+    let meta = store
+        .list(PODS, req, |ns, name, _| {
+            out.push(format!("{ns}/{name}"));
+            Ok(())
+        })
+        .unwrap();
+    (out, meta)
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(&dir.path().join("vai.db"), StoreConfig::default()).unwrap()
+}
+
+#[test]
+fn files_are_private_and_foreign_or_newer_files_are_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .write_blocking(Batch::new(PODS).replace(5, vec![pod("a", "p", 5, "x")]))
+        .unwrap();
+    let mode = std::fs::metadata(store.path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    store.close();
+    drop(store);
+
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "hello, not a database, but long enough to look like a header....................................................").unwrap();
+    let err = Store::open(&text, StoreConfig::default()).unwrap_err();
+    assert!(matches!(err, Error::ForeignFile(_)), "{err:?}");
+    assert!(std::fs::read_to_string(&text).unwrap().starts_with("hello"));
+
+    let other = dir.path().join("other.db");
+    let conn = rusqlite::Connection::open(&other).unwrap();
+    conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    drop(conn);
+    let err = Store::open(&other, StoreConfig::default()).unwrap_err();
+    assert!(matches!(err, Error::ForeignFile(_)), "{err:?}");
+
+    let newer = dir.path().join("vai.db");
+    let conn = rusqlite::Connection::open(&newer).unwrap();
+    conn.execute_batch("PRAGMA user_version = 99;").unwrap();
+    drop(conn);
+    let err = Store::open(&newer, StoreConfig::default()).unwrap_err();
+    assert!(
+        matches!(err, Error::NewerSchema { found: 99, .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn replace_swaps_the_set_atomically_and_yields_the_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .write_blocking(Batch::new(PODS).replace(
+            10,
+            vec![
+                pod("a", "keep", 3, "x"),
+                pod("a", "change", 4, "x"),
+                pod("b", "gone", 5, "x"),
+            ],
+        ))
+        .unwrap();
+    let events = store
+        .write_blocking(Batch::new(PODS).replace(
+            20,
+            vec![
+                pod("a", "keep", 3, "x"),
+                pod("a", "change", 15, "y"),
+                pod("c", "new", 18, "x"),
+            ],
+        ))
+        .unwrap();
+    let mut diff: Vec<(EventKind, String)> = events
+        .iter()
+        .map(|e| (e.kind, format!("{}/{}", e.namespace, e.name)))
+        .collect();
+    diff.sort_by_key(|(_, n)| n.clone());
+    assert_eq!(
+        diff,
+        vec![
+            (EventKind::Modified, "a/change".into()),
+            (EventKind::Deleted, "b/gone".into()),
+            (EventKind::Added, "c/new".into()),
+        ]
+    );
+    let (now, meta) = names(&store, &ListRequest::default());
+    assert_eq!(now, ["a/change", "a/keep", "c/new"]);
+    assert_eq!(meta.resource_version, 20);
+    // The state before the relist is still answerable from history.
+    let before = ListRequest {
+        resource_version: Some(10),
+        ..Default::default()
+    };
+    assert_eq!(names(&store, &before).0, ["a/change", "a/keep", "b/gone"]);
+}
+
+#[test]
+fn replayed_events_are_skipped_and_deletes_of_unknown_objects_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .write_blocking(Batch::new(PODS).replace(1, vec![]))
+        .unwrap();
+    let first = store
+        .write_blocking(Batch::new(PODS).event(EventKind::Added, pod("a", "p", 2, "x")))
+        .unwrap();
+    assert_eq!(first[0].kind, EventKind::Added);
+    let again = store
+        .write_blocking(
+            Batch::new(PODS)
+                .event(EventKind::Modified, pod("a", "p", 2, "x"))
+                .event(EventKind::Deleted, pod("a", "ghost", 3, "x")),
+        )
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(
+        store
+            .resource_state(PODS)
+            .unwrap()
+            .unwrap()
+            .last_resource_version,
+        3
+    );
+}
+
+#[test]
+fn continue_chains_stay_on_their_snapshot_and_expire_with_410() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        history_max_events: 2,
+        ..Default::default()
+    };
+    let store = Store::open(&dir.path().join("vai.db"), config).unwrap();
+    let all: Vec<_> = (0..5)
+        .map(|i| pod("ns", &format!("p{i}"), 10, "x"))
+        .collect();
+    store
+        .write_blocking(Batch::new(PODS).replace(10, all))
+        .unwrap();
+
+    let first = ListRequest {
+        limit: Some(2),
+        ..Default::default()
+    };
+    let (page1, meta1) = names(&store, &first);
+    assert_eq!(page1, ["ns/p0", "ns/p1"]);
+    let token = meta1.continue_token.clone().unwrap();
+
+    // Writes after the first page do not show in the rest of the chain.
+    store
+        .write_blocking(
+            Batch::new(PODS)
+                .event(EventKind::Deleted, pod("ns", "p3", 11, "x"))
+                .event(EventKind::Added, pod("ns", "p9", 12, "x")),
+        )
+        .unwrap();
+    let next = ListRequest {
+        limit: Some(10),
+        continue_token: Some(token),
+        ..Default::default()
+    };
+    let (page2, meta2) = names(&store, &next);
+    assert_eq!(page2, ["ns/p2", "ns/p3", "ns/p4"]);
+    assert_eq!(meta2.resource_version, 10);
+    assert_eq!(meta2.continue_token, None);
+
+    // Push the snapshot out of the window (two history rows kept).
+    for rv in 13..17 {
+        store
+            .write_blocking(Batch::new(PODS).event(EventKind::Modified, pod("ns", "p0", rv, "x")))
+            .unwrap();
+    }
+    let first = ListRequest {
+        limit: Some(1),
+        ..Default::default()
+    };
+    let stale = ListRequest {
+        continue_token: meta1.continue_token,
+        ..first
+    };
+    let err = store.list(PODS, &stale, |_, _, _| Ok(())).unwrap_err();
+    assert!(matches!(err, Error::Expired), "{err:?}");
+    let err = store
+        .list(
+            PODS,
+            &ListRequest {
+                resource_version: Some(10),
+                ..Default::default()
+            },
+            |_, _, _| Ok(()),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Gone { requested: 10, .. }), "{err:?}");
+    let err = store
+        .list(
+            PODS,
+            &ListRequest {
+                resource_version: Some(99),
+                ..Default::default()
+            },
+            |_, _, _| Ok(()),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TooLargeResourceVersion {
+                requested: 99,
+                current: 16
+            }
+        ),
+        "{err:?}"
+    );
+    let err = store
+        .list(
+            PODS,
+            &ListRequest {
+                continue_token: Some("garbage!".into()),
+                ..Default::default()
+            },
+            |_, _, _| Ok(()),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidContinue(_)), "{err:?}");
+}
+
+#[test]
+fn selectors_filter_in_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .write_blocking(Batch::new(PODS).replace(
+            9,
+            vec![
+                pod("a", "web-1", 1, "web"),
+                pod("a", "db-1", 2, "db"),
+                pod("b", "web-2", 3, "web"),
+            ],
+        ))
+        .unwrap();
+    let req = |labels: &str, fields: &str, ns: Option<&str>| ListRequest {
+        labels: LabelSelector::parse(labels).unwrap(),
+        fields: FieldSelector::parse(fields).unwrap(),
+        namespace: ns.map(str::to_string),
+        ..Default::default()
+    };
+    assert_eq!(
+        names(&store, &req("app=web", "", None)).0,
+        ["a/web-1", "b/web-2"]
+    );
+    assert_eq!(names(&store, &req("app!=web", "", None)).0, ["a/db-1"]);
+    assert_eq!(
+        names(&store, &req("app in (db, web)", "", Some("a"))).0,
+        ["a/db-1", "a/web-1"]
+    );
+    assert_eq!(
+        names(&store, &req("!app", "", None)).0,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        names(&store, &req("", "metadata.name=web-2", None)).0,
+        ["b/web-2"]
+    );
+    assert_eq!(
+        names(&store, &req("app", "metadata.namespace!=a", None)).0,
+        ["b/web-2"]
+    );
+}
+
+#[tokio::test]
+async fn a_watch_replays_history_then_follows_live_events_without_gap_or_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .write(Batch::new(PODS).replace(10, vec![pod("a", "p", 10, "x")]))
+        .await
+        .unwrap();
+    store
+        .write(Batch::new(PODS).event(EventKind::Modified, pod("a", "p", 11, "y")))
+        .await
+        .unwrap();
+    store
+        .write(Batch::new(PODS).event(EventKind::Added, pod("a", "q", 12, "y")))
+        .await
+        .unwrap();
+
+    let mut watch = store.watch(PODS, 10).unwrap();
+    store
+        .write(Batch::new(PODS).event(EventKind::Deleted, pod("a", "p", 13, "y")))
+        .await
+        .unwrap();
+    store.write(Batch::new(PODS).bookmark(14)).await.unwrap();
+    store
+        .write(Batch::new("/v1/configmaps").replace(15, vec![]))
+        .await
+        .unwrap();
+    store
+        .write(Batch::new(PODS).event(EventKind::Added, pod("a", "r", 16, "y")))
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let e = tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push((e.kind, e.name.clone(), e.resource_version));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (EventKind::Modified, "p".into(), 11),
+            (EventKind::Added, "q".into(), 12),
+            (EventKind::Deleted, "p".into(), 13),
+            (EventKind::Bookmark, "".into(), 14),
+            (EventKind::Added, "r".into(), 16),
+        ]
+    );
+    assert!(matches!(store.watch(PODS, 3), Err(Error::Gone { .. })));
+}
+
+#[test]
+fn sync_state_and_data_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        store
+            .write_blocking(
+                Batch::new(PODS)
+                    .replace(7, vec![pod("a", "p", 7, "x")])
+                    .bookmark(9)
+                    .state(SyncState::Stale, Some("connection refused".into())),
+            )
+            .unwrap();
+        store.close();
+    }
+    let store = open(&dir);
+    let state = store.resource_state(PODS).unwrap().unwrap();
+    assert_eq!(state.list_resource_version, Some(7));
+    assert_eq!(state.last_resource_version, 9);
+    assert_eq!(state.state, SyncState::Stale);
+    assert_eq!(state.last_error.as_deref(), Some("connection refused"));
+    assert!(store.get(PODS, "a", "p", None).unwrap().is_some());
+    // New events continue the sequence after a reopen (no duplicate sequence numbers).
+    let events = store
+        .write_blocking(Batch::new(PODS).event(EventKind::Added, pod("a", "q", 10, "x")))
+        .unwrap();
+    assert!(events[0].seq > 1);
+    store.check_integrity().unwrap();
+}
