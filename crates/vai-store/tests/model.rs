@@ -39,7 +39,7 @@ fn body(k: &Key, rv: u64, app: usize, tier: usize) -> Vec<u8> {
     let apps = ["web", "db", "cache"];
     let mut labels = serde_json::Map::new();
     labels.insert("app".into(), apps[app % 3].into());
-    if tier % 3 != 0 {
+    if !tier.is_multiple_of(3) {
         labels.insert("tier".into(), ["", "front", "back"][tier % 3].into());
     }
     serde_json::to_vec(&serde_json::json!({
