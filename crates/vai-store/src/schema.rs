@@ -6,8 +6,10 @@
 //! to "fix" a file. New files are created with mode 0600 (SQLite gives its `-wal` and `-shm`
 //! files the database file's permissions).
 //!
-//! One table of object versions, clustered by Kubernetes key order, is both the current state
-//! and the history: a row is visible at resource version `R` when `rv <= R < rv_to` (`rv_to`
+//! One table of object versions is both the current state and the history, read in Kubernetes
+//! key order through the covering index `versions_by_key` (bodies live in the table's rowid
+//! b-tree, where multi-KB rows pack densely; a `WITHOUT ROWID` table clustered by key spilled
+//! each row into its own overflow page, 4.6× the raw JSON on disk): a row is visible at resource version `R` when `rv <= R < rv_to` (`rv_to`
 //! is NULL while current). Deletions are tombstone rows, kept for watch replay. History older
 //! than a resource's `compacted_rv` is pruned.
 
@@ -36,6 +38,7 @@ CREATE TABLE resources (
     state TEXT NOT NULL DEFAULT 'syncing'
 );
 CREATE TABLE versions (
+    id INTEGER PRIMARY KEY,
     resource_id INTEGER NOT NULL,
     namespace TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -45,21 +48,19 @@ CREATE TABLE versions (
     seq INTEGER NOT NULL,
     prune_rv INTEGER,
     prune_ms INTEGER,
-    body BLOB NOT NULL,
-    PRIMARY KEY (resource_id, namespace, name, rv)
-) WITHOUT ROWID;
+    body BLOB NOT NULL
+);
+CREATE UNIQUE INDEX versions_by_key ON versions (resource_id, namespace, name, rv, rv_to, kind);
 CREATE INDEX versions_by_rv ON versions (resource_id, rv, seq);
 CREATE INDEX versions_prunable ON versions (resource_id, prune_rv) WHERE prune_rv IS NOT NULL;
 CREATE TABLE labels (
-    resource_id INTEGER NOT NULL,
+    version_id INTEGER NOT NULL,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
-    namespace TEXT NOT NULL,
-    name TEXT NOT NULL,
-    rv INTEGER NOT NULL,
-    PRIMARY KEY (resource_id, key, value, namespace, name, rv)
+    resource_id INTEGER NOT NULL,
+    PRIMARY KEY (version_id, key, value)
 ) WITHOUT ROWID;
-CREATE INDEX labels_by_version ON labels (resource_id, namespace, name, rv);
+CREATE INDEX labels_by_value ON labels (resource_id, key, value, version_id);
 ";
 
 /// Opens (creating if needed) the database for writing, checks what it is, and brings its

@@ -233,12 +233,12 @@ impl Ctx<'_> {
             obj.body
         ])?;
         if !deleted {
+            let version_id = tx.last_insert_rowid();
             let mut insert = tx.prepare_cached(
-                "INSERT INTO labels (resource_id, key, value, namespace, name, rv)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO labels (version_id, key, value, resource_id) VALUES (?1, ?2, ?3, ?4)",
             )?;
             for (k, v) in &obj.labels {
-                insert.execute(params![rid, k, v, obj.namespace, obj.name, rv as i64])?;
+                insert.execute(params![version_id, k, v, rid])?;
             }
         }
         self.events.push(Event {
@@ -415,8 +415,8 @@ fn prune(
     tx.prepare_cached("UPDATE resources SET compacted_rv = max(compacted_rv, ?2) WHERE id = ?1")?
         .execute(params![rid, new_compacted])?;
     tx.prepare_cached(
-        "DELETE FROM labels WHERE resource_id = ?1 AND (namespace, name, rv) IN
-           (SELECT namespace, name, rv FROM versions
+        "DELETE FROM labels WHERE version_id IN
+           (SELECT id FROM versions
             WHERE resource_id = ?1 AND prune_rv IS NOT NULL AND prune_rv <= ?2 AND kind != 2)",
     )?
     .execute(params![rid, new_compacted])?;

@@ -1,0 +1,287 @@
+//! The store at scale: a generated, realistic set of Pods (default 100,000 of ~3.5 KB), then
+//! ingest, single events, gets, selective pages and a full list, each reported as median and
+//! p99 against the goals of the storage issue. Run:
+//!
+//! ```text
+//! cargo bench -p vai-store --bench scale            # 100,000 pods
+//! VAI_BENCH_PODS=10000 cargo bench -p vai-store --bench scale
+//! ```
+
+use std::time::{Duration, Instant};
+
+use vai_store::{Batch, EventKind, LabelSelector, ListRequest, Store, StoreConfig};
+
+const PODS: &str = "/v1/pods";
+
+/// A deterministic pseudo-random sequence (no dependency, same data every run).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[(self.next() % xs.len() as u64) as usize]
+    }
+}
+
+/// One Pod as a Deployment would create it: owner reference, template labels, two containers
+/// with env, probes, resources and mounts, and a Running/Pending status.
+fn pod(i: u64, rv: u64, rng: &mut Rng) -> Vec<u8> {
+    let apps = [
+        "web", "api", "worker", "cache", "db", "auth", "search", "billing", "mail", "queue",
+    ];
+    let app = apps[(i % apps.len() as u64) as usize];
+    let ns = format!("team-{:02}", i % 50);
+    let hash = format!("{:x}", rng.next() % 0xfffff);
+    let name = format!("{app}-{hash}-{:05}", i % 100_000);
+    let node = format!("node-{:04}", rng.next() % 1000);
+    let phase = rng.pick(&["Running", "Running", "Running", "Pending", "Succeeded"]);
+    let created = format!(
+        "2026-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        1 + i % 11,
+        1 + i % 28,
+        i % 24,
+        i % 60,
+        (i * 7) % 60
+    );
+    let shard = i % 100; // label "shard" selects ~1%
+    let env: Vec<_> = (0..8)
+        .map(|k| serde_json::json!({"name": format!("SETTING_{k}"), "value": format!("value-{}-{}", k, rng.next() % 1000)}))
+        .collect();
+    let container = |cname: &str, image: &str| {
+        serde_json::json!({
+            "name": cname, "image": image, "imagePullPolicy": "IfNotPresent",
+            "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+            "env": env,
+            "resources": {"limits": {"cpu": "500m", "memory": "512Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}},
+            "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 10, "timeoutSeconds": 1, "failureThreshold": 3, "successThreshold": 1},
+            "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 5, "timeoutSeconds": 1, "failureThreshold": 3, "successThreshold": 1},
+            "volumeMounts": [{"name": "config", "mountPath": "/etc/config", "readOnly": true},
+                             {"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}],
+            "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
+        })
+    };
+    let conditions: Vec<_> = ["Initialized", "Ready", "ContainersReady", "PodScheduled"]
+        .iter()
+        .map(|t| serde_json::json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": created}))
+        .collect();
+    let statuses: Vec<_> = [app, "sidecar"]
+        .iter()
+        .map(|c| serde_json::json!({"name": c, "ready": true, "restartCount": rng.next() % 3, "started": true,
+            "image": format!("registry.example.com/{c}:v1"), "imageID": format!("registry.example.com/{c}@sha256:{:064x}", rng.next()),
+            "containerID": format!("containerd://{:064x}", rng.next()), "state": {"running": {"startedAt": created}}}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": name, "namespace": ns, "uid": format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", rng.next() as u32, i % 0xffff, i % 0xfff, rng.next() % 0xfff, rng.next() % 0xffffffffffff),
+            "resourceVersion": rv.to_string(), "creationTimestamp": created, "generateName": format!("{app}-{hash}-"),
+            "labels": {"app": app, "pod-template-hash": hash, "tier": rng.pick(&["frontend", "backend", "data"]),
+                       "env": rng.pick(&["prod", "staging", "dev"]), "shard": shard.to_string()},
+            "annotations": {"kubectl.kubernetes.io/restartedAt": created, "prometheus.io/scrape": "true", "prometheus.io/port": "8080"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{app}-{hash}"), "uid": format!("{:032x}", rng.next()), "controller": true, "blockOwnerDeletion": true}],
+        },
+        "spec": {
+            "containers": [container(app, &format!("registry.example.com/{app}:v1.{}.{}", i % 20, i % 7)), container("sidecar", "registry.example.com/proxy:v2.3.1")],
+            "volumes": [{"name": "config", "configMap": {"name": format!("{app}-config"), "defaultMode": 420}},
+                        {"name": "kube-api-access", "projected": {"defaultMode": 420, "sources": [{"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}]}}],
+            "nodeName": node, "restartPolicy": "Always", "schedulerName": "default-scheduler", "serviceAccountName": "default",
+            "dnsPolicy": "ClusterFirst", "terminationGracePeriodSeconds": 30, "priority": 0, "enableServiceLinks": true, "preemptionPolicy": "PreemptLowerPriority",
+            "tolerations": [{"effect": "NoExecute", "key": "node.kubernetes.io/not-ready", "operator": "Exists", "tolerationSeconds": 300},
+                            {"effect": "NoExecute", "key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 300}],
+        },
+        "status": {
+            "phase": phase, "hostIP": format!("10.0.{}.{}", rng.next() % 255, rng.next() % 255), "podIP": format!("10.244.{}.{}", rng.next() % 255, rng.next() % 255),
+            "qosClass": "Burstable", "startTime": created,
+            "conditions": conditions,
+            "containerStatuses": statuses,
+        },
+    }))
+    .unwrap()
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn report(what: &str, samples: &mut [Duration], goal: &str) {
+    let (p50, p99) = (percentile(samples, 0.5), percentile(samples, 0.99));
+    println!("| {what} | {p50:.2?} | {p99:.2?} | {goal} |");
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` probes; nothing to list.
+    }
+    let n: u64 = std::env::var("VAI_BENCH_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.db");
+    let store = Store::open(&path, StoreConfig::default()).unwrap();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let pods: Vec<Vec<u8>> = (0..n).map(|i| pod(i, i + 1, &mut rng)).collect();
+    let raw: usize = pods.iter().map(Vec::len).sum();
+    println!(
+        "{n} pods, {:.0} bytes each on average, {:.1} MB of JSON\n",
+        raw as f64 / n as f64,
+        raw as f64 / 1e6
+    );
+    println!("| measure | median | p99 | goal |\n|---|---|---|---|");
+
+    // Ingest: the initial list as batches of 1,000 events.
+    let started = Instant::now();
+    store
+        .write_blocking(Batch::new(PODS).replace(1, vec![]))
+        .unwrap();
+    for chunk in pods.chunks(1000) {
+        let batch = chunk.iter().fold(Batch::new(PODS), |b, p| {
+            b.event(EventKind::Added, p.clone())
+        });
+        store.write_blocking(batch).unwrap();
+    }
+    let ingest = started.elapsed();
+    println!(
+        "| ingest, batches of 1,000 | {:.0} objects/s | | ≥ 50,000 objects/s |",
+        n as f64 / ingest.as_secs_f64()
+    );
+
+    // Steady single events: one modification per commit.
+    let mut samples = Vec::new();
+    for k in 0..2000u64 {
+        let i = (k * 7919) % n;
+        let body = pod(i, n + 10 + k, &mut Rng(i + 1));
+        let t = Instant::now();
+        store
+            .write_blocking(Batch::new(PODS).event(EventKind::Modified, body))
+            .unwrap();
+        samples.push(t.elapsed());
+    }
+    report(
+        "single event applied (commit included)",
+        &mut samples,
+        "p99 ≤ 2 ms",
+    );
+
+    // Gets by name.
+    let keys: Vec<(String, String)> = pods
+        .iter()
+        .step_by((n as usize / 5000).max(1))
+        .map(|b| {
+            let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+            (
+                v["metadata"]["namespace"].as_str().unwrap().into(),
+                v["metadata"]["name"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for (ns, name) in &keys {
+        let t = Instant::now();
+        assert!(store.get(PODS, ns, name, None).unwrap().is_some());
+        samples.push(t.elapsed());
+    }
+    report("get by name", &mut samples, "p50 ≤ 20 µs");
+
+    // A page of 100 by label in one namespace (sorting by creationTimestamp awaits the query API).
+    let mut samples = Vec::new();
+    for k in 0..200u64 {
+        let req = ListRequest {
+            namespace: Some(format!("team-{:02}", k % 50)),
+            labels: LabelSelector::parse("tier=backend").unwrap(),
+            limit: Some(100),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let mut count = 0;
+        store
+            .list(PODS, &req, |_, _, _| {
+                count += 1;
+                Ok(())
+            })
+            .unwrap();
+        samples.push(t.elapsed());
+        assert!(count > 0);
+    }
+    report(
+        "page of 100, label + namespace (unsorted)",
+        &mut samples,
+        "p50 ≤ 5 ms, p99 ≤ 20 ms (sorted)",
+    );
+
+    // A selective list: ~1% of all pods by label.
+    let mut samples = Vec::new();
+    for k in 0..20u64 {
+        let req = ListRequest {
+            labels: LabelSelector::parse(&format!("shard={}", k % 100)).unwrap(),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let mut count = 0;
+        store
+            .list(PODS, &req, |_, _, _| {
+                count += 1;
+                Ok(())
+            })
+            .unwrap();
+        samples.push(t.elapsed());
+        assert!(count >= (n / 100) as usize - 1);
+    }
+    report(
+        "selective list, label matching 1%",
+        &mut samples,
+        "(issue 6: 50× the apiserver)",
+    );
+
+    // Full list into a Kubernetes List body.
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let mut out = Vec::with_capacity(raw + 1024);
+        out.extend_from_slice(
+            br#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":""},"items":["#,
+        );
+        let mut first = true;
+        store
+            .list(PODS, &ListRequest::default(), |_, _, body| {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(body);
+                Ok(())
+            })
+            .unwrap();
+        out.extend_from_slice(b"]}");
+        samples.push(t.elapsed());
+        assert!(out.len() > raw / 2);
+    }
+    report("full list into a List body", &mut samples, "≤ 1 s");
+
+    store.close();
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let db = size(&path) + size(&path.with_extension("db-wal"));
+    println!(
+        "\ndatabase on disk: {:.1} MB ({:.2}× the raw JSON; goal ≤ 1×, history of the 2,000 modifications included)",
+        db as f64 / 1e6,
+        db as f64 / raw as f64
+    );
+    println!(
+        "process RSS at the end: {:.0} MB (includes the generated data set held by the benchmark)",
+        rss_mb()
+    );
+}
