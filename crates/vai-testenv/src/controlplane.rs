@@ -74,26 +74,38 @@ impl Ports {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Config(format!("{}: {e}", path.display())));
         }
-        // Hold all listeners at once so the three ports are distinct.
-        let listeners = (0..3)
-            .map(|_| TcpListener::bind("127.0.0.1:0"))
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?;
-        let port = |i: usize| {
-            listeners[i]
-                .local_addr()
-                .map(|a| a.port())
-                .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))
+        let ports = Ports {
+            etcd_client: free_port(&[])?,
+            etcd_peer: 0,
+            apiserver: 0,
         };
         let ports = Ports {
-            etcd_client: port(0)?,
-            etcd_peer: port(1)?,
-            apiserver: port(2)?,
+            etcd_peer: free_port(&[ports.etcd_client])?,
+            ..ports
+        };
+        let ports = Ports {
+            apiserver: free_port(&[ports.etcd_client, ports.etcd_peer])?,
+            ..ports
         };
         let json = serde_json::to_vec_pretty(&ports).expect("ports serialise");
         write_private(&path, &json)?;
         Ok(ports)
     }
+}
+
+/// A free loopback port below Linux's ephemeral range (32768+). Ports from the ephemeral range
+/// can be taken, between our check and the server's bind, by any outgoing connection — such as
+/// another test environment's apiserver connecting to its etcd.
+fn free_port(taken: &[u16]) -> Result<u16> {
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new();
+    for attempt in 0u32..1000 {
+        let port = 20_000 + (random.hash_one(attempt) % 12_000) as u16;
+        if !taken.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(Error::Config("no free loopback port in 20000-31999".into()))
 }
 
 /// A control plane rooted in a directory. See the module docs.
@@ -176,7 +188,9 @@ impl ControlPlane {
     /// The pid of a component if it is running (a stopped — SIGSTOPped — process counts as
     /// running; a zombie or a reused pid does not).
     pub fn pid(&self, component: Component) -> Option<Pid> {
-        self.reap(component);
+        if let Some(pid) = self.own_child(component) {
+            return pid;
+        }
         let text = fs::read_to_string(self.pid_path(component)).ok()?;
         let pid: i32 = text.trim().parse().ok()?;
         let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -190,13 +204,19 @@ impl ControlPlane {
         (argv0 == self.binary(component).as_os_str().as_encoded_bytes()).then(|| Pid::from_raw(pid))
     }
 
-    /// Waits for a child of ours that has exited, so that it stops looking alive.
-    fn reap(&self, component: Component) {
+    /// For a process this value started: `Some(Some(pid))` while it runs, `Some(None)` once
+    /// it has exited (and is reaped). `None` if it is not our child. A child is only gone
+    /// when `wait` says so: `/proc` shows a multi-threaded process whose main thread exited as
+    /// a zombie while its other threads are still writing their last log lines.
+    fn own_child(&self, component: Component) -> Option<Option<Pid>> {
         let mut children = self.children.lock().expect("children lock");
-        if let Some(child) = children.get_mut(&component)
-            && matches!(child.try_wait(), Ok(Some(_)))
-        {
-            children.remove(&component);
+        let child = children.get_mut(&component)?;
+        match child.try_wait() {
+            Ok(None) => Some(Some(Pid::from_raw(child.id() as i32))),
+            _ => {
+                children.remove(&component);
+                Some(None)
+            }
         }
     }
 

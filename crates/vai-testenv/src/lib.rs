@@ -156,8 +156,11 @@ impl TestEnv {
             plane,
             watchdog: Mutex::new(Some(watchdog)),
         };
-        // On failure `env` drops here, which stops whatever did start.
-        env.plane.up().await?;
+        if let Err(e) = env.plane.up().await {
+            // Keep the logs that explain the failure; dropping `env` stops what did start.
+            let _ = std::fs::write(env.plane.dir().join("keep"), b"");
+            return Err(e);
+        }
         Ok(env)
     }
 
