@@ -31,10 +31,9 @@ fn expected_at(rv: u64) -> BTreeMap<String, u64> {
 
 /// Writer mode: continue the sequence from what is stored, printing each committed rv.
 #[test]
+#[ignore = "the child process of killed_writers_leave_a_consistent_file"]
 fn crash_writer_child() {
-    let Some(path) = std::env::var_os(CHILD_ENV) else {
-        return; // Only runs as the parent's child.
-    };
+    let path = std::env::var_os(CHILD_ENV).expect("run by killed_writers_leave_a_consistent_file");
     let store = Store::open(path.as_ref(), StoreConfig::default()).unwrap();
     let mut rv = store
         .resource_state(PODS)
@@ -60,6 +59,7 @@ fn killed_writers_leave_a_consistent_file() {
             .args([
                 "--exact",
                 "crash_writer_child",
+                "--ignored",
                 "--nocapture",
                 "--test-threads=1",
             ])
