@@ -102,13 +102,52 @@ fn check_window(row: &ResourceRow, rv: u64) -> Result<()> {
     Ok(())
 }
 
-/// The SQL that selects the versions of one resource visible at a resource version.
-///
-/// The index is named: the planner would otherwise sometimes prefer `versions_by_rv` and sort
-/// every row (bodies included) to restore key order.
-const VISIBLE: &str =
-    "FROM versions v INDEXED BY versions_by_key WHERE v.resource_id = ?1 AND v.rv <= ?2
+/// The conditions that select the versions of one resource visible at a resource version.
+const VISIBLE_AT: &str = "v.resource_id = ?1 AND v.rv <= ?2
      AND (v.rv_to IS NULL OR v.rv_to > ?2) AND v.kind != 2";
+
+/// The rows a list scans, in key order. The index is named: the planner would otherwise
+/// sometimes prefer `versions_by_rv` and sort every row (bodies included) to restore key order.
+const BY_KEY: &str = "versions v INDEXED BY versions_by_key";
+
+/// When a label requirement that must hold (`k=v`, `k in (…)`) matches few versions, the list
+/// is driven from the label index instead of scanning keys: read those versions, then sort
+/// them. Few: at most this many times the page size (or any number for an unlimited list,
+/// which reads every row otherwise), up to `DRIVE_BY_LABEL_MAX` rows.
+const DRIVE_BY_LABEL_PER_PAGE_ITEM: u64 = 10;
+const DRIVE_BY_LABEL_MAX: u64 = 200_000;
+
+/// The most selective positive label requirement, and how many label rows (versions, all
+/// history included) it matches.
+/// Counting stops at `cap`: past it the exact number does not matter, and counting a label
+/// that a third of all objects carry would cost more than the page.
+fn most_selective_label<'a>(
+    tx: &Transaction,
+    resource_id: i64,
+    labels: &'a LabelSelector,
+    cap: u64,
+) -> Result<Option<(&'a String, &'a Vec<String>, u64)>> {
+    let mut best: Option<(&String, &Vec<String>, u64)> = None;
+    let mut count = tx.prepare_cached(
+        "SELECT count(*) FROM (SELECT 1 FROM labels
+         WHERE resource_id = ?1 AND key = ?2 AND value = ?3 LIMIT ?4)",
+    )?;
+    for req in &labels.0 {
+        if let LabelRequirement::In(key, values) = req {
+            let mut matched = 0u64;
+            for value in values {
+                matched += count
+                    .query_row(params![resource_id, key, value, cap as i64 + 1], |r| {
+                        r.get::<_, i64>(0)
+                    })? as u64;
+            }
+            if best.is_none_or(|(_, _, m)| matched < m) {
+                best = Some((key, values, matched));
+            }
+        }
+    }
+    Ok(best)
+}
 
 /// Gets one object at `rv` (`None`: latest).
 pub(crate) fn get(
@@ -123,7 +162,7 @@ pub(crate) fn get(
     check_window(&row, at)?;
     Ok(tx
         .prepare_cached(&format!(
-            "SELECT v.body {VISIBLE} AND v.namespace = ?3 AND v.name = ?4"
+            "SELECT v.body FROM {BY_KEY} WHERE {VISIBLE_AT} AND v.namespace = ?3 AND v.name = ?4"
         ))?
         .query_row(params![row.id, at as i64, namespace, name], |r| r.get(0))
         .optional()?)
@@ -158,11 +197,31 @@ pub(crate) fn list_each(
     };
     check_window(&row, at)?;
 
-    let mut sql = format!("SELECT v.namespace, v.name, v.body {VISIBLE}");
     let mut args: Vec<Value> = vec![Value::Integer(row.id), Value::Integer(at as i64)];
     let mut bind = |args: &mut Vec<Value>, v: Value| {
         args.push(v);
         format!("?{}", args.len())
+    };
+    let cap = request.limit.map_or(DRIVE_BY_LABEL_MAX, |limit| {
+        (limit as u64 * DRIVE_BY_LABEL_PER_PAGE_ITEM).min(DRIVE_BY_LABEL_MAX)
+    });
+    let drive = most_selective_label(tx, row.id, &request.labels, cap)?
+        .filter(|(_, _, matched)| *matched <= cap);
+    let mut sql = match drive {
+        // CROSS JOIN keeps the label index as the outer loop.
+        Some((key, values, _)) => {
+            let key = bind(&mut args, Value::Text(key.clone()));
+            let values: Vec<String> = values
+                .iter()
+                .map(|v| bind(&mut args, Value::Text(v.clone())))
+                .collect();
+            format!(
+                "SELECT v.namespace, v.name, v.body FROM labels d CROSS JOIN versions v ON v.id = d.version_id
+                 WHERE d.resource_id = ?1 AND d.key = {key} AND d.value IN ({}) AND {VISIBLE_AT}",
+                values.join(", ")
+            )
+        }
+        None => format!("SELECT v.namespace, v.name, v.body FROM {BY_KEY} WHERE {VISIBLE_AT}"),
     };
     if let Some(ns) = &request.namespace {
         let p = bind(&mut args, Value::Text(ns.clone()));

@@ -169,6 +169,32 @@ fn check(store: &Store, model: &Model) {
             })
             .collect();
         assert_eq!(collect(store, &req).0, expected, "selector {selector}");
+
+        // Paged by one: small pages take the key-order plan once a label matches more than
+        // ten versions, unlimited lists the label-driven plan; both must agree.
+        let mut paged = BTreeMap::new();
+        let mut req = ListRequest {
+            limit: Some(1),
+            namespace: None,
+            ..req
+        };
+        loop {
+            let (page, meta) = collect(store, &req);
+            paged.extend(page);
+            match meta.continue_token {
+                Some(t) => req.continue_token = Some(t),
+                None => break,
+            }
+        }
+        let all_namespaces: BTreeMap<_, _> = model
+            .live()
+            .into_iter()
+            .filter(|(_, b)| {
+                let labels = labels_of(b);
+                sel.matches(|k| labels.get(k).map(String::as_str))
+            })
+            .collect();
+        assert_eq!(paged, all_namespaces, "paged selector {selector}");
     }
 
     for i in 0..21 {
