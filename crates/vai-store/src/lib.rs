@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+mod checkpoint;
 pub mod object;
 pub mod query;
 pub mod schema;
@@ -311,7 +312,7 @@ pub struct StoreConfig {
     pub history_max_age: Duration,
     /// Read connections kept open.
     pub read_connections: usize,
-    /// WAL size past which the writer forces a truncating checkpoint.
+    /// WAL size past which a truncating checkpoint waits for old readers (see `checkpoint`).
     pub wal_limit_bytes: u64,
     /// Capacity of the live event channel (a subscriber further behind gets `WatchLagged`).
     pub event_buffer: usize,
@@ -344,6 +345,7 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     events: broadcast::Sender<Arc<[Event]>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
 }
 
 impl Store {
@@ -357,6 +359,13 @@ impl Store {
             .name("vai-store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| Error::Io("spawning the writer thread".into(), e))?;
+        let checkpoint_conn = schema::open_checkpointer(path)?;
+        let (stop, stopped) = mpsc::channel();
+        let (db_path, wal_limit) = (path.to_path_buf(), config.wal_limit_bytes);
+        let checkpointer = std::thread::Builder::new()
+            .name("vai-store-checkpoint".into())
+            .spawn(move || checkpoint::run(checkpoint_conn, db_path, wal_limit, stopped))
+            .map_err(|e| Error::Io("spawning the checkpoint thread".into(), e))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
@@ -365,6 +374,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 events,
                 writer: Mutex::new(Some(handle)),
+                checkpointer: Mutex::new(Some((stop, checkpointer))),
             }),
         })
     }
@@ -545,6 +555,17 @@ impl Store {
         if let Some(handle) = self.inner.writer.lock().expect("writer lock").take() {
             let _ = handle.join();
         }
+        // After the writer: its last commits are checkpointed too.
+        if let Some((stop, handle)) = self
+            .inner
+            .checkpointer
+            .lock()
+            .expect("checkpointer lock")
+            .take()
+        {
+            drop(stop);
+            let _ = handle.join();
+        }
     }
 }
 
@@ -552,6 +573,15 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.requests.get_mut().expect("requests lock").take();
         if let Some(handle) = self.writer.get_mut().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+        if let Some((stop, handle)) = self
+            .checkpointer
+            .get_mut()
+            .expect("checkpointer lock")
+            .take()
+        {
+            drop(stop);
             let _ = handle.join();
         }
     }

@@ -99,6 +99,18 @@ pub fn open_writer(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Opens the checkpointer's connection (see [`crate::checkpoint`]).
+pub fn open_checkpointer(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| classify(path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(2))
+        .map_err(|e| classify(path, e))?;
+    Ok(conn)
+}
+
 /// Opens a read-only connection to a database `open_writer` has prepared.
 pub fn open_reader(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(
@@ -122,7 +134,8 @@ fn identify(conn: &Connection) -> rusqlite::Result<(i32, i32, i64)> {
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // The writer may wait for a truncating checkpoint (see `checkpoint`).
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
     // WAL: readers never block the writer nor each other. synchronous=NORMAL: a commit is
     // durable once the WAL is synced at checkpoint; a power cut may lose the last commits but
     // never corrupts, and sync resumes from the stored resource version either way.
@@ -130,7 +143,8 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA journal_size_limit = 67108864;
-         PRAGMA cache_size = -65536;",
+         PRAGMA cache_size = -65536;
+         PRAGMA wal_autocheckpoint = 0;",
     )
 }
 

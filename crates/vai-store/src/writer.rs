@@ -79,8 +79,6 @@ impl Writer {
             }
             self.commit_group(group);
         }
-        // A final checkpoint leaves a small WAL behind for the next open.
-        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
     }
 
     fn commit_group(&mut self, group: Vec<WriteRequest>) {
@@ -88,7 +86,11 @@ impl Writer {
         let mut outcomes: Vec<(oneshot::Sender<_>, Result<Vec<Event>>)> = Vec::new();
         let mut touched = Vec::new();
         let result = (|| -> Result<()> {
-            let tx = self.conn.transaction()?;
+            // IMMEDIATE: take the write lock up front, so waiting for a checkpoint goes through
+            // the busy handler instead of failing on a stale read snapshot.
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for request in group {
                 tx.execute_batch("SAVEPOINT batch")?;
                 let applied =
@@ -120,7 +122,6 @@ impl Writer {
                     }
                     let _ = reply.send(outcome);
                 }
-                self.checkpoint_if_large();
             }
             Err(e) => {
                 tracing::error!(error = %e, "store commit failed; the batches are not applied");
@@ -132,23 +133,6 @@ impl Writer {
                     let _ = reply.send(Err(Error::CommitFailed(message.clone())));
                 }
             }
-        }
-    }
-
-    /// Keeps the WAL bounded: SQLite's automatic checkpoints cannot shrink a WAL that readers
-    /// keep using, so past the limit the writer asks for a truncating checkpoint, which waits
-    /// (bounded by the busy timeout) for current readers instead of being starved by them.
-    fn checkpoint_if_large(&mut self) {
-        let wal = format!("{}-wal", self.conn.path().unwrap_or_default());
-        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-        if size > self.config.wal_limit_bytes {
-            let started = std::time::Instant::now();
-            let outcome: rusqlite::Result<(i64, i64, i64)> =
-                self.conn
-                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    });
-            tracing::debug!(wal_bytes = size, ?outcome, elapsed = ?started.elapsed(), "checkpoint");
         }
     }
 }
