@@ -36,6 +36,7 @@
 
 mod checkpoint;
 pub mod object;
+pub mod page;
 pub mod query;
 pub mod schema;
 pub mod selector;
@@ -52,6 +53,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{broadcast, oneshot};
 
 pub use object::StoredObject;
+pub use page::{Column, Condition, Filter, Operator, PageMeta, PageRequest, SortKey};
 pub use query::{ListMeta, ListRequest};
 pub use selector::{FieldSelector, LabelSelector};
 pub use watch::Watch;
@@ -481,6 +483,17 @@ impl Store {
         mut each: impl FnMut(&str, &str, &[u8]) -> Result<()>,
     ) -> Result<ListMeta> {
         self.read(|tx| query::list_each(tx, resource, request, &mut each))
+    }
+
+    /// A page for a UI: filters, sort and an offset page, with the total count, in one
+    /// snapshot (see [`page`]).
+    pub fn page(
+        &self,
+        resource: &str,
+        request: &PageRequest,
+        mut each: impl FnMut(&str, &str, &[u8]) -> Result<()>,
+    ) -> Result<PageMeta> {
+        self.read(|tx| page::page_each(tx, resource, request, &mut each))
     }
 
     /// Every stored event of `resource` after `resource_version`, in commit order.

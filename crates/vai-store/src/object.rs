@@ -20,6 +20,8 @@ pub struct StoredObject {
     pub resource_version: u64,
     /// `metadata.labels`.
     pub labels: BTreeMap<String, String>,
+    /// `metadata.creationTimestamp` (RFC 3339, UTC, as upstream writes it; sorts as text).
+    pub created: Option<String>,
     /// The JSON to store and serve.
     pub body: Vec<u8>,
 }
@@ -37,6 +39,8 @@ struct Metadata {
     #[serde(default)]
     namespace: Option<String>,
     resource_version: Option<String>,
+    #[serde(default)]
+    creation_timestamp: Option<String>,
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
@@ -68,6 +72,7 @@ impl StoredObject {
             name,
             resource_version,
             labels: meta.labels.unwrap_or_default(),
+            created: meta.creation_timestamp,
             body,
         })
     }

@@ -178,68 +178,12 @@ pub(crate) fn list_each(
     request: &ListRequest,
     each: &mut ItemSink,
 ) -> Result<ListMeta> {
-    let row = resource_row(tx, resource)?;
-    let (at, after) = match &request.continue_token {
-        Some(token) => {
-            let token = ContinueToken::decode(token)?;
-            if token.r != resource {
-                return Err(Error::InvalidContinue(format!(
-                    "the token belongs to {}, not {resource}",
-                    token.r
-                )));
-            }
-            if token.rv < row.compacted_rv {
-                return Err(Error::Expired);
-            }
-            (token.rv, Some((token.ns, token.n)))
-        }
-        None => (request.resource_version.unwrap_or(row.last_rv), None),
-    };
-    check_window(&row, at)?;
-
-    let mut args: Vec<Value> = vec![Value::Integer(row.id), Value::Integer(at as i64)];
-    let mut bind = |args: &mut Vec<Value>, v: Value| {
-        args.push(v);
-        format!("?{}", args.len())
-    };
-    let cap = request.limit.map_or(DRIVE_BY_LABEL_MAX, |limit| {
-        (limit as u64 * DRIVE_BY_LABEL_PER_PAGE_ITEM).min(DRIVE_BY_LABEL_MAX)
-    });
-    let drive = most_selective_label(tx, row.id, &request.labels, cap)?
-        .filter(|(_, _, matched)| *matched <= cap);
-    let mut sql = match drive {
-        // CROSS JOIN keeps the label index as the outer loop.
-        Some((key, values, _)) => {
-            let key = bind(&mut args, Value::Text(key.clone()));
-            let values: Vec<String> = values
-                .iter()
-                .map(|v| bind(&mut args, Value::Text(v.clone())))
-                .collect();
-            format!(
-                "SELECT v.namespace, v.name, v.body FROM labels d CROSS JOIN versions v ON v.id = d.version_id
-                 WHERE d.resource_id = ?1 AND d.key = {key} AND d.value IN ({}) AND {VISIBLE_AT}",
-                values.join(", ")
-            )
-        }
-        None => format!("SELECT v.namespace, v.name, v.body FROM {BY_KEY} WHERE {VISIBLE_AT}"),
-    };
-    if let Some(ns) = &request.namespace {
-        let p = bind(&mut args, Value::Text(ns.clone()));
-        sql += &format!(" AND v.namespace = {p}");
-    }
-    if let Some((ns, name)) = after {
-        let (p1, p2) = (
-            bind(&mut args, Value::Text(ns)),
-            bind(&mut args, Value::Text(name)),
-        );
-        sql += &format!(" AND (v.namespace, v.name) > ({p1}, {p2})");
-    }
-    push_fields(&mut sql, &mut args, &request.fields, &mut bind);
-    push_labels(&mut sql, &mut args, &request.labels, &mut bind);
+    let (at, mut sql, mut args) =
+        selection_sql(tx, resource, request, "v.namespace, v.name, v.body")?;
     sql += " ORDER BY v.namespace, v.name";
     if let Some(limit) = request.limit {
-        let p = bind(&mut args, Value::Integer(limit as i64 + 1));
-        sql += &format!(" LIMIT {p}");
+        args.push(Value::Integer(limit as i64 + 1));
+        sql += &format!(" LIMIT ?{}", args.len());
     }
 
     let mut stmt = tx.prepare_cached(&sql)?;
@@ -277,6 +221,75 @@ pub(crate) fn list_each(
         continue_token,
         count,
     })
+}
+
+/// The `SELECT {columns} …` (columns of version `v`) of a list's selection — visibility at its
+/// snapshot, namespace, selectors, the continue position — without order or limit, with its
+/// parameters and the snapshot's resource version. Shared by lists and pages.
+pub(crate) fn selection_sql(
+    tx: &Transaction,
+    resource: &str,
+    request: &ListRequest,
+    columns: &str,
+) -> Result<(u64, String, Vec<Value>)> {
+    let row = resource_row(tx, resource)?;
+    let (at, after) = match &request.continue_token {
+        Some(token) => {
+            let token = ContinueToken::decode(token)?;
+            if token.r != resource {
+                return Err(Error::InvalidContinue(format!(
+                    "the token belongs to {}, not {resource}",
+                    token.r
+                )));
+            }
+            if token.rv < row.compacted_rv {
+                return Err(Error::Expired);
+            }
+            (token.rv, Some((token.ns, token.n)))
+        }
+        None => (request.resource_version.unwrap_or(row.last_rv), None),
+    };
+    check_window(&row, at)?;
+    let mut args: Vec<Value> = vec![Value::Integer(row.id), Value::Integer(at as i64)];
+    let mut bind = |args: &mut Vec<Value>, v: Value| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    let cap = request.limit.map_or(DRIVE_BY_LABEL_MAX, |limit| {
+        (limit as u64 * DRIVE_BY_LABEL_PER_PAGE_ITEM).min(DRIVE_BY_LABEL_MAX)
+    });
+    let drive = most_selective_label(tx, row.id, &request.labels, cap)?
+        .filter(|(_, _, matched)| *matched <= cap);
+    let mut sql = match drive {
+        // CROSS JOIN keeps the label index as the outer loop.
+        Some((key, values, _)) => {
+            let key = bind(&mut args, Value::Text(key.clone()));
+            let values: Vec<String> = values
+                .iter()
+                .map(|v| bind(&mut args, Value::Text(v.clone())))
+                .collect();
+            format!(
+                "SELECT {columns} FROM labels d CROSS JOIN versions v ON v.id = d.version_id
+                 WHERE d.resource_id = ?1 AND d.key = {key} AND d.value IN ({}) AND {VISIBLE_AT}",
+                values.join(", ")
+            )
+        }
+        None => format!("SELECT {columns} FROM {BY_KEY} WHERE {VISIBLE_AT}"),
+    };
+    if let Some(ns) = &request.namespace {
+        let p = bind(&mut args, Value::Text(ns.clone()));
+        sql += &format!(" AND v.namespace = {p}");
+    }
+    if let Some((ns, name)) = after {
+        let (p1, p2) = (
+            bind(&mut args, Value::Text(ns)),
+            bind(&mut args, Value::Text(name)),
+        );
+        sql += &format!(" AND (v.namespace, v.name) > ({p1}, {p2})");
+    }
+    push_fields(&mut sql, &mut args, &request.fields, &mut bind);
+    push_labels(&mut sql, &mut args, &request.labels, &mut bind);
+    Ok((at, sql, args))
 }
 
 type Bind<'a> = dyn FnMut(&mut Vec<Value>, Value) -> String + 'a;

@@ -48,6 +48,7 @@ CREATE TABLE versions (
     seq INTEGER NOT NULL,
     prune_rv INTEGER,
     prune_ms INTEGER,
+    created TEXT,
     body BLOB NOT NULL
 );
 CREATE UNIQUE INDEX versions_by_key ON versions (resource_id, namespace, name, rv, rv_to, kind);

@@ -202,8 +202,8 @@ impl Ctx<'_> {
         *self.next_seq += 1;
         let deleted = kind == EventKind::Deleted;
         tx.prepare_cached(
-            "INSERT INTO versions (resource_id, namespace, name, rv, rv_to, kind, seq, prune_rv, prune_ms, body)
-             VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO versions (resource_id, namespace, name, rv, rv_to, kind, seq, prune_rv, prune_ms, created, body)
+             VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?
         .execute(params![
             rid,
@@ -214,6 +214,7 @@ impl Ctx<'_> {
             seq as i64,
             deleted.then_some(rv as i64),
             deleted.then_some(self.now),
+            obj.created,
             obj.body
         ])?;
         if !deleted {
@@ -360,6 +361,7 @@ fn replace(ctx: &mut Ctx, rv: u64, objects: &[StoredObject]) -> Result<()> {
             name,
             resource_version: rv,
             labels: Default::default(),
+            created: None,
             body,
         };
         ctx.put(EventKind::Deleted, rv, &obj, true)?;

@@ -377,3 +377,144 @@ fn sync_state_and_data_survive_reopening() {
     assert!(events[0].seq > 1);
     store.check_integrity().unwrap();
 }
+
+fn aged_pod(ns: &str, name: &str, rv: u64, app: &str, created: &str, rank: Option<u32>) -> Vec<u8> {
+    let mut labels = serde_json::json!({"app": app});
+    if let Some(rank) = rank {
+        labels["rank"] = rank.to_string().into();
+    }
+    serde_json::to_vec(&serde_json::json!({
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "resourceVersion": rv.to_string(),
+                     "creationTimestamp": created, "labels": labels},
+    }))
+    .unwrap()
+}
+
+#[test]
+fn pages_filter_sort_and_count_in_one_snapshot() {
+    use vai_store::{Column, Condition, Filter, Operator, PageRequest, SortKey};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .write_blocking(Batch::new(PODS).replace(
+            50,
+            vec![
+                aged_pod("a", "web-1", 1, "web", "2026-01-03T00:00:00Z", Some(10)),
+                aged_pod("a", "web-2", 2, "web", "2026-01-01T00:00:00Z", Some(9)),
+                aged_pod("b", "Web-3", 3, "web", "2026-01-02T00:00:00Z", None),
+                aged_pod("b", "db-1", 4, "db", "2026-01-04T00:00:00Z", Some(100)),
+                aged_pod("c", "cache-1", 5, "cache", "2026-01-05T00:00:00Z", Some(2)),
+            ],
+        ))
+        .unwrap();
+    let run = |req: &PageRequest| {
+        let mut out = Vec::new();
+        let meta = store
+            .page(PODS, req, |_, name, _| {
+                out.push(name.to_string());
+                Ok(())
+            })
+            .unwrap();
+        (out, meta.total)
+    };
+    let cond = |column: Column, operator: Operator, values: &[&str]| Condition {
+        column,
+        operator,
+        values: values.iter().map(|v| v.to_string()).collect(),
+    };
+    let newest_first = vec![SortKey {
+        column: Column::CreationTimestamp,
+        descending: true,
+        case_insensitive: false,
+    }];
+
+    // Filter by label, newest first, page 1 of size 2, with the total.
+    let mut req = PageRequest {
+        filters: vec![Filter(vec![cond(
+            Column::Label("app".into()),
+            Operator::Eq,
+            &["web"],
+        )])],
+        sort: newest_first.clone(),
+        page_size: Some(2),
+        ..Default::default()
+    };
+    assert_eq!(run(&req), (vec!["web-1".into(), "Web-3".into()], 3));
+    req.offset = 2;
+    assert_eq!(run(&req), (vec!["web-2".into()], 3));
+
+    // OR within a filter, AND across filters; substring; time comparison.
+    let req = PageRequest {
+        filters: vec![
+            Filter(vec![
+                cond(Column::Name, Operator::Contains, &["eb"]),
+                cond(Column::Namespace, Operator::Eq, &["c"]),
+            ]),
+            Filter(vec![cond(
+                Column::CreationTimestamp,
+                Operator::Gt,
+                &["2026-01-01T12:00:00Z"],
+            )]),
+        ],
+        sort: newest_first.clone(),
+        ..Default::default()
+    };
+    assert_eq!(run(&req).0, ["cache-1", "web-1", "Web-3"]);
+
+    // Numeric comparison on a label: 9 < 10 < 100, not text order; absent labels never match.
+    let req = PageRequest {
+        filters: vec![Filter(vec![cond(
+            Column::Label("rank".into()),
+            Operator::Gt,
+            &["5"],
+        )])],
+        sort: vec![SortKey {
+            column: Column::Name,
+            descending: false,
+            case_insensitive: false,
+        }],
+        ..Default::default()
+    };
+    assert_eq!(run(&req).0, ["db-1", "web-1", "web-2"]);
+
+    // Case-insensitive sort, and a not-in that keeps objects without the label.
+    let req = PageRequest {
+        filters: vec![Filter(vec![cond(
+            Column::Label("rank".into()),
+            Operator::NotIn,
+            &["10", "100"],
+        )])],
+        sort: vec![SortKey {
+            column: Column::Name,
+            descending: false,
+            case_insensitive: true,
+        }],
+        ..Default::default()
+    };
+    assert_eq!(run(&req).0, ["cache-1", "web-2", "Web-3"]);
+
+    // Pages of an older snapshot.
+    store
+        .write_blocking(Batch::new(PODS).event(
+            EventKind::Deleted,
+            aged_pod("a", "web-1", 60, "web", "", None),
+        ))
+        .unwrap();
+    let mut req = PageRequest {
+        sort: newest_first,
+        ..Default::default()
+    };
+    assert_eq!(run(&req).1, 4);
+    req.list.resource_version = Some(50);
+    assert_eq!(run(&req).1, 5);
+
+    assert!(matches!(
+        Column::parse("spec.nodeName"),
+        Err(Error::UnsupportedField(_))
+    ));
+    assert_eq!(
+        Column::parse("metadata.labels[app]").unwrap(),
+        Column::Label("app".into())
+    );
+}

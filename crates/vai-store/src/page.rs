@@ -1,0 +1,292 @@
+//! The query API's primitives, for UIs: filters (equality, inequality, substring, sets,
+//! comparisons, label existence), multi-key sort, offset pages with the total count, at the
+//! latest state or as of a resource version — all evaluated in SQL, in one snapshot.
+//!
+//! Columns are a closed set ([`Column`]): the always-indexed metadata fields and labels.
+//! Per-resource indexed fields (e.g. pods' `spec.nodeName`) are not stored yet.
+
+use rusqlite::Transaction;
+use rusqlite::params_from_iter;
+use rusqlite::types::Value;
+
+use crate::query::ListRequest;
+use crate::{Error, Result};
+
+/// What a filter or a sort key can name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Column {
+    /// `metadata.name`
+    Name,
+    /// `metadata.namespace`
+    Namespace,
+    /// `metadata.creationTimestamp`
+    CreationTimestamp,
+    /// `metadata.labels[key]`
+    Label(String),
+}
+
+impl Column {
+    /// Parses a field path: `metadata.name`, `metadata.namespace`,
+    /// `metadata.creationTimestamp`, `metadata.labels[key]` (or `metadata.labels.key`).
+    pub fn parse(path: &str) -> Result<Column> {
+        match path {
+            "metadata.name" => Ok(Column::Name),
+            "metadata.namespace" => Ok(Column::Namespace),
+            "metadata.creationTimestamp" => Ok(Column::CreationTimestamp),
+            _ => path
+                .strip_prefix("metadata.labels[")
+                .and_then(|k| k.strip_suffix(']'))
+                .or_else(|| path.strip_prefix("metadata.labels."))
+                .filter(|k| !k.is_empty())
+                .map(|k| Column::Label(k.to_string()))
+                .ok_or_else(|| {
+                    Error::UnsupportedField(format!(
+                        "field {path:?} is not indexed; indexed fields: metadata.name, metadata.namespace, metadata.creationTimestamp, metadata.labels[<key>]"
+                    ))
+                }),
+        }
+    }
+
+    /// The SQL expression for this column of version `v`; binds a label key if needed.
+    fn sql(&self, bind: &mut dyn FnMut(Value) -> String) -> String {
+        match self {
+            Column::Name => "v.name".into(),
+            Column::Namespace => "v.namespace".into(),
+            Column::CreationTimestamp => "v.created".into(),
+            Column::Label(key) => {
+                let p = bind(Value::Text(key.clone()));
+                format!("(SELECT l.value FROM labels l WHERE l.version_id = v.id AND l.key = {p})")
+            }
+        }
+    }
+}
+
+/// A comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operator {
+    /// Equal to the value.
+    Eq,
+    /// Not equal (also true when the column is absent).
+    NotEq,
+    /// Contains the value as a substring.
+    Contains,
+    /// Does not contain the value (also true when absent).
+    NotContains,
+    /// One of the values.
+    In,
+    /// None of the values (also true when absent).
+    NotIn,
+    /// Less than the value: numerically if both are integers, else as text (RFC 3339 times
+    /// compare correctly as text).
+    Lt,
+    /// Greater than the value, as for `Lt`.
+    Gt,
+    /// The column is present (labels).
+    Exists,
+    /// The column is absent (labels).
+    NotExists,
+}
+
+/// One condition: `column operator values`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// What is compared.
+    pub column: Column,
+    /// How.
+    pub operator: Operator,
+    /// With what (one value, several for `In`/`NotIn`, none for `Exists`/`NotExists`).
+    pub values: Vec<String>,
+}
+
+/// Conditions of which at least one must hold (a filter's commas are ORs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter(pub Vec<Condition>);
+
+/// One sort key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    /// The column.
+    pub column: Column,
+    /// Largest first.
+    pub descending: bool,
+    /// Compare ignoring ASCII case.
+    pub case_insensitive: bool,
+}
+
+/// A page request: the list's selection plus filters, sort and an offset page.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    /// Namespace, selectors and resource version (its `limit` and `continue_token` are unused).
+    pub list: ListRequest,
+    /// All must hold.
+    pub filters: Vec<Filter>,
+    /// Sort keys, most significant first; ties are broken by namespace and name (stable).
+    pub sort: Vec<SortKey>,
+    /// Items to skip.
+    pub offset: usize,
+    /// Items per page (`None`: all).
+    pub page_size: Option<usize>,
+}
+
+/// What a page returns besides its items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageMeta {
+    /// The snapshot the page comes from (pass it back as the list's `resource_version` to get
+    /// more pages of the same snapshot).
+    pub resource_version: u64,
+    /// How many items match in all (every page).
+    pub total: u64,
+    /// How many items this page holds.
+    pub count: usize,
+}
+
+fn condition_sql(c: &Condition, bind: &mut dyn FnMut(Value) -> String) -> Result<String> {
+    let col = c.column.sql(bind);
+    let one = |bind: &mut dyn FnMut(Value) -> String| -> Result<String> {
+        match c.values.as_slice() {
+            [v] => Ok(bind(Value::Text(v.clone()))),
+            _ => Err(Error::InvalidSelector(format!(
+                "{:?} on {:?} takes exactly one value",
+                c.operator, c.column
+            ))),
+        }
+    };
+    Ok(match c.operator {
+        Operator::Eq => format!("{col} = {}", one(bind)?),
+        Operator::NotEq => format!("({col} IS NULL OR {col} != {})", one(bind)?),
+        Operator::Contains => format!("instr({col}, {}) > 0", one(bind)?),
+        Operator::NotContains => format!("({col} IS NULL OR instr({col}, {}) = 0)", one(bind)?),
+        Operator::In | Operator::NotIn => {
+            if c.values.is_empty() {
+                return Err(Error::InvalidSelector("an empty set of values".into()));
+            }
+            let list: Vec<String> = c
+                .values
+                .iter()
+                .map(|v| bind(Value::Text(v.clone())))
+                .collect();
+            if c.operator == Operator::In {
+                format!("{col} IN ({})", list.join(", "))
+            } else {
+                format!("({col} IS NULL OR {col} NOT IN ({}))", list.join(", "))
+            }
+        }
+        Operator::Lt | Operator::Gt => {
+            let op = if c.operator == Operator::Lt { "<" } else { ">" };
+            let value = match c.values.as_slice() {
+                [v] => v,
+                _ => {
+                    return Err(Error::InvalidSelector(
+                        "a comparison takes one value".into(),
+                    ));
+                }
+            };
+            match value.parse::<i64>() {
+                Ok(n) => {
+                    let p = bind(Value::Integer(n));
+                    format!(
+                        "(CAST(CAST({col} AS INTEGER) AS TEXT) = {col} AND CAST({col} AS INTEGER) {op} {p})"
+                    )
+                }
+                Err(_) => format!("{col} {op} {}", bind(Value::Text(value.clone()))),
+            }
+        }
+        Operator::Exists => format!("{col} IS NOT NULL"),
+        Operator::NotExists => format!("{col} IS NULL"),
+    })
+}
+
+/// Runs a page request in one snapshot: the total count, then the page.
+pub(crate) fn page_each(
+    tx: &Transaction,
+    resource: &str,
+    request: &PageRequest,
+    each: &mut crate::query::ItemSink,
+) -> Result<PageMeta> {
+    if request.list.continue_token.is_some() {
+        return Err(Error::InvalidContinue(
+            "pages use offsets and a resource version, not continue tokens".into(),
+        ));
+    }
+    // The selection (namespace, selectors, visibility) is the list's: reuse its SQL.
+    let (resource_version, base_sql, mut args) =
+        crate::query::selection_sql(tx, resource, &request.list, "v.id")?;
+    let mut extra = String::new();
+    {
+        let mut bind = |v: Value| {
+            args.push(v);
+            format!("?{}", args.len())
+        };
+        for filter in &request.filters {
+            let ors = filter
+                .0
+                .iter()
+                .map(|c| condition_sql(c, &mut bind))
+                .collect::<Result<Vec<_>>>()?;
+            if !ors.is_empty() {
+                extra += &format!(" AND ({})", ors.join(" OR "));
+            }
+        }
+    }
+    let total: i64 = tx.query_row(
+        &format!("SELECT count(*) FROM ({base_sql}{extra})"),
+        params_from_iter(args.iter()),
+        |r| r.get(0),
+    )?;
+
+    let mut order = Vec::new();
+    {
+        let mut bind = |v: Value| {
+            args.push(v);
+            format!("?{}", args.len())
+        };
+        for key in &request.sort {
+            let mut col = key.column.sql(&mut bind);
+            if key.case_insensitive {
+                col = format!("{col} COLLATE NOCASE");
+            }
+            // Absent values sort last either way.
+            order.push(format!("({}) IS NULL", key.column.sql(&mut bind)));
+            order.push(format!(
+                "{col} {}",
+                if key.descending { "DESC" } else { "ASC" }
+            ));
+        }
+    }
+    order.push("v.namespace".into());
+    order.push("v.name".into());
+    let limit = request.page_size.map_or(-1, |n| n as i64);
+    args.push(Value::Integer(limit));
+    args.push(Value::Integer(request.offset as i64));
+    let n = args.len();
+    let sql = format!(
+        "{base_sql}{extra} ORDER BY {} LIMIT ?{} OFFSET ?{n}",
+        order.join(", "),
+        n - 1
+    );
+    // Order and cut on ids only (the sorter would otherwise carry every body), then read the
+    // page's bodies by id, in the same snapshot.
+    let ids = tx
+        .prepare(&sql)?
+        .query_map(params_from_iter(args.iter()), |r| r.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut by_id =
+        tx.prepare_cached("SELECT namespace, name, body FROM versions WHERE id = ?1")?;
+    for id in &ids {
+        let mut rows = by_id.query([id])?;
+        let r = rows
+            .next()?
+            .expect("a selected version exists in the same snapshot");
+        let text = |i: usize| -> Result<&str> {
+            Ok(r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
+        };
+        let body = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+        each(text(0)?, text(1)?, body)?;
+    }
+    let count = ids.len();
+    Ok(PageMeta {
+        resource_version,
+        total: total as u64,
+        count,
+    })
+}
