@@ -51,7 +51,7 @@ CREATE TABLE versions (
     created TEXT,
     body BLOB NOT NULL
 );
-CREATE UNIQUE INDEX versions_by_key ON versions (resource_id, namespace, name, rv, rv_to, kind);
+CREATE UNIQUE INDEX versions_by_key ON versions (resource_id, namespace, name, rv, rv_to, kind, created);
 CREATE INDEX versions_by_rv ON versions (resource_id, rv, seq);
 CREATE INDEX versions_prunable ON versions (resource_id, prune_rv) WHERE prune_rv IS NOT NULL;
 CREATE TABLE labels (
