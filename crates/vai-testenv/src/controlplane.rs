@@ -186,7 +186,7 @@ impl ControlPlane {
     }
 
     /// The pid of a component if it is running (a stopped — SIGSTOPped — process counts as
-    /// running; a zombie or a reused pid does not).
+    /// running, and so does one still exiting; a zombie or a reused pid does not).
     pub fn pid(&self, component: Component) -> Option<Pid> {
         if let Some(pid) = self.own_child(component) {
             return pid;
@@ -196,7 +196,10 @@ impl ControlPlane {
         let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // The state letter follows the parenthesised command name, which may contain spaces.
         let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
-        if matches!(state, 'Z' | 'X') {
+        // A zombie main thread with other threads still in /proc/<pid>/task is a process that
+        // is still exiting: it may still hold its listening socket, so it counts as running.
+        let threads = fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+        if matches!(state, 'Z' | 'X') && threads <= 1 {
             return None;
         }
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
