@@ -250,8 +250,33 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// The loopback ports a component listens on.
+    fn ports_of(&self, component: Component) -> Vec<u16> {
+        match component {
+            Component::Etcd => vec![self.ports.etcd_client, self.ports.etcd_peer],
+            Component::ApiServer => vec![self.ports.apiserver],
+            Component::ControllerManager => vec![],
+        }
+    }
+
     /// Starts one component in its own process group, logging to `DIR/<name>.log`.
+    ///
+    /// Waits first (up to 10 s) for its ports to be free: a killed predecessor's socket can
+    /// outlive the moment its pid stops looking alive, and a bind failure would only show up as
+    /// an exited process.
     pub fn start(&self, component: Component) -> Result<()> {
+        for port in self.ports_of(component) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpListener::bind(("127.0.0.1", port)).is_err() {
+                if Instant::now() >= deadline {
+                    return Err(Error::Config(format!(
+                        "port {port} of {} is still taken after 10 s (see `ss -ltnp sport = :{port}`)",
+                        component.name()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let log_path = self.log_path(component);
         let log = fs::OpenOptions::new()
             .create(true)
@@ -302,16 +327,25 @@ impl ControlPlane {
     }
 
     /// Sends a signal to a running component (SIGSTOP to pause, SIGCONT to resume, SIGKILL to
-    /// crash it). For SIGKILL, returns once the process is gone.
+    /// crash it) and returns once it has taken effect: every thread stopped, none stopped, or
+    /// the process gone.
     pub fn signal(&self, component: Component, signal: Signal) -> Result<()> {
         let pid = self
             .pid(component)
             .ok_or_else(|| Error::NotRunning(component.name()))?;
         kill(pid, signal).map_err(|e| Error::io(&self.pid_path(component), e.into()))?;
-        if signal == Signal::SIGKILL {
-            while self.pid(component).is_some() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        // Signals are delivered asynchronously: wait for their effect, so that a test that
+        // pauses the apiserver and sends a request right after cannot be answered by a thread
+        // that had not stopped yet.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let settled = |pid: Pid| match signal {
+            Signal::SIGKILL => self.pid(component).is_none(),
+            Signal::SIGSTOP => thread_states(pid).iter().all(|s| matches!(s, 'T' | 't')),
+            Signal::SIGCONT => !thread_states(pid).iter().any(|s| matches!(s, 'T' | 't')),
+            _ => true,
+        };
+        while !settled(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
         }
         Ok(())
     }
@@ -500,6 +534,19 @@ impl ControlPlane {
         }
         serde_json::from_slice(&bytes).map_err(|e| Error::Etcd(format!("POST {path}: {e}")))
     }
+}
+
+/// The scheduler state letter of every thread of a process (`T` = stopped).
+fn thread_states(pid: Pid) -> Vec<char> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| {
+            let stat = fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+            stat.rsplit_once(')')?.1.trim_start().chars().next()
+        })
+        .collect()
 }
 
 /// The last `lines` lines of a file (for error messages that point at a log).
