@@ -564,18 +564,19 @@ impl Store {
     /// Stops the writer after the queued batches and closes the file. Other clones of this
     /// store can still read; writes fail with [`Error::Closed`].
     pub fn close(&self) {
-        self.inner.requests.lock().expect("requests lock").take();
-        if let Some(handle) = self.inner.writer.lock().expect("writer lock").take() {
+        self.inner.shut_down();
+    }
+}
+
+impl Inner {
+    /// Stops the writer (after its queued batches), then the checkpointer (so the writer's
+    /// last commits are checkpointed too). Idempotent.
+    fn shut_down(&self) {
+        self.requests.lock().expect("requests lock").take();
+        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
             let _ = handle.join();
         }
-        // After the writer: its last commits are checkpointed too.
-        if let Some((stop, handle)) = self
-            .inner
-            .checkpointer
-            .lock()
-            .expect("checkpointer lock")
-            .take()
-        {
+        if let Some((stop, handle)) = self.checkpointer.lock().expect("checkpointer lock").take() {
             drop(stop);
             let _ = handle.join();
         }
@@ -584,18 +585,6 @@ impl Store {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.requests.get_mut().expect("requests lock").take();
-        if let Some(handle) = self.writer.get_mut().expect("writer lock").take() {
-            let _ = handle.join();
-        }
-        if let Some((stop, handle)) = self
-            .checkpointer
-            .get_mut()
-            .expect("checkpointer lock")
-            .take()
-        {
-            drop(stop);
-            let _ = handle.join();
-        }
+        self.shut_down();
     }
 }

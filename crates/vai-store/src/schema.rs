@@ -16,6 +16,7 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -100,31 +101,38 @@ pub fn open_writer(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Opens the checkpointer's connection (see [`crate::checkpoint`]).
-pub fn open_checkpointer(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| classify(path, e))?;
-    conn.busy_timeout(std::time::Duration::from_secs(2))
+/// Opens a second connection to a database `open_writer` has prepared.
+fn open_secondary(
+    path: &Path,
+    flags: OpenFlags,
+    busy: Duration,
+    pragmas: &str,
+) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|e| classify(path, e))?;
+    conn.busy_timeout(busy).map_err(|e| classify(path, e))?;
+    conn.execute_batch(pragmas).map_err(|e| classify(path, e))?;
     Ok(conn)
 }
 
-/// Opens a read-only connection to a database `open_writer` has prepared.
-pub fn open_reader(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
+/// Opens the checkpointer's connection (see [`crate::checkpoint`]).
+pub fn open_checkpointer(path: &Path) -> Result<Connection> {
+    open_secondary(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE,
+        Duration::from_secs(2),
+        "",
     )
-    .map_err(|e| classify(path, e))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(|e| classify(path, e))?;
-    // A page cache of 16 MiB per reader (SQLite's default is 2 MiB).
-    conn.execute_batch("PRAGMA cache_size = -16384;")
-        .map_err(|e| classify(path, e))?;
-    Ok(conn)
+}
+
+/// Opens a read-only connection, with a page cache of 16 MiB (SQLite's default is 2 MiB).
+pub fn open_reader(path: &Path) -> Result<Connection> {
+    open_secondary(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+        Duration::from_secs(5),
+        "PRAGMA cache_size = -16384;",
+    )
 }
 
 fn identify(conn: &Connection) -> rusqlite::Result<(i32, i32, i64)> {
