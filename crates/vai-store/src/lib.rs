@@ -139,6 +139,17 @@ pub enum Error {
     Closed,
 }
 
+impl Error {
+    /// Names what SQLite's error says of the file (corrupt, not a database, disk full) where
+    /// it can; other errors are unchanged.
+    fn about_file(self, path: &Path) -> Error {
+        match self {
+            Error::Sqlite(e) => schema::classify(path, e),
+            other => other,
+        }
+    }
+}
+
 /// This crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -355,7 +366,8 @@ impl Store {
     pub fn open(path: &Path, config: StoreConfig) -> Result<Store> {
         let conn = schema::open_writer(path)?;
         let (events, _) = broadcast::channel(config.event_buffer.max(1));
-        let writer = Writer::new(conn, config.clone(), events.clone())?;
+        let writer =
+            Writer::new(conn, config.clone(), events.clone()).map_err(|e| e.about_file(path))?;
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("vai-store-writer".into())
@@ -457,10 +469,7 @@ impl Store {
         if readers.len() < self.inner.config.read_connections {
             readers.push(conn);
         }
-        result.map_err(|e| match e {
-            Error::Sqlite(e) => schema::classify(&self.inner.path, e),
-            other => other,
-        })
+        result.map_err(|e: Error| e.about_file(&self.inner.path))
     }
 
     /// One object, latest (`resource_version: None`) or as of a resource version.

@@ -518,3 +518,37 @@ fn pages_filter_sort_and_count_in_one_snapshot() {
         Column::Label("app".into())
     );
 }
+
+#[test]
+fn a_corrupt_file_is_reported_as_corrupt_never_silently_wiped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vai.db");
+    {
+        let store = open(&dir);
+        let pods: Vec<_> = (0..200)
+            .map(|i| pod("ns", &format!("p{i}"), 5, "x"))
+            .collect();
+        store
+            .write_blocking(Batch::new(PODS).replace(5, pods))
+            .unwrap();
+        store.close();
+    }
+    // Scribble over the middle of the file, past the header, as a failing disk might.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len_before = bytes.len();
+    for b in &mut bytes[len_before / 3..len_before / 3 + 40_000] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+
+    let outcome = Store::open(&path, StoreConfig::default()).and_then(|store| {
+        store.check_integrity()?;
+        store.list(PODS, &ListRequest::default(), |_, _, _| Ok(()))
+    });
+    assert!(matches!(outcome, Err(Error::Corrupt(_))), "{outcome:?}");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len() as usize,
+        len_before,
+        "the file was changed"
+    );
+}
