@@ -392,7 +392,7 @@ fn prune(
     let by_age: Option<i64> = tx
         .prepare_cached(
             "SELECT max(prune_rv) FROM versions WHERE resource_id = ?1 AND prune_rv IS NOT NULL
-             AND prune_ms < ?2",
+             AND prune_ms <= ?2",
         )?
         .query_row(params![rid, cutoff_ms], |r| r.get(0))?;
     let Some(new_compacted) = by_count.max(by_age) else {

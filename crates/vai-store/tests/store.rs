@@ -552,3 +552,46 @@ fn a_corrupt_file_is_reported_as_corrupt_never_silently_wiped() {
         "the file was changed"
     );
 }
+
+#[test]
+fn history_older_than_the_age_limit_is_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        history_max_age: Duration::ZERO,
+        ..Default::default()
+    };
+    let store = Store::open(&dir.path().join("vai.db"), config).unwrap();
+    store
+        .write_blocking(Batch::new(PODS).replace(10, vec![pod("a", "p", 10, "x")]))
+        .unwrap();
+    store
+        .write_blocking(Batch::new(PODS).event(EventKind::Modified, pod("a", "p", 11, "y")))
+        .unwrap();
+    // With no age allowed, the superseded version is gone at once: RV 10 is out of the window.
+    let as_of_10 = ListRequest {
+        resource_version: Some(10),
+        ..Default::default()
+    };
+    let err = store.list(PODS, &as_of_10, |_, _, _| Ok(())).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Gone {
+                requested: 10,
+                oldest: 11
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(matches!(store.watch(PODS, 10), Err(Error::Gone { .. })));
+    // The current state is untouched.
+    assert_eq!(names(&store, &ListRequest::default()).0, ["a/p"]);
+    assert_eq!(
+        store
+            .resource_state(PODS)
+            .unwrap()
+            .unwrap()
+            .oldest_resource_version,
+        11
+    );
+}
