@@ -30,6 +30,11 @@ fn names(store: &Store, req: &ListRequest) -> (Vec<String>, vai_store::ListMeta)
     (out, meta)
 }
 
+/// The error a list that must fail gives.
+fn list_err(store: &Store, req: ListRequest) -> Error {
+    store.list(PODS, &req, |_, _, _| Ok(())).unwrap_err()
+}
+
 fn open(dir: &tempfile::TempDir) -> Store {
     Store::open(&dir.path().join("vai.db"), StoreConfig::default()).unwrap()
 }
@@ -208,27 +213,21 @@ fn continue_chains_stay_on_their_snapshot_and_expire_with_410() {
     };
     let err = store.list(PODS, &stale, |_, _, _| Ok(())).unwrap_err();
     assert!(matches!(err, Error::Expired), "{err:?}");
-    let err = store
-        .list(
-            PODS,
-            &ListRequest {
-                resource_version: Some(10),
-                ..Default::default()
-            },
-            |_, _, _| Ok(()),
-        )
-        .unwrap_err();
+    let err = list_err(
+        &store,
+        ListRequest {
+            resource_version: Some(10),
+            ..Default::default()
+        },
+    );
     assert!(matches!(err, Error::Gone { requested: 10, .. }), "{err:?}");
-    let err = store
-        .list(
-            PODS,
-            &ListRequest {
-                resource_version: Some(99),
-                ..Default::default()
-            },
-            |_, _, _| Ok(()),
-        )
-        .unwrap_err();
+    let err = list_err(
+        &store,
+        ListRequest {
+            resource_version: Some(99),
+            ..Default::default()
+        },
+    );
     assert!(
         matches!(
             err,
