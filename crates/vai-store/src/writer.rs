@@ -246,14 +246,17 @@ fn apply_request(
     request: &WriteRequest,
 ) -> Result<Vec<Event>> {
     let rid = resource_id(tx, ids, &request.resource)?;
-    let (mut last_rv, compacted_rv, list_rv): (i64, i64, Option<i64>) = tx.query_row(
+    let (mut last_rv, mut compacted, mut listed): (u64, u64, Option<i64>) = tx.query_row(
         "SELECT last_rv, compacted_rv, list_rv FROM resources WHERE id = ?1",
         [rid],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)? as u64,
+                r.get(2)?,
+            ))
+        },
     )?;
-    let mut last_rv_u = last_rv as u64;
-    let mut compacted = compacted_rv as u64;
-    let mut listed = list_rv;
     let mut ctx = Ctx {
         tx,
         rid,
@@ -271,7 +274,7 @@ fn apply_request(
                 // Events at or below what we hold for this key are replays: skip them, so a
                 // resumed watch never duplicates or reorders.
                 if existing.is_some_and(|(cur, _)| cur >= rv) {
-                    last_rv_u = last_rv_u.max(rv);
+                    last_rv = last_rv.max(rv);
                     continue;
                 }
                 let live = existing.is_some_and(|(_, tomb)| !tomb);
@@ -287,10 +290,10 @@ fn apply_request(
                     };
                     ctx.put(kind, rv, obj, existing.is_some())?;
                 }
-                last_rv_u = last_rv_u.max(rv);
+                last_rv = last_rv.max(rv);
             }
             ParsedOp::Bookmark(rv) => {
-                last_rv_u = last_rv_u.max(*rv);
+                last_rv = last_rv.max(*rv);
                 ctx.events.push(Event::bookmark(ctx.resource.clone(), *rv));
             }
             ParsedOp::Replace(rv, objects) => {
@@ -300,17 +303,22 @@ fn apply_request(
                     compacted = *rv;
                 }
                 listed = Some(*rv as i64);
-                last_rv_u = last_rv_u.max(*rv);
+                last_rv = last_rv.max(*rv);
             }
             ParsedOp::State { state, error } => state_update = Some((*state, error.clone())),
         }
     }
-    last_rv = last_rv_u as i64;
     tx.prepare_cached(
         "UPDATE resources SET last_rv = ?2, compacted_rv = ?3, list_rv = ?4, last_contact_ms = ?5
          WHERE id = ?1",
     )?
-    .execute(params![rid, last_rv, compacted as i64, listed, ctx.now])?;
+    .execute(params![
+        rid,
+        last_rv as i64,
+        compacted as i64,
+        listed,
+        ctx.now
+    ])?;
     if let Some((state, error)) = state_update {
         tx.prepare_cached("UPDATE resources SET state = ?2, last_error = ?3 WHERE id = ?1")?
             .execute(params![rid, state.as_str(), error])?;
