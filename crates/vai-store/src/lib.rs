@@ -57,7 +57,32 @@ pub use page::{Column, Condition, Filter, Operator, PageMeta, PageRequest, SortK
 pub use query::{ListMeta, ListRequest};
 pub use selector::{FieldSelector, LabelSelector};
 pub use watch::Watch;
-use writer::{ParsedOp, WriteRequest, Writer};
+use writer::{ParsedOp, Work, WriteRequest, Writer};
+
+/// Takes the exclusive lock that makes one process the file's only writer. The lock is held
+/// by an open file (`<db>.lock`, created 0600), so the kernel releases it when the process
+/// dies, however it dies.
+fn lock_file(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| Error::Io(PathBuf::from(&lock_path).display().to_string(), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(path.display().to_string())),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::Io(
+            PathBuf::from(&lock_path).display().to_string(),
+            e,
+        )),
+    }
+}
 
 /// What the store can answer instead of data.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +159,15 @@ pub enum Error {
     /// A watch fell too far behind the live events; re-watch from its last resource version.
     #[error("the watch fell behind; re-watch from the last resource version")]
     WatchLagged,
+    /// The file was written by an older vai and is opened read-only, so it cannot be migrated.
+    #[error("{0} has an older schema (hint: run `vai serve` once to upgrade it)")]
+    OlderSchema(String),
+    /// Another process has the database open for writing.
+    #[error("{0} is in use by another vai process (hint: stop it, or pass a different --db)")]
+    Locked(String),
+    /// The store was opened read-only.
+    #[error("the store is open read-only")]
+    ReadOnly,
     /// The store is closed.
     #[error("the store is closed")]
     Closed,
@@ -314,6 +348,17 @@ impl Batch {
     }
 }
 
+/// A stored document that is not an object: a discovery document, `/version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// Its key (vai uses the request path, plus a suffix per representation).
+    pub key: String,
+    /// The `Content-Type` to serve it with.
+    pub content_type: String,
+    /// The bytes, as upstream sent them.
+    pub body: Vec<u8>,
+}
+
 /// Tuning of a store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -353,6 +398,8 @@ pub struct Store {
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
+    /// Held (with an exclusive lock) while this process may write the file.
+    _lock: Option<std::fs::File>,
     config: StoreConfig,
     requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
     readers: Mutex<Vec<Connection>>,
@@ -362,8 +409,10 @@ struct Inner {
 }
 
 impl Store {
-    /// Opens (or creates) a database file.
+    /// Opens (or creates) a database file for writing. Only one process may do so at a time:
+    /// a second gets [`Error::Locked`].
     pub fn open(path: &Path, config: StoreConfig) -> Result<Store> {
+        let lock = lock_file(path)?;
         let conn = schema::open_writer(path)?;
         let (events, _) = broadcast::channel(config.event_buffer.max(1));
         let writer =
@@ -383,12 +432,32 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
+                _lock: Some(lock),
                 config,
                 requests: Mutex::new(Some(tx)),
                 readers: Mutex::new(Vec::new()),
                 events,
                 writer: Mutex::new(Some(handle)),
                 checkpointer: Mutex::new(Some((stop, checkpointer))),
+            }),
+        })
+    }
+
+    /// Opens an existing database for reading only, alongside a process that writes it (this
+    /// is how `vai status` reads a running server's file). Writes fail with [`Error::ReadOnly`].
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        schema::check_readable(path)?;
+        let (events, _) = broadcast::channel(1);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                _lock: None,
+                config: StoreConfig::default(),
+                requests: Mutex::new(None),
+                readers: Mutex::new(Vec::new()),
+                events,
+                writer: Mutex::new(None),
+                checkpointer: Mutex::new(None),
             }),
         })
     }
@@ -417,21 +486,64 @@ impl Store {
                 Op::State(state, error) => ParsedOp::State { state, error },
             });
         }
-        let (reply, receiver) = oneshot::channel();
-        let request = WriteRequest {
+        self.send(Work::Batch {
             resource: batch.resource,
             ops,
-            reply,
-        };
+        })
+    }
+
+    fn send(&self, work: Work) -> Result<oneshot::Receiver<Result<Arc<[Event]>>>> {
+        if self.inner._lock.is_none() {
+            return Err(Error::ReadOnly);
+        }
+        let (reply, receiver) = oneshot::channel();
         self.inner
             .requests
             .lock()
             .expect("requests lock")
             .as_ref()
             .ok_or(Error::Closed)?
-            .send(request)
+            .send(WriteRequest { work, reply })
             .map_err(|_| Error::Closed)?;
         Ok(receiver)
+    }
+
+    /// Stores documents (replacing earlier versions with the same keys) and waits for the commit.
+    pub async fn put_documents(&self, documents: Vec<Document>) -> Result<()> {
+        self.send(Work::Documents(documents))?
+            .await
+            .map_err(|_| Error::Closed)?
+            .map(|_| ())
+    }
+
+    /// A stored document, if there is one with this key.
+    pub fn document(&self, key: &str) -> Result<Option<Document>> {
+        use rusqlite::OptionalExtension;
+        self.read(|tx| {
+            Ok(tx
+                .prepare_cached("SELECT key, content_type, body FROM documents WHERE key = ?1")?
+                .query_row([key], |r| {
+                    Ok(Document {
+                        key: r.get(0)?,
+                        content_type: r.get(1)?,
+                        body: r.get(2)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    /// How many objects of `resource` exist now.
+    pub fn count(&self, resource: &str) -> Result<u64> {
+        self.read(|tx| {
+            let n: i64 = tx
+                .prepare_cached(
+                    "SELECT count(*) FROM versions v JOIN resources r ON v.resource_id = r.id
+                     WHERE r.key = ?1 AND v.rv_to IS NULL AND v.kind != 2",
+                )?
+                .query_row([resource], |r| r.get(0))?;
+            Ok(n as u64)
+        })
     }
 
     /// Applies a batch and waits for its commit; returns the events it produced (what

@@ -25,7 +25,7 @@ use crate::{Error, Result};
 /// `vai1` in ASCII: marks a file as a vai database.
 pub const APPLICATION_ID: i32 = 0x7661_6931;
 /// The schema version this build writes. Older files are migrated; newer ones are refused.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE resources (
@@ -63,6 +63,17 @@ CREATE TABLE labels (
     PRIMARY KEY (version_id, key, value)
 ) WITHOUT ROWID;
 CREATE INDEX labels_by_value ON labels (resource_id, key, value, version_id);
+";
+
+/// Version 2: documents that are not objects (discovery, `/version`), kept so that they can be
+/// served while upstream is unreachable.
+const SCHEMA_V2: &str = "
+CREATE TABLE documents (
+    key TEXT PRIMARY KEY,
+    content_type TEXT NOT NULL,
+    body BLOB NOT NULL,
+    fetched_ms INTEGER NOT NULL
+);
 ";
 
 /// Opens (creating if needed) the database for writing, checks what it is, and brings its
@@ -125,6 +136,33 @@ pub fn open_checkpointer(path: &Path) -> Result<Connection> {
     )
 }
 
+/// Checks that an existing file is a vai database this build can read, without changing it
+/// (for read-only opens such as `vai status`).
+pub fn check_readable(path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Err(Error::Io(
+            path.display().to_string(),
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
+    }
+    let conn = open_reader(path)?;
+    let (app_id, version, tables) = identify(&conn).map_err(|e| classify(path, e))?;
+    if tables == 0 || app_id != APPLICATION_ID {
+        return Err(Error::ForeignFile(path.display().to_string()));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(Error::NewerSchema {
+            path: path.display().to_string(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < SCHEMA_VERSION {
+        return Err(Error::OlderSchema(path.display().to_string()));
+    }
+    Ok(())
+}
+
 /// Opens a read-only connection, with a page cache of 16 MiB (SQLite's default is 2 MiB).
 pub fn open_reader(path: &Path) -> Result<Connection> {
     open_secondary(
@@ -167,6 +205,14 @@ fn migrate(conn: &Connection, from: i32) -> rusqlite::Result<()> {
              COMMIT;"
         ))?;
     }
+    if from < 2 {
+        conn.execute_batch(&format!(
+            "BEGIN;
+             {SCHEMA_V2}
+             PRAGMA user_version = 2;
+             COMMIT;"
+        ))?;
+    }
     // Later schema versions add their steps here, each in its own transaction.
     Ok(())
 }
@@ -179,5 +225,41 @@ pub(crate) fn classify(path: &Path, e: rusqlite::Error) -> Error {
         Some(ErrorCode::DatabaseCorrupt) => Error::Corrupt(path.display().to_string()),
         Some(ErrorCode::DiskFull) => Error::DiskFull(path.display().to_string()),
         _ => Error::Sqlite(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_file_is_migrated_in_place_keeping_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&format!(
+                "{SCHEMA_V1}
+                 PRAGMA application_id = {APPLICATION_ID};
+                 PRAGMA user_version = 1;
+                 INSERT INTO resources (key, last_rv) VALUES ('/v1/pods', 42);"
+            ))
+            .unwrap();
+        }
+        let conn = open_writer(&path).unwrap();
+        let (_, version, _) = identify(&conn).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let last_rv: i64 = conn
+            .query_row(
+                "SELECT last_rv FROM resources WHERE key = '/v1/pods'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(last_rv, 42);
+        let documents: i64 = conn
+            .query_row("SELECT count(*) FROM documents", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(documents, 0);
     }
 }

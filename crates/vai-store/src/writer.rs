@@ -17,11 +17,21 @@ use tokio::sync::{broadcast, oneshot};
 use crate::object::StoredObject;
 use crate::{Error, Event, EventKind, Result, StoreConfig, SyncState};
 
-/// What the writer applies: a batch for one resource type, already parsed.
+/// What the writer applies: a batch for one resource type (already parsed), or documents.
 pub(crate) struct WriteRequest {
-    pub resource: String,
-    pub ops: Vec<ParsedOp>,
+    pub work: Work,
     pub reply: oneshot::Sender<Result<Arc<[Event]>>>,
+}
+
+/// The two kinds of write.
+pub(crate) enum Work {
+    /// Operations on one resource type.
+    Batch {
+        resource: String,
+        ops: Vec<ParsedOp>,
+    },
+    /// Documents stored by key, replacing the previous version of each.
+    Documents(Vec<crate::Document>),
 }
 
 /// An operation whose objects are already parsed (parsing happens on the caller's thread).
@@ -93,14 +103,24 @@ impl Writer {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for request in group {
                 tx.execute_batch("SAVEPOINT batch")?;
-                let applied =
-                    apply_request(&tx, &mut self.resource_ids, &mut self.next_seq, &request);
+                let applied = match &request.work {
+                    Work::Batch { resource, ops } => apply_batch(
+                        &tx,
+                        &mut self.resource_ids,
+                        &mut self.next_seq,
+                        resource,
+                        ops,
+                    ),
+                    Work::Documents(documents) => {
+                        put_documents(&tx, documents).map(|()| Vec::new())
+                    }
+                };
                 match &applied {
                     Ok(_) => tx.execute_batch("RELEASE batch")?,
                     Err(_) => tx.execute_batch("ROLLBACK TO batch; RELEASE batch")?,
                 }
-                if applied.is_ok() {
-                    touched.push(request.resource.clone());
+                if let (Ok(_), Work::Batch { resource, .. }) = (&applied, &request.work) {
+                    touched.push(resource.clone());
                 }
                 outcomes.push((request.reply, applied));
             }
@@ -239,13 +259,26 @@ impl Ctx<'_> {
     }
 }
 
-fn apply_request(
+fn put_documents(tx: &Transaction, documents: &[crate::Document]) -> Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO documents (key, content_type, body, fetched_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (key) DO UPDATE SET content_type = excluded.content_type,
+             body = excluded.body, fetched_ms = excluded.fetched_ms",
+    )?;
+    for doc in documents {
+        insert.execute(params![doc.key, doc.content_type, doc.body, now_ms()])?;
+    }
+    Ok(())
+}
+
+fn apply_batch(
     tx: &Transaction,
     ids: &mut HashMap<String, i64>,
     next_seq: &mut u64,
-    request: &WriteRequest,
+    resource: &str,
+    ops: &[ParsedOp],
 ) -> Result<Vec<Event>> {
-    let rid = resource_id(tx, ids, &request.resource)?;
+    let rid = resource_id(tx, ids, resource)?;
     let (mut last_rv, mut compacted, mut listed): (u64, u64, Option<i64>) = tx.query_row(
         "SELECT last_rv, compacted_rv, list_rv FROM resources WHERE id = ?1",
         [rid],
@@ -260,13 +293,15 @@ fn apply_request(
     let mut ctx = Ctx {
         tx,
         rid,
-        resource: Arc::from(request.resource.as_str()),
+        resource: Arc::from(resource),
         next_seq,
         now: now_ms(),
         events: Vec::new(),
     };
     let mut state_update = None;
-    for op in &request.ops {
+    // Only data from upstream counts as contact; a state change alone (e.g. "stale") does not.
+    let contact = ops.iter().any(|op| !matches!(op, ParsedOp::State { .. }));
+    for op in ops {
         match op {
             ParsedOp::Apply(kind, obj) => {
                 let rv = obj.resource_version;
@@ -309,7 +344,8 @@ fn apply_request(
         }
     }
     tx.prepare_cached(
-        "UPDATE resources SET last_rv = ?2, compacted_rv = ?3, list_rv = ?4, last_contact_ms = ?5
+        "UPDATE resources SET last_rv = ?2, compacted_rv = ?3, list_rv = ?4,
+             last_contact_ms = CASE WHEN ?5 THEN ?6 ELSE last_contact_ms END
          WHERE id = ?1",
     )?
     .execute(params![
@@ -317,6 +353,7 @@ fn apply_request(
         last_rv as i64,
         compacted as i64,
         listed,
+        contact,
         ctx.now
     ])?;
     if let Some((state, error)) = state_update {

@@ -594,3 +594,86 @@ fn history_older_than_the_age_limit_is_pruned() {
         11
     );
 }
+
+#[test]
+fn one_writer_per_file_and_read_only_opens_alongside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vai.db");
+    let store = open(&dir);
+    store
+        .write_blocking(Batch::new(PODS).replace(3, vec![pod("a", "p", 3, "x")]))
+        .unwrap();
+    match Store::open(&path, StoreConfig::default()) {
+        Err(Error::Locked(p)) => assert!(p.ends_with("vai.db")),
+        other => panic!("a second writer must be refused, got {other:?}"),
+    }
+    let lock_mode = std::fs::metadata(dir.path().join("vai.db.lock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(lock_mode & 0o777, 0o600);
+    // A reader sees the writer's data and cannot write.
+    let reader = Store::open_read_only(&path).unwrap();
+    assert_eq!(reader.count(PODS).unwrap(), 1);
+    assert!(matches!(
+        reader.write_blocking(Batch::new(PODS).bookmark(4)),
+        Err(Error::ReadOnly)
+    ));
+    // The lock goes with the store.
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(store.count(PODS).unwrap(), 1);
+    // Read-only opens never create files.
+    assert!(matches!(
+        Store::open_read_only(&dir.path().join("absent.db")),
+        Err(Error::Io(..))
+    ));
+    assert!(!dir.path().join("absent.db").exists());
+}
+
+#[tokio::test]
+async fn documents_are_stored_replaced_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = |body: &str| vai_store::Document {
+        key: "/version".into(),
+        content_type: "application/json".into(),
+        body: body.as_bytes().to_vec(),
+    };
+    {
+        let store = open(&dir);
+        assert_eq!(store.document("/version").unwrap(), None);
+        store.put_documents(vec![doc("{\"a\":1}")]).await.unwrap();
+        store.put_documents(vec![doc("{\"a\":2}")]).await.unwrap();
+        assert_eq!(store.document("/version").unwrap(), Some(doc("{\"a\":2}")));
+        store.close();
+    }
+    let store = open(&dir);
+    assert_eq!(store.document("/version").unwrap(), Some(doc("{\"a\":2}")));
+}
+
+#[test]
+fn a_state_change_alone_is_not_contact_with_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .write_blocking(Batch::new(PODS).replace(3, vec![pod("a", "p", 3, "x")]))
+        .unwrap();
+    let contact = store.resource_state(PODS).unwrap().unwrap().last_contact_ms;
+    assert!(contact.is_some());
+    std::thread::sleep(Duration::from_millis(5));
+    store
+        .write_blocking(Batch::new(PODS).state(SyncState::Stale, Some("refused".into())))
+        .unwrap();
+    let state = store.resource_state(PODS).unwrap().unwrap();
+    assert_eq!(
+        (state.state, state.last_contact_ms),
+        (SyncState::Stale, contact)
+    );
+    std::thread::sleep(Duration::from_millis(5));
+    store.write_blocking(Batch::new(PODS).bookmark(4)).unwrap();
+    let later = store.resource_state(PODS).unwrap().unwrap().last_contact_ms;
+    assert!(
+        later > contact,
+        "a bookmark is contact: {later:?} > {contact:?}"
+    );
+}
