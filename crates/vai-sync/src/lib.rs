@@ -1,9 +1,379 @@
 //! Keeps vai's store in step with an upstream kube-apiserver.
 //!
-//! Discovery decides which resource types to cache; one list/watch loop per type, written as an
-//! explicit state machine, lists (or streams the initial list), watches with bookmarks, resumes
-//! from the resource version persisted in the store after a restart, and on `410 Gone` relists
-//! and hands the store a replacement set to swap in atomically.
+//! [`Syncer::start`] runs discovery (which types to cache, and the discovery documents, stored
+//! for offline answers), then one list/watch loop per type ([`reflector`]): an explicit state
+//! machine that streams or pages the initial list, watches with bookmarks, resumes from the
+//! resource version persisted in the store after a restart, and on `410 Gone` relists and hands
+//! the store a replacement set to swap in atomically. A health probe ([`upstream`]) decides
+//! within a bounded time whether upstream answers; while it does not, every type is marked
+//! stale and the store keeps serving the last-good data. CRDs created or deleted upstream start
+//! or stop their loops.
 //!
 //! This crate talks to upstream and writes to the store; it never serves HTTP.
-//! (The loops arrive with the `vai serve` work; this crate is the place for them.)
+
+pub mod discovery;
+mod reflector;
+mod status;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use vai_store::Store;
+
+pub use discovery::{ResourceInfo, Selection};
+pub use status::{ResourceStatus, StatusBoard};
+pub use upstream::UpstreamHealth;
+
+/// Why sync could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Upstream answered with an error status.
+    #[error("upstream answered {code}: {message}")]
+    Status {
+        /// HTTP status code.
+        code: u16,
+        /// Upstream's message.
+        message: String,
+    },
+    /// Upstream could not be reached, or sent something unreadable.
+    #[error("{0}")]
+    Upstream(String),
+    /// Upstream did not answer in time.
+    #[error("{0}: no answer within {1:?}")]
+    Timeout(String, Duration),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] vai_store::Error),
+    /// Upstream is unreachable and the store holds nothing to serve.
+    #[error(
+        "cannot reach the cluster and the database holds no data yet ({0}) (hint: check the kubeconfig's server and the network)"
+    )]
+    NothingToServe(String),
+}
+
+/// Tuning of sync.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Which types to cache.
+    pub selection: Selection,
+    /// Deadline for upstream to answer a request (headers) and for the health probe.
+    pub timeout: Duration,
+    /// Deadline for one page of a plain list.
+    pub list_timeout: Duration,
+    /// Longest silence tolerated on a watch (upstream sends bookmarks about every minute).
+    pub idle_timeout: Duration,
+    /// Longest a watch is asked to last before it is renewed (each picks between half and all).
+    pub watch_timeout: Duration,
+    /// How often the health probe asks upstream's `/readyz`.
+    pub probe_interval: Duration,
+    /// How often discovery is refreshed besides CRD and APIService changes.
+    pub rediscovery_interval: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> SyncConfig {
+        SyncConfig {
+            selection: Selection::default(),
+            timeout: Duration::from_secs(5),
+            list_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(90),
+            watch_timeout: Duration::from_secs(300),
+            probe_interval: Duration::from_secs(2),
+            rediscovery_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Sync's Prometheus metrics.
+#[derive(Debug, Clone)]
+struct Metrics {
+    lists: prometheus::IntCounterVec,
+    events: prometheus::IntCounterVec,
+}
+
+impl Metrics {
+    fn new(registry: &prometheus::Registry) -> Metrics {
+        let counter = |name: &str, help: &str| {
+            let c =
+                prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), &["resource"])
+                    .expect("valid metric");
+            // Registering twice (a second syncer on one registry) keeps the first; fine.
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        Metrics {
+            lists: counter(
+                "vai_sync_lists_total",
+                "Full lists (initial syncs and relists) made upstream, per resource type.",
+            ),
+            events: counter(
+                "vai_sync_events_total",
+                "Watch events received from upstream, per resource type.",
+            ),
+        }
+    }
+}
+
+/// What the loops share.
+struct Shared {
+    client: kube::Client,
+    store: Store,
+    config: SyncConfig,
+    health: watch::Sender<UpstreamHealth>,
+    status: StatusBoard,
+    metrics: Metrics,
+}
+
+/// The running sync of one cluster. Dropping it stops every loop.
+#[derive(Clone)]
+pub struct Syncer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    resources: RwLock<HashMap<(String, String, String), ResourceInfo>>,
+    loops: Mutex<HashMap<String, JoinHandle<()>>>,
+    background: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for (_, task) in self.loops.lock().expect("loops lock").drain() {
+            task.abort();
+        }
+        for task in self.background.lock().expect("background lock").drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The CRD and APIService types: changes to them change what upstream serves.
+const DISCOVERY_TRIGGERS: [&str; 2] = [
+    "apiextensions.k8s.io/v1/customresourcedefinitions",
+    "apiregistration.k8s.io/v1/apiservices",
+];
+
+impl Syncer {
+    /// Discovers what to cache (or, with upstream unreachable, takes what the store cached
+    /// last time) and starts the loops. Fails only when upstream is unreachable and the store
+    /// has never synced.
+    pub async fn start(
+        client: kube::Client,
+        store: Store,
+        config: SyncConfig,
+        registry: &prometheus::Registry,
+    ) -> Result<Syncer, Error> {
+        let (initial, health) =
+            match discovery::discover(&client, &store, &config.selection, config.timeout).await {
+                Ok(found) => (
+                    found,
+                    UpstreamHealth {
+                        reachable: true,
+                        since_ms: now_ms(),
+                        last_ok_ms: Some(now_ms()),
+                        error: None,
+                    },
+                ),
+                Err(e @ (Error::Store(_) | Error::Status { .. })) => return Err(e),
+                Err(e) => match discovery::stored(&store)? {
+                    Some(found) => {
+                        tracing::warn!(error = %e,
+                        "cannot reach the cluster; serving the stored data until it answers");
+                        (
+                            found,
+                            UpstreamHealth {
+                                reachable: false,
+                                since_ms: now_ms(),
+                                last_ok_ms: None,
+                                error: Some(e.to_string()),
+                            },
+                        )
+                    }
+                    None => return Err(Error::NothingToServe(e.to_string())),
+                },
+            };
+        let (health, _) = watch::channel(health);
+        let shared = Arc::new(Shared {
+            client: client.clone(),
+            store: store.clone(),
+            config: config.clone(),
+            health,
+            status: StatusBoard::default(),
+            metrics: Metrics::new(registry),
+        });
+        let syncer = Syncer {
+            inner: Arc::new(Inner {
+                shared: shared.clone(),
+                resources: RwLock::new(HashMap::new()),
+                loops: Mutex::new(HashMap::new()),
+                background: Mutex::new(Vec::new()),
+            }),
+        };
+        syncer.apply(initial);
+        let probe = tokio::spawn(upstream::probe(
+            client,
+            shared.health.clone(),
+            config.probe_interval,
+            config.timeout,
+        ));
+        let rediscover = tokio::spawn(rediscover(Arc::downgrade(&syncer.inner)));
+        syncer
+            .inner
+            .background
+            .lock()
+            .expect("background lock")
+            .extend([probe, rediscover]);
+        Ok(syncer)
+    }
+
+    /// Starts loops for new types and stops those of types that went away.
+    fn apply(&self, found: Vec<ResourceInfo>) {
+        let mut loops = self.inner.loops.lock().expect("loops lock");
+        let mut resources = self.inner.resources.write().expect("resources lock");
+        let keys: std::collections::HashSet<String> = found.iter().map(|i| i.key()).collect();
+        loops.retain(|key, task| {
+            let keep = keys.contains(key);
+            if !keep {
+                tracing::info!(resource = %key, "no longer served upstream; its cache stops");
+                task.abort();
+                self.inner.shared.status.remove(key);
+            }
+            keep
+        });
+        resources.clear();
+        for info in found {
+            let key = info.key();
+            if let std::collections::hash_map::Entry::Vacant(slot) = loops.entry(key) {
+                tracing::debug!(resource = %slot.key(), "starting its list/watch loop");
+                self.inner.shared.status.add(slot.key());
+                slot.insert(tokio::spawn(reflector::run(
+                    self.inner.shared.clone(),
+                    info.clone(),
+                )));
+            }
+            resources.insert(
+                (
+                    info.group.clone(),
+                    info.version.clone(),
+                    info.plural.clone(),
+                ),
+                info,
+            );
+        }
+    }
+
+    /// The cached types.
+    pub fn resources(&self) -> Vec<ResourceInfo> {
+        let mut all: Vec<_> = self
+            .inner
+            .resources
+            .read()
+            .expect("resources lock")
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by_key(|i| i.key());
+        all
+    }
+
+    /// The cached type at a group, version and plural name, if it is cached.
+    pub fn resolve(&self, group: &str, version: &str, plural: &str) -> Option<ResourceInfo> {
+        self.inner
+            .resources
+            .read()
+            .expect("resources lock")
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+            .cloned()
+    }
+
+    /// Live sync status per type.
+    pub fn status(&self) -> &StatusBoard {
+        &self.inner.shared.status
+    }
+
+    /// Upstream's health, as the probe sees it.
+    pub fn health(&self) -> watch::Receiver<UpstreamHealth> {
+        self.inner.shared.health.subscribe()
+    }
+
+    /// The client for upstream (for the server's proxy).
+    pub fn client(&self) -> &kube::Client {
+        &self.inner.shared.client
+    }
+
+    /// The store the loops write.
+    pub fn store(&self) -> &Store {
+        &self.inner.shared.store
+    }
+
+    /// Every cached type has completed a list (or resumed) once.
+    pub fn ready(&self) -> bool {
+        self.inner.shared.status.all_synced()
+    }
+}
+
+/// Refreshes discovery when CRDs or APIServices change, when upstream comes back, and
+/// periodically; stops when the syncer is dropped.
+async fn rediscover(inner: std::sync::Weak<Inner>) {
+    let Some(strong) = inner.upgrade() else {
+        return;
+    };
+    let mut events = strong.shared.store.subscribe();
+    let mut health = strong.shared.health.subscribe();
+    let interval = strong.shared.config.rediscovery_interval;
+    drop(strong);
+    loop {
+        let trigger = tokio::select! {
+            received = events.recv() => match received {
+                Ok(batch) => batch.iter().any(|e| {
+                    e.kind != vai_store::EventKind::Bookmark
+                        && DISCOVERY_TRIGGERS.contains(&&*e.resource)
+                }),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            changed = health.changed() => {
+                if changed.is_err() { return; }
+                health.borrow_and_update().reachable
+            }
+            _ = tokio::time::sleep(interval) => true,
+        };
+        if !trigger {
+            continue;
+        }
+        // Upstream publishes a new CRD's group a moment after the CRD appears: look twice.
+        for delay in [Duration::from_secs(1), Duration::from_secs(4)] {
+            tokio::time::sleep(delay).await;
+            let Some(inner) = inner.upgrade() else { return };
+            let shared = &inner.shared;
+            match discovery::discover(
+                &shared.client,
+                &shared.store,
+                &shared.config.selection,
+                shared.config.timeout,
+            )
+            .await
+            {
+                Ok(found) => Syncer { inner }.apply(found),
+                Err(e) => {
+                    tracing::warn!(error = %e, "rediscovery failed; keeping the cached types")
+                }
+            }
+        }
+        // Events that arrived meanwhile were covered by the second look.
+        events = events.resubscribe();
+    }
+}

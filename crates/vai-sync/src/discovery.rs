@@ -1,0 +1,238 @@
+//! Discovery: which resource types upstream has, which of them vai caches, and the discovery
+//! documents themselves (stored, so that discovery is answered while upstream is unreachable).
+//!
+//! vai caches the preferred version of every group, for every resource that supports `list`
+//! and `watch` (subresources never), narrowed by the user's include/exclude lists. Other
+//! versions are proxied.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIGroupList, APIResourceList};
+use serde::{Deserialize, Serialize};
+use vai_store::{Document, Store};
+
+use crate::{Error, upstream};
+
+/// A cached resource type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceInfo {
+    /// API group (`""` for the core group).
+    pub group: String,
+    /// Version (the group's preferred one).
+    pub version: String,
+    /// Plural name, as in URLs (`pods`).
+    pub plural: String,
+    /// Kind (`Pod`).
+    pub kind: String,
+    /// Whether objects live in namespaces.
+    pub namespaced: bool,
+}
+
+impl ResourceInfo {
+    /// The store's key for this type: `group/version/plural` (`/v1/pods` for the core group).
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.group, self.version, self.plural)
+    }
+
+    /// `apiVersion` of its objects (`v1`, `apps/v1`).
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The URL path of the type, cluster-wide (`/api/v1/pods`, `/apis/apps/v1/deployments`).
+    pub fn path(&self) -> String {
+        format!(
+            "{}/{}",
+            group_version_path(&self.group, &self.version),
+            self.plural
+        )
+    }
+
+    /// Whether a user's `--resources`/`--exclude` entry names this type: `plural` (any group)
+    /// or `plural.group`.
+    pub fn is_named_by(&self, entry: &str) -> bool {
+        match entry.split_once('.') {
+            None => entry == self.plural,
+            Some((plural, group)) => plural == self.plural && group == self.group,
+        }
+    }
+}
+
+/// The URL path of a group version (`/api/v1`, `/apis/apps/v1`).
+pub fn group_version_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    }
+}
+
+/// The `Accept` that asks for aggregated discovery (one document for all groups).
+pub const AGGREGATED_ACCEPT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+
+/// The store key of a discovery document: its path, with a suffix for the aggregated form.
+pub fn document_key(path: &str, aggregated: bool) -> String {
+    if aggregated {
+        format!("{path}#aggregated")
+    } else {
+        path.to_string()
+    }
+}
+
+/// The store key under which the list of cached types is kept (for offline starts).
+const RESOURCES_KEY: &str = "vai:cached-resources";
+
+/// Which types to cache.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only these (empty: all).
+    pub include: Vec<String>,
+    /// Never these.
+    pub exclude: Vec<String>,
+}
+
+impl Selection {
+    fn wants(&self, info: &ResourceInfo) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|e| info.is_named_by(e)))
+            && !self.exclude.iter().any(|e| info.is_named_by(e))
+    }
+}
+
+/// Fetches discovery from upstream, stores every document, and returns the types to cache.
+pub(crate) async fn discover(
+    client: &kube::Client,
+    store: &Store,
+    selection: &Selection,
+    timeout: Duration,
+) -> Result<Vec<ResourceInfo>, Error> {
+    let mut documents = Vec::new();
+    let mut fetch = async |path: &str, aggregated: bool| -> Result<Vec<u8>, Error> {
+        let accept = if aggregated {
+            AGGREGATED_ACCEPT
+        } else {
+            "application/json"
+        };
+        let (content_type, body) = upstream::get(client, path, accept, timeout).await?;
+        if !aggregated || content_type.contains("APIGroupDiscoveryList") {
+            documents.push(Document {
+                key: document_key(path, aggregated),
+                content_type,
+                body: body.to_vec(),
+            });
+        }
+        Ok(body.to_vec())
+    };
+    fetch("/version", false).await?;
+    fetch("/api", false).await?;
+    fetch("/api", true).await?;
+    let groups: APIGroupList = parse(&fetch("/apis", false).await?, "/apis")?;
+    fetch("/apis", true).await?;
+
+    let mut cached = Vec::new();
+    let mut group_versions = vec![(String::new(), "v1".to_string(), true)];
+    for group in &groups.groups {
+        let preferred = group
+            .preferred_version
+            .as_ref()
+            .map(|v| v.version.clone())
+            .or_else(|| group.versions.first().map(|v| v.version.clone()));
+        for v in &group.versions {
+            group_versions.push((
+                group.name.clone(),
+                v.version.clone(),
+                Some(&v.version) == preferred.as_ref(),
+            ));
+        }
+    }
+    for (group, version, preferred) in group_versions {
+        let path = group_version_path(&group, &version);
+        let list: APIResourceList = match fetch(&path, false).await {
+            Ok(body) => parse(&body, &path)?,
+            Err(e) => {
+                // An aggregated API whose backend is down answers 503; the rest still syncs.
+                tracing::warn!(%path, error = %e, "skipping an unavailable group version");
+                continue;
+            }
+        };
+        if !preferred {
+            continue;
+        }
+        for r in list.resources {
+            let info = ResourceInfo {
+                group: group.clone(),
+                version: version.clone(),
+                plural: r.name.clone(),
+                kind: r.kind.clone(),
+                namespaced: r.namespaced,
+            };
+            let listable = ["list", "watch"]
+                .iter()
+                .all(|verb| r.verbs.iter().any(|v| v == verb));
+            if !r.name.contains('/') && listable && selection.wants(&info) {
+                cached.push(info);
+            }
+        }
+    }
+    documents.push(Document {
+        key: RESOURCES_KEY.into(),
+        content_type: "application/json".into(),
+        body: serde_json::to_vec(&cached).expect("resource infos serialise"),
+    });
+    store.put_documents(documents).await?;
+    Ok(cached)
+}
+
+/// The types cached at the last successful discovery, for a start while upstream is away.
+pub(crate) fn stored(store: &Store) -> Result<Option<Vec<ResourceInfo>>, Error> {
+    match store.document(RESOURCES_KEY)? {
+        None => Ok(None),
+        Some(doc) => Ok(Some(parse(&doc.body, RESOURCES_KEY)?)),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|e| Error::Upstream(format!("unreadable {what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(group: &str, plural: &str) -> ResourceInfo {
+        ResourceInfo {
+            group: group.into(),
+            version: "v1".into(),
+            plural: plural.into(),
+            kind: "K".into(),
+            namespaced: true,
+        }
+    }
+
+    #[test]
+    fn keys_paths_and_selection() {
+        let pods = info("", "pods");
+        let deployments = info("apps", "deployments");
+        assert_eq!(pods.key(), "/v1/pods");
+        assert_eq!(deployments.key(), "apps/v1/deployments");
+        assert_eq!(pods.path(), "/api/v1/pods");
+        assert_eq!(deployments.path(), "/apis/apps/v1/deployments");
+        assert_eq!(deployments.api_version(), "apps/v1");
+        let selection = Selection {
+            include: vec!["pods".into(), "deployments.apps".into()],
+            exclude: vec![],
+        };
+        assert!(selection.wants(&pods) && selection.wants(&deployments));
+        assert!(!selection.wants(&info("batch", "jobs")));
+        let selection = Selection {
+            include: vec![],
+            exclude: vec!["events".into(), "deployments.extensions".into()],
+        };
+        assert!(!selection.wants(&info("", "events")));
+        assert!(!selection.wants(&info("events.k8s.io", "events")));
+        assert!(selection.wants(&deployments));
+    }
+}

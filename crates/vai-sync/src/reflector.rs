@@ -1,0 +1,468 @@
+//! The list/watch loop of one resource type, as an explicit state machine.
+//!
+//! ```text
+//!   start ──(store has a list RV)──▶ Watch(last RV) ◀──────────────┐
+//!     │                                 │  events → store           │ stream ended: re-watch
+//!     └──(never listed)──▶ List ────────┘  410 Gone ──▶ List        │
+//!                           ▲              error / upstream down ──▶ Stale, backoff ┘
+//! ```
+//!
+//! `List` streams the initial list (`sendInitialEvents`) where upstream supports it and pages
+//! through a plain list otherwise; either way the store swaps the whole set atomically
+//! (deletions included). `Watch` resumes from the persisted resource version, so a restart
+//! costs no relist while that version is still inside upstream's window.
+//!
+//! This module never serves anything and never decides what to cache (see `discovery`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vai_store::{Batch, SyncState};
+
+use crate::discovery::ResourceInfo;
+use crate::upstream::{EventStream, WatchEvent};
+use crate::{Error, Shared};
+
+/// Events applied in one store batch at most.
+const MAX_BATCH: usize = 512;
+/// Objects per page of a plain (non-streaming) list.
+const PAGE_SIZE: usize = 500;
+
+enum Phase {
+    List,
+    Watch(u64),
+}
+
+/// What ended a watch.
+enum WatchEnd {
+    /// Upstream closed the stream normally: watch again from the last RV.
+    Closed,
+    /// The RV fell out of upstream's window: relist.
+    Gone,
+}
+
+/// Runs the loop of one type until the task is aborted.
+pub(crate) async fn run(shared: Arc<Shared>, info: ResourceInfo) {
+    let mut reflector = Reflector {
+        key: info.key(),
+        info,
+        shared,
+        streaming: true,
+        state: None,
+        failures: 0,
+    };
+    let mut phase = match reflector.shared.store.resource_state(&reflector.key) {
+        Ok(Some(s)) if s.list_resource_version.is_some() => {
+            tracing::info!(resource = %reflector.key, resource_version = s.last_resource_version,
+                "resuming from the stored resource version");
+            Phase::Watch(s.last_resource_version)
+        }
+        _ => Phase::List,
+    };
+    loop {
+        reflector.wait_for_upstream().await;
+        phase = match phase {
+            Phase::List => match reflector.list().await {
+                Ok((rv, Some(stream))) => reflector.follow(rv, stream).await,
+                Ok((rv, None)) => Phase::Watch(rv),
+                Err(e) => {
+                    reflector.failed(e).await;
+                    Phase::List
+                }
+            },
+            Phase::Watch(rv) => reflector.watch(rv).await,
+        };
+    }
+}
+
+struct Reflector {
+    key: String,
+    info: ResourceInfo,
+    shared: Arc<Shared>,
+    /// Try streaming lists (cleared when upstream refuses them).
+    streaming: bool,
+    /// The state last written to the store.
+    state: Option<SyncState>,
+    /// Consecutive failures, for the backoff.
+    failures: u32,
+}
+
+impl Reflector {
+    fn query(&self, params: &str) -> String {
+        format!("{}?{params}", self.info.path())
+    }
+
+    fn watch_timeout_seconds(&self) -> u64 {
+        // Spread re-watches so that types do not reconnect in lockstep.
+        let max = self.shared.config.watch_timeout.as_secs().max(2);
+        fastrand::u64(max / 2..=max)
+    }
+
+    /// Waits while the health probe says upstream does not answer, marking the type stale.
+    async fn wait_for_upstream(&mut self) {
+        let mut health = self.shared.health.subscribe();
+        let down = health.borrow().clone();
+        if down.reachable {
+            return;
+        }
+        let error = format!(
+            "upstream unreachable: {}",
+            down.error.as_deref().unwrap_or("no answer")
+        );
+        self.set_state(SyncState::Stale, Some(error)).await;
+        let _ = health.wait_for(|h| h.reachable).await;
+    }
+
+    async fn set_state(&mut self, state: SyncState, error: Option<String>) {
+        let changed = self.state != Some(state);
+        self.shared.status.set(&self.key, state, error.clone());
+        if !changed {
+            return;
+        }
+        if let Err(e) = self
+            .shared
+            .store
+            .write(Batch::new(&self.key).state(state, error))
+            .await
+        {
+            tracing::error!(resource = %self.key, error = %e, "cannot record the sync state");
+            return;
+        }
+        self.state = Some(state);
+    }
+
+    /// Records a failure, marks the type stale and sleeps the backoff.
+    async fn failed(&mut self, error: Error) {
+        self.failures += 1;
+        tracing::warn!(resource = %self.key, error = %error, failures = self.failures,
+            "sync failed; serving last-good data");
+        self.set_state(SyncState::Stale, Some(error.to_string()))
+            .await;
+        // Full jitter over an exponential ceiling: 0.2 s doubling to 30 s.
+        let ceiling = Duration::from_millis(200)
+            .saturating_mul(1 << self.failures.min(8))
+            .min(Duration::from_secs(30));
+        let delay = ceiling.mul_f64(fastrand::f64());
+        let mut health = self.shared.health.subscribe();
+        // A change of upstream's reachability ends the wait early: back, retry at once; gone,
+        // the loop waits for it instead.
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = health.changed() => {}
+        }
+    }
+
+    /// A full list. Returns its resource version, and the open stream when it was a streaming
+    /// list (which continues as the watch).
+    async fn list(&mut self) -> Result<(u64, Option<EventStream>), Error> {
+        if self.state.is_none() {
+            self.set_state(SyncState::Syncing, None).await;
+        }
+        self.shared
+            .metrics
+            .lists
+            .with_label_values(&[&self.key])
+            .inc();
+        let started = std::time::Instant::now();
+        let result = if self.streaming {
+            match self.streaming_list().await {
+                Err(Error::Status {
+                    code: 400 | 403 | 422,
+                    message,
+                }) => {
+                    tracing::info!(resource = %self.key, %message,
+                        "upstream refuses streaming lists; paging a plain list");
+                    self.streaming = false;
+                    self.paged_list().await.map(|rv| (rv, None))
+                }
+                other => other.map(|(rv, stream)| (rv, Some(stream))),
+            }
+        } else {
+            self.paged_list().await.map(|rv| (rv, None))
+        };
+        let (rv, stream) = result?;
+        let count = self.shared.status.loaded(&self.key);
+        tracing::info!(resource = %self.key, objects = count, resource_version = rv,
+            seconds = started.elapsed().as_secs_f64(), "listed");
+        self.failures = 0;
+        self.set_state(SyncState::Live, None).await;
+        self.shared.status.mark_synced(&self.key);
+        Ok((rv, stream))
+    }
+
+    async fn streaming_list(&mut self) -> Result<(u64, EventStream), Error> {
+        let query = self.query(&format!(
+            "watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds={}",
+            self.watch_timeout_seconds()
+        ));
+        let config = &self.shared.config;
+        let mut stream = EventStream::open(
+            &self.shared.client,
+            &query,
+            config.timeout,
+            config.idle_timeout,
+        )
+        .await?;
+        let mut objects = Vec::new();
+        self.shared.status.set_loaded(&self.key, 0);
+        loop {
+            match stream.next().await? {
+                Some(WatchEvent::Object(_, object)) => {
+                    objects.push(object);
+                    self.shared
+                        .status
+                        .set_loaded(&self.key, objects.len() as u64);
+                }
+                Some(WatchEvent::Bookmark(rv, true)) => {
+                    self.shared
+                        .store
+                        .write(Batch::new(&self.key).replace(rv, objects))
+                        .await?;
+                    return Ok((rv, stream));
+                }
+                Some(WatchEvent::Bookmark(..)) => {}
+                Some(WatchEvent::Error(status)) => {
+                    return Err(Error::Status {
+                        code: status.code,
+                        message: status.message,
+                    });
+                }
+                None => {
+                    return Err(Error::Upstream(
+                        "the streaming list ended before its initial events did".into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn paged_list(&mut self) -> Result<u64, Error> {
+        #[derive(serde::Deserialize)]
+        struct Page<'a> {
+            metadata: PageMeta,
+            #[serde(borrow, default)]
+            items: Vec<&'a serde_json::value::RawValue>,
+        }
+        #[derive(serde::Deserialize)]
+        struct PageMeta {
+            #[serde(rename = "resourceVersion")]
+            resource_version: String,
+            #[serde(rename = "continue", default)]
+            continue_token: Option<String>,
+        }
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        self.shared.status.set_loaded(&self.key, 0);
+        let config = &self.shared.config;
+        loop {
+            let mut params = format!("limit={PAGE_SIZE}");
+            if let Some(t) = &token {
+                params.push_str("&continue=");
+                params.push_str(&percent_encode(t));
+            }
+            let (_, body) = crate::upstream::get(
+                &self.shared.client,
+                &self.query(&params),
+                "application/json",
+                config.list_timeout,
+            )
+            .await?;
+            let page: Page = serde_json::from_slice(&body)
+                .map_err(|e| Error::Upstream(format!("unreadable list page: {e}")))?;
+            let (api_version, kind) = (self.info.api_version(), &self.info.kind);
+            objects.extend(
+                page.items
+                    .iter()
+                    .map(|raw| with_type_meta(raw.get(), &api_version, kind)),
+            );
+            self.shared
+                .status
+                .set_loaded(&self.key, objects.len() as u64);
+            match page.metadata.continue_token.filter(|t| !t.is_empty()) {
+                Some(next) => token = Some(next),
+                None => {
+                    let rv = page.metadata.resource_version.parse().map_err(|_| {
+                        Error::Upstream(format!(
+                            "list with resource version {:?}",
+                            page.metadata.resource_version
+                        ))
+                    })?;
+                    self.shared
+                        .store
+                        .write(Batch::new(&self.key).replace(rv, objects))
+                        .await?;
+                    return Ok(rv);
+                }
+            }
+        }
+    }
+
+    /// Opens a watch from `rv` and follows it.
+    async fn watch(&mut self, rv: u64) -> Phase {
+        let query = self.query(&format!(
+            "watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds={}",
+            self.watch_timeout_seconds()
+        ));
+        let config = &self.shared.config;
+        match EventStream::open(
+            &self.shared.client,
+            &query,
+            config.timeout,
+            config.idle_timeout,
+        )
+        .await
+        {
+            Ok(stream) => {
+                self.failures = 0;
+                if self.state != Some(SyncState::Live) {
+                    self.set_state(SyncState::Live, None).await;
+                }
+                self.shared.status.mark_synced(&self.key);
+                self.follow(rv, stream).await
+            }
+            Err(Error::Status { code: 410, .. }) => Phase::List,
+            Err(e) => {
+                self.failed(e).await;
+                Phase::Watch(rv)
+            }
+        }
+    }
+
+    /// Applies a watch stream's events to the store until it ends; returns what comes next.
+    async fn follow(&mut self, mut rv: u64, mut stream: EventStream) -> Phase {
+        let mut health = self.shared.health.subscribe();
+        let end = loop {
+            let next = tokio::select! {
+                next = self.next_batch(&mut stream, &mut rv) => next,
+                _ = health.wait_for(|h| !h.reachable) => {
+                    break Err(Error::Upstream("upstream stopped answering".into()));
+                }
+            };
+            match next {
+                Ok(Some(end)) => break Ok(end),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        match end {
+            Ok(WatchEnd::Closed) => Phase::Watch(rv),
+            Ok(WatchEnd::Gone) => {
+                tracing::info!(resource = %self.key, resource_version = rv,
+                    "resource version expired upstream (410); relisting");
+                Phase::List
+            }
+            Err(e) => {
+                self.failed(e).await;
+                Phase::Watch(rv)
+            }
+        }
+    }
+
+    /// Reads the events available now (at least one) into one store batch and applies it.
+    /// `Some` when the stream ended.
+    async fn next_batch(
+        &mut self,
+        stream: &mut EventStream,
+        rv: &mut u64,
+    ) -> Result<Option<WatchEnd>, Error> {
+        let mut batch = Batch::new(&self.key);
+        let mut end = None;
+        let mut events = 0u64;
+        loop {
+            match stream.next().await? {
+                None => {
+                    end = Some(WatchEnd::Closed);
+                    break;
+                }
+                Some(WatchEvent::Object(kind, object)) => {
+                    batch = batch.event(kind, object);
+                    events += 1;
+                }
+                Some(WatchEvent::Bookmark(at, _)) => batch = batch.bookmark(at),
+                Some(WatchEvent::Error(status)) if status.code == 410 => {
+                    end = Some(WatchEnd::Gone);
+                    break;
+                }
+                Some(WatchEvent::Error(status)) => {
+                    return Err(Error::Status {
+                        code: status.code,
+                        message: status.message,
+                    });
+                }
+            }
+            if batch.ops.len() >= MAX_BATCH || !stream.has_buffered_event() {
+                break;
+            }
+        }
+        if !batch.ops.is_empty() {
+            // Applied events include bookmarks; skipped replays are older than `rv` already.
+            let applied = self.shared.store.write(batch).await?;
+            if let Some(last) = applied.iter().map(|e| e.resource_version).max() {
+                *rv = (*rv).max(last);
+            }
+            self.shared
+                .metrics
+                .events
+                .with_label_values(&[&self.key])
+                .inc_by(events);
+        }
+        Ok(end)
+    }
+}
+
+/// Lists omit `apiVersion` and `kind` on built-in types' items (watch events carry them);
+/// the store keeps whole objects, so they are put back. Objects that have them (custom
+/// resources, which upstream encodes with sorted keys) are kept byte for byte.
+fn with_type_meta(raw: &str, api_version: &str, kind: &str) -> Vec<u8> {
+    if raw.starts_with("{\"apiVersion\"") || raw.starts_with("{\"kind\"") {
+        return raw.as_bytes().to_vec();
+    }
+    let rest = raw.strip_prefix('{').unwrap_or(raw).trim_start();
+    let mut out = Vec::with_capacity(raw.len() + kind.len() + api_version.len() + 32);
+    out.extend_from_slice(b"{\"kind\":");
+    out.extend_from_slice(serde_json::to_string(kind).unwrap_or_default().as_bytes());
+    out.extend_from_slice(b",\"apiVersion\":");
+    out.extend_from_slice(
+        serde_json::to_string(api_version)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    if !rest.starts_with('}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest.as_bytes());
+    out
+}
+
+/// Percent-encodes a query value (continue tokens are base64 and may hold `+`, `/`, `=`).
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_items_get_their_type_back_and_typed_objects_are_kept_as_they_are() {
+        let item = r#"{"metadata":{"name":"a"},"spec":{}}"#;
+        let with = with_type_meta(item, "v1", "Pod");
+        let value: serde_json::Value = serde_json::from_slice(&with).unwrap();
+        assert_eq!(value["kind"], "Pod");
+        assert_eq!(value["apiVersion"], "v1");
+        assert_eq!(value["metadata"]["name"], "a");
+        let cr = r#"{"apiVersion":"x.io/v1","kind":"Thing","metadata":{"name":"a"}}"#;
+        assert_eq!(with_type_meta(cr, "x.io/v1", "Thing"), cr.as_bytes());
+        let empty = with_type_meta("{}", "v1", "Pod");
+        assert!(serde_json::from_slice::<serde_json::Value>(&empty).is_ok());
+        assert_eq!(percent_encode("a+b/c="), "a%2Bb%2Fc%3D");
+    }
+}

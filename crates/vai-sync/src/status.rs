@@ -1,0 +1,92 @@
+//! The live sync status of every cached type, in memory, for the server's freshness headers,
+//! `/vai/v1/status`, readiness and the progress display. The store keeps the durable copy
+//! (what `vai status` reads); this board is what a request consults, with no I/O.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use vai_store::SyncState;
+
+use crate::now_ms;
+
+/// The live status of one cached type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceStatus {
+    /// Syncing, live or stale.
+    pub state: SyncState,
+    /// When it entered that state (ms since the Unix epoch).
+    pub since_ms: i64,
+    /// Why it is not live, if it is not.
+    pub error: Option<String>,
+    /// Objects received by the current (or last) full list.
+    pub loaded: u64,
+    /// A list (or a resume) has completed once since start.
+    pub synced: bool,
+}
+
+/// Status per type, keyed by the store's resource key.
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    entries: Mutex<BTreeMap<String, ResourceStatus>>,
+}
+
+impl StatusBoard {
+    fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<String, ResourceStatus>) -> T) -> T {
+        f(&mut self.entries.lock().expect("status lock"))
+    }
+
+    pub(crate) fn add(&self, key: &str) {
+        self.with(|m| {
+            m.entry(key.to_string()).or_insert(ResourceStatus {
+                state: SyncState::Syncing,
+                since_ms: now_ms(),
+                error: None,
+                loaded: 0,
+                synced: false,
+            });
+        });
+    }
+
+    pub(crate) fn remove(&self, key: &str) {
+        self.with(|m| m.remove(key));
+    }
+
+    pub(crate) fn set(&self, key: &str, state: SyncState, error: Option<String>) {
+        self.with(|m| {
+            if let Some(s) = m.get_mut(key) {
+                if s.state != state {
+                    s.since_ms = now_ms();
+                }
+                s.state = state;
+                s.error = error;
+            }
+        });
+    }
+
+    pub(crate) fn set_loaded(&self, key: &str, loaded: u64) {
+        self.with(|m| m.get_mut(key).map(|s| s.loaded = loaded));
+    }
+
+    pub(crate) fn loaded(&self, key: &str) -> u64 {
+        self.with(|m| m.get(key).map_or(0, |s| s.loaded))
+    }
+
+    pub(crate) fn mark_synced(&self, key: &str) {
+        self.with(|m| m.get_mut(key).map(|s| s.synced = true));
+    }
+
+    /// The status of one type.
+    pub fn get(&self, key: &str) -> Option<ResourceStatus> {
+        self.with(|m| m.get(key).cloned())
+    }
+
+    /// Every type's status, by key.
+    pub fn all(&self) -> BTreeMap<String, ResourceStatus> {
+        self.with(|m| m.clone())
+    }
+
+    /// Every type has synced once.
+    pub fn all_synced(&self) -> bool {
+        self.with(|m| m.values().all(|s| s.synced))
+    }
+}
