@@ -3,11 +3,15 @@
 //! This binary only wires the crates together and turns their errors into a one-line cause and
 //! hint; the behaviour lives in `vai-store`, `vai-sync` and `vai-server`.
 
+mod progress;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use vai_store::{Store, StoreConfig};
 
 #[derive(Parser)]
 #[command(
@@ -24,11 +28,13 @@ struct Cli {
 enum Command {
     /// Sync a cluster into the local store and serve it as a read-only Kubernetes API.
     Serve(ServeArgs),
+    /// Show what the database holds and how fresh it is (reads the file; needs no server or cluster).
+    Status(StatusArgs),
 }
 
 #[derive(clap::Args)]
-struct ServeArgs {
-    /// The kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+struct ClusterArgs {
+    /// The kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
     /// The kubeconfig context (default: its current context).
@@ -37,30 +43,196 @@ struct ServeArgs {
     /// The database file (default: one per cluster under the user's data directory).
     #[arg(long)]
     db: Option<PathBuf>,
-    /// Address to listen on. Loopback by default; kubectl proxy's port.
-    #[arg(long, default_value = "127.0.0.1:8001")]
-    listen: SocketAddr,
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Address to listen on. Loopback by default (kubectl proxy's port); vai has no
+    /// authentication yet, so other addresses are refused.
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    listen: SocketAddr,
+    /// Cache only these types (comma-separated `plural` or `plural.group`; default: all that
+    /// can be listed and watched).
+    #[arg(long, value_delimiter = ',')]
+    resources: Vec<String>,
+    /// Never cache these types (`plural` or `plural.group`).
+    #[arg(long, value_delimiter = ',')]
+    exclude: Vec<String>,
+    /// Seconds upstream has to answer before it counts as unreachable.
+    #[arg(long, default_value_t = 5)]
+    upstream_timeout: u64,
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// The kubeconfig's client configuration, read without contacting the cluster.
+async fn client_config(args: &ClusterArgs) -> anyhow::Result<kube::Config> {
     let options = kube::config::KubeConfigOptions {
         context: args.context.clone(),
         ..Default::default()
     };
-    let kubeconfig = match &args.kubeconfig {
-        Some(path) => kube::config::Kubeconfig::read_from(path)
-            .with_context(|| format!("reading kubeconfig {}", path.display()))?,
-        None => kube::config::Kubeconfig::read()
-            .context("no kubeconfig found (hint: pass --kubeconfig, or set KUBECONFIG)")?,
-    };
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-        .await
-        .context("the kubeconfig has no usable context (hint: pass --context)")?;
-    let _ = (args.db, args.listen);
-    anyhow::bail!(
-        "vai serve is not implemented yet (cluster {} read from the kubeconfig)",
-        config.cluster_url
+    match (&args.kubeconfig, &args.context) {
+        (Some(path), _) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .with_context(|| {
+                    format!(
+                        "kubeconfig {} has no usable context (hint: pass --context)",
+                        path.display()
+                    )
+                })
+        }
+        (None, Some(_)) => kube::Config::from_kubeconfig(&options)
+            .await
+            .context("the kubeconfig has no such context (hint: `kubectl config get-contexts`)"),
+        (None, None) => kube::Config::infer().await.context(
+            "no kubeconfig found and not running in a cluster (hint: pass --kubeconfig, or set KUBECONFIG)",
+        ),
+    }
+}
+
+/// The default database of a cluster: `$XDG_DATA_HOME/vai/<host>_<port>.db` (or under
+/// `~/.local/share`), in a private directory.
+fn default_db(config: &kube::Config) -> anyhow::Result<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .context("cannot find a data directory (hint: pass --db, or set HOME)")?;
+    let dir = base.join("vai");
+    let url = &config.cluster_url;
+    let name: String = format!(
+        "{}_{}",
+        url.host().unwrap_or("cluster"),
+        url.port_u16().unwrap_or(443)
     )
+    .chars()
+    .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+    .collect();
+    Ok(dir.join(format!("{name}.db")))
+}
+
+fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if !args.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to listen on {}: vai has no authentication yet, so it serves loopback only (hint: --listen 127.0.0.1:{})",
+            args.listen,
+            args.listen.port()
+        );
+    }
+    let timeout = Duration::from_secs(args.upstream_timeout.max(1));
+    let mut config = client_config(&args.cluster).await?;
+    config.connect_timeout = Some(timeout);
+    let cluster = config.cluster_url.to_string();
+    let db = match &args.cluster.db {
+        Some(db) => db.clone(),
+        None => default_db(&config)?,
+    };
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        ensure_private_dir(dir)?;
+    }
+    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    let store = Store::open(&db, StoreConfig::default())?;
+    tracing::info!(db = %db.display(), %cluster, "opened the store");
+    let registry = prometheus::Registry::new();
+    let sync_config = vai_sync::SyncConfig {
+        selection: vai_sync::Selection {
+            include: args.resources,
+            exclude: args.exclude,
+        },
+        timeout,
+        ..Default::default()
+    };
+    let syncer = vai_sync::Syncer::start(client, store.clone(), sync_config, &registry)
+        .await
+        .with_context(|| format!("starting sync with {cluster}"))?;
+    tracing::info!(types = syncer.resources().len(), "caching");
+    let progress = tokio::spawn(progress::show(syncer.clone()));
+    let app = vai_server::router(syncer.clone(), vai_server::ServerConfig::default(), registry);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (hint: another process uses it? pass --listen)",
+                args.listen
+            )
+        })?;
+    tracing::info!(address = %args.listen, "serving; point kubectl at it with --server http://{}", args.listen);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    progress.abort();
+    drop(syncer);
+    store.close();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn when(ms: Option<i64>) -> String {
+    ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or("-".into(), |t| t.round(jiff::Unit::Second).unwrap_or(t).to_string())
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let db = match &args.cluster.db {
+        Some(db) => db.clone(),
+        None => default_db(&client_config(&args.cluster).await?)?,
+    };
+    let store = Store::open_read_only(&db)?;
+    let states = store.resource_states()?;
+    if states.is_empty() {
+        println!("{}: no resource types synced yet", db.display());
+        return Ok(());
+    }
+    println!(
+        "{:<58} {:<8} {:>9} {:>12} {:<21} ERROR",
+        "RESOURCE", "STATE", "OBJECTS", "LAST-RV", "LAST-CONTACT"
+    );
+    for s in states {
+        let state = match s.state {
+            vai_store::SyncState::Live => "live",
+            vai_store::SyncState::Stale => "stale",
+            vai_store::SyncState::Syncing => "syncing",
+        };
+        println!(
+            "{:<58} {:<8} {:>9} {:>12} {:<21} {}",
+            s.resource,
+            state,
+            store.count(&s.resource)?,
+            s.last_resource_version,
+            when(s.last_contact_ms),
+            s.last_error.unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -73,6 +245,7 @@ async fn main() {
         .init();
     let result = match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Status(args) => status(args).await,
     };
     if let Err(error) = result {
         // One line: the cause chain, outermost first.

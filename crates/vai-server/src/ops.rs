@@ -1,0 +1,206 @@
+//! Operating vai: `/healthz` (the process serves), `/readyz` (every cached type has synced
+//! once), Prometheus `/metrics`, and `/vai/v1/status` (per type: state, stale since, resource
+//! versions, last contact, last error, object count).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use vai_store::SyncState;
+
+use crate::{ApiError, App};
+
+/// The server's metrics.
+pub(crate) struct Metrics {
+    requests: prometheus::HistogramVec,
+    db_bytes: prometheus::IntGauge,
+    stale_seconds: prometheus::GaugeVec,
+    contact_age: prometheus::Gauge,
+}
+
+impl Metrics {
+    pub fn new(registry: &prometheus::Registry) -> Metrics {
+        let requests = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "vai_request_duration_seconds",
+                "Time to answer a request (to its headers, for streams), by verb and code.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ]),
+            &["verb", "code"],
+        )
+        .expect("valid metric");
+        let db_bytes = prometheus::IntGauge::new(
+            "vai_store_bytes",
+            "Size of the database file and its WAL.",
+        )
+        .expect("valid metric");
+        let stale_seconds = prometheus::GaugeVec::new(
+            prometheus::Opts::new(
+                "vai_stale_seconds",
+                "How long a cached type's data has been possibly stale (0 when live).",
+            ),
+            &["resource"],
+        )
+        .expect("valid metric");
+        let contact_age = prometheus::Gauge::new(
+            "vai_upstream_contact_age_seconds",
+            "Seconds since upstream last answered the health probe.",
+        )
+        .expect("valid metric");
+        for m in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(db_bytes.clone()),
+            Box::new(stale_seconds.clone()),
+            Box::new(contact_age.clone()),
+        ] {
+            let _ = registry.register(m);
+        }
+        Metrics {
+            requests,
+            db_bytes,
+            stale_seconds,
+            contact_age,
+        }
+    }
+
+    pub fn observe(&self, verb: &str, code: StatusCode, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[verb, code.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub(crate) async fn readyz(State(app): State<App>) -> Response {
+    if app.syncer.ready() {
+        "ok".into_response()
+    } else {
+        let waiting: Vec<String> = app
+            .syncer
+            .status()
+            .all()
+            .into_iter()
+            .filter(|(_, s)| !s.synced)
+            .map(|(k, _)| k)
+            .collect();
+        ApiError::unavailable(format!("not synced yet: {}", waiting.join(", "))).into_response()
+    }
+}
+
+fn file_size(path: &std::path::Path, suffix: &str) -> u64 {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    std::fs::metadata(p).map_or(0, |m| m.len())
+}
+
+pub(crate) async fn metrics(State(app): State<App>) -> Response {
+    let now = vai_sync::now_ms();
+    let health = app.syncer.health().borrow().clone();
+    app.metrics.contact_age.set(
+        health
+            .last_ok_ms
+            .map_or(f64::NAN, |ms| (now - ms) as f64 / 1000.0),
+    );
+    for (key, status) in app.syncer.status().all() {
+        let stale_since = if !health.reachable {
+            Some(health.since_ms)
+        } else {
+            (status.state == SyncState::Stale).then_some(status.since_ms)
+        };
+        app.metrics
+            .stale_seconds
+            .with_label_values(&[&key])
+            .set(stale_since.map_or(0.0, |s| (now - s) as f64 / 1000.0));
+    }
+    let path = app.store.path();
+    app.metrics
+        .db_bytes
+        .set((file_size(path, "") + file_size(path, "-wal")) as i64);
+    let mut text = String::new();
+    if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&app.registry.gather(), &mut text) {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            format!("encoding metrics: {e}"),
+        )
+        .into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        text,
+    )
+        .into_response()
+}
+
+fn rfc3339(ms: Option<i64>) -> serde_json::Value {
+    ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or(serde_json::Value::Null, |t| json!(t.to_string()))
+}
+
+pub(crate) async fn status(State(app): State<App>) -> Response {
+    let health = app.syncer.health().borrow().clone();
+    let board = app.syncer.status().all();
+    let stored = tokio::task::spawn_blocking({
+        let store = app.store.clone();
+        let keys: Vec<String> = board.keys().cloned().collect();
+        move || -> Result<_, vai_store::Error> {
+            let states = store.resource_states()?;
+            let counts = keys
+                .iter()
+                .map(|k| Ok((k.clone(), store.count(k)?)))
+                .collect::<Result<std::collections::HashMap<_, _>, vai_store::Error>>()?;
+            Ok((states, counts))
+        }
+    })
+    .await;
+    let (states, counts) = match stored {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return ApiError::from(e).into_response(),
+        Err(e) => return ApiError::bad_request(format!("status task failed: {e}")).into_response(),
+    };
+    let resources: Vec<serde_json::Value> = board
+        .iter()
+        .map(|(key, live)| {
+            let persisted = states.iter().find(|s| &s.resource == key);
+            let (state, stale_since) = if !health.reachable {
+                ("stale", Some(health.since_ms))
+            } else {
+                match live.state {
+                    SyncState::Live => ("live", None),
+                    SyncState::Stale => ("stale", Some(live.since_ms)),
+                    SyncState::Syncing => ("syncing", None),
+                }
+            };
+            json!({
+                "resource": key,
+                "state": state,
+                "since": rfc3339(Some(live.since_ms)),
+                "staleSince": rfc3339(stale_since),
+                "synced": live.synced,
+                "objects": counts.get(key),
+                "loadedByLastList": live.loaded,
+                "listResourceVersion": persisted.and_then(|p| p.list_resource_version).map(|v| v.to_string()),
+                "lastResourceVersion": persisted.map(|p| p.last_resource_version.to_string()),
+                "lastContact": rfc3339(persisted.and_then(|p| p.last_contact_ms)),
+                "lastError": if !health.reachable { health.error.clone() } else { live.error.clone() },
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "upstream": {
+            "reachable": health.reachable,
+            "since": rfc3339(Some(health.since_ms)),
+            "lastContact": rfc3339(health.last_ok_ms),
+            "error": health.error,
+        },
+        "resources": resources,
+    }))
+    .into_response()
+}

@@ -1,0 +1,621 @@
+//! List, get and watch on cached types, answered from the store with the apiserver's semantics.
+//!
+//! Lists stream: items go out as the store reads them, so memory stays flat whatever the list
+//! size (the list's `metadata` comes after its items; JSON clients do not mind the order).
+//! Resource versions are upstream's: `resourceVersion` unset or `0` is the newest the cache
+//! has; a value with `NotOlderThan` (or no match) waits briefly for the cache to reach it, then
+//! answers `504`; `Exact` serves that snapshot from history or `410`. Watches replay history
+//! from their resource version and then follow live events; too old is an `ERROR` event with
+//! `410`, as upstream sends.
+//!
+//! A field selector the store does not index is proxied to upstream while it answers.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use vai_store::selector::Field;
+use vai_store::{
+    Event, EventKind, FieldSelector, LabelSelector, ListRequest, StoredObject,
+};
+use vai_sync::ResourceInfo;
+
+use crate::path::ResourcePath;
+use crate::{App, ApiError, freshness};
+
+/// What `serve` did.
+pub(crate) enum Outcome {
+    /// Answered (the verb, for metrics).
+    Served(&'static str, Response),
+    /// Better answered by upstream (an unindexed field selector, a type not synced yet).
+    Proxy,
+}
+
+/// The query parameters of list, get and watch.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Params {
+    label_selector: Option<String>,
+    field_selector: Option<String>,
+    limit: Option<String>,
+    #[serde(rename = "continue")]
+    continue_token: Option<String>,
+    resource_version: Option<String>,
+    resource_version_match: Option<String>,
+    watch: Option<String>,
+    allow_watch_bookmarks: Option<String>,
+    timeout_seconds: Option<String>,
+    send_initial_events: Option<String>,
+}
+
+fn flag(value: &Option<String>) -> Result<Option<bool>, ApiError> {
+    match value.as_deref() {
+        None | Some("") => Ok(None),
+        Some("true" | "1") => Ok(Some(true)),
+        Some("false" | "0") => Ok(Some(false)),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "invalid boolean value {other:?}"
+        ))),
+    }
+}
+
+fn number(name: &str, value: &Option<String>) -> Result<Option<u64>, ApiError> {
+    match value.as_deref() {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid {name} {v:?}"))),
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)
+}
+
+/// The representation a client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// Whole objects.
+    Full,
+    /// `PartialObjectMetadata`: kind, apiVersion and metadata only.
+    Metadata,
+}
+
+/// Picks the first acceptable media type in `Accept` (tables come with the query API work; a
+/// client asking for them offers plain JSON as a fallback, which is served).
+fn negotiate(headers: &HeaderMap) -> Result<Form, ApiError> {
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    if accept.is_empty() {
+        return Ok(Form::Full);
+    }
+    for media in &accept {
+        let mut parts = media.split(';').map(str::trim);
+        let base = parts.next().unwrap_or("");
+        let params: Vec<&str> = parts.collect();
+        if !matches!(base, "application/json" | "application/*" | "*/*") {
+            continue;
+        }
+        match params.iter().find_map(|p| p.strip_prefix("as=")) {
+            None => return Ok(Form::Full),
+            Some("PartialObjectMetadata" | "PartialObjectMetadataList") => {
+                return Ok(Form::Metadata);
+            }
+            Some(_) => continue,
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_ACCEPTABLE,
+        "NotAcceptable",
+        format!(
+            "only the following media types are accepted: application/json, application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1 (asked for {})",
+            accept.join(",")
+        ),
+    ))
+}
+
+#[derive(Deserialize)]
+struct MetadataOnly<'a> {
+    #[serde(borrow)]
+    metadata: &'a RawValue,
+}
+
+/// An object's `PartialObjectMetadata` form.
+fn metadata_only(body: &[u8]) -> Vec<u8> {
+    let metadata = serde_json::from_slice::<MetadataOnly>(body)
+        .map(|m| m.metadata.get())
+        .unwrap_or("{}");
+    format!(
+        r#"{{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{metadata}}}"#
+    )
+    .into_bytes()
+}
+
+fn render(form: Form, body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match form {
+        Form::Full => body.into(),
+        Form::Metadata => metadata_only(body).into(),
+    }
+}
+
+/// Serves a read on a cached type.
+pub(crate) async fn serve(
+    app: &App,
+    info: &ResourceInfo,
+    target: &ResourcePath,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Outcome {
+    let reachable = app.syncer.health().borrow().reachable;
+    let verb = match (&target.name, uri.query().is_some_and(|q| q.contains("watch"))) {
+        (Some(_), _) => "get",
+        (None, true) => "watch",
+        (None, false) => "list",
+    };
+    let result = async {
+        let params = axum::extract::Query::<Params>::try_from_uri(uri)
+            .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?
+            .0;
+        let form = negotiate(headers)?;
+        match &target.name {
+            // Watching one object by path: the deprecated form; upstream serves it.
+            Some(_) if flag(&params.watch)? == Some(true) => Err(ReadError::Proxy),
+            Some(name) => get(app, info, target, name, form).await,
+            None if flag(&params.watch)? == Some(true) => watch(app, info, target, &params, form).await,
+            None => list(app, info, target, &params, form).await,
+        }
+    }
+    .await;
+    match result {
+        Ok(mut response) => {
+            freshness::annotate(app, &info.key(), response.headers_mut());
+            Outcome::Served(verb, response)
+        }
+        Err(ReadError::Proxy) if reachable => Outcome::Proxy,
+        Err(ReadError::Proxy) => Outcome::Served(
+            verb,
+            ApiError::unavailable(
+                "vai cannot answer this from its cache (an unindexed field selector, or a type not synced yet) and upstream is unreachable",
+            )
+            .into_response(),
+        ),
+        Err(ReadError::Api(e)) => Outcome::Served(verb, e.into_response()),
+    }
+}
+
+/// Why a read was not answered from the store.
+enum ReadError {
+    Api(ApiError),
+    /// Upstream should answer it.
+    Proxy,
+}
+
+impl From<ApiError> for ReadError {
+    fn from(e: ApiError) -> ReadError {
+        ReadError::Api(e)
+    }
+}
+
+impl From<vai_store::Error> for ReadError {
+    fn from(e: vai_store::Error) -> ReadError {
+        match e {
+            vai_store::Error::UnsupportedField(_) | vai_store::Error::UnknownResource(_) => {
+                ReadError::Proxy
+            }
+            other => ReadError::Api(other.into()),
+        }
+    }
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn get(
+    app: &App,
+    info: &ResourceInfo,
+    target: &ResourcePath,
+    name: &str,
+    form: Form,
+) -> Result<Response, ReadError> {
+    let store = app.store.clone();
+    let (key, namespace, name_owned) = (
+        info.key(),
+        target.namespace.clone().unwrap_or_default(),
+        name.to_string(),
+    );
+    let found = tokio::task::spawn_blocking(move || store.get(&key, &namespace, &name_owned, None))
+        .await
+        .map_err(|e| ApiError::bad_request(format!("read task failed: {e}")))??;
+    match found {
+        Some(body) => Ok(json_response(render(form, &body).into_owned())),
+        None if never_synced(app, info) => Err(ReadError::Proxy),
+        None => Err(ApiError::not_found(&info.group, &info.plural, name).into()),
+    }
+}
+
+/// The type has no data yet (its first list has not finished): upstream should answer.
+fn never_synced(app: &App, info: &ResourceInfo) -> bool {
+    !app.syncer.status().get(&info.key()).is_some_and(|s| s.synced)
+        && app
+            .store
+            .resource_state(&info.key())
+            .ok()
+            .flatten()
+            .is_none_or(|s| s.list_resource_version.is_none())
+}
+
+/// Builds the store request from the selectors and the namespace.
+fn selection(target: &ResourcePath, params: &Params) -> Result<ListRequest, ReadError> {
+    Ok(ListRequest {
+        namespace: target.namespace.clone(),
+        labels: LabelSelector::parse(params.label_selector.as_deref().unwrap_or(""))?,
+        fields: FieldSelector::parse(params.field_selector.as_deref().unwrap_or(""))?,
+        ..ListRequest::default()
+    })
+}
+
+/// Resolves `resourceVersion` + `resourceVersionMatch` for a list: `Some(rv)` to read exactly
+/// that snapshot, `None` for the newest (after waiting, for "not older than", until the cache
+/// has reached the asked version).
+async fn list_version(
+    app: &App,
+    key: &str,
+    params: &Params,
+) -> Result<Option<u64>, ReadError> {
+    let rv = number("resourceVersion", &params.resource_version)
+        .map_err(|_| ApiError::bad_request(format!(
+            "invalid resourceVersion {:?}",
+            params.resource_version.as_deref().unwrap_or("")
+        )))?;
+    let matching = params.resource_version_match.as_deref().unwrap_or("");
+    if params.continue_token.as_deref().is_some_and(|c| !c.is_empty()) && rv.is_some_and(|v| v > 0) {
+        return Err(invalid("specifying resource version is not allowed when using continue").into());
+    }
+    match (rv, matching) {
+        (_, m) if !matches!(m, "" | "Exact" | "NotOlderThan") => Err(invalid(format!(
+            "resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\""
+        ))
+        .into()),
+        (None, m) if !m.is_empty() => Err(invalid(
+            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+        )
+        .into()),
+        (Some(0), "Exact") => Err(invalid(
+            "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+        )
+        .into()),
+        (Some(v), "Exact") => Ok(Some(v)),
+        (Some(v), _) if v > 0 => {
+            wait_for(app, key, v).await?;
+            Ok(None)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Waits (a bounded time) until the store holds `rv` of `key`; `504` after.
+async fn wait_for(app: &App, key: &str, rv: u64) -> Result<(), ReadError> {
+    let mut events = app.store.subscribe();
+    let deadline = tokio::time::Instant::now() + app.config.wait_for_resource_version;
+    loop {
+        let current = app
+            .store
+            .resource_state(key)?
+            .map_or(0, |s| s.last_resource_version);
+        if current >= rv {
+            return Ok(());
+        }
+        if tokio::time::timeout_at(deadline, events.recv()).await.is_err() {
+            return Err(ApiError::from(vai_store::Error::TooLargeResourceVersion {
+                requested: rv,
+                current,
+            })
+            .into());
+        }
+    }
+}
+
+/// Bytes per chunk of a streamed response.
+const CHUNK: usize = 64 << 10;
+
+async fn list(
+    app: &App,
+    info: &ResourceInfo,
+    target: &ResourcePath,
+    params: &Params,
+    form: Form,
+) -> Result<Response, ReadError> {
+    let key = info.key();
+    let mut request = selection(target, params)?;
+    request.limit = number("limit", &params.limit)?.filter(|l| *l > 0).map(|l| l as usize);
+    request.continue_token = params.continue_token.clone().filter(|c| !c.is_empty());
+    request.resource_version = list_version(app, &key, params).await?;
+    if never_synced(app, info) {
+        return Err(ReadError::Proxy);
+    }
+    let (kind, api_version) = match form {
+        Form::Full => (format!("{}List", info.kind), info.api_version()),
+        Form::Metadata => ("PartialObjectMetadataList".into(), "meta.k8s.io/v1".into()),
+    };
+    let head = format!(r#"{{"kind":"{kind}","apiVersion":"{api_version}","items":["#);
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes, ApiError>>(4);
+    let store = app.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut buffer = Vec::with_capacity(CHUNK + 8192);
+        let mut items = 0usize;
+        let mut sent = false;
+        let result = store.list(&key, &request, |_, _, body| {
+            buffer.extend_from_slice(if items == 0 { head.as_bytes() } else { b"," });
+            buffer.extend_from_slice(&render(form, body));
+            items += 1;
+            if buffer.len() >= CHUNK {
+                let chunk = Bytes::from(std::mem::replace(&mut buffer, Vec::with_capacity(CHUNK + 8192)));
+                tx.blocking_send(Ok(chunk)).map_err(|_| vai_store::Error::Closed)?;
+                sent = true;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(meta) => {
+                if items == 0 {
+                    buffer.extend_from_slice(head.as_bytes());
+                }
+                let mut metadata = serde_json::json!({"resourceVersion": meta.resource_version.to_string()});
+                if let Some(token) = meta.continue_token {
+                    metadata["continue"] = token.into();
+                }
+                buffer.extend_from_slice(format!(r#"],"metadata":{metadata}}}"#).as_bytes());
+                let _ = tx.blocking_send(Ok(Bytes::from(buffer)));
+            }
+            // Before the first byte: a Status. After: the stream breaks, the client sees it.
+            Err(e) if !sent => {
+                let _ = tx.blocking_send(Err(ApiError::from(e)));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a streamed list failed midway");
+                let _ = tx.blocking_send(Err(ApiError::from(e)));
+            }
+        }
+    });
+    let first = match rx.recv().await {
+        Some(Ok(chunk)) => chunk,
+        Some(Err(e)) => return Err(e.into()),
+        None => return Err(ApiError::bad_request("the list ended without an answer").into()),
+    };
+    let rest = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|r| {
+            (
+                r.map_err(|e| std::io::Error::other(e.message)),
+                rx,
+            )
+        })
+    });
+    let stream = futures::StreamExt::chain(
+        futures::stream::once(async move { Ok::<_, std::io::Error>(first) }),
+        rest,
+    );
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// One line of a watch stream.
+fn event_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object.len() + 32);
+    line.extend_from_slice(br#"{"type":""#);
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(br#"","object":"#);
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
+}
+
+/// A bookmark's object: kind, apiVersion and the resource version only.
+fn bookmark(info: &ResourceInfo, form: Form, rv: u64, initial_events_end: bool) -> Bytes {
+    let (kind, api_version) = match form {
+        Form::Full => (info.kind.clone(), info.api_version()),
+        Form::Metadata => ("PartialObjectMetadata".into(), "meta.k8s.io/v1".into()),
+    };
+    let mut metadata = serde_json::json!({"resourceVersion": rv.to_string()});
+    if initial_events_end {
+        metadata["annotations"] = serde_json::json!({"k8s.io/initial-events-end": "true"});
+    }
+    let object = serde_json::json!({"kind": kind, "apiVersion": api_version, "metadata": metadata});
+    event_line("BOOKMARK", object.to_string().as_bytes())
+}
+
+/// Whether a watch event passes the watch's namespace and selectors.
+fn selected(request: &ListRequest, event: &Event) -> bool {
+    if request.namespace.as_ref().is_some_and(|ns| *ns != event.namespace) {
+        return false;
+    }
+    let fields_ok = request.fields.0.iter().all(|r| {
+        let actual = match r.field {
+            Field::Name => &event.name,
+            Field::Namespace => &event.namespace,
+        };
+        (actual == &r.value) != r.negate
+    });
+    if !fields_ok {
+        return false;
+    }
+    if request.labels.0.is_empty() {
+        return true;
+    }
+    match StoredObject::from_json(event.body.to_vec(), true) {
+        Ok(object) => request.labels.matches(|k| object.labels.get(k).map(String::as_str)),
+        Err(_) => false,
+    }
+}
+
+async fn watch(
+    app: &App,
+    info: &ResourceInfo,
+    target: &ResourcePath,
+    params: &Params,
+    form: Form,
+) -> Result<Response, ReadError> {
+    let key = info.key();
+    let request = selection(target, params)?;
+    let rv = number("resourceVersion", &params.resource_version)?;
+    let bookmarks = flag(&params.allow_watch_bookmarks)?.unwrap_or(false);
+    let send_initial = flag(&params.send_initial_events)?;
+    let matching = params.resource_version_match.as_deref().unwrap_or("");
+    if send_initial.is_some() && matching != "NotOlderThan" {
+        return Err(invalid(
+            "sendInitialEvents is forbidden unless resourceVersionMatch is \"NotOlderThan\"",
+        )
+        .into());
+    }
+    if send_initial.is_none() && !matching.is_empty() {
+        return Err(invalid("resourceVersionMatch is forbidden for watch").into());
+    }
+    let timeout = number("timeoutSeconds", &params.timeout_seconds)?
+        .map(Duration::from_secs)
+        .unwrap_or(app.config.default_watch_timeout);
+    // Unset or "0": start with the current state as ADDED events ("get state and start at
+    // most recent"); sendInitialEvents says so explicitly.
+    let initial = send_initial.unwrap_or(matches!(rv, None | Some(0)));
+    if never_synced(app, info) {
+        return Err(ReadError::Proxy);
+    }
+    if let Some(v) = rv.filter(|v| *v > 0 && send_initial == Some(true)) {
+        wait_for(app, &key, v).await?;
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let (store, info) = (app.store.clone(), info.clone());
+    let current = store.resource_state(&key)?.map_or(0, |s| s.last_resource_version);
+    tokio::spawn(async move {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let start = if initial {
+            let (store, key, request, tx) = (store.clone(), key.clone(), request.clone(), tx.clone());
+            let listed = tokio::task::spawn_blocking(move || {
+                store.list(&key, &request, |_, _, body| {
+                    tx.blocking_send(event_line("ADDED", &render(form, body)))
+                        .map_err(|_| vai_store::Error::Closed)
+                })
+            })
+            .await;
+            match listed {
+                Ok(Ok(meta)) => meta.resource_version,
+                _ => return,
+            }
+        } else {
+            rv.filter(|v| *v > 0).unwrap_or(current)
+        };
+        if send_initial == Some(true) && bookmarks && tx.send(bookmark(&info, form, start, true)).await.is_err() {
+            return;
+        }
+        let mut watch = match store.watch(&key, start) {
+            Ok(w) => w,
+            Err(e) => {
+                let status = ApiError::from(e).body().to_string();
+                let _ = tx.send(event_line("ERROR", status.as_bytes())).await;
+                return;
+            }
+        };
+        loop {
+            let event = tokio::select! {
+                event = watch.next() => event,
+                _ = &mut deadline => return,
+                _ = tx.closed() => return,
+            };
+            let line = match event {
+                Ok(e) if e.kind == EventKind::Bookmark => {
+                    if !bookmarks {
+                        continue;
+                    }
+                    bookmark(&info, form, e.resource_version, false)
+                }
+                Ok(e) if selected(&request, &e) => {
+                    let kind = match e.kind {
+                        EventKind::Added => "ADDED",
+                        EventKind::Modified => "MODIFIED",
+                        _ => "DELETED",
+                    };
+                    event_line(kind, &render(form, &e.body))
+                }
+                Ok(_) => continue,
+                // Lagged or closed: end the stream; the client re-watches from its last RV.
+                Err(_) => return,
+            };
+            if tx.send(line).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    let mut response = (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn negotiates_json_metadata_and_refuses_what_it_cannot_serve() {
+        assert_eq!(negotiate(&HeaderMap::new()).unwrap(), Form::Full);
+        assert_eq!(
+            negotiate(&accept("application/vnd.kubernetes.protobuf, application/json")).unwrap(),
+            Form::Full
+        );
+        assert_eq!(
+            negotiate(&accept(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+            ))
+            .unwrap(),
+            Form::Full
+        );
+        assert_eq!(
+            negotiate(&accept(
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+            ))
+            .unwrap(),
+            Form::Metadata
+        );
+        let e = negotiate(&accept("application/vnd.kubernetes.protobuf")).unwrap_err();
+        assert_eq!(e.code, StatusCode::NOT_ACCEPTABLE);
+    }
+
+    #[test]
+    fn metadata_form_keeps_only_metadata() {
+        let body = br#"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a","labels":{"x":"y"}},"spec":{"big":true}}"#;
+        let value: serde_json::Value = serde_json::from_slice(&metadata_only(body)).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1",
+                "metadata":{"name":"a","labels":{"x":"y"}}})
+        );
+    }
+}
