@@ -1,0 +1,270 @@
+//! Running `vai serve` (the real binary) against a real control plane, for integration tests.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vai_testenv::TestEnv;
+
+/// A `vai serve` process. Dropping it stops it (SIGTERM, then SIGKILL).
+pub struct Vai {
+    child: Option<Child>,
+    pub port: u16,
+    pub db: PathBuf,
+    pub log: PathBuf,
+    dir: PathBuf,
+}
+
+/// A free loopback port (bound then released; the race is harmless on a test machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Vai {
+    /// Starts vai on `env` with its database in `dir`, and waits until it is ready.
+    pub async fn start(env: &TestEnv, dir: &Path, extra: &[&str]) -> Vai {
+        let vai = Vai::spawn(env, dir, free_port(), extra);
+        vai.wait_ready().await;
+        vai
+    }
+
+    /// Starts vai without waiting.
+    pub fn spawn(env: &TestEnv, dir: &Path, port: u16, extra: &[&str]) -> Vai {
+        let db = dir.join("vai.db");
+        let log = dir.join(format!("vai-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_vai"))
+            .arg("serve")
+            .arg("--kubeconfig")
+            .arg(env.kubeconfig_path())
+            .arg("--db")
+            .arg(&db)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["--upstream-timeout", "2"])
+            .args(extra)
+            .env("RUST_LOG", "info,vai_sync=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting vai");
+        Vai {
+            child: Some(child),
+            port,
+            db,
+            log,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A kube client talking to vai.
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(self.url().parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// Waits for `/readyz` to answer 200, failing with the log when vai exits or takes long.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = get(&self.url(), "/readyz").await
+                && r.status == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vai not ready within 60 s; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops it gracefully and waits; returns its exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A kubectl command pointed at vai (its own kubeconfig, with no credentials).
+    pub fn kubectl(&self, env: &TestEnv) -> Command {
+        let kubeconfig = self.dir.join(format!("kubeconfig-vai-{}", self.port));
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: vai\n  cluster:\n    server: {}\ncontexts:\n- name: vai\n  context:\n    cluster: vai\n    user: vai\nusers:\n- name: vai\n  user: {{}}\ncurrent-context: vai\n",
+                self.url()
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new(env.control_plane().binaries().kubectl());
+        cmd.arg("--kubeconfig").arg(kubeconfig);
+        cmd
+    }
+}
+
+impl Drop for Vai {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        if std::thread::panicking() {
+            eprintln!("vai log ({}):\n{}", self.log.display(), self.log_text());
+        }
+    }
+}
+
+/// kubectl pointed at the apiserver directly.
+pub fn kubectl_direct(env: &TestEnv) -> Command {
+    let mut cmd = Command::new(env.control_plane().binaries().kubectl());
+    cmd.arg("--kubeconfig").arg(env.kubeconfig_path());
+    cmd
+}
+
+/// Runs a command; returns stdout, panicking with stderr on failure.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("running a command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// An HTTP answer.
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+}
+
+/// A plain HTTP request to vai (no kube client: nothing retried or rewritten).
+pub async fn request(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<Answer, String> {
+    let url: http::Uri = format!("{base}{path}").parse().unwrap();
+    let host = url.authority().unwrap().as_str().to_string();
+    let stream = tokio::net::TcpStream::connect(&host)
+        .await
+        .map_err(|e| e.to_string())?;
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.unwrap_or("").to_string(),
+        )))
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (parts, body) = response.into_parts();
+    let body = http_body_util::BodyExt::collect(body)
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes()
+        .to_vec();
+    Ok(Answer {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// GET through plain HTTP.
+pub async fn get(base: &str, path: &str) -> Result<Answer, String> {
+    request(base, "GET", path, None).await
+}
+
+/// Polls `check` until it returns `Some`, up to `timeout`; panics with `what` after.
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `kubectl get ... -o json` items without `managedFields` (vai drops them by default), sorted
+/// by namespace and name.
+pub fn items(json: &str) -> Vec<serde_json::Value> {
+    let list: serde_json::Value = serde_json::from_str(json).unwrap();
+    let mut items: Vec<serde_json::Value> = list["items"].as_array().cloned().unwrap_or_default();
+    for item in &mut items {
+        if let Some(m) = item["metadata"].as_object_mut() {
+            m.remove("managedFields");
+        }
+    }
+    items.sort_by_key(|i| {
+        (
+            i["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
+            i["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        )
+    });
+    items
+}
+
+/// A counter's value from a Prometheus text page, summed over series whose labels contain
+/// every `label="value"` given.
+pub fn metric_sum(page: &str, name: &str, labels: &[&str]) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
