@@ -23,7 +23,12 @@ pub(crate) fn serve(app: &App, path: &str, headers: &HeaderMap) -> Option<Respon
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("as=APIGroupDiscoveryList"));
-    let lookup = |aggregated| app.store.document(&document_key(path, aggregated)).ok().flatten();
+    let lookup = |aggregated| {
+        app.store
+            .document(&document_key(path, aggregated))
+            .ok()
+            .flatten()
+    };
     let document = wants_aggregated
         .then(|| lookup(true))
         .flatten()

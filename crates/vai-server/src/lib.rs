@@ -91,7 +91,8 @@ pub fn router(syncer: Syncer, config: ServerConfig, registry: prometheus::Regist
 async fn dispatch(State(app): State<App>, request: Request) -> Response {
     let started = Instant::now();
     let (verb, response) = route(&app, request).await;
-    app.metrics.observe(verb, response.status(), started.elapsed());
+    app.metrics
+        .observe(verb, response.status(), started.elapsed());
     response
 }
 
@@ -103,7 +104,9 @@ async fn route(app: &App, request: Request) -> (&'static str, Response) {
         }
         if let Some(target) = path::parse(uri.path())
             && target.subresource.is_none()
-            && let Some(info) = app.syncer.resolve(&target.group, &target.version, &target.plural)
+            && let Some(info) = app
+                .syncer
+                .resolve(&target.group, &target.version, &target.plural)
             && (info.namespaced || target.namespace.is_none())
         {
             match read::serve(app, &info, &target, &uri, request.headers()).await {

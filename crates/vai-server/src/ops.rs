@@ -33,11 +33,9 @@ impl Metrics {
             &["verb", "code"],
         )
         .expect("valid metric");
-        let db_bytes = prometheus::IntGauge::new(
-            "vai_store_bytes",
-            "Size of the database file and its WAL.",
-        )
-        .expect("valid metric");
+        let db_bytes =
+            prometheus::IntGauge::new("vai_store_bytes", "Size of the database file and its WAL.")
+                .expect("valid metric");
         let stale_seconds = prometheus::GaugeVec::new(
             prometheus::Opts::new(
                 "vai_stale_seconds",
@@ -132,11 +130,7 @@ pub(crate) async fn metrics(State(app): State<App>) -> Response {
         )
         .into_response();
     }
-    (
-        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response()
 }
 
 fn rfc3339(ms: Option<i64>) -> serde_json::Value {

@@ -101,7 +101,10 @@ mod tests {
             parse("/apis/apps/v1/namespaces/ns/deployments/d"),
             p("apps", Some("ns"), "deployments", Some("d"), None)
         );
-        assert_eq!(parse("/api/v1/namespaces"), p("", None, "namespaces", None, None));
+        assert_eq!(
+            parse("/api/v1/namespaces"),
+            p("", None, "namespaces", None, None)
+        );
         assert_eq!(
             parse("/api/v1/namespaces/ns"),
             p("", None, "namespaces", Some("ns"), None)
@@ -110,8 +113,18 @@ mod tests {
             parse("/api/v1/namespaces/ns/status"),
             p("", None, "namespaces", Some("ns"), Some("status"))
         );
-        assert_eq!(parse("/api/v1/nodes/n1"), p("", None, "nodes", Some("n1"), None));
-        for other in ["/api", "/api/v1", "/apis/apps/v1", "/version", "/healthz", "/api/v1//x"] {
+        assert_eq!(
+            parse("/api/v1/nodes/n1"),
+            p("", None, "nodes", Some("n1"), None)
+        );
+        for other in [
+            "/api",
+            "/api/v1",
+            "/apis/apps/v1",
+            "/version",
+            "/healthz",
+            "/api/v1//x",
+        ] {
             assert_eq!(parse(other), None, "{other}");
         }
         assert_eq!(parse("/api/v1/namespaces/ns/pods/a/b/c"), None);

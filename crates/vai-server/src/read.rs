@@ -20,13 +20,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use vai_store::selector::Field;
-use vai_store::{
-    Event, EventKind, FieldSelector, LabelSelector, ListRequest, StoredObject,
-};
+use vai_store::{Event, EventKind, FieldSelector, LabelSelector, ListRequest, StoredObject};
 use vai_sync::ResourceInfo;
 
 use crate::path::ResourcePath;
-use crate::{App, ApiError, freshness};
+use crate::{ApiError, App, freshness};
 
 /// What `serve` did.
 pub(crate) enum Outcome {
@@ -158,7 +156,10 @@ pub(crate) async fn serve(
     headers: &HeaderMap,
 ) -> Outcome {
     let reachable = app.syncer.health().borrow().reachable;
-    let verb = match (&target.name, uri.query().is_some_and(|q| q.contains("watch"))) {
+    let verb = match (
+        &target.name,
+        uri.query().is_some_and(|q| q.contains("watch")),
+    ) {
         (Some(_), _) => "get",
         (None, true) => "watch",
         (None, false) => "list",
@@ -172,7 +173,9 @@ pub(crate) async fn serve(
             // Watching one object by path: the deprecated form; upstream serves it.
             Some(_) if flag(&params.watch)? == Some(true) => Err(ReadError::Proxy),
             Some(name) => get(app, info, target, name, form).await,
-            None if flag(&params.watch)? == Some(true) => watch(app, info, target, &params, form).await,
+            None if flag(&params.watch)? == Some(true) => {
+                watch(app, info, target, &params, form).await
+            }
             None => list(app, info, target, &params, form).await,
         }
     }
@@ -247,7 +250,10 @@ async fn get(
 
 /// The type has no data yet (its first list has not finished): upstream should answer.
 fn never_synced(app: &App, info: &ResourceInfo) -> bool {
-    !app.syncer.status().get(&info.key()).is_some_and(|s| s.synced)
+    !app.syncer
+        .status()
+        .get(&info.key())
+        .is_some_and(|s| s.synced)
         && app
             .store
             .resource_state(&info.key())
@@ -269,19 +275,23 @@ fn selection(target: &ResourcePath, params: &Params) -> Result<ListRequest, Read
 /// Resolves `resourceVersion` + `resourceVersionMatch` for a list: `Some(rv)` to read exactly
 /// that snapshot, `None` for the newest (after waiting, for "not older than", until the cache
 /// has reached the asked version).
-async fn list_version(
-    app: &App,
-    key: &str,
-    params: &Params,
-) -> Result<Option<u64>, ReadError> {
-    let rv = number("resourceVersion", &params.resource_version)
-        .map_err(|_| ApiError::bad_request(format!(
+async fn list_version(app: &App, key: &str, params: &Params) -> Result<Option<u64>, ReadError> {
+    let rv = number("resourceVersion", &params.resource_version).map_err(|_| {
+        ApiError::bad_request(format!(
             "invalid resourceVersion {:?}",
             params.resource_version.as_deref().unwrap_or("")
-        )))?;
+        ))
+    })?;
     let matching = params.resource_version_match.as_deref().unwrap_or("");
-    if params.continue_token.as_deref().is_some_and(|c| !c.is_empty()) && rv.is_some_and(|v| v > 0) {
-        return Err(invalid("specifying resource version is not allowed when using continue").into());
+    if params
+        .continue_token
+        .as_deref()
+        .is_some_and(|c| !c.is_empty())
+        && rv.is_some_and(|v| v > 0)
+    {
+        return Err(
+            invalid("specifying resource version is not allowed when using continue").into(),
+        );
     }
     match (rv, matching) {
         (_, m) if !matches!(m, "" | "Exact" | "NotOlderThan") => Err(invalid(format!(
@@ -317,7 +327,10 @@ async fn wait_for(app: &App, key: &str, rv: u64) -> Result<(), ReadError> {
         if current >= rv {
             return Ok(());
         }
-        if tokio::time::timeout_at(deadline, events.recv()).await.is_err() {
+        if tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .is_err()
+        {
             return Err(ApiError::from(vai_store::Error::TooLargeResourceVersion {
                 requested: rv,
                 current,
@@ -339,7 +352,9 @@ async fn list(
 ) -> Result<Response, ReadError> {
     let key = info.key();
     let mut request = selection(target, params)?;
-    request.limit = number("limit", &params.limit)?.filter(|l| *l > 0).map(|l| l as usize);
+    request.limit = number("limit", &params.limit)?
+        .filter(|l| *l > 0)
+        .map(|l| l as usize);
     request.continue_token = params.continue_token.clone().filter(|c| !c.is_empty());
     request.resource_version = list_version(app, &key, params).await?;
     if never_synced(app, info) {
@@ -361,8 +376,12 @@ async fn list(
             buffer.extend_from_slice(&render(form, body));
             items += 1;
             if buffer.len() >= CHUNK {
-                let chunk = Bytes::from(std::mem::replace(&mut buffer, Vec::with_capacity(CHUNK + 8192)));
-                tx.blocking_send(Ok(chunk)).map_err(|_| vai_store::Error::Closed)?;
+                let chunk = Bytes::from(std::mem::replace(
+                    &mut buffer,
+                    Vec::with_capacity(CHUNK + 8192),
+                ));
+                tx.blocking_send(Ok(chunk))
+                    .map_err(|_| vai_store::Error::Closed)?;
                 sent = true;
             }
             Ok(())
@@ -372,7 +391,8 @@ async fn list(
                 if items == 0 {
                     buffer.extend_from_slice(head.as_bytes());
                 }
-                let mut metadata = serde_json::json!({"resourceVersion": meta.resource_version.to_string()});
+                let mut metadata =
+                    serde_json::json!({"resourceVersion": meta.resource_version.to_string()});
                 if let Some(token) = meta.continue_token {
                     metadata["continue"] = token.into();
                 }
@@ -395,12 +415,9 @@ async fn list(
         None => return Err(ApiError::bad_request("the list ended without an answer").into()),
     };
     let rest = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|r| {
-            (
-                r.map_err(|e| std::io::Error::other(e.message)),
-                rx,
-            )
-        })
+        rx.recv()
+            .await
+            .map(|r| (r.map_err(|e| std::io::Error::other(e.message)), rx))
     });
     let stream = futures::StreamExt::chain(
         futures::stream::once(async move { Ok::<_, std::io::Error>(first) }),
@@ -440,7 +457,11 @@ fn bookmark(info: &ResourceInfo, form: Form, rv: u64, initial_events_end: bool) 
 
 /// Whether a watch event passes the watch's namespace and selectors.
 fn selected(request: &ListRequest, event: &Event) -> bool {
-    if request.namespace.as_ref().is_some_and(|ns| *ns != event.namespace) {
+    if request
+        .namespace
+        .as_ref()
+        .is_some_and(|ns| *ns != event.namespace)
+    {
         return false;
     }
     let fields_ok = request.fields.0.iter().all(|r| {
@@ -457,7 +478,9 @@ fn selected(request: &ListRequest, event: &Event) -> bool {
         return true;
     }
     match StoredObject::from_json(event.body.to_vec(), true) {
-        Ok(object) => request.labels.matches(|k| object.labels.get(k).map(String::as_str)),
+        Ok(object) => request
+            .labels
+            .matches(|k| object.labels.get(k).map(String::as_str)),
         Err(_) => false,
     }
 }
@@ -498,12 +521,15 @@ async fn watch(
     }
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let (store, info) = (app.store.clone(), info.clone());
-    let current = store.resource_state(&key)?.map_or(0, |s| s.last_resource_version);
+    let current = store
+        .resource_state(&key)?
+        .map_or(0, |s| s.last_resource_version);
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let start = if initial {
-            let (store, key, request, tx) = (store.clone(), key.clone(), request.clone(), tx.clone());
+            let (store, key, request, tx) =
+                (store.clone(), key.clone(), request.clone(), tx.clone());
             let listed = tokio::task::spawn_blocking(move || {
                 store.list(&key, &request, |_, _, body| {
                     tx.blocking_send(event_line("ADDED", &render(form, body)))
@@ -518,7 +544,10 @@ async fn watch(
         } else {
             rv.filter(|v| *v > 0).unwrap_or(current)
         };
-        if send_initial == Some(true) && bookmarks && tx.send(bookmark(&info, form, start, true)).await.is_err() {
+        if send_initial == Some(true)
+            && bookmarks
+            && tx.send(bookmark(&info, form, start, true)).await.is_err()
+        {
             return;
         }
         let mut watch = match store.watch(&key, start) {
@@ -587,7 +616,10 @@ mod tests {
     fn negotiates_json_metadata_and_refuses_what_it_cannot_serve() {
         assert_eq!(negotiate(&HeaderMap::new()).unwrap(), Form::Full);
         assert_eq!(
-            negotiate(&accept("application/vnd.kubernetes.protobuf, application/json")).unwrap(),
+            negotiate(&accept(
+                "application/vnd.kubernetes.protobuf, application/json"
+            ))
+            .unwrap(),
             Form::Full
         );
         assert_eq!(

@@ -115,7 +115,13 @@ fn default_db(config: &kube::Config) -> anyhow::Result<PathBuf> {
         url.port_u16().unwrap_or(443)
     )
     .chars()
-    .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+    .map(|c| {
+        if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+            c
+        } else {
+            '_'
+        }
+    })
     .collect();
     Ok(dir.join(format!("{name}.db")))
 }
@@ -165,7 +171,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("starting sync with {cluster}"))?;
     tracing::info!(types = syncer.resources().len(), "caching");
     let progress = tokio::spawn(progress::show(syncer.clone()));
-    let app = vai_server::router(syncer.clone(), vai_server::ServerConfig::default(), registry);
+    let app = vai_server::router(
+        syncer.clone(),
+        vai_server::ServerConfig::default(),
+        registry,
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -198,7 +208,9 @@ async fn shutdown_signal() {
 
 fn when(ms: Option<i64>) -> String {
     ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-        .map_or("-".into(), |t| t.round(jiff::Unit::Second).unwrap_or(t).to_string())
+        .map_or("-".into(), |t| {
+            t.round(jiff::Unit::Second).unwrap_or(t).to_string()
+        })
 }
 
 async fn status(args: StatusArgs) -> anyhow::Result<()> {

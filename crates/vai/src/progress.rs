@@ -35,8 +35,12 @@ pub async fn show(syncer: Syncer) {
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
             }
-            tracing::info!(types = all.len(), objects = loaded,
-                seconds = started.elapsed().as_secs_f64(), "initial sync complete");
+            tracing::info!(
+                types = all.len(),
+                objects = loaded,
+                seconds = started.elapsed().as_secs_f64(),
+                "initial sync complete"
+            );
             return;
         }
         match &bar {

@@ -31,7 +31,9 @@ async fn create_namespace(client: &kube::Client, ns: &str) {
 
 /// `name → data.v` of the ConfigMaps of `ns`, as vai serves them.
 async fn through_vai(vai: &Vai, ns: &str) -> Option<Vec<(String, String)>> {
-    let answer = get(&vai.url(), &format!("/api/v1/namespaces/{ns}/configmaps")).await.ok()?;
+    let answer = get(&vai.url(), &format!("/api/v1/namespaces/{ns}/configmaps"))
+        .await
+        .ok()?;
     (answer.status == 200).then(|| names_and_values(&answer.json()))
 }
 
@@ -90,7 +92,9 @@ async fn a_restart_resumes_without_relisting_and_410_relists_with_deletions_deli
     create_namespace(&client, ns).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     for name in ["r1", "r2", "r3"] {
-        cms.create(&PostParams::default(), &configmap(name, "1")).await.unwrap();
+        cms.create(&PostParams::default(), &configmap(name, "1"))
+            .await
+            .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
     let only = ["--resources", "configmaps,namespaces"];
@@ -103,9 +107,13 @@ async fn a_restart_resumes_without_relisting_and_410_relists_with_deletions_deli
     assert!(vai.stop().success(), "vai exits cleanly on SIGTERM");
 
     // Changes while vai is down.
-    cms.create(&PostParams::default(), &configmap("r4", "1")).await.unwrap();
+    cms.create(&PostParams::default(), &configmap("r4", "1"))
+        .await
+        .unwrap();
     let patch = serde_json::json!({"data": {"v": "2"}});
-    cms.patch("r1", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    cms.patch("r1", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     cms.delete("r2", &DeleteParams::default()).await.unwrap();
     let lists_before = metric_sum(
         &apiserver_metrics(&client).await,
@@ -115,44 +123,62 @@ async fn a_restart_resumes_without_relisting_and_410_relists_with_deletions_deli
 
     let vai = Vai::start(&env, dir.path(), &only).await;
     let want = pairs(&[("r1", "2"), ("r3", "1"), ("r4", "1")]);
-    eventually("vai converges after its restart", Duration::from_secs(10), async || {
-        (through_vai(&vai, ns).await? == want).then_some(())
-    })
+    eventually(
+        "vai converges after its restart",
+        Duration::from_secs(10),
+        async || (through_vai(&vai, ns).await? == want).then_some(()),
+    )
     .await;
     let lists_after = metric_sum(
         &apiserver_metrics(&client).await,
         "apiserver_request_total",
         &[r#"verb="LIST""#, r#"resource="configmaps""#],
     );
-    assert_eq!(lists_after, lists_before, "the apiserver served no LIST of configmaps");
+    assert_eq!(
+        lists_after, lists_before,
+        "the apiserver served no LIST of configmaps"
+    );
     assert_eq!(
         metric_sum(&vai_metrics(&vai).await, "vai_sync_lists_total", &[]),
         0.0,
         "vai listed nothing after its restart (it resumed every type)"
     );
-    assert!(vai.log_text().contains("resuming from the stored resource version"));
+    assert!(
+        vai.log_text()
+            .contains("resuming from the stored resource version")
+    );
 
     // 410: vai is down while objects are deleted and etcd is compacted; the apiserver's
     // watch cache restarts, so vai's resource version is too old to watch from.
     let seen = vai_resource_version(&vai, "/v1/configmaps").await;
     drop(vai);
     cms.delete("r3", &DeleteParams::default()).await.unwrap();
-    cms.create(&PostParams::default(), &configmap("r5", "1")).await.unwrap();
+    cms.create(&PostParams::default(), &configmap("r5", "1"))
+        .await
+        .unwrap();
     env.compact_etcd().await.unwrap();
     env.restart_apiserver().await.unwrap();
     let vai = Vai::start(&env, dir.path(), &only).await;
     let want = pairs(&[("r1", "2"), ("r4", "1"), ("r5", "1")]);
-    eventually("vai converges after a 410", Duration::from_secs(15), async || {
-        (through_vai(&vai, ns).await? == want).then_some(())
-    })
+    eventually(
+        "vai converges after a 410",
+        Duration::from_secs(15),
+        async || (through_vai(&vai, ns).await? == want).then_some(()),
+    )
     .await;
     assert!(
-        metric_sum(&vai_metrics(&vai).await, "vai_sync_lists_total", &[r#"resource="/v1/configmaps""#]) >= 1.0,
+        metric_sum(
+            &vai_metrics(&vai).await,
+            "vai_sync_lists_total",
+            &[r#"resource="/v1/configmaps""#]
+        ) >= 1.0,
         "vai relisted configmaps after the 410"
     );
     // A client that was watching vai resumes from its last resource version and receives
     // the deletion the relist found.
-    let path = format!("/api/v1/namespaces/{ns}/configmaps?watch=1&resourceVersion={seen}&timeoutSeconds=2");
+    let path = format!(
+        "/api/v1/namespaces/{ns}/configmaps?watch=1&resourceVersion={seen}&timeoutSeconds=2"
+    );
     let answer = request(&vai.url(), "GET", &path, None).await.unwrap();
     let events: Vec<(String, String)> = String::from_utf8(answer.body)
         .unwrap()
@@ -161,7 +187,10 @@ async fn a_restart_resumes_without_relisting_and_410_relists_with_deletions_deli
         .map(|e| {
             (
                 e["type"].as_str().unwrap().to_string(),
-                e["object"]["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                e["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
             )
         })
         .collect();
@@ -169,13 +198,18 @@ async fn a_restart_resumes_without_relisting_and_410_relists_with_deletions_deli
         events.contains(&("DELETED".into(), "r3".into())),
         "the watch replays r3's deletion: {events:?}"
     );
-    assert!(events.contains(&("ADDED".into(), "r5".into())), "{events:?}");
+    assert!(
+        events.contains(&("ADDED".into(), "r5".into())),
+        "{events:?}"
+    );
 }
 
 /// Reads a list through vai and returns (status, elapsed, warning header, state header).
 async fn timed_list(vai: &Vai, ns: &str) -> (u16, Duration, Option<String>, String) {
     let started = Instant::now();
-    let answer = get(&vai.url(), &format!("/api/v1/namespaces/{ns}/configmaps")).await.unwrap();
+    let answer = get(&vai.url(), &format!("/api/v1/namespaces/{ns}/configmaps"))
+        .await
+        .unwrap();
     let elapsed = started.elapsed();
     let header = |name: &str| {
         answer
@@ -199,32 +233,57 @@ async fn upstream_reachable(vai: &Vai) -> bool {
 /// With upstream unreachable: reads answered fast from the store with the warning; writes
 /// refused at once with 503 + Retry-After; the status page says since when.
 async fn check_offline(vai: &Vai, ns: &str) {
-    eventually("vai notices upstream is gone", Duration::from_secs(10), async || {
-        (!upstream_reachable(vai).await).then_some(())
-    })
+    eventually(
+        "vai notices upstream is gone",
+        Duration::from_secs(10),
+        async || (!upstream_reachable(vai).await).then_some(()),
+    )
     .await;
     for _ in 0..20 {
         let (status, elapsed, warning, state) = timed_list(vai, ns).await;
         assert_eq!(status, 200);
-        assert!(elapsed < Duration::from_millis(100), "a read took {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_millis(100),
+            "a read took {elapsed:?}"
+        );
         let warning = warning.expect("a Warning header while upstream is down");
-        assert!(warning.starts_with("299 - \"vai: data may be stale since "), "{warning}");
+        assert!(
+            warning.starts_with("299 - \"vai: data may be stale since "),
+            "{warning}"
+        );
         assert_eq!(state, "stale");
     }
-    let one = get(&vai.url(), &format!("/api/v1/namespaces/{ns}/configmaps/o1")).await.unwrap();
+    let one = get(
+        &vai.url(),
+        &format!("/api/v1/namespaces/{ns}/configmaps/o1"),
+    )
+    .await
+    .unwrap();
     assert_eq!(one.status, 200);
     assert!(one.headers.contains_key("x-vai-stale-since"));
 
     let started = Instant::now();
     let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"nope"}}"#;
-    let write = request(&vai.url(), "POST", &format!("/api/v1/namespaces/{ns}/configmaps"), Some(body))
-        .await
-        .unwrap();
-    assert!(started.elapsed() < Duration::from_millis(100), "a write waited {:?}", started.elapsed());
+    let write = request(
+        &vai.url(),
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/configmaps"),
+        Some(body),
+    )
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "a write waited {:?}",
+        started.elapsed()
+    );
     assert_eq!(write.status, 503);
     assert_eq!(write.headers["retry-after"], "5");
     let status = write.json();
-    assert_eq!((status["kind"].as_str(), status["reason"].as_str()), (Some("Status"), Some("ServiceUnavailable")));
+    assert_eq!(
+        (status["kind"].as_str(), status["reason"].as_str()),
+        (Some("Status"), Some("ServiceUnavailable"))
+    );
 
     let page = get(&vai.url(), "/vai/v1/status").await.unwrap().json();
     let cms = page["resources"]
@@ -239,13 +298,20 @@ async fn check_offline(vai: &Vai, ns: &str) {
 
 /// After upstream returns: a change made upstream shows through vai within 10 s, unwarned.
 async fn check_converges(vai: &Vai, cms: &Api<ConfigMap>, ns: &str, name: &str) {
-    cms.create(&PostParams::default(), &configmap(name, "1")).await.unwrap();
+    cms.create(&PostParams::default(), &configmap(name, "1"))
+        .await
+        .unwrap();
     let started = Instant::now();
-    eventually("vai converges and stops warning", Duration::from_secs(10), async || {
-        let listed = through_vai(vai, ns).await?;
-        let (_, _, warning, state) = timed_list(vai, ns).await;
-        (listed.iter().any(|(n, _)| n == name) && warning.is_none() && state == "live").then_some(())
-    })
+    eventually(
+        "vai converges and stops warning",
+        Duration::from_secs(10),
+        async || {
+            let listed = through_vai(vai, ns).await?;
+            let (_, _, warning, state) = timed_list(vai, ns).await;
+            (listed.iter().any(|(n, _)| n == name) && warning.is_none() && state == "live")
+                .then_some(())
+        },
+    )
     .await;
     eprintln!("converged {:?} after the change", started.elapsed());
 }
@@ -257,7 +323,9 @@ async fn a_frozen_or_dead_apiserver_gets_last_good_answers_with_a_warning() {
     let ns = "t-offline";
     create_namespace(&client, ns).await;
     let cms: Api<ConfigMap> = Api::namespaced(client, ns);
-    cms.create(&PostParams::default(), &configmap("o1", "1")).await.unwrap();
+    cms.create(&PostParams::default(), &configmap("o1", "1"))
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let vai = Vai::start(&env, dir.path(), &["--resources", "configmaps,namespaces"]).await;
     eventually("vai has o1", Duration::from_secs(10), async || {
@@ -269,7 +337,10 @@ async fn a_frozen_or_dead_apiserver_gets_last_good_answers_with_a_warning() {
     env.pause_apiserver().unwrap();
     let (status, elapsed, _, _) = timed_list(&vai, ns).await;
     assert_eq!(status, 200);
-    assert!(elapsed < Duration::from_millis(100), "a read right after the freeze took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_millis(100),
+        "a read right after the freeze took {elapsed:?}"
+    );
     check_offline(&vai, ns).await;
     env.resume_apiserver().unwrap();
     check_converges(&vai, &cms, ns, "o2").await;

@@ -86,7 +86,12 @@ fn apply(env: &TestEnv, yaml: &str) {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success(), "kubectl apply failed");
 }
 
@@ -95,8 +100,15 @@ fn apply(env: &TestEnv, yaml: &str) {
 async fn same_through_vai(env: &TestEnv, vai: &Vai, args: &[&str]) {
     let what = format!("kubectl get {}", args.join(" "));
     eventually(&what, Duration::from_secs(15), async || {
-        let direct = items(&run(kubectl_direct(env).arg("get").args(args).args(["-o", "json"])));
-        let through = items(&run(vai.kubectl(env).arg("get").args(args).args(["-o", "json"])));
+        let direct = items(&run(kubectl_direct(env)
+            .arg("get")
+            .args(args)
+            .args(["-o", "json"])));
+        let through = items(&run(vai
+            .kubectl(env)
+            .arg("get")
+            .args(args)
+            .args(["-o", "json"])));
         (direct == through && (!direct.is_empty() || args.contains(&"--allow-empty"))).then_some(())
     })
     .await;
@@ -117,7 +129,13 @@ async fn kubectl_through_vai_returns_what_the_apiserver_returns() {
         &["pods", "-A", "--field-selector", "metadata.name=p2"],
         &["namespaces"],
         // Not indexed by vai yet: answered through the proxy, still the same.
-        &["pods", "-n", "t-kubectl", "--field-selector", "status.phase=Pending"],
+        &[
+            "pods",
+            "-n",
+            "t-kubectl",
+            "--field-selector",
+            "status.phase=Pending",
+        ],
     ] {
         same_through_vai(env, &vai, args).await;
     }
@@ -125,20 +143,36 @@ async fn kubectl_through_vai_returns_what_the_apiserver_returns() {
     // A CRD created upstream while vai runs starts its cache.
     apply(env, CRD);
     let cached = async || {
-        let status = support::get(&vai.url(), "/vai/v1/status").await.ok()?.json();
+        let status = support::get(&vai.url(), "/vai/v1/status")
+            .await
+            .ok()?
+            .json();
         status["resources"]
             .as_array()?
             .iter()
             .any(|r| r["resource"] == "example.com/v1/widgets" && r["synced"] == true)
             .then_some(())
     };
-    eventually("the new CRD's type is cached", Duration::from_secs(30), cached).await;
+    eventually(
+        "the new CRD's type is cached",
+        Duration::from_secs(30),
+        cached,
+    )
+    .await;
     apply(env, WIDGETS);
     same_through_vai(env, &vai, &["widgets", "-n", "t-kubectl"]).await;
     same_through_vai(env, &vai, &["widgets", "-A", "-l", "app=a"]).await;
 
     // One object, and a missing one, as the apiserver words it.
-    let one = run(vai.kubectl(env).args(["get", "secret", "s1", "-n", "t-kubectl", "-o", "jsonpath={.data.password}"]));
+    let one = run(vai.kubectl(env).args([
+        "get",
+        "secret",
+        "s1",
+        "-n",
+        "t-kubectl",
+        "-o",
+        "jsonpath={.data.password}",
+    ]));
     assert_eq!(one, "aHVudGVyMg==");
     let missing = vai
         .kubectl(env)
@@ -151,7 +185,9 @@ async fn kubectl_through_vai_returns_what_the_apiserver_returns() {
         "Error from server (NotFound): configmaps \"nope\" not found"
     );
     // Served from the cache, and saying it is live.
-    let answer = support::get(&vai.url(), "/api/v1/namespaces/t-kubectl/configmaps").await.unwrap();
+    let answer = support::get(&vai.url(), "/api/v1/namespaces/t-kubectl/configmaps")
+        .await
+        .unwrap();
     assert_eq!(answer.headers["x-vai-state"], "live");
     assert!(!answer.headers.contains_key("warning"));
 }
@@ -198,7 +234,10 @@ async fn kube_rs_watchers_through_vai_see_changes_in_order_within_a_second() {
     let upstream: Api<ConfigMap> = Api::namespaced(direct, ns);
     for (variant, config) in [
         ("list then watch", watcher::Config::default()),
-        ("streaming list", watcher::Config::default().streaming_lists()),
+        (
+            "streaming list",
+            watcher::Config::default().streaming_lists(),
+        ),
     ] {
         let through: Api<ConfigMap> = Api::namespaced(vai.client(), ns);
         let mut stream = watcher(through, config).boxed();
@@ -232,7 +271,10 @@ async fn kube_rs_watchers_through_vai_see_changes_in_order_within_a_second() {
             watcher::Event::Apply(cm) => assert_eq!(cm.data.unwrap()["step"], "2", "{variant}"),
             other => panic!("{variant}: expected the update, got {other:?}"),
         }
-        upstream.delete(&name, &DeleteParams::default()).await.unwrap();
+        upstream
+            .delete(&name, &DeleteParams::default())
+            .await
+            .unwrap();
         match next_about(&mut stream, &name, second).await {
             watcher::Event::Delete(_) => {}
             other => panic!("{variant}: expected the delete, got {other:?}"),
@@ -266,40 +308,88 @@ spec:
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(deployment.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success(), "kubectl apply through vai failed");
-    run(vai.kubectl(env).args(["scale", "deployment", "web", "-n", ns, "--replicas=3"]));
-    eventually("the scaled deployment is served from the cache", Duration::from_secs(10), async || {
-        let replicas = run(vai.kubectl(env).args(["get", "deployment", "web", "-n", ns, "-o", "jsonpath={.spec.replicas}"]));
-        (replicas == "3").then_some(())
-    })
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(deployment.as_bytes())
+        .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "kubectl apply through vai failed"
+    );
+    run(vai
+        .kubectl(env)
+        .args(["scale", "deployment", "web", "-n", ns, "--replicas=3"]));
+    eventually(
+        "the scaled deployment is served from the cache",
+        Duration::from_secs(10),
+        async || {
+            let replicas = run(vai.kubectl(env).args([
+                "get",
+                "deployment",
+                "web",
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={.spec.replicas}",
+            ]));
+            (replicas == "3").then_some(())
+        },
+    )
     .await;
     // A subresource POST: a service account token (the controller manager makes `default`).
-    eventually("the default service account exists", Duration::from_secs(30), async || {
-        vai.kubectl(env)
-            .args(["get", "serviceaccount", "default", "-n", ns])
-            .output()
-            .unwrap()
-            .status
-            .success()
-            .then_some(())
-    })
+    eventually(
+        "the default service account exists",
+        Duration::from_secs(30),
+        async || {
+            vai.kubectl(env)
+                .args(["get", "serviceaccount", "default", "-n", ns])
+                .output()
+                .unwrap()
+                .status
+                .success()
+                .then_some(())
+        },
+    )
     .await;
-    let token = run(vai.kubectl(env).args(["create", "token", "default", "-n", ns]));
+    let token = run(vai
+        .kubectl(env)
+        .args(["create", "token", "default", "-n", ns]));
     assert_eq!(token.trim().split('.').count(), 3, "a JWT: {token}");
-    run(vai.kubectl(env).args(["delete", "deployment", "web", "-n", ns]));
-    eventually("the deletion reaches the cache", Duration::from_secs(10), async || {
-        let out = vai.kubectl(env).args(["get", "deployment", "web", "-n", ns]).output().unwrap();
-        String::from_utf8_lossy(&out.stderr).contains("NotFound").then_some(())
-    })
+    run(vai
+        .kubectl(env)
+        .args(["delete", "deployment", "web", "-n", ns]));
+    eventually(
+        "the deletion reaches the cache",
+        Duration::from_secs(10),
+        async || {
+            let out = vai
+                .kubectl(env)
+                .args(["get", "deployment", "web", "-n", ns])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stderr)
+                .contains("NotFound")
+                .then_some(())
+        },
+    )
     .await;
 
     // Leases are not cached here: a watch on them streams through the proxy.
     let leases: Api<Lease> = Api::namespaced(vai.client(), ns);
-    let mut stream = leases.watch(&WatchParams::default(), "0").await.unwrap().boxed();
+    let mut stream = leases
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
     let upstream: Api<Lease> = Api::namespaced(env.client().await.unwrap(), ns);
-    let lease: Lease = serde_json::from_value(serde_json::json!({"metadata": {"name": "l1"}})).unwrap();
-    upstream.create(&PostParams::default(), &lease).await.unwrap();
+    let lease: Lease =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "l1"}})).unwrap();
+    upstream
+        .create(&PostParams::default(), &lease)
+        .await
+        .unwrap();
     let event = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match stream.next().await.unwrap().unwrap() {

@@ -169,9 +169,8 @@ pub struct Answer {
 
 impl Answer {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -251,7 +250,10 @@ pub fn items(json: &str) -> Vec<serde_json::Value> {
     }
     items.sort_by_key(|i| {
         (
-            i["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
+            i["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
             i["metadata"]["name"].as_str().unwrap_or("").to_string(),
         )
     });
