@@ -55,6 +55,8 @@ pub(crate) async fn run(shared: Arc<Shared>, info: ResourceInfo) {
         Ok(Some(s)) if s.list_resource_version.is_some() => {
             tracing::info!(resource = %reflector.key, resource_version = s.last_resource_version,
                 "resuming from the stored resource version");
+            // Stored data can be served at once (stale, if upstream does not answer).
+            reflector.shared.status.mark_synced(&reflector.key);
             Phase::Watch(s.last_resource_version)
         }
         _ => Phase::List,

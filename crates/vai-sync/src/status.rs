@@ -20,7 +20,7 @@ pub struct ResourceStatus {
     pub error: Option<String>,
     /// Objects received by the current (or last) full list.
     pub loaded: u64,
-    /// A list (or a resume) has completed once since start.
+    /// The store holds a whole set for it: listed since start, or listed before and resumed.
     pub synced: bool,
 }
 

@@ -1,11 +1,14 @@
 //! The control-plane binaries: where they are cached and how they are built.
 //!
-//! `testenv/go.mod` (at the repository root) pins `k8s.io/kubernetes` and etcd. The binaries are
+//! `testenv/go.mod` (at the repository root) pins `k8s.io/kubernetes` and etcd. Besides etcd,
+//! kube-apiserver, kube-controller-manager and kubectl, the set holds `client-go-informer`
+//! (`testenv/informer`), a client-go SharedInformer that tests point at vai. The binaries are
 //! built from the Go module proxy with `go build` and cached outside the repository, under
 //! `$VAI_TESTENV_CACHE` or `${XDG_CACHE_HOME:-~/.cache}/vai/testenv/<key>/`, where the key names
-//! both versions plus a hash of `go.mod`/`go.sum`: a fresh clone on the same machine reuses them,
-//! and any change of the pins builds a new set. Builds are serialised by a lock file, so test
-//! binaries running side by side never build twice or see a half-written set.
+//! both versions plus a hash of `go.mod`/`go.sum` and the informer's source: a fresh clone on the
+//! same machine reuses them, and any change of the pins or of the informer builds a new set.
+//! Builds are serialised by a lock file, so test binaries running side by side never build twice
+//! or see a half-written set.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,10 +23,10 @@ use crate::{Error, Result};
 pub const GO_MODULE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testenv");
 
 /// Bump when the way the binaries are built changes (flags, programs), to invalidate caches.
-const BUILD_RECIPE: &str = "2";
+const BUILD_RECIPE: &str = "3";
 
-/// One binary of the control plane: its file name and the Go package that builds it.
-const PROGRAMS: [(&str, &str); 4] = [
+/// One binary of the set: its file name and the Go package that builds it.
+const PROGRAMS: [(&str, &str); 5] = [
     ("etcd", "go.etcd.io/etcd/server/v3"),
     ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"),
     (
@@ -31,7 +34,12 @@ const PROGRAMS: [(&str, &str); 4] = [
         "k8s.io/kubernetes/cmd/kube-controller-manager",
     ),
     ("kubectl", "k8s.io/kubernetes/cmd/kubectl"),
+    ("client-go-informer", "vai.local/testenv/informer"),
 ];
+
+/// The Go sources of this repository's own programs, relative to [`GO_MODULE_DIR`]; they are part
+/// of the cache key, so editing them rebuilds the set.
+const LOCAL_SOURCES: [&str; 1] = ["informer/main.go"];
 
 /// A complete, built set of control-plane binaries.
 #[derive(Debug, Clone)]
@@ -67,6 +75,14 @@ impl Binaries {
     /// Path of the `kubectl` binary.
     pub fn kubectl(&self) -> PathBuf {
         self.dir.join("kubectl")
+    }
+
+    /// Path of the `client-go-informer` binary (`testenv/informer`): a client-go SharedInformer
+    /// for ConfigMaps, run as `--server http://ADDR --namespace NS`, that prints one JSON line per
+    /// event on stdout: `{"event":"SYNCED"}` once its cache has synced, and for each handler call
+    /// `{"event":"ADDED"|"UPDATED"|"DELETED","namespace":…,"name":…,"resourceVersion":…,"data":…}`.
+    pub fn client_go_informer(&self) -> PathBuf {
+        self.dir.join("client-go-informer")
     }
 
     /// Returns the cached set for the current pins, building it first if it is missing.
@@ -220,6 +236,12 @@ impl Pins {
         hasher.update(BUILD_RECIPE.as_bytes());
         hasher.update(go_mod.as_bytes());
         hasher.update(&go_sum);
+        for source in LOCAL_SOURCES {
+            let path = module_dir.join(source);
+            let text = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            hasher.update(source.as_bytes());
+            hasher.update(&text);
+        }
         let hash: String = hasher.finalize()[..6]
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -241,17 +263,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pins_name_both_versions_and_change_with_the_module() {
+    fn pins_name_both_versions_and_change_with_the_module_and_the_informer() {
         let dir = tempfile::tempdir().unwrap();
         let go_mod = "module x\n\nrequire (\n\tgo.etcd.io/etcd/server/v3 v3.7.0 // indirect\n\tk8s.io/kubernetes v1.37.2\n)\n";
         fs::write(dir.path().join("go.mod"), go_mod).unwrap();
         fs::write(dir.path().join("go.sum"), "a\n").unwrap();
+        fs::create_dir(dir.path().join("informer")).unwrap();
+        fs::write(dir.path().join("informer/main.go"), "package main\n").unwrap();
         let pins = Pins::read(dir.path()).unwrap();
         assert_eq!(pins.kubernetes, "v1.37.2");
         assert_eq!(pins.etcd, "v3.7.0");
         assert!(pins.key().starts_with("k8s-v1.37.2_etcd-v3.7.0_"));
         fs::write(dir.path().join("go.sum"), "b\n").unwrap();
-        assert_ne!(Pins::read(dir.path()).unwrap().key(), pins.key());
+        let after_go_sum = Pins::read(dir.path()).unwrap();
+        assert_ne!(after_go_sum.key(), pins.key());
+        fs::write(
+            dir.path().join("informer/main.go"),
+            "package main // edited\n",
+        )
+        .unwrap();
+        assert_ne!(Pins::read(dir.path()).unwrap().key(), after_go_sum.key());
     }
 
     #[test]

@@ -260,8 +260,13 @@ async fn main() {
         Command::Status(args) => status(args).await,
     };
     if let Err(error) = result {
-        // One line: the cause chain, outermost first.
-        eprintln!("vai: {error:#}");
+        // One line: the cause chain, outermost first. (Some causes add a multi-line excerpt,
+        // e.g. YAML errors; their first line already says what and where.)
+        let message = format!("{error:#}");
+        eprintln!(
+            "vai: {}",
+            message.lines().next().unwrap_or_default().trim_end()
+        );
         std::process::exit(1);
     }
 }

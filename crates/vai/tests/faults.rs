@@ -348,6 +348,20 @@ async fn a_frozen_or_dead_apiserver_gets_last_good_answers_with_a_warning() {
     // Dead: connections refused.
     env.kill_apiserver().unwrap();
     check_offline(&vai, ns).await;
+
+    // Started while the cluster is unreachable: serves what the database has.
+    drop(vai);
+    let vai = Vai::start(&env, dir.path(), &["--resources", "configmaps,namespaces"]).await;
+    assert_eq!(
+        through_vai(&vai, ns).await.unwrap(),
+        pairs(&[("o1", "1"), ("o2", "1")])
+    );
+    check_offline(&vai, ns).await;
+    assert!(
+        vai.log_text()
+            .contains("cannot reach the cluster; serving the stored data")
+    );
+
     env.restart_apiserver().await.unwrap();
     check_converges(&vai, &cms, ns, "o3").await;
 }

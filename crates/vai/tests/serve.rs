@@ -280,6 +280,50 @@ async fn kube_rs_watchers_through_vai_see_changes_in_order_within_a_second() {
             other => panic!("{variant}: expected the delete, got {other:?}"),
         }
     }
+
+    // Metadata-only clients (as=PartialObjectMetadata) get metadata and nothing else.
+    let through: Api<kube::core::PartialObjectMeta<ConfigMap>> = Api::namespaced(vai.client(), ns);
+    let mut stream = watcher(through, watcher::Config::default()).boxed();
+    upstream
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "meta", "labels": {"k": "v"}}, "data": {"big": "x"}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let watcher::Event::Apply(m) | watcher::Event::InitApply(m) =
+                stream.next().await.unwrap().unwrap()
+                && m.metadata.name.as_deref() == Some("meta")
+            {
+                return m;
+            }
+        }
+    })
+    .await
+    .expect("the metadata watcher saw the object");
+    assert_eq!(found.metadata.labels.unwrap()["k"], "v");
+    let list = support::get(&vai.url(), &format!("/api/v1/namespaces/{ns}/configmaps"))
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list.body).contains("\"big\""));
+    let metadata_list = support::request_with_accept(
+        &vai.url(),
+        &format!("/api/v1/namespaces/{ns}/configmaps"),
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+    )
+    .await
+    .unwrap()
+    .json();
+    assert_eq!(metadata_list["kind"], "PartialObjectMetadataList");
+    assert!(
+        !metadata_list.to_string().contains("\"big\""),
+        "{metadata_list}"
+    );
 }
 
 #[tokio::test]

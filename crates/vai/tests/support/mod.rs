@@ -181,6 +181,21 @@ pub async fn request(
     path: &str,
     body: Option<&str>,
 ) -> Result<Answer, String> {
+    send(base, method, path, body, "application/json").await
+}
+
+/// A GET with an `Accept` header.
+pub async fn request_with_accept(base: &str, path: &str, accept: &str) -> Result<Answer, String> {
+    send(base, "GET", path, None, accept).await
+}
+
+async fn send(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    accept: &str,
+) -> Result<Answer, String> {
     let url: http::Uri = format!("{base}{path}").parse().unwrap();
     let host = url.authority().unwrap().as_str().to_string();
     let stream = tokio::net::TcpStream::connect(&host)
@@ -196,6 +211,7 @@ pub async fn request(
         .uri(path)
         .header("host", host)
         .header("content-type", "application/json")
+        .header("accept", accept)
         .body(http_body_util::Full::new(bytes::Bytes::from(
             body.unwrap_or("").to_string(),
         )))

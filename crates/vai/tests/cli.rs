@@ -1,0 +1,172 @@
+//! The `vai` command line: one-line errors with a hint, and `vai status`.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::{Vai, eventually};
+use vai_testenv::TestEnv;
+
+/// Runs vai; returns (success, stdout, stderr).
+fn vai(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vai"))
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn kubeconfig_for(dir: &std::path::Path, server: &str) -> String {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user: {{token: t}}\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn startup_errors_are_one_line_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kubeconfig_for(dir.path(), "http://127.0.0.1:1");
+    let db = dir.path().join("vai.db").display().to_string();
+
+    let (ok, _, err) = vai(&[
+        "serve",
+        "--kubeconfig",
+        &kubeconfig,
+        "--db",
+        &db,
+        "--listen",
+        "0.0.0.0:8001",
+    ]);
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("vai: refusing to listen on 0.0.0.0:8001"),
+        "{err}"
+    );
+    assert!(err.contains("hint: --listen 127.0.0.1:8001"), "{err}");
+
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, "{{{ not yaml").unwrap();
+    let (ok, _, err) = vai(&[
+        "serve",
+        "--kubeconfig",
+        garbage.to_str().unwrap(),
+        "--db",
+        &db,
+    ]);
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("vai: reading kubeconfig"), "{err}");
+
+    let (ok, _, err) = vai(&[
+        "serve",
+        "--kubeconfig",
+        &kubeconfig,
+        "--context",
+        "nope",
+        "--db",
+        &db,
+    ]);
+    assert!(!ok);
+    assert!(err.contains("hint: pass --context"), "{err}");
+
+    // Nothing listens on port 1, and the database is new: nothing to serve.
+    let (ok, _, err) = vai(&[
+        "serve",
+        "--kubeconfig",
+        &kubeconfig,
+        "--db",
+        &db,
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream-timeout",
+        "1",
+    ]);
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("cannot reach the cluster and the database holds no data yet"),
+        "{err}"
+    );
+
+    let (ok, _, err) = vai(&[
+        "status",
+        "--db",
+        dir.path().join("absent.db").to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.starts_with("vai: ") && err.contains("absent.db"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.path().join("foreign.db"),
+        b"not a database at all, just text",
+    )
+    .unwrap();
+    let (ok, _, err) = vai(&[
+        "status",
+        "--db",
+        dir.path().join("foreign.db").to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("is not a vai database"), "{err}");
+}
+
+#[tokio::test]
+async fn a_database_in_use_is_refused_and_status_reads_it_alongside() {
+    let env = TestEnv::shared().await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = Vai::start(env, dir.path(), &["--resources", "configmaps,namespaces"]).await;
+    let db = running.db.display().to_string();
+    let kubeconfig = env.kubeconfig_path().display().to_string();
+    let (ok, _, err) = vai(&[
+        "serve",
+        "--kubeconfig",
+        &kubeconfig,
+        "--db",
+        &db,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("is in use by another vai process (hint: stop it, or pass a different --db)"),
+        "{err}"
+    );
+
+    let table = eventually(
+        "vai status shows both types live",
+        Duration::from_secs(10),
+        async || {
+            let (ok, out, _) = vai(&["status", "--db", &db]);
+            (ok && out.lines().filter(|l| l.contains(" live ")).count() == 2).then_some(out)
+        },
+    )
+    .await;
+    assert!(table.starts_with("RESOURCE"), "{table}");
+    let configmaps = table
+        .lines()
+        .find(|l| l.starts_with("/v1/configmaps "))
+        .unwrap();
+    let objects: u64 = configmaps
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(objects >= 1, "{configmaps}");
+}

@@ -1,0 +1,131 @@
+//! A client-go SharedInformer (the Go client every controller uses) pointed at vai: it syncs,
+//! then sees creates, updates and deletes made upstream, in order, within a second each.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use support::Vai;
+use vai_testenv::TestEnv;
+
+/// Lines of the informer's output, read on a thread.
+struct Informer {
+    child: std::process::Child,
+    lines: mpsc::Receiver<serde_json::Value>,
+}
+
+impl Informer {
+    fn start(env: &TestEnv, server: &str, ns: &str, streaming: bool) -> Informer {
+        let mut child = Command::new(env.control_plane().binaries().client_go_informer())
+            .args([
+                "--server",
+                server,
+                "--namespace",
+                ns,
+                "--resource",
+                "configmaps",
+            ])
+            .env("KUBE_FEATURE_WatchListClient", streaming.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        Informer { child, lines }
+    }
+
+    /// The next event (skipping `kube-root-ca.crt`), within `within`.
+    fn next(&self, within: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no informer event within {within:?}"));
+            if event["name"] != "kube-root-ca.crt" {
+                return event;
+            }
+        }
+    }
+}
+
+impl Drop for Informer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_client_go_informer_through_vai_syncs_and_sees_changes_within_a_second() {
+    let env = TestEnv::shared().await;
+    let direct = env.client().await.unwrap();
+    let ns = "t-client-go";
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(direct.clone());
+    let _ = namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await;
+    let upstream: Api<ConfigMap> = Api::namespaced(direct, ns);
+    let existing: ConfigMap =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "before"}})).unwrap();
+    let _ = upstream.create(&PostParams::default(), &existing).await;
+    let dir = tempfile::tempdir().unwrap();
+    let vai = Vai::start(env, dir.path(), &["--resources", "configmaps,namespaces"]).await;
+    let second = Duration::from_secs(1);
+    for streaming in [true, false] {
+        let informer = Informer::start(env, &vai.url(), ns, streaming);
+        let first = informer.next(Duration::from_secs(20));
+        assert_eq!(
+            (&first["event"], &first["name"]),
+            (&"ADDED".into(), &"before".into())
+        );
+        assert_eq!(informer.next(Duration::from_secs(20))["event"], "SYNCED");
+
+        let name = format!("cg-{streaming}");
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name}, "data": {"step": "1"}
+        }))
+        .unwrap();
+        upstream.create(&PostParams::default(), &cm).await.unwrap();
+        let added = informer.next(second);
+        assert_eq!(
+            (&added["event"], &added["name"], &added["data"]["step"]),
+            (&"ADDED".into(), &name.clone().into(), &"1".into())
+        );
+        let patch = serde_json::json!({"data": {"step": "2"}});
+        upstream
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        let updated = informer.next(second);
+        assert_eq!(
+            (&updated["event"], &updated["data"]["step"]),
+            (&"UPDATED".into(), &"2".into())
+        );
+        upstream
+            .delete(&name, &DeleteParams::default())
+            .await
+            .unwrap();
+        let deleted = informer.next(second);
+        assert_eq!(
+            (&deleted["event"], &deleted["name"]),
+            (&"DELETED".into(), &name.clone().into())
+        );
+    }
+}
