@@ -10,6 +10,7 @@
 //!
 //! A field selector the store does not index is proxied to upstream while it answers.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -485,6 +486,39 @@ fn selected(request: &ListRequest, event: &Event) -> bool {
     }
 }
 
+/// The event type a watcher receives for `event`, or `None` when it is not for it. With
+/// `members` (the keys the watcher holds, kept when a label selector is in play), a change that
+/// brings an object into the selection is `ADDED` and one that takes it out is `DELETED`.
+fn transition(
+    members: &mut Option<HashSet<(String, String)>>,
+    request: &ListRequest,
+    event: &Event,
+) -> Option<&'static str> {
+    let selected_now = selected(request, event);
+    let Some(members) = members else {
+        return selected_now.then_some(match event.kind {
+            EventKind::Added => "ADDED",
+            EventKind::Modified => "MODIFIED",
+            _ => "DELETED",
+        });
+    };
+    let key = (event.namespace.clone(), event.name.clone());
+    let held = members.contains(&key);
+    let now = event.kind != EventKind::Deleted && selected_now;
+    match (held, now) {
+        (false, false) => None,
+        (false, true) => {
+            members.insert(key);
+            Some("ADDED")
+        }
+        (true, true) => Some("MODIFIED"),
+        (true, false) => {
+            members.remove(&key);
+            Some("DELETED")
+        }
+    }
+}
+
 async fn watch(
     app: &App,
     info: &ResourceInfo,
@@ -527,22 +561,44 @@ async fn watch(
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        let start = if initial {
+        // With a label selector, an object can enter or leave the selection by changing: the
+        // watch keeps the keys the client holds, to send ADDED and DELETED as upstream does.
+        let track = !request.labels.0.is_empty();
+        let listed = {
             let (store, key, request, tx) =
                 (store.clone(), key.clone(), request.clone(), tx.clone());
-            let listed = tokio::task::spawn_blocking(move || {
-                store.list(&key, &request, |_, _, body| {
-                    tx.blocking_send(event_line("ADDED", &render(form, body)))
-                        .map_err(|_| vai_store::Error::Closed)
-                })
+            let from = rv.filter(|v| *v > 0 && !initial);
+            tokio::task::spawn_blocking(move || {
+                let mut members = HashSet::new();
+                if !initial && !track {
+                    return Ok((from.unwrap_or(current), None));
+                }
+                let request = ListRequest {
+                    resource_version: from,
+                    ..request
+                };
+                let meta = store.list(&key, &request, |ns, name, body| {
+                    if track {
+                        members.insert((ns.to_string(), name.to_string()));
+                    }
+                    if initial {
+                        tx.blocking_send(event_line("ADDED", &render(form, body)))
+                            .map_err(|_| vai_store::Error::Closed)?;
+                    }
+                    Ok(())
+                })?;
+                Ok::<_, vai_store::Error>((meta.resource_version, track.then_some(members)))
             })
-            .await;
-            match listed {
-                Ok(Ok(meta)) => meta.resource_version,
-                _ => return,
+            .await
+        };
+        let (start, mut members) = match listed {
+            Ok(Ok(started)) => started,
+            Ok(Err(e)) => {
+                let status = ApiError::from(e).body().to_string();
+                let _ = tx.send(event_line("ERROR", status.as_bytes())).await;
+                return;
             }
-        } else {
-            rv.filter(|v| *v > 0).unwrap_or(current)
+            Err(_) => return,
         };
         if send_initial == Some(true)
             && bookmarks
@@ -571,15 +627,10 @@ async fn watch(
                     }
                     bookmark(&info, form, e.resource_version, false)
                 }
-                Ok(e) if selected(&request, &e) => {
-                    let kind = match e.kind {
-                        EventKind::Added => "ADDED",
-                        EventKind::Modified => "MODIFIED",
-                        _ => "DELETED",
-                    };
-                    event_line(kind, &render(form, &e.body))
-                }
-                Ok(_) => continue,
+                Ok(e) => match transition(&mut members, &request, &e) {
+                    Some(kind) => event_line(kind, &render(form, &e.body)),
+                    None => continue,
+                },
                 // Lagged or closed: end the stream; the client re-watches from its last RV.
                 Err(_) => return,
             };
@@ -649,5 +700,42 @@ mod tests {
             serde_json::json!({"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1",
                 "metadata":{"name":"a","labels":{"x":"y"}}})
         );
+    }
+
+    fn event(kind: EventKind, name: &str, app: &str) -> Event {
+        let body = format!(
+            r#"{{"kind":"Pod","metadata":{{"name":"{name}","namespace":"ns","resourceVersion":"1","labels":{{"app":"{app}"}}}}}}"#
+        );
+        Event {
+            resource: "/v1/pods".into(),
+            seq: 1,
+            kind,
+            resource_version: 1,
+            namespace: "ns".into(),
+            name: name.into(),
+            body: body.into_bytes().into(),
+        }
+    }
+
+    #[test]
+    fn objects_entering_or_leaving_a_label_selection_are_added_or_deleted() {
+        let request = ListRequest {
+            labels: LabelSelector::parse("app=web").unwrap(),
+            ..ListRequest::default()
+        };
+        let mut members = Some(HashSet::new());
+        let mut step = |kind, app| transition(&mut members, &request, &event(kind, "p", app));
+        assert_eq!(step(EventKind::Added, "db"), None);
+        assert_eq!(step(EventKind::Modified, "web"), Some("ADDED"));
+        assert_eq!(step(EventKind::Modified, "web"), Some("MODIFIED"));
+        assert_eq!(step(EventKind::Modified, "db"), Some("DELETED"));
+        assert_eq!(step(EventKind::Deleted, "db"), None);
+        assert_eq!(step(EventKind::Added, "web"), Some("ADDED"));
+        assert_eq!(step(EventKind::Deleted, "web"), Some("DELETED"));
+        // Without tracking (no label selector), events pass through as they are.
+        let mut untracked = None;
+        let all = ListRequest::default();
+        let e = event(EventKind::Modified, "p", "x");
+        assert_eq!(transition(&mut untracked, &all, &e), Some("MODIFIED"));
     }
 }

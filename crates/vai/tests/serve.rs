@@ -206,9 +206,9 @@ where
             .expect("the watcher ended")
             .expect("the watcher failed");
         let about = match &event {
-            watcher::Event::Apply(cm) | watcher::Event::Delete(cm) => {
-                cm.metadata.name.as_deref() == Some(name)
-            }
+            watcher::Event::Apply(cm)
+            | watcher::Event::InitApply(cm)
+            | watcher::Event::Delete(cm) => cm.metadata.name.as_deref() == Some(name),
             _ => false,
         };
         if about {
@@ -278,6 +278,37 @@ async fn kube_rs_watchers_through_vai_see_changes_in_order_within_a_second() {
         match next_about(&mut stream, &name, second).await {
             watcher::Event::Delete(_) => {}
             other => panic!("{variant}: expected the delete, got {other:?}"),
+        }
+    }
+
+    // With a label selector, relabelling an object out of the selection is a delete for the
+    // watcher, and back in an add, as upstream reports it.
+    let through: Api<ConfigMap> = Api::namespaced(vai.client(), ns);
+    let mut stream = watcher(through, watcher::Config::default().labels("tier=watched")).boxed();
+    upstream
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "relabel", "labels": {"tier": "watched"}}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let second = Duration::from_secs(1);
+    assert!(matches!(
+        next_about(&mut stream, "relabel", Duration::from_secs(10)).await,
+        watcher::Event::InitApply(_) | watcher::Event::Apply(_)
+    ));
+    for (tier, removed) in [("other", true), ("watched", false)] {
+        let patch = serde_json::json!({"metadata": {"labels": {"tier": tier}}});
+        upstream
+            .patch("relabel", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        match (next_about(&mut stream, "relabel", second).await, removed) {
+            (watcher::Event::Delete(_), true) | (watcher::Event::Apply(_), false) => {}
+            (other, _) => panic!("relabelled to {tier}: got {other:?}"),
         }
     }
 
