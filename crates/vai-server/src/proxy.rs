@@ -4,36 +4,42 @@
 //! and `Retry-After` at once; a request in flight when upstream stops answering gets the same
 //! as soon as the health probe notices, never a hang.
 //!
-//! Connection upgrades (`exec`, `attach`, `port-forward`) are not proxied yet: they get a
-//! `Status` saying so.
+//! Connection upgrades (`exec`, `attach`, `port-forward`: WebSocket or SPDY) are passed through:
+//! once upstream answers `101`, bytes are copied both ways until either side closes.
+//!
+//! A successful write to a cached type returns once the cache holds the written version (or a
+//! short wait has passed), so a client that writes through vai and then reads through vai sees
+//! its own write.
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
 use crate::{ApiError, App};
 
 /// Request headers not passed upstream: hop-by-hop ones, and credentials (upstream sees vai's).
-const DROPPED_REQUEST_HEADERS: [HeaderName; 8] = [
+/// `Connection` and `Upgrade` pass on upgrade requests only.
+const DROPPED_REQUEST_HEADERS: [HeaderName; 6] = [
     header::HOST,
     header::AUTHORIZATION,
-    header::CONNECTION,
     header::CONTENT_LENGTH,
     header::TRANSFER_ENCODING,
-    header::UPGRADE,
     header::TE,
     header::PROXY_AUTHORIZATION,
 ];
 
-/// Response headers not passed back (hop-by-hop).
-const DROPPED_RESPONSE_HEADERS: [HeaderName; 4] = [
-    header::CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::CONTENT_LENGTH,
-    header::UPGRADE,
-];
+/// Response headers not passed back (hop-by-hop; `Connection`/`Upgrade` kept on a `101`).
+const DROPPED_RESPONSE_HEADERS: [HeaderName; 2] =
+    [header::TRANSFER_ENCODING, header::CONTENT_LENGTH];
+
+fn hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION || name == header::UPGRADE
+}
+
+/// Largest write response held back while waiting for the cache to catch up.
+const MAX_WRITE_RESPONSE: usize = 16 << 20;
 
 pub(crate) async fn forward(app: &App, request: Request) -> Response {
     match try_forward(app, request).await {
@@ -47,13 +53,11 @@ async fn try_forward(app: &App, request: Request) -> Result<Response, ApiError> 
     if !health.borrow().reachable {
         return Err(unreachable(&health.borrow()));
     }
-    if request.headers().contains_key(header::UPGRADE) {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplemented",
-            "vai does not proxy upgraded connections (exec, attach, port-forward) yet; use the cluster directly",
-        ));
-    }
+    let mut request = request;
+    let upgrade = request
+        .headers()
+        .contains_key(header::UPGRADE)
+        .then(|| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, app.config.max_request_bytes)
         .await
@@ -73,7 +77,7 @@ async fn try_forward(app: &App, request: Request) -> Result<Response, ApiError> 
         .method(parts.method.clone())
         .uri(&path_and_query);
     for (name, value) in &parts.headers {
-        if !DROPPED_REQUEST_HEADERS.contains(name) {
+        if !DROPPED_REQUEST_HEADERS.contains(name) && (upgrade.is_some() || !hop_by_hop(name)) {
             upstream = upstream.header(name, value);
         }
     }
@@ -109,15 +113,85 @@ async fn try_forward(app: &App, request: Request) -> Result<Response, ApiError> 
         }
         Ok(Ok(response)) => response,
     };
+    let method = parts.method.clone();
+    let target = parts.uri.path().to_string();
+    let mut response = response;
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(downstream) = upgrade
+    {
+        let upstream = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            match tokio::try_join!(downstream, upstream) {
+                Ok((down, up)) => {
+                    let mut down = hyper_util::rt::TokioIo::new(down);
+                    let mut up = hyper_util::rt::TokioIo::new(up);
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+                        tracing::debug!(error = %e, "an upgraded connection ended");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot complete a connection upgrade"),
+            }
+        });
+    }
     let (parts, body) = response.into_parts();
+    let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     let mut out = Response::builder().status(parts.status);
     for (name, value) in &parts.headers {
-        if !DROPPED_RESPONSE_HEADERS.contains(name) {
+        if !DROPPED_RESPONSE_HEADERS.contains(name) && (switching || !hop_by_hop(name)) {
             out = out.header(name, value);
         }
     }
-    out.body(Body::new(body.map_err(axum::Error::new)))
+    let write = matches!(
+        method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    let body = match cached_key(app, &target).filter(|_| write && parts.status.is_success()) {
+        Some(key) => {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| ApiError::unavailable(format!("reading upstream's answer: {e}")))?
+                .to_bytes();
+            if bytes.len() <= MAX_WRITE_RESPONSE
+                && let Some(rv) = resource_version_of(&bytes)
+            {
+                // Read-your-writes through vai; a timeout only means the read may lag.
+                let _ = crate::read::wait_for(app, &key, rv).await;
+            }
+            Body::from(bytes)
+        }
+        None => Body::new(body.map_err(axum::Error::new)),
+    };
+    out.body(body)
         .map_err(|e| ApiError::bad_request(format!("cannot relay the response: {e}")))
+}
+
+/// The store key of the cached type a path addresses, if it addresses one.
+fn cached_key(app: &App, path: &str) -> Option<String> {
+    let target = crate::path::parse(path)?;
+    let info = app
+        .syncer
+        .resolve(&target.group, &target.version, &target.plural)?;
+    Some(info.key())
+}
+
+/// `metadata.resourceVersion` of an object in a response body.
+fn resource_version_of(body: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Object {
+        metadata: Meta,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(rename = "resourceVersion")]
+        resource_version: String,
+    }
+    serde_json::from_slice::<Object>(body)
+        .ok()?
+        .metadata
+        .resource_version
+        .parse()
+        .ok()
 }
 
 fn unreachable(health: &vai_sync::UpstreamHealth) -> ApiError {

@@ -199,7 +199,7 @@ pub(crate) async fn serve(
 }
 
 /// Why a read was not answered from the store.
-enum ReadError {
+pub(crate) enum ReadError {
     Api(ApiError),
     /// Upstream should answer it.
     Proxy,
@@ -317,7 +317,7 @@ async fn list_version(app: &App, key: &str, params: &Params) -> Result<Option<u6
 }
 
 /// Waits (a bounded time) until the store holds `rv` of `key`; `504` after.
-async fn wait_for(app: &App, key: &str, rv: u64) -> Result<(), ReadError> {
+pub(crate) async fn wait_for(app: &App, key: &str, rv: u64) -> Result<(), ReadError> {
     let mut events = app.store.subscribe();
     let deadline = tokio::time::Instant::now() + app.config.wait_for_resource_version;
     loop {

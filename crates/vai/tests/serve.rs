@@ -451,6 +451,59 @@ spec:
     )
     .await;
 
+    // Read-your-writes: what a client wrote through vai, it reads back through vai at once.
+    for i in 0..20 {
+        let path = format!("/api/v1/namespaces/{ns}/configmaps");
+        let body =
+            format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"ryw-{i}"}}}}"#);
+        let created = support::request(&vai.url(), "POST", &path, Some(&body))
+            .await
+            .unwrap();
+        assert_eq!(
+            created.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&created.body)
+        );
+        let read = support::get(&vai.url(), &format!("{path}/ryw-{i}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            read.status, 200,
+            "ryw-{i} is readable through vai right after its create"
+        );
+        assert_eq!(read.headers["x-vai-state"], "live", "served from the cache");
+    }
+
+    // An upgrade request (exec) reaches upstream and its answer comes back: this control plane
+    // has no kubelet, so upstream refuses, and vai relays exactly that.
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"shell","namespace":"t-proxy"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#;
+    let mut child = vai
+        .kubectl(env)
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(pod.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let exec = |mut cmd: std::process::Command| {
+        let out = cmd
+            .args(["exec", "shell", "-n", ns, "--", "true"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).trim().to_string()
+    };
+    let direct = exec(support::kubectl_direct(env));
+    assert!(direct.contains("does not have a host assigned"), "{direct}");
+    assert_eq!(exec(vai.kubectl(env)), direct);
+
     // Leases are not cached here: a watch on them streams through the proxy.
     let leases: Api<Lease> = Api::namespaced(vai.client(), ns);
     let mut stream = leases
