@@ -442,6 +442,11 @@ fn event_line(kind: &str, object: &[u8]) -> Bytes {
     Bytes::from(line)
 }
 
+/// An `ERROR` event carrying the error's `Status`.
+fn error_line(e: vai_store::Error) -> Bytes {
+    event_line("ERROR", ApiError::from(e).body().to_string().as_bytes())
+}
+
 /// A bookmark's object: kind, apiVersion and the resource version only.
 fn bookmark(info: &ResourceInfo, form: Form, rv: u64, initial_events_end: bool) -> Bytes {
     let (kind, api_version) = match form {
@@ -594,8 +599,7 @@ async fn watch(
         let (start, mut members) = match listed {
             Ok(Ok(started)) => started,
             Ok(Err(e)) => {
-                let status = ApiError::from(e).body().to_string();
-                let _ = tx.send(event_line("ERROR", status.as_bytes())).await;
+                let _ = tx.send(error_line(e)).await;
                 return;
             }
             Err(_) => return,
@@ -609,8 +613,7 @@ async fn watch(
         let mut watch = match store.watch(&key, start) {
             Ok(w) => w,
             Err(e) => {
-                let status = ApiError::from(e).body().to_string();
-                let _ = tx.send(event_line("ERROR", status.as_bytes())).await;
+                let _ = tx.send(error_line(e)).await;
                 return;
             }
         };

@@ -22,6 +22,13 @@ fn vai(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Runs vai expecting it to fail; returns its stderr.
+fn fails(args: &[&str]) -> String {
+    let (ok, _, err) = vai(args);
+    assert!(!ok, "vai {args:?} should fail");
+    err
+}
+
 fn kubeconfig_for(dir: &std::path::Path, server: &str) -> String {
     let path = dir.join("kubeconfig");
     std::fs::write(
@@ -40,7 +47,7 @@ fn startup_errors_are_one_line_with_a_hint() {
     let kubeconfig = kubeconfig_for(dir.path(), "http://127.0.0.1:1");
     let db = dir.path().join("vai.db").display().to_string();
 
-    let (ok, _, err) = vai(&[
+    let err = fails(&[
         "serve",
         "--kubeconfig",
         &kubeconfig,
@@ -49,7 +56,6 @@ fn startup_errors_are_one_line_with_a_hint() {
         "--listen",
         "0.0.0.0:8001",
     ]);
-    assert!(!ok);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.starts_with("vai: refusing to listen on 0.0.0.0:8001"),
@@ -59,18 +65,17 @@ fn startup_errors_are_one_line_with_a_hint() {
 
     let garbage = dir.path().join("garbage");
     std::fs::write(&garbage, "{{{ not yaml").unwrap();
-    let (ok, _, err) = vai(&[
+    let err = fails(&[
         "serve",
         "--kubeconfig",
         garbage.to_str().unwrap(),
         "--db",
         &db,
     ]);
-    assert!(!ok);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("vai: reading kubeconfig"), "{err}");
 
-    let (ok, _, err) = vai(&[
+    let err = fails(&[
         "serve",
         "--kubeconfig",
         &kubeconfig,
@@ -79,11 +84,10 @@ fn startup_errors_are_one_line_with_a_hint() {
         "--db",
         &db,
     ]);
-    assert!(!ok);
     assert!(err.contains("hint: pass --context"), "{err}");
 
     // Nothing listens on port 1, and the database is new: nothing to serve.
-    let (ok, _, err) = vai(&[
+    let err = fails(&[
         "serve",
         "--kubeconfig",
         &kubeconfig,
@@ -94,19 +98,17 @@ fn startup_errors_are_one_line_with_a_hint() {
         "--upstream-timeout",
         "1",
     ]);
-    assert!(!ok);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.contains("cannot reach the cluster and the database holds no data yet"),
         "{err}"
     );
 
-    let (ok, _, err) = vai(&[
+    let err = fails(&[
         "status",
         "--db",
         dir.path().join("absent.db").to_str().unwrap(),
     ]);
-    assert!(!ok);
     assert!(
         err.starts_with("vai: ") && err.contains("absent.db"),
         "{err}"
@@ -116,12 +118,11 @@ fn startup_errors_are_one_line_with_a_hint() {
         b"not a database at all, just text",
     )
     .unwrap();
-    let (ok, _, err) = vai(&[
+    let err = fails(&[
         "status",
         "--db",
         dir.path().join("foreign.db").to_str().unwrap(),
     ]);
-    assert!(!ok);
     assert!(err.contains("is not a vai database"), "{err}");
 }
 
@@ -132,7 +133,7 @@ async fn a_database_in_use_is_refused_and_status_reads_it_alongside() {
     let running = Vai::start(env, dir.path(), &["--resources", "configmaps,namespaces"]).await;
     let db = running.db.display().to_string();
     let kubeconfig = env.kubeconfig_path().display().to_string();
-    let (ok, _, err) = vai(&[
+    let err = fails(&[
         "serve",
         "--kubeconfig",
         &kubeconfig,
@@ -141,7 +142,6 @@ async fn a_database_in_use_is_refused_and_status_reads_it_alongside() {
         "--listen",
         "127.0.0.1:0",
     ]);
-    assert!(!ok);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.contains("is in use by another vai process (hint: stop it, or pass a different --db)"),

@@ -74,13 +74,7 @@ async fn a_client_go_informer_through_vai_syncs_and_sees_changes_within_a_second
     let env = TestEnv::shared().await;
     let direct = env.client().await.unwrap();
     let ns = "t-client-go";
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(direct.clone());
-    let _ = namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await;
+    support::ensure_namespace(&direct, ns).await;
     let upstream: Api<ConfigMap> = Api::namespaced(direct, ns);
     let existing: ConfigMap =
         serde_json::from_value(serde_json::json!({"metadata": {"name": "before"}})).unwrap();

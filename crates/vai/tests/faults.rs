@@ -18,17 +18,6 @@ fn configmap(name: &str, value: &str) -> ConfigMap {
     .unwrap()
 }
 
-async fn create_namespace(client: &kube::Client, ns: &str) {
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
-}
-
 /// `name → data.v` of the ConfigMaps of `ns`, as vai serves them.
 async fn through_vai(vai: &Vai, ns: &str) -> Option<Vec<(String, String)>> {
     let answer = get(&vai.url(), &format!("/api/v1/namespaces/{ns}/configmaps"))
@@ -89,7 +78,7 @@ async fn a_restart_resumes_without_relisting_and_410_relists_with_deletions_deli
     let env = TestEnv::start().await.unwrap();
     let client = env.client().await.unwrap();
     let ns = "t-restart";
-    create_namespace(&client, ns).await;
+    support::ensure_namespace(&client, ns).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     for name in ["r1", "r2", "r3"] {
         cms.create(&PostParams::default(), &configmap(name, "1"))
@@ -321,7 +310,7 @@ async fn a_frozen_or_dead_apiserver_gets_last_good_answers_with_a_warning() {
     let env = TestEnv::start().await.unwrap();
     let client = env.client().await.unwrap();
     let ns = "t-offline";
-    create_namespace(&client, ns).await;
+    support::ensure_namespace(&client, ns).await;
     let cms: Api<ConfigMap> = Api::namespaced(client, ns);
     cms.create(&PostParams::default(), &configmap("o1", "1"))
         .await

@@ -78,23 +78,6 @@ metadata: {name: w2, namespace: t-kubectl}
 spec: {size: large}
 "#;
 
-fn apply(env: &TestEnv, yaml: &str) {
-    use std::io::Write;
-    let mut child = kubectl_direct(env)
-        .args(["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "kubectl apply failed");
-}
-
 /// `kubectl get <args> -o json` through vai equals the same through the apiserver (awaited:
 /// vai converges within the timeout).
 async fn same_through_vai(env: &TestEnv, vai: &Vai, args: &[&str]) {
@@ -117,7 +100,7 @@ async fn same_through_vai(env: &TestEnv, vai: &Vai, args: &[&str]) {
 #[tokio::test]
 async fn kubectl_through_vai_returns_what_the_apiserver_returns() {
     let env = TestEnv::shared().await;
-    apply(env, SETUP);
+    support::apply(kubectl_direct(env), SETUP);
     let dir = tempfile::tempdir().unwrap();
     let vai = Vai::start(env, dir.path(), &[]).await;
     for args in [
@@ -141,7 +124,7 @@ async fn kubectl_through_vai_returns_what_the_apiserver_returns() {
     }
 
     // A CRD created upstream while vai runs starts its cache.
-    apply(env, CRD);
+    support::apply(kubectl_direct(env), CRD);
     let cached = async || {
         let status = support::get(&vai.url(), "/vai/v1/status")
             .await
@@ -159,7 +142,7 @@ async fn kubectl_through_vai_returns_what_the_apiserver_returns() {
         cached,
     )
     .await;
-    apply(env, WIDGETS);
+    support::apply(kubectl_direct(env), WIDGETS);
     same_through_vai(env, &vai, &["widgets", "-n", "t-kubectl"]).await;
     same_through_vai(env, &vai, &["widgets", "-A", "-l", "app=a"]).await;
 
@@ -222,13 +205,7 @@ async fn kube_rs_watchers_through_vai_see_changes_in_order_within_a_second() {
     let env = TestEnv::shared().await;
     let direct = env.client().await.unwrap();
     let ns = "t-watch";
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(direct.clone());
-    let _ = namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await;
+    support::ensure_namespace(&direct, ns).await;
     let dir = tempfile::tempdir().unwrap();
     let vai = Vai::start(env, dir.path(), &["--resources", "configmaps,namespaces"]).await;
     let upstream: Api<ConfigMap> = Api::namespaced(direct, ns);
@@ -375,24 +352,7 @@ spec:
     metadata: {labels: {app: web}}
     spec: {containers: [{name: c, image: busybox}]}
 "#;
-    let mut child = vai
-        .kubectl(env)
-        .args(["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(deployment.as_bytes())
-        .unwrap();
-    assert!(
-        child.wait().unwrap().success(),
-        "kubectl apply through vai failed"
-    );
+    support::apply(vai.kubectl(env), deployment);
     run(vai
         .kubectl(env)
         .args(["scale", "deployment", "web", "-n", ns, "--replicas=3"]));
@@ -478,20 +438,7 @@ spec:
     // An upgrade request (exec) reaches upstream and its answer comes back: this control plane
     // has no kubelet, so upstream refuses, and vai relays exactly that.
     let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"shell","namespace":"t-proxy"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#;
-    let mut child = vai
-        .kubectl(env)
-        .args(["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(pod.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    support::apply(vai.kubectl(env), pod);
     let exec = |mut cmd: std::process::Command| {
         let out = cmd
             .args(["exec", "shell", "-n", ns, "--", "true"])

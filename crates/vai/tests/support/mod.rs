@@ -286,3 +286,36 @@ pub fn metric_sum(page: &str, name: &str, labels: &[&str]) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Creates a namespace if it does not exist yet.
+pub async fn ensure_namespace(client: &kube::Client, ns: &str) {
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(client.clone());
+    let namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
+    match namespaces
+        .create(&kube::api::PostParams::default(), &namespace)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("creating namespace {ns}: {e}"),
+    }
+}
+
+/// Runs `kubectl apply -f -` (the command given: direct or through vai) on a manifest.
+pub fn apply(mut kubectl: Command, manifest: &str) {
+    use std::io::Write;
+    let mut child = kubectl
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifest.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "kubectl apply failed");
+}
