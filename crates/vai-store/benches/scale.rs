@@ -149,7 +149,7 @@ fn main() {
     // Ingest: the initial list as batches of 1,000 events.
     let started = Instant::now();
     store
-        .write_blocking(Batch::new(PODS).replace(1, vec![]))
+        .write_blocking(Batch::new(PODS).replace(1, Vec::<Vec<u8>>::new()))
         .unwrap();
     for chunk in pods.chunks(1000) {
         let batch = chunk.iter().fold(Batch::new(PODS), |b, p| {

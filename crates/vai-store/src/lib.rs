@@ -54,7 +54,7 @@ use tokio::sync::{broadcast, oneshot};
 
 pub use object::StoredObject;
 pub use page::{Column, Condition, Filter, Operator, PageMeta, PageRequest, SortKey};
-pub use query::{ListMeta, ListRequest};
+pub use query::{ListMeta, ListRequest, Row};
 pub use selector::{FieldSelector, LabelSelector};
 pub use watch::Watch;
 use writer::{ParsedOp, Work, WriteRequest, Writer};
@@ -228,6 +228,8 @@ pub struct Event {
     pub name: String,
     /// The object's JSON (its last state for `Deleted`; empty for a bookmark).
     pub body: Arc<[u8]>,
+    /// The table cells upstream printed for this version, if sync captured them.
+    pub cells: Option<Arc<[u8]>>,
 }
 
 impl Event {
@@ -240,6 +242,7 @@ impl Event {
             namespace: String::new(),
             name: String::new(),
             body: Arc::from(&[][..]),
+            cells: None,
         }
     }
 }
@@ -292,15 +295,34 @@ pub struct ResourceState {
     pub state: SyncState,
 }
 
+/// An object as sync received it: its JSON, and the table cells upstream printed for it when
+/// sync asked for tables (`as=Table`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// The object's JSON.
+    pub object: Vec<u8>,
+    /// Its table row's cells (a JSON array), if any.
+    pub cells: Option<Vec<u8>>,
+}
+
+impl From<Vec<u8>> for Item {
+    fn from(object: Vec<u8>) -> Item {
+        Item {
+            object,
+            cells: None,
+        }
+    }
+}
+
 /// An operation in a batch.
 #[derive(Debug, Clone)]
 pub enum Op {
-    /// An upstream watch event with the object's JSON.
-    Event(EventKind, Vec<u8>),
+    /// An upstream watch event with the object.
+    Event(EventKind, Item),
     /// A bookmark: upstream has sent everything up to this resource version.
     Bookmark(u64),
     /// A full list at this resource version: replaces the resource's whole set.
-    Replace(u64, Vec<Vec<u8>>),
+    Replace(u64, Vec<Item>),
     /// The sync state, and the last error.
     State(SyncState, Option<String>),
 }
@@ -324,8 +346,8 @@ impl Batch {
     }
 
     /// Adds a watch event.
-    pub fn event(mut self, kind: EventKind, object: Vec<u8>) -> Batch {
-        self.ops.push(Op::Event(kind, object));
+    pub fn event(mut self, kind: EventKind, object: impl Into<Item>) -> Batch {
+        self.ops.push(Op::Event(kind, object.into()));
         self
     }
 
@@ -336,7 +358,12 @@ impl Batch {
     }
 
     /// Adds a replace (full list).
-    pub fn replace(mut self, resource_version: u64, objects: Vec<Vec<u8>>) -> Batch {
+    pub fn replace<I: Into<Item>>(
+        mut self,
+        resource_version: u64,
+        objects: impl IntoIterator<Item = I>,
+    ) -> Batch {
+        let objects = objects.into_iter().map(Into::into).collect();
         self.ops.push(Op::Replace(resource_version, objects));
         self
     }
@@ -469,7 +496,11 @@ impl Store {
 
     fn submit(&self, batch: Batch) -> Result<oneshot::Receiver<Result<Arc<[Event]>>>> {
         let keep = self.inner.config.keep_managed_fields;
-        let parse = |bytes: Vec<u8>| StoredObject::from_json(bytes, keep);
+        let parse = |item: Item| {
+            let mut object = StoredObject::from_json(item.object, keep)?;
+            object.cells = item.cells;
+            Ok(object)
+        };
         let mut ops = Vec::with_capacity(batch.ops.len());
         for op in batch.ops {
             ops.push(match op {
@@ -478,7 +509,7 @@ impl Store {
                         "a bookmark is not an object event".into(),
                     ));
                 }
-                Op::Event(kind, bytes) => ParsedOp::Apply(kind, parse(bytes)?),
+                Op::Event(kind, item) => ParsedOp::Apply(kind, parse(item)?),
                 Op::Bookmark(rv) => ParsedOp::Bookmark(rv),
                 Op::Replace(rv, objects) => {
                     ParsedOp::Replace(rv, objects.into_iter().map(parse).collect::<Result<_>>()?)
@@ -603,6 +634,16 @@ impl Store {
         request: &ListRequest,
         mut each: impl FnMut(&str, &str, &[u8]) -> Result<()>,
     ) -> Result<ListMeta> {
+        self.list_rows(resource, request, |r| each(r.namespace, r.name, r.body))
+    }
+
+    /// [`Store::list`] with each item's table cells too.
+    pub fn list_rows(
+        &self,
+        resource: &str,
+        request: &ListRequest,
+        mut each: impl FnMut(Row) -> Result<()>,
+    ) -> Result<ListMeta> {
         self.read(|tx| query::list_each(tx, resource, request, &mut each))
     }
 
@@ -613,6 +654,16 @@ impl Store {
         resource: &str,
         request: &PageRequest,
         mut each: impl FnMut(&str, &str, &[u8]) -> Result<()>,
+    ) -> Result<PageMeta> {
+        self.page_rows(resource, request, |r| each(r.namespace, r.name, r.body))
+    }
+
+    /// [`Store::page`] with each item's table cells too.
+    pub fn page_rows(
+        &self,
+        resource: &str,
+        request: &PageRequest,
+        mut each: impl FnMut(Row) -> Result<()>,
     ) -> Result<PageMeta> {
         self.read(|tx| page::page_each(tx, resource, request, &mut each))
     }

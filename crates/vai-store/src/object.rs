@@ -24,6 +24,8 @@ pub struct StoredObject {
     pub created: Option<String>,
     /// The JSON to store and serve.
     pub body: Vec<u8>,
+    /// The table cells upstream printed for it (a JSON array), if sync asked for them.
+    pub cells: Option<Vec<u8>>,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +76,7 @@ impl StoredObject {
             labels: meta.labels.unwrap_or_default(),
             created: meta.creation_timestamp,
             body,
+            cells: None,
         })
     }
 }

@@ -271,7 +271,7 @@ pub(crate) fn page_each(
         .query_map(params_from_iter(args.iter()), |r| r.get::<_, i64>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut by_id =
-        tx.prepare_cached("SELECT namespace, name, body FROM versions WHERE id = ?1")?;
+        tx.prepare_cached("SELECT namespace, name, body, cells FROM versions WHERE id = ?1")?;
     for id in &ids {
         let mut rows = by_id.query([id])?;
         let r = rows
@@ -281,7 +281,16 @@ pub(crate) fn page_each(
             Ok(r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
         };
         let body = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
-        each(text(0)?, text(1)?, body)?;
+        let cells = r
+            .get_ref(3)?
+            .as_blob_or_null()
+            .map_err(rusqlite::Error::from)?;
+        each(crate::query::Row {
+            namespace: text(0)?,
+            name: text(1)?,
+            body,
+            cells,
+        })?;
     }
     let count = ids.len();
     Ok(PageMeta {

@@ -168,8 +168,21 @@ pub(crate) fn get(
         .optional()?)
 }
 
-/// Receives each listed item: `(namespace, name, json)`.
-pub type ItemSink<'a> = dyn FnMut(&str, &str, &[u8]) -> Result<()> + 'a;
+/// One listed item, borrowed from the database row.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    /// `metadata.namespace` (`""` if cluster-scoped).
+    pub namespace: &'a str,
+    /// `metadata.name`.
+    pub name: &'a str,
+    /// The object's JSON.
+    pub body: &'a [u8],
+    /// Its table cells, if captured.
+    pub cells: Option<&'a [u8]>,
+}
+
+/// Receives each listed item.
+pub type ItemSink<'a> = dyn FnMut(Row) -> Result<()> + 'a;
 
 /// Lists objects in Kubernetes key order, calling `each(namespace, name, body)` per item.
 pub(crate) fn list_each(
@@ -178,8 +191,12 @@ pub(crate) fn list_each(
     request: &ListRequest,
     each: &mut ItemSink,
 ) -> Result<ListMeta> {
-    let (at, mut sql, mut args) =
-        selection_sql(tx, resource, request, "v.namespace, v.name, v.body")?;
+    let (at, mut sql, mut args) = selection_sql(
+        tx,
+        resource,
+        request,
+        "v.namespace, v.name, v.body, v.cells",
+    )?;
     sql += " ORDER BY v.namespace, v.name";
     if let Some(limit) = request.limit {
         args.push(Value::Integer(limit as i64 + 1));
@@ -210,7 +227,16 @@ pub(crate) fn list_each(
         };
         let (ns, name) = (text(0)?, text(1)?);
         let body = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
-        each(ns, name, body)?;
+        let cells = r
+            .get_ref(3)?
+            .as_blob_or_null()
+            .map_err(rusqlite::Error::from)?;
+        each(Row {
+            namespace: ns,
+            name,
+            body,
+            cells,
+        })?;
         count += 1;
         if request.limit.is_some() {
             last_key = Some((ns.to_string(), name.to_string()));
@@ -354,7 +380,7 @@ pub(crate) fn events_since(tx: &Transaction, resource: &str, rv: u64) -> Result<
     }
     let name: std::sync::Arc<str> = resource.into();
     let mut stmt = tx.prepare_cached(
-        "SELECT seq, kind, rv, namespace, name, body FROM versions
+        "SELECT seq, kind, rv, namespace, name, body, cells FROM versions
          WHERE resource_id = ?1 AND rv > ?2 ORDER BY rv, seq",
     )?;
     let events = stmt
@@ -367,6 +393,7 @@ pub(crate) fn events_since(tx: &Transaction, resource: &str, rv: u64) -> Result<
                 namespace: r.get(3)?,
                 name: r.get(4)?,
                 body: r.get::<_, Vec<u8>>(5)?.into(),
+                cells: r.get::<_, Option<Vec<u8>>>(6)?.map(Into::into),
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

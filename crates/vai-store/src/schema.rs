@@ -25,7 +25,7 @@ use crate::{Error, Result};
 /// `vai1` in ASCII: marks a file as a vai database.
 pub const APPLICATION_ID: i32 = 0x7661_6931;
 /// The schema version this build writes. Older files are migrated; newer ones are refused.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE resources (
@@ -75,6 +75,10 @@ CREATE TABLE documents (
     fetched_ms INTEGER NOT NULL
 );
 ";
+
+/// Version 3: the table cells upstream printed for a version (`as=Table`), kept beside the object
+/// so that kubectl's tables are served as upstream prints them, offline too.
+const SCHEMA_V3: &str = "ALTER TABLE versions ADD COLUMN cells BLOB;";
 
 /// Opens (creating if needed) the database for writing, checks what it is, and brings its
 /// schema up to date.
@@ -213,6 +217,14 @@ fn migrate(conn: &Connection, from: i32) -> rusqlite::Result<()> {
              COMMIT;"
         ))?;
     }
+    if from < 3 {
+        conn.execute_batch(&format!(
+            "BEGIN;
+             {SCHEMA_V3}
+             PRAGMA user_version = 3;
+             COMMIT;"
+        ))?;
+    }
     // Later schema versions add their steps here, each in its own transaction.
     Ok(())
 }
@@ -231,6 +243,7 @@ pub(crate) fn classify(path: &Path, e: rusqlite::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::OptionalExtension;
 
     #[test]
     fn a_version_1_file_is_migrated_in_place_keeping_its_data() {
@@ -261,5 +274,11 @@ mod tests {
             .query_row("SELECT count(*) FROM documents", [], |r| r.get(0))
             .unwrap();
         assert_eq!(documents, 0);
+        let cells: Option<Vec<u8>> = conn
+            .query_row("SELECT cells FROM versions LIMIT 1", [], |r| r.get(0))
+            .optional()
+            .unwrap()
+            .flatten();
+        assert_eq!(cells, None);
     }
 }

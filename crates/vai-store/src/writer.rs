@@ -222,8 +222,8 @@ impl Ctx<'_> {
         *self.next_seq += 1;
         let deleted = kind == EventKind::Deleted;
         tx.prepare_cached(
-            "INSERT INTO versions (resource_id, namespace, name, rv, rv_to, kind, seq, prune_rv, prune_ms, created, body)
-             VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO versions (resource_id, namespace, name, rv, rv_to, kind, seq, prune_rv, prune_ms, created, body, cells)
+             VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             rid,
@@ -235,7 +235,8 @@ impl Ctx<'_> {
             deleted.then_some(rv as i64),
             deleted.then_some(self.now),
             obj.created,
-            obj.body
+            obj.body,
+            obj.cells
         ])?;
         if !deleted {
             let version_id = tx.last_insert_rowid();
@@ -254,6 +255,7 @@ impl Ctx<'_> {
             namespace: obj.namespace.clone(),
             name: obj.name.clone(),
             body: obj.body.clone().into(),
+            cells: obj.cells.clone().map(Into::into),
         });
         Ok(())
     }
@@ -366,23 +368,24 @@ fn apply_batch(
 /// Swaps the live set of a resource for `objects` (a full list at `rv`): what changed is
 /// written as new versions at `rv`, what vanished becomes a tombstone at `rv`.
 fn replace(ctx: &mut Ctx, rv: u64, objects: &[StoredObject]) -> Result<()> {
-    let mut live: HashMap<(String, String), (u64, Vec<u8>)> = HashMap::new();
+    type Live = (u64, Vec<u8>, Option<Vec<u8>>);
+    let mut live: HashMap<(String, String), Live> = HashMap::new();
     {
         let mut stmt = ctx.tx.prepare_cached(
-            "SELECT namespace, name, rv, body FROM versions
+            "SELECT namespace, name, rv, body, cells FROM versions
              WHERE resource_id = ?1 AND rv_to IS NULL AND kind != 2",
         )?;
         let mut rows = stmt.query([ctx.rid])?;
         while let Some(row) = rows.next()? {
             live.insert(
                 (row.get(0)?, row.get(1)?),
-                (row.get::<_, i64>(2)? as u64, row.get(3)?),
+                (row.get::<_, i64>(2)? as u64, row.get(3)?, row.get(4)?),
             );
         }
     }
     for obj in objects {
         match live.remove(&(obj.namespace.clone(), obj.name.clone())) {
-            Some((cur_rv, body)) => {
+            Some((cur_rv, body, _)) => {
                 // Unchanged, or already newer than the list: nothing to write.
                 if body == obj.body || cur_rv >= rv {
                     continue;
@@ -397,7 +400,7 @@ fn replace(ctx: &mut Ctx, rv: u64, objects: &[StoredObject]) -> Result<()> {
     }
     let mut vanished: Vec<_> = live.into_iter().collect();
     vanished.sort();
-    for ((namespace, name), (cur_rv, body)) in vanished {
+    for ((namespace, name), (cur_rv, body, cells)) in vanished {
         if cur_rv >= rv {
             continue;
         }
@@ -408,6 +411,7 @@ fn replace(ctx: &mut Ctx, rv: u64, objects: &[StoredObject]) -> Result<()> {
             labels: Default::default(),
             created: None,
             body,
+            cells,
         };
         ctx.put(EventKind::Deleted, rv, &obj, true)?;
     }

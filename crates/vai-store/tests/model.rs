@@ -276,9 +276,7 @@ fn run(actions: Vec<Action>) {
                     objects.insert(k, b);
                 }
                 store
-                    .write_blocking(
-                        Batch::new(PODS).replace(rv, objects.values().cloned().collect()),
-                    )
+                    .write_blocking(Batch::new(PODS).replace(rv, objects.values().cloned()))
                     .unwrap();
                 for (k, b) in &objects {
                     if live.get(k) != Some(b) {

@@ -132,7 +132,7 @@ fn replayed_events_are_skipped_and_deletes_of_unknown_objects_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     store
-        .write_blocking(Batch::new(PODS).replace(1, vec![]))
+        .write_blocking(Batch::new(PODS).replace(1, Vec::<Vec<u8>>::new()))
         .unwrap();
     let first = store
         .write_blocking(Batch::new(PODS).event(EventKind::Added, pod("a", "p", 2, "x")))
@@ -318,7 +318,7 @@ async fn a_watch_replays_history_then_follows_live_events_without_gap_or_duplica
         .unwrap();
     store.write(Batch::new(PODS).bookmark(14)).await.unwrap();
     store
-        .write(Batch::new("/v1/configmaps").replace(15, vec![]))
+        .write(Batch::new("/v1/configmaps").replace(15, Vec::<Vec<u8>>::new()))
         .await
         .unwrap();
     store
@@ -676,4 +676,54 @@ fn a_state_change_alone_is_not_contact_with_upstream() {
         later > contact,
         "a bookmark is contact: {later:?} > {contact:?}"
     );
+}
+
+#[tokio::test]
+async fn table_cells_are_kept_per_version_and_travel_with_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let row = |rv: u64, cells: &str| vai_store::Item {
+        object: pod("a", "p", rv, "x"),
+        cells: Some(cells.as_bytes().to_vec()),
+    };
+    store
+        .write(Batch::new(PODS).replace(3, vec![row(3, r#"["p","Running"]"#)]))
+        .await
+        .unwrap();
+    let mut watch = store.watch(PODS, 3).unwrap();
+    let events = store
+        .write(Batch::new(PODS).event(EventKind::Modified, row(4, r#"["p","Failed"]"#)))
+        .await
+        .unwrap();
+    assert_eq!(events[0].cells.as_deref(), Some(&br#"["p","Failed"]"#[..]));
+    assert_eq!(watch.next().await.unwrap().cells, events[0].cells);
+    let mut listed = Vec::new();
+    store
+        .list_rows(PODS, &ListRequest::default(), |r| {
+            listed.push(String::from_utf8(r.cells.unwrap().to_vec()).unwrap());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(listed, vec![r#"["p","Failed"]"#]);
+    // A relist that no longer has the object deletes it with its last cells.
+    store
+        .write(Batch::new(PODS).replace(5, Vec::<Vec<u8>>::new()))
+        .await
+        .unwrap();
+    let deleted = watch.next().await.unwrap();
+    assert_eq!(deleted.kind, EventKind::Deleted);
+    assert_eq!(deleted.cells.as_deref(), Some(&br#"["p","Failed"]"#[..]));
+    // Objects written without cells have none.
+    store
+        .write(Batch::new(PODS).event(EventKind::Added, pod("a", "q", 6, "x")))
+        .await
+        .unwrap();
+    let mut cells = Vec::new();
+    store
+        .list_rows(PODS, &ListRequest::default(), |r| {
+            cells.push(r.cells.is_some());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(cells, vec![false]);
 }
