@@ -20,6 +20,7 @@ mod ops;
 pub mod path;
 mod proxy;
 mod read;
+pub mod table;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -11,6 +11,7 @@
 //! A field selector the store does not index is proxied to upstream while it answers.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -25,7 +26,9 @@ use vai_store::{Event, EventKind, FieldSelector, LabelSelector, ListRequest, Sto
 use vai_sync::ResourceInfo;
 
 use crate::path::ResourcePath;
+use crate::table::{Include, TableForm};
 use crate::{ApiError, App, freshness};
+use vai_sync::discovery::table_columns_key;
 
 /// What `serve` did.
 pub(crate) enum Outcome {
@@ -50,6 +53,7 @@ struct Params {
     allow_watch_bookmarks: Option<String>,
     timeout_seconds: Option<String>,
     send_initial_events: Option<String>,
+    include_object: Option<String>,
 }
 
 fn flag(value: &Option<String>) -> Result<Option<bool>, ApiError> {
@@ -78,17 +82,23 @@ fn invalid(message: impl Into<String>) -> ApiError {
 }
 
 /// The representation a client asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Form {
     /// Whole objects.
     Full,
     /// `PartialObjectMetadata`: kind, apiVersion and metadata only.
     Metadata,
+    /// A `Table` (what kubectl asks for).
+    Table(Arc<TableForm>),
 }
 
-/// Picks the first acceptable media type in `Accept` (tables come with the query API work; a
-/// client asking for them offers plain JSON as a fallback, which is served).
-fn negotiate(headers: &HeaderMap) -> Result<Form, ApiError> {
+/// Picks the first acceptable media type in `Accept`. Tables need the type's column definitions,
+/// which sync stores from upstream (`columns`); without them a client's JSON fallback is used.
+fn negotiate(
+    headers: &HeaderMap,
+    include: Include,
+    columns: impl FnOnce() -> Option<Vec<u8>>,
+) -> Result<Form, ApiError> {
     let accept: Vec<&str> = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -99,6 +109,8 @@ fn negotiate(headers: &HeaderMap) -> Result<Form, ApiError> {
     if accept.is_empty() {
         return Ok(Form::Full);
     }
+    let mut columns = Some(columns);
+    let mut stored = None;
     for media in &accept {
         let mut parts = media.split(';').map(str::trim);
         let base = parts.next().unwrap_or("");
@@ -106,10 +118,31 @@ fn negotiate(headers: &HeaderMap) -> Result<Form, ApiError> {
         if !matches!(base, "application/json" | "application/*" | "*/*") {
             continue;
         }
-        match params.iter().find_map(|p| p.strip_prefix("as=")) {
+        let param = |name: &str| {
+            params
+                .iter()
+                .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+        };
+        match param("as") {
             None => return Ok(Form::Full),
             Some("PartialObjectMetadata" | "PartialObjectMetadataList") => {
                 return Ok(Form::Metadata);
+            }
+            Some("Table") if param("g") == Some("meta.k8s.io") => {
+                let api_version = match param("v") {
+                    Some("v1") => "meta.k8s.io/v1",
+                    Some("v1beta1") => "meta.k8s.io/v1beta1",
+                    _ => continue,
+                };
+                if let Some(load) = columns.take() {
+                    stored = load();
+                }
+                if let Some(form) = stored
+                    .as_deref()
+                    .and_then(|c| TableForm::new(api_version, c, include))
+                {
+                    return Ok(Form::Table(Arc::new(form)));
+                }
             }
             Some(_) => continue,
         }
@@ -118,7 +151,7 @@ fn negotiate(headers: &HeaderMap) -> Result<Form, ApiError> {
         StatusCode::NOT_ACCEPTABLE,
         "NotAcceptable",
         format!(
-            "only the following media types are accepted: application/json, application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1 (asked for {})",
+            "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io, application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1 (asked for {})",
             accept.join(",")
         ),
     ))
@@ -131,7 +164,7 @@ struct MetadataOnly<'a> {
 }
 
 /// An object's `PartialObjectMetadata` form.
-fn metadata_only(body: &[u8]) -> Vec<u8> {
+pub(crate) fn metadata_only(body: &[u8]) -> Vec<u8> {
     let metadata = serde_json::from_slice::<MetadataOnly>(body)
         .map(|m| m.metadata.get())
         .unwrap_or("{}");
@@ -141,10 +174,12 @@ fn metadata_only(body: &[u8]) -> Vec<u8> {
     .into_bytes()
 }
 
-fn render(form: Form, body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+/// An item as the client asked for it (for tables: a row).
+fn render<'a>(form: &Form, body: &'a [u8], cells: Option<&[u8]>) -> std::borrow::Cow<'a, [u8]> {
     match form {
         Form::Full => body.into(),
         Form::Metadata => metadata_only(body).into(),
+        Form::Table(table) => table.row(body, cells, vai_sync::now_ms()).into(),
     }
 }
 
@@ -169,7 +204,14 @@ pub(crate) async fn serve(
         let params = axum::extract::Query::<Params>::try_from_uri(uri)
             .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?
             .0;
-        let form = negotiate(headers)?;
+        let include = Include::parse(params.include_object.as_deref()).map_err(invalid)?;
+        let form = negotiate(headers, include, || {
+            app.store
+                .document(&table_columns_key(&info.key()))
+                .ok()
+                .flatten()
+                .map(|d| d.body)
+        })?;
         match &target.name {
             // Watching one object by path: the deprecated form; upstream serves it.
             Some(_) if flag(&params.watch)? == Some(true) => Err(ReadError::Proxy),
@@ -239,11 +281,17 @@ async fn get(
         target.namespace.clone().unwrap_or_default(),
         name.to_string(),
     );
-    let found = tokio::task::spawn_blocking(move || store.get(&key, &namespace, &name_owned, None))
-        .await
-        .map_err(|e| ApiError::bad_request(format!("read task failed: {e}")))??;
+    let found =
+        tokio::task::spawn_blocking(move || store.get_row(&key, &namespace, &name_owned, None))
+            .await
+            .map_err(|e| ApiError::bad_request(format!("read task failed: {e}")))??;
     match found {
-        Some(body) => Ok(json_response(render(form, &body).into_owned())),
+        Some(item) => Ok(json_response(match &form {
+            Form::Table(table) => {
+                table.single(&item.object, item.cells.as_deref(), vai_sync::now_ms())
+            }
+            other => render(other, &item.object, None).into_owned(),
+        })),
         None if never_synced(app, info) => Err(ReadError::Proxy),
         None => Err(ApiError::not_found(&info.group, &info.plural, name).into()),
     }
@@ -361,20 +409,26 @@ async fn list(
     if never_synced(app, info) {
         return Err(ReadError::Proxy);
     }
-    let (kind, api_version) = match form {
-        Form::Full => (format!("{}List", info.kind), info.api_version()),
-        Form::Metadata => ("PartialObjectMetadataList".into(), "meta.k8s.io/v1".into()),
+    let head = match &form {
+        Form::Full => format!(
+            r#"{{"kind":"{}List","apiVersion":"{}","items":["#,
+            info.kind,
+            info.api_version()
+        ),
+        Form::Metadata => {
+            r#"{"kind":"PartialObjectMetadataList","apiVersion":"meta.k8s.io/v1","items":["#.into()
+        }
+        Form::Table(table) => table.head(true),
     };
-    let head = format!(r#"{{"kind":"{kind}","apiVersion":"{api_version}","items":["#);
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, ApiError>>(4);
     let store = app.store.clone();
     tokio::task::spawn_blocking(move || {
         let mut buffer = Vec::with_capacity(CHUNK + 8192);
         let mut items = 0usize;
         let mut sent = false;
-        let result = store.list(&key, &request, |_, _, body| {
+        let result = store.list_rows(&key, &request, |row| {
             buffer.extend_from_slice(if items == 0 { head.as_bytes() } else { b"," });
-            buffer.extend_from_slice(&render(form, body));
+            buffer.extend_from_slice(&render(&form, row.body, row.cells));
             items += 1;
             if buffer.len() >= CHUNK {
                 let chunk = Bytes::from(std::mem::replace(
@@ -447,18 +501,52 @@ fn error_line(e: vai_store::Error) -> Bytes {
     event_line("ERROR", ApiError::from(e).body().to_string().as_bytes())
 }
 
-/// A bookmark's object: kind, apiVersion and the resource version only.
-fn bookmark(info: &ResourceInfo, form: Form, rv: u64, initial_events_end: bool) -> Bytes {
-    let (kind, api_version) = match form {
-        Form::Full => (info.kind.clone(), info.api_version()),
-        Form::Metadata => ("PartialObjectMetadata".into(), "meta.k8s.io/v1".into()),
-    };
-    let mut metadata = serde_json::json!({"resourceVersion": rv.to_string()});
-    if initial_events_end {
-        metadata["annotations"] = serde_json::json!({"k8s.io/initial-events-end": "true"});
+/// Writes a watch's lines in the form the client asked for. In table form every event is a
+/// `Table` of one row, and only the first carries the column definitions, as upstream does.
+struct WatchLines {
+    form: Form,
+    info: ResourceInfo,
+    columns_sent: bool,
+}
+
+impl WatchLines {
+    fn object(&mut self, kind: &str, body: &[u8], cells: Option<&[u8]>, rv: Option<u64>) -> Bytes {
+        let Form::Table(table) = &self.form else {
+            return event_line(kind, &render(&self.form, body, cells));
+        };
+        let mut object = table.head(!self.columns_sent).into_bytes();
+        self.columns_sent = true;
+        object.extend_from_slice(&table.row(body, cells, vai_sync::now_ms()));
+        let metadata = rv.map_or_else(String::new, |rv| format!(r#""resourceVersion":"{rv}""#));
+        object.extend_from_slice(format!(r#"],"metadata":{{{metadata}}}}}"#).as_bytes());
+        event_line(kind, &object)
     }
-    let object = serde_json::json!({"kind": kind, "apiVersion": api_version, "metadata": metadata});
-    event_line("BOOKMARK", object.to_string().as_bytes())
+
+    /// A bookmark: only a resource version (and, ending initial events, the annotation).
+    fn bookmark(&mut self, rv: u64, initial_events_end: bool) -> Bytes {
+        let mut metadata = serde_json::json!({"resourceVersion": rv.to_string()});
+        if initial_events_end {
+            metadata["annotations"] = serde_json::json!({"k8s.io/initial-events-end": "true"});
+        }
+        let (kind, api_version) = match &self.form {
+            Form::Full => (self.info.kind.clone(), self.info.api_version()),
+            Form::Metadata => ("PartialObjectMetadata".into(), "meta.k8s.io/v1".into()),
+            Form::Table(table) => {
+                let object = serde_json::json!({
+                    "kind": "Table", "apiVersion": table.api_version,
+                    "metadata": {"resourceVersion": rv.to_string()},
+                    "columnDefinitions": null,
+                    "rows": [{"cells": [], "object": {
+                        "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                        "metadata": metadata}}],
+                });
+                return event_line("BOOKMARK", object.to_string().as_bytes());
+            }
+        };
+        let object =
+            serde_json::json!({"kind": kind, "apiVersion": api_version, "metadata": metadata});
+        event_line("BOOKMARK", object.to_string().as_bytes())
+    }
 }
 
 /// Whether a watch event passes the watch's namespace and selectors.
@@ -559,10 +647,15 @@ async fn watch(
         wait_for(app, &key, v).await?;
     }
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    let (store, info) = (app.store.clone(), info.clone());
+    let store = app.store.clone();
     let current = store
         .resource_state(&key)?
         .map_or(0, |s| s.last_resource_version);
+    let mut lines = WatchLines {
+        form,
+        info: info.clone(),
+        columns_sent: false,
+    };
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
@@ -576,29 +669,33 @@ async fn watch(
             tokio::task::spawn_blocking(move || {
                 let mut members = HashSet::new();
                 if !initial && !track {
-                    return Ok((from.unwrap_or(current), None));
+                    return (Ok((from.unwrap_or(current), None)), lines);
                 }
                 let request = ListRequest {
                     resource_version: from,
                     ..request
                 };
-                let meta = store.list(&key, &request, |ns, name, body| {
+                let listed = store.list_rows(&key, &request, |row| {
                     if track {
-                        members.insert((ns.to_string(), name.to_string()));
+                        members.insert((row.namespace.to_string(), row.name.to_string()));
                     }
                     if initial {
-                        tx.blocking_send(event_line("ADDED", &render(form, body)))
+                        tx.blocking_send(lines.object("ADDED", row.body, row.cells, None))
                             .map_err(|_| vai_store::Error::Closed)?;
                     }
                     Ok(())
-                })?;
-                Ok::<_, vai_store::Error>((meta.resource_version, track.then_some(members)))
+                });
+                let started = listed.map(|meta| (meta.resource_version, track.then_some(members)));
+                (started, lines)
             })
             .await
         };
         let (start, mut members) = match listed {
-            Ok(Ok(started)) => started,
-            Ok(Err(e)) => {
+            Ok((Ok(started), returned)) => {
+                lines = returned;
+                started
+            }
+            Ok((Err(e), _)) => {
                 let _ = tx.send(error_line(e)).await;
                 return;
             }
@@ -606,7 +703,7 @@ async fn watch(
         };
         if send_initial == Some(true)
             && bookmarks
-            && tx.send(bookmark(&info, form, start, true)).await.is_err()
+            && tx.send(lines.bookmark(start, true)).await.is_err()
         {
             return;
         }
@@ -628,10 +725,12 @@ async fn watch(
                     if !bookmarks {
                         continue;
                     }
-                    bookmark(&info, form, e.resource_version, false)
+                    lines.bookmark(e.resource_version, false)
                 }
                 Ok(e) => match transition(&mut members, &request, &e) {
-                    Some(kind) => event_line(kind, &render(form, &e.body)),
+                    Some(kind) => {
+                        lines.object(kind, &e.body, e.cells.as_deref(), Some(e.resource_version))
+                    }
                     None => continue,
                 },
                 // Lagged or closed: end the stream; the client re-watches from its last RV.
@@ -666,32 +765,38 @@ mod tests {
         h
     }
 
+    fn form(
+        accept_header: Option<&str>,
+        columns: Option<&str>,
+    ) -> Result<&'static str, StatusCode> {
+        let headers = accept_header.map_or_else(HeaderMap::new, accept);
+        let columns = columns.map(|c| c.as_bytes().to_vec());
+        match negotiate(&headers, Include::Metadata, || columns) {
+            Ok(Form::Full) => Ok("full"),
+            Ok(Form::Metadata) => Ok("metadata"),
+            Ok(Form::Table(t)) => Ok(t.api_version),
+            Err(e) => Err(e.code),
+        }
+    }
+
     #[test]
-    fn negotiates_json_metadata_and_refuses_what_it_cannot_serve() {
-        assert_eq!(negotiate(&HeaderMap::new()).unwrap(), Form::Full);
-        assert_eq!(
-            negotiate(&accept(
-                "application/vnd.kubernetes.protobuf, application/json"
-            ))
-            .unwrap(),
-            Form::Full
-        );
-        assert_eq!(
-            negotiate(&accept(
-                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
-            ))
-            .unwrap(),
-            Form::Full
-        );
-        assert_eq!(
-            negotiate(&accept(
-                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
-            ))
-            .unwrap(),
-            Form::Metadata
-        );
-        let e = negotiate(&accept("application/vnd.kubernetes.protobuf")).unwrap_err();
-        assert_eq!(e.code, StatusCode::NOT_ACCEPTABLE);
+    fn negotiates_json_metadata_tables_and_refuses_what_it_cannot_serve() {
+        let columns = Some(r#"[{"name":"Name"}]"#);
+        assert_eq!(form(None, None), Ok("full"));
+        let proto_or_json = "application/vnd.kubernetes.protobuf, application/json";
+        assert_eq!(form(Some(proto_or_json), None), Ok("full"));
+        let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        assert_eq!(form(Some(kubectl), columns), Ok("meta.k8s.io/v1"));
+        // No stored columns for the type: kubectl's plain JSON fallback.
+        assert_eq!(form(Some(kubectl), None), Ok("full"));
+        let beta = "application/json;as=Table;v=v1beta1;g=meta.k8s.io";
+        assert_eq!(form(Some(beta), columns), Ok("meta.k8s.io/v1beta1"));
+        assert_eq!(form(Some(beta), None), Err(StatusCode::NOT_ACCEPTABLE));
+        let metadata =
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+        assert_eq!(form(Some(metadata), columns), Ok("metadata"));
+        let proto = "application/vnd.kubernetes.protobuf";
+        assert_eq!(form(Some(proto), columns), Err(StatusCode::NOT_ACCEPTABLE));
     }
 
     #[test]
@@ -717,6 +822,7 @@ mod tests {
             namespace: "ns".into(),
             name: name.into(),
             body: body.into_bytes().into(),
+            cells: None,
         }
     }
 

@@ -623,6 +623,19 @@ impl Store {
         name: &str,
         resource_version: Option<u64>,
     ) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .get_row(resource, namespace, name, resource_version)?
+            .map(|item| item.object))
+    }
+
+    /// [`Store::get`] with the object's table cells, if captured.
+    pub fn get_row(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        resource_version: Option<u64>,
+    ) -> Result<Option<Item>> {
         self.read(|tx| query::get(tx, resource, namespace, name, resource_version))
     }
 

@@ -156,15 +156,20 @@ pub(crate) fn get(
     namespace: &str,
     name: &str,
     rv: Option<u64>,
-) -> Result<Option<Vec<u8>>> {
+) -> Result<Option<crate::Item>> {
     let row = resource_row(tx, resource)?;
     let at = rv.unwrap_or(row.last_rv);
     check_window(&row, at)?;
     Ok(tx
         .prepare_cached(&format!(
-            "SELECT v.body FROM {BY_KEY} WHERE {VISIBLE_AT} AND v.namespace = ?3 AND v.name = ?4"
+            "SELECT v.body, v.cells FROM {BY_KEY} WHERE {VISIBLE_AT} AND v.namespace = ?3 AND v.name = ?4"
         ))?
-        .query_row(params![row.id, at as i64, namespace, name], |r| r.get(0))
+        .query_row(params![row.id, at as i64, namespace, name], |r| {
+            Ok(crate::Item {
+                object: r.get(0)?,
+                cells: r.get(1)?,
+            })
+        })
         .optional()?)
 }
 

@@ -83,6 +83,11 @@ pub fn document_key(path: &str, aggregated: bool) -> String {
     }
 }
 
+/// The store key of a cached type's table column definitions (as upstream prints the type).
+pub fn table_columns_key(resource_key: &str) -> String {
+    format!("table-columns:{resource_key}")
+}
+
 /// The store key under which the list of cached types is kept (for offline starts).
 const RESOURCES_KEY: &str = "vai:cached-resources";
 

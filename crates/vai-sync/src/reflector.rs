@@ -17,10 +17,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use vai_store::{Batch, SyncState};
+use vai_store::{Batch, Document, SyncState};
 
-use crate::discovery::ResourceInfo;
-use crate::upstream::{EventStream, WatchEvent};
+use crate::discovery::{ResourceInfo, table_columns_key};
+use crate::upstream::{EventStream, TABLE_ACCEPT, WatchEvent, parse_list_page};
 use crate::{Error, Shared};
 
 /// Events applied in one store batch at most.
@@ -50,6 +50,7 @@ pub(crate) async fn run(shared: Arc<Shared>, info: ResourceInfo) {
         streaming: true,
         state: None,
         failures: 0,
+        columns: None,
     };
     let mut phase = match reflector.shared.store.resource_state(&reflector.key) {
         Ok(Some(s)) if s.list_resource_version.is_some() => {
@@ -87,6 +88,8 @@ struct Reflector {
     state: Option<SyncState>,
     /// Consecutive failures, for the backoff.
     failures: u32,
+    /// The table column definitions last stored.
+    columns: Option<Vec<u8>>,
 }
 
 impl Reflector {
@@ -194,7 +197,7 @@ impl Reflector {
 
     async fn streaming_list(&mut self) -> Result<(u64, EventStream), Error> {
         let query = self.query(&format!(
-            "watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds={}",
+            "watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&includeObject=Object&timeoutSeconds={}",
             self.watch_timeout_seconds()
         ));
         let config = &self.shared.config;
@@ -208,7 +211,9 @@ impl Reflector {
         let mut objects = Vec::new();
         self.shared.status.set_loaded(&self.key, 0);
         loop {
-            match stream.next().await? {
+            let event = stream.next().await?;
+            self.save_columns(stream.take_columns()).await?;
+            match event {
                 Some(WatchEvent::Object(_, object)) => {
                     objects.push(object);
                     self.shared
@@ -239,25 +244,11 @@ impl Reflector {
     }
 
     async fn paged_list(&mut self) -> Result<u64, Error> {
-        #[derive(serde::Deserialize)]
-        struct Page<'a> {
-            metadata: PageMeta,
-            #[serde(borrow, default)]
-            items: Vec<&'a serde_json::value::RawValue>,
-        }
-        #[derive(serde::Deserialize)]
-        struct PageMeta {
-            #[serde(rename = "resourceVersion")]
-            resource_version: String,
-            #[serde(rename = "continue", default)]
-            continue_token: Option<String>,
-        }
         let mut objects = Vec::new();
         let mut token: Option<String> = None;
         self.shared.status.set_loaded(&self.key, 0);
-        let config = &self.shared.config;
         loop {
-            let mut params = format!("limit={PAGE_SIZE}");
+            let mut params = format!("limit={PAGE_SIZE}&includeObject=Object");
             if let Some(t) = &token {
                 params.push_str("&continue=");
                 params.push_str(&percent_encode(t));
@@ -265,30 +256,20 @@ impl Reflector {
             let (_, body) = crate::upstream::get(
                 &self.shared.client,
                 &self.query(&params),
-                "application/json",
-                config.list_timeout,
+                TABLE_ACCEPT,
+                self.shared.config.list_timeout,
             )
             .await?;
-            let page: Page = serde_json::from_slice(&body)
-                .map_err(|e| Error::Upstream(format!("unreadable list page: {e}")))?;
-            let (api_version, kind) = (self.info.api_version(), &self.info.kind);
-            objects.extend(
-                page.items
-                    .iter()
-                    .map(|raw| with_type_meta(raw.get(), &api_version, kind)),
-            );
+            let page = parse_list_page(&body, &self.info.api_version(), &self.info.kind)?;
+            self.save_columns(page.columns).await?;
+            objects.extend(page.items);
             self.shared
                 .status
                 .set_loaded(&self.key, objects.len() as u64);
-            match page.metadata.continue_token.filter(|t| !t.is_empty()) {
+            match page.continue_token {
                 Some(next) => token = Some(next),
                 None => {
-                    let rv = page.metadata.resource_version.parse().map_err(|_| {
-                        Error::Upstream(format!(
-                            "list with resource version {:?}",
-                            page.metadata.resource_version
-                        ))
-                    })?;
+                    let rv = page.resource_version;
                     self.shared
                         .store
                         .write(Batch::new(&self.key).replace(rv, objects))
@@ -299,10 +280,28 @@ impl Reflector {
         }
     }
 
+    /// Stores the table column definitions upstream sent (they come with the first event or
+    /// page of each request; kept only when they changed).
+    async fn save_columns(&mut self, columns: Option<Vec<u8>>) -> Result<(), Error> {
+        let Some(columns) = columns.filter(|c| self.columns.as_ref() != Some(c)) else {
+            return Ok(());
+        };
+        self.shared
+            .store
+            .put_documents(vec![Document {
+                key: table_columns_key(&self.key),
+                content_type: "application/json".into(),
+                body: columns.clone(),
+            }])
+            .await?;
+        self.columns = Some(columns);
+        Ok(())
+    }
+
     /// Opens a watch from `rv` and follows it.
     async fn watch(&mut self, rv: u64) -> Phase {
         let query = self.query(&format!(
-            "watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds={}",
+            "watch=1&resourceVersion={rv}&allowWatchBookmarks=true&includeObject=Object&timeoutSeconds={}",
             self.watch_timeout_seconds()
         ));
         let config = &self.shared.config;
@@ -371,7 +370,9 @@ impl Reflector {
         let mut end = None;
         let mut events = 0u64;
         loop {
-            match stream.next().await? {
+            let event = stream.next().await?;
+            self.save_columns(stream.take_columns()).await?;
+            match event {
                 None => {
                     end = Some(WatchEnd::Closed);
                     break;
@@ -412,30 +413,6 @@ impl Reflector {
     }
 }
 
-/// Lists omit `apiVersion` and `kind` on built-in types' items (watch events carry them);
-/// the store keeps whole objects, so they are put back. Objects that have them (custom
-/// resources, which upstream encodes with sorted keys) are kept byte for byte.
-fn with_type_meta(raw: &str, api_version: &str, kind: &str) -> Vec<u8> {
-    if raw.starts_with("{\"apiVersion\"") || raw.starts_with("{\"kind\"") {
-        return raw.as_bytes().to_vec();
-    }
-    let rest = raw.strip_prefix('{').unwrap_or(raw).trim_start();
-    let mut out = Vec::with_capacity(raw.len() + kind.len() + api_version.len() + 32);
-    out.extend_from_slice(b"{\"kind\":");
-    out.extend_from_slice(serde_json::to_string(kind).unwrap_or_default().as_bytes());
-    out.extend_from_slice(b",\"apiVersion\":");
-    out.extend_from_slice(
-        serde_json::to_string(api_version)
-            .unwrap_or_default()
-            .as_bytes(),
-    );
-    if !rest.starts_with('}') {
-        out.push(b',');
-    }
-    out.extend_from_slice(rest.as_bytes());
-    out
-}
-
 /// Percent-encodes a query value (continue tokens are base64 and may hold `+`, `/`, `=`).
 fn percent_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -454,17 +431,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn list_items_get_their_type_back_and_typed_objects_are_kept_as_they_are() {
-        let item = r#"{"metadata":{"name":"a"},"spec":{}}"#;
-        let with = with_type_meta(item, "v1", "Pod");
-        let value: serde_json::Value = serde_json::from_slice(&with).unwrap();
-        assert_eq!(value["kind"], "Pod");
-        assert_eq!(value["apiVersion"], "v1");
-        assert_eq!(value["metadata"]["name"], "a");
-        let cr = r#"{"apiVersion":"x.io/v1","kind":"Thing","metadata":{"name":"a"}}"#;
-        assert_eq!(with_type_meta(cr, "x.io/v1", "Thing"), cr.as_bytes());
-        let empty = with_type_meta("{}", "v1", "Pod");
-        assert!(serde_json::from_slice::<serde_json::Value>(&empty).is_ok());
+    fn continue_tokens_are_percent_encoded() {
         assert_eq!(percent_encode("a+b/c="), "a%2Bb%2Fc%3D");
+        assert_eq!(percent_encode("Az09-_.~"), "Az09-_.~");
     }
 }

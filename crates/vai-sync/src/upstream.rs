@@ -13,6 +13,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::watch;
 
+use vai_store::Item;
+
 use crate::{Error, now_ms};
 
 /// A `Status` returned by upstream, reduced to what sync acts on.
@@ -86,11 +88,16 @@ pub(crate) async fn get(
     Ok((content_type, body))
 }
 
+/// The `Accept` sync sends: tables (cells as upstream prints them, plus the object), or plain
+/// JSON where upstream cannot print a type as a table.
+pub(crate) const TABLE_ACCEPT: &str =
+    "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+
 /// One event of a watch stream, its object still as upstream's bytes.
 #[derive(Debug)]
 pub(crate) enum WatchEvent {
     /// ADDED, MODIFIED or DELETED.
-    Object(vai_store::EventKind, Vec<u8>),
+    Object(vai_store::EventKind, Item),
     /// A bookmark; `true` when it ends the initial events of a streaming list.
     Bookmark(u64, bool),
     /// An ERROR event.
@@ -112,46 +119,210 @@ struct BookmarkObject {
 
 #[derive(Deserialize)]
 struct BookmarkMeta {
-    #[serde(rename = "resourceVersion")]
-    resource_version: String,
+    #[serde(rename = "resourceVersion", default)]
+    resource_version: Option<String>,
     #[serde(default)]
     annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// A `meta.k8s.io` Table: a list page, or one watch event's row.
+#[derive(Deserialize)]
+struct Table<'a> {
+    metadata: TableMeta,
+    #[serde(borrow, rename = "columnDefinitions", default)]
+    columns: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    rows: Option<Vec<TableRow<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct TableMeta {
+    #[serde(rename = "resourceVersion", default)]
+    resource_version: Option<String>,
+    #[serde(rename = "continue", default)]
+    continue_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TableRow<'a> {
+    #[serde(borrow)]
+    cells: &'a RawValue,
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
+}
+
+impl TableRow<'_> {
+    fn item(&self) -> Result<Item, Error> {
+        let object = self
+            .object
+            .ok_or_else(|| Error::Upstream("a table row without its object".into()))?;
+        Ok(Item {
+            object: object.get().as_bytes().to_vec(),
+            cells: Some(self.cells.get().as_bytes().to_vec()),
+        })
+    }
+}
+
+/// Upstream encodes a Table with `kind` first.
+fn is_table(object: &RawValue) -> bool {
+    object
+        .get()
+        .starts_with(r#"{"kind":"Table","apiVersion":"meta.k8s.io/"#)
 }
 
 /// The annotation on the bookmark that ends a streaming list's initial events.
 pub(crate) const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
-fn parse_event(line: &[u8]) -> Result<WatchEvent, Error> {
-    let bad = |e: serde_json::Error| Error::Upstream(format!("unreadable watch event: {e}"));
-    let parsed: Line = serde_json::from_slice(line).map_err(bad)?;
-    let object = parsed.object.get().as_bytes();
+fn unreadable(e: serde_json::Error) -> Error {
+    Error::Upstream(format!("unreadable watch event: {e}"))
+}
+
+fn parse_resource_version(rv: Option<&str>) -> Result<u64, Error> {
+    rv.and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::Upstream(format!("resource version {rv:?} is not an integer")))
+}
+
+/// Parses one watch line; column definitions of a table event go to `columns`.
+fn parse_event(line: &[u8], columns: &mut Option<Vec<u8>>) -> Result<WatchEvent, Error> {
+    let parsed: Line = serde_json::from_slice(line).map_err(unreadable)?;
     use vai_store::EventKind::*;
-    Ok(match parsed.kind {
-        "ADDED" => WatchEvent::Object(Added, object.to_vec()),
-        "MODIFIED" => WatchEvent::Object(Modified, object.to_vec()),
-        "DELETED" => WatchEvent::Object(Deleted, object.to_vec()),
-        "BOOKMARK" => {
-            let b: BookmarkObject = serde_json::from_slice(object).map_err(bad)?;
-            let rv = b.metadata.resource_version.parse().map_err(|_| {
-                Error::Upstream(format!(
-                    "bookmark with resource version {:?}",
-                    b.metadata.resource_version
-                ))
-            })?;
-            let end = b
-                .metadata
-                .annotations
-                .get(INITIAL_EVENTS_END)
-                .is_some_and(|v| v == "true");
-            WatchEvent::Bookmark(rv, end)
+    let kind = match parsed.kind {
+        "ADDED" => Added,
+        "MODIFIED" => Modified,
+        "DELETED" => Deleted,
+        "BOOKMARK" => Bookmark,
+        "ERROR" => {
+            return Ok(WatchEvent::Error(
+                serde_json::from_str(parsed.object.get()).map_err(unreadable)?,
+            ));
         }
-        "ERROR" => WatchEvent::Error(serde_json::from_slice(object).map_err(bad)?),
         other => {
             return Err(Error::Upstream(format!(
                 "unknown watch event type {other:?}"
             )));
         }
+    };
+    let (item, table_rv) = if is_table(parsed.object) {
+        let table: Table = serde_json::from_str(parsed.object.get()).map_err(unreadable)?;
+        if let Some(defs) = table.columns {
+            *columns = Some(defs.get().as_bytes().to_vec());
+        }
+        let row = table.rows.unwrap_or_default().into_iter().next();
+        match (kind, row) {
+            (Bookmark, row) => (
+                row.and_then(|r| r.object)
+                    .map(|o| Item::from(o.get().as_bytes().to_vec())),
+                table.metadata.resource_version,
+            ),
+            (_, Some(row)) => (Some(row.item()?), None),
+            (_, None) => return Err(Error::Upstream("a table event without a row".into())),
+        }
+    } else {
+        (
+            Some(Item::from(parsed.object.get().as_bytes().to_vec())),
+            None,
+        )
+    };
+    if kind != Bookmark {
+        return Ok(WatchEvent::Object(
+            kind,
+            item.expect("an object event has an item"),
+        ));
+    }
+    // A bookmark: its resource version, and whether it ends the initial events.
+    let meta = match &item {
+        Some(item) => {
+            serde_json::from_slice::<BookmarkObject>(&item.object)
+                .map_err(unreadable)?
+                .metadata
+        }
+        None => BookmarkMeta {
+            resource_version: None,
+            annotations: Default::default(),
+        },
+    };
+    let rv = parse_resource_version(table_rv.or(meta.resource_version).as_deref())?;
+    let end = meta
+        .annotations
+        .get(INITIAL_EVENTS_END)
+        .is_some_and(|v| v == "true");
+    Ok(WatchEvent::Bookmark(rv, end))
+}
+
+/// One page of a list, as a table or a plain list.
+pub(crate) struct ListPage {
+    pub resource_version: u64,
+    pub continue_token: Option<String>,
+    pub items: Vec<Item>,
+    pub columns: Option<Vec<u8>>,
+}
+
+/// Parses a list page. Plain lists omit `apiVersion` and `kind` on built-in types' items (watch
+/// events and table rows carry them); they are put back, since the store keeps whole objects.
+pub(crate) fn parse_list_page(
+    body: &[u8],
+    api_version: &str,
+    kind: &str,
+) -> Result<ListPage, Error> {
+    #[derive(Deserialize)]
+    struct Plain<'a> {
+        metadata: TableMeta,
+        #[serde(borrow, default)]
+        items: Vec<&'a RawValue>,
+    }
+    let bad = |e: serde_json::Error| Error::Upstream(format!("unreadable list page: {e}"));
+    let raw: &RawValue = serde_json::from_slice(body).map_err(bad)?;
+    let (meta, items, columns) = if is_table(raw) {
+        let table: Table = serde_json::from_str(raw.get()).map_err(bad)?;
+        let items = table
+            .rows
+            .unwrap_or_default()
+            .iter()
+            .map(TableRow::item)
+            .collect::<Result<Vec<_>, Error>>()?;
+        (
+            table.metadata,
+            items,
+            table.columns.map(|c| c.get().as_bytes().to_vec()),
+        )
+    } else {
+        let plain: Plain = serde_json::from_str(raw.get()).map_err(bad)?;
+        let items = plain
+            .items
+            .iter()
+            .map(|raw| Item::from(with_type_meta(raw.get(), api_version, kind)))
+            .collect();
+        (plain.metadata, items, None)
+    };
+    Ok(ListPage {
+        resource_version: parse_resource_version(meta.resource_version.as_deref())?,
+        continue_token: meta.continue_token.filter(|t| !t.is_empty()),
+        items,
+        columns,
     })
+}
+
+/// Adds `kind` and `apiVersion` to an object that lacks them. Objects that have them (custom
+/// resources, which upstream encodes with sorted keys) are kept byte for byte.
+fn with_type_meta(raw: &str, api_version: &str, kind: &str) -> Vec<u8> {
+    if raw.starts_with("{\"apiVersion\"") || raw.starts_with("{\"kind\"") {
+        return raw.as_bytes().to_vec();
+    }
+    let rest = raw.strip_prefix('{').unwrap_or(raw).trim_start();
+    let mut out = Vec::with_capacity(raw.len() + kind.len() + api_version.len() + 32);
+    out.extend_from_slice(b"{\"kind\":");
+    out.extend_from_slice(serde_json::to_string(kind).unwrap_or_default().as_bytes());
+    out.extend_from_slice(b",\"apiVersion\":");
+    out.extend_from_slice(
+        serde_json::to_string(api_version)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    if !rest.starts_with('}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest.as_bytes());
+    out
 }
 
 /// A watch response read line by line; each line one event.
@@ -159,6 +330,8 @@ pub(crate) struct EventStream {
     body: Body,
     buffer: BytesMut,
     idle_timeout: Duration,
+    /// Table column definitions upstream sent and the reader has not taken yet.
+    columns: Option<Vec<u8>>,
 }
 
 impl EventStream {
@@ -169,12 +342,18 @@ impl EventStream {
         timeout: Duration,
         idle_timeout: Duration,
     ) -> Result<EventStream, Error> {
-        let response = send(client, path_and_query, "application/json", timeout).await?;
+        let response = send(client, path_and_query, TABLE_ACCEPT, timeout).await?;
         Ok(EventStream {
             body: response.into_body(),
             buffer: BytesMut::new(),
             idle_timeout,
+            columns: None,
         })
+    }
+
+    /// Table column definitions received since the last call, if any.
+    pub fn take_columns(&mut self) -> Option<Vec<u8>> {
+        self.columns.take()
     }
 
     /// Whether a whole event is already buffered (so reading it will not wait).
@@ -192,7 +371,7 @@ impl EventStream {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                return parse_event(line).map(Some);
+                return parse_event(line, &mut self.columns).map(Some);
             }
             let frame = tokio::time::timeout(self.idle_timeout, self.body.frame())
                 .await
@@ -205,7 +384,7 @@ impl EventStream {
                         Ok(None)
                     } else {
                         let rest = std::mem::take(&mut self.buffer);
-                        parse_event(rest.chunk()).map(Some)
+                        parse_event(rest.chunk(), &mut self.columns).map(Some)
                     };
                 }
                 Some(Err(e)) => return Err(Error::Upstream(format!("watch stream: {e}"))),
@@ -278,24 +457,91 @@ pub(crate) async fn probe(
 mod tests {
     use super::*;
 
+    fn event(line: &str) -> (WatchEvent, Option<Vec<u8>>) {
+        let mut columns = None;
+        let parsed = parse_event(line.as_bytes(), &mut columns).unwrap();
+        (parsed, columns)
+    }
+
     #[test]
     fn watch_lines_keep_the_object_bytes_and_read_bookmarks_and_errors() {
-        let line = br#"{"type":"ADDED","object":{"kind":"Pod","metadata":{"name":"a","resourceVersion":"5"}}}"#;
-        match parse_event(line).unwrap() {
-            WatchEvent::Object(vai_store::EventKind::Added, bytes) => assert_eq!(
-                bytes,
-                br#"{"kind":"Pod","metadata":{"name":"a","resourceVersion":"5"}}"#
-            ),
+        let (parsed, _) = event(
+            r#"{"type":"ADDED","object":{"kind":"Pod","metadata":{"name":"a","resourceVersion":"5"}}}"#,
+        );
+        match parsed {
+            WatchEvent::Object(vai_store::EventKind::Added, item) => {
+                assert_eq!(
+                    item.object,
+                    br#"{"kind":"Pod","metadata":{"name":"a","resourceVersion":"5"}}"#
+                );
+                assert_eq!(item.cells, None);
+            }
             other => panic!("{other:?}"),
         }
-        let line = br#"{"type":"BOOKMARK","object":{"kind":"Pod","metadata":{"resourceVersion":"9","annotations":{"k8s.io/initial-events-end":"true"}}}}"#;
-        assert!(matches!(
-            parse_event(line).unwrap(),
-            WatchEvent::Bookmark(9, true)
-        ));
-        let line = br#"{"type":"ERROR","object":{"kind":"Status","code":410,"message":"too old"}}"#;
-        assert!(matches!(parse_event(line).unwrap(), WatchEvent::Error(s) if s.code == 410));
-        assert!(parse_event(br#"{"type":"WHAT","object":{}}"#).is_err());
-        assert!(parse_event(b"not json").is_err());
+        let (parsed, _) = event(
+            r#"{"type":"BOOKMARK","object":{"kind":"Pod","metadata":{"resourceVersion":"9","annotations":{"k8s.io/initial-events-end":"true"}}}}"#,
+        );
+        assert!(matches!(parsed, WatchEvent::Bookmark(9, true)));
+        let (parsed, _) =
+            event(r#"{"type":"ERROR","object":{"kind":"Status","code":410,"message":"too old"}}"#);
+        assert!(matches!(parsed, WatchEvent::Error(s) if s.code == 410));
+        let mut columns = None;
+        assert!(parse_event(br#"{"type":"WHAT","object":{}}"#, &mut columns).is_err());
+        assert!(parse_event(b"not json", &mut columns).is_err());
+    }
+
+    #[test]
+    fn table_events_give_the_object_its_cells_and_the_columns() {
+        let (parsed, columns) = event(
+            r#"{"type":"MODIFIED","object":{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"7"},"columnDefinitions":[{"name":"Name"}],"rows":[{"cells":["a",1,"5m"],"object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a","resourceVersion":"7"}}}]}}"#,
+        );
+        match parsed {
+            WatchEvent::Object(vai_store::EventKind::Modified, item) => {
+                assert_eq!(item.object, br#"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a","resourceVersion":"7"}}"#);
+                assert_eq!(item.cells.as_deref(), Some(&br#"["a",1,"5m"]"#[..]));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(columns.as_deref(), Some(&br#"[{"name":"Name"}]"#[..]));
+        // Later events carry no column definitions.
+        let (_, columns) = event(
+            r#"{"type":"ADDED","object":{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"8"},"columnDefinitions":null,"rows":[{"cells":["b"],"object":{"kind":"ConfigMap","metadata":{"name":"b","resourceVersion":"8"}}}]}}"#,
+        );
+        assert_eq!(columns, None);
+        // The bookmark ending a streaming list's initial events, in table form.
+        let (parsed, _) = event(
+            r#"{"type":"BOOKMARK","object":{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"10501"},"columnDefinitions":null,"rows":[{"cells":["",0,"<unknown>"],"object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"resourceVersion":"10501","annotations":{"k8s.io/initial-events-end":"true"}}}}]}}"#,
+        );
+        assert!(matches!(parsed, WatchEvent::Bookmark(10501, true)));
+        let (parsed, _) = event(
+            r#"{"type":"BOOKMARK","object":{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"12"},"columnDefinitions":[],"rows":[]}}"#,
+        );
+        assert!(matches!(parsed, WatchEvent::Bookmark(12, false)));
+    }
+
+    #[test]
+    fn list_pages_as_tables_or_plain_lists() {
+        let table = br#"{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"20","continue":"abc"},"columnDefinitions":[{"name":"Name"}],"rows":[{"cells":["a"],"object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a"}}}]}"#;
+        let page = parse_list_page(table, "v1", "Pod").unwrap();
+        assert_eq!(
+            (page.resource_version, page.continue_token.as_deref()),
+            (20, Some("abc"))
+        );
+        assert_eq!(page.items[0].cells.as_deref(), Some(&br#"["a"]"#[..]));
+        assert!(page.columns.is_some());
+        let plain = br#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"21"},"items":[{"metadata":{"name":"a"},"spec":{}}]}"#;
+        let page = parse_list_page(plain, "v1", "Pod").unwrap();
+        assert_eq!((page.resource_version, page.continue_token), (21, None));
+        let value: serde_json::Value = serde_json::from_slice(&page.items[0].object).unwrap();
+        assert_eq!(
+            (value["kind"].as_str(), value["apiVersion"].as_str()),
+            (Some("Pod"), Some("v1"))
+        );
+        assert_eq!(value["metadata"]["name"], "a");
+        let cr = r#"{"apiVersion":"x.io/v1","kind":"Thing","metadata":{"name":"a"}}"#;
+        assert_eq!(with_type_meta(cr, "x.io/v1", "Thing"), cr.as_bytes());
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&with_type_meta("{}", "v1", "Pod")).is_ok()
+        );
     }
 }
