@@ -163,6 +163,37 @@ struct MetadataOnly<'a> {
     metadata: &'a RawValue,
 }
 
+/// A custom resource's `date` printer columns (name, jsonPath), from its cached CRD.
+fn crd_date_columns(app: &App, info: &ResourceInfo) -> Vec<(String, String)> {
+    let name = format!("{}.{}", info.plural, info.group);
+    let Ok(Some(crd)) = app.store.get(CRDS, "", &name, None) else {
+        return Vec::new();
+    };
+    let crd: serde_json::Value = serde_json::from_slice(&crd).unwrap_or_default();
+    crd["spec"]["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["name"] == info.version.as_str())
+        .flat_map(|v| {
+            v["additionalPrinterColumns"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|c| c["type"] == "date")
+        .filter_map(|c| {
+            Some((
+                c["name"].as_str()?.to_string(),
+                c["jsonPath"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The store key of CustomResourceDefinitions.
+const CRDS: &str = "apiextensions.k8s.io/v1/customresourcedefinitions";
+
 /// An object's `PartialObjectMetadata` form.
 pub(crate) fn metadata_only(body: &[u8]) -> Vec<u8> {
     let metadata = serde_json::from_slice::<MetadataOnly>(body)
@@ -212,6 +243,13 @@ pub(crate) async fn serve(
                 .flatten()
                 .map(|d| d.body)
         })?;
+        let form = match form {
+            Form::Table(table) if !info.group.is_empty() => {
+                let dates = crd_date_columns(app, info);
+                Form::Table(Arc::new((*table).clone().with_date_columns(&dates)))
+            }
+            other => other,
+        };
         match &target.name {
             // Watching one object by path: the deprecated form; upstream serves it.
             Some(_) if flag(&params.watch)? == Some(true) => Err(ReadError::Proxy),

@@ -50,6 +50,8 @@ pub struct TableForm {
     restarts: Option<usize>,
     name: Option<usize>,
     width: usize,
+    /// Custom resources' `date` columns: position and the field path they print.
+    dates: Vec<(usize, Vec<String>)>,
 }
 
 #[derive(Deserialize)]
@@ -72,7 +74,29 @@ impl TableForm {
             restarts: at("Restarts"),
             name: at("Name"),
             width: definitions.len(),
+            dates: Vec::new(),
         })
+    }
+
+    /// Declares a custom resource's `date` printer columns (`name` → `jsonPath`), so that their
+    /// cells are recomputed too. Only simple paths (`.a.b.c`) are understood; others stay as
+    /// captured.
+    pub fn with_date_columns(mut self, columns: &[(String, String)]) -> TableForm {
+        let definitions: Vec<ColumnDefinition> =
+            serde_json::from_str(self.columns.get()).unwrap_or_default();
+        for (name, path) in columns {
+            let simple = path.starts_with('.')
+                && path[1..]
+                    .split('.')
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'));
+            if let Some(i) = definitions.iter().position(|c| &c.name == name)
+                && simple
+            {
+                self.dates
+                    .push((i, path[1..].split('.').map(String::from).collect()));
+            }
+        }
+        self
     }
 
     /// The start of a table holding rows (the caller appends rows, then the end).
@@ -107,6 +131,12 @@ impl TableForm {
                 .as_millisecond();
             Some(human_duration(now_ms - ms))
         };
+        for (i, path) in &self.dates {
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            if let Some(age) = since(&path) {
+                cells[*i] = json!(age);
+            }
+        }
         if let Some(i) = self.age {
             cells[i] =
                 json!(since(&["metadata", "creationTimestamp"]).unwrap_or("<unknown>".into()));
@@ -276,5 +306,24 @@ mod tests {
         let row: Value = serde_json::from_slice(&form.row(pod, None, now)).unwrap();
         assert_eq!(row, json!({"cells": ["p", "", "60m"]}));
         assert!(Include::parse(Some("Everything")).is_err());
+    }
+
+    #[test]
+    fn custom_date_columns_are_recomputed_from_their_path() {
+        let columns = br#"[{"name":"Name","type":"string"},{"name":"Built","type":"date"},{"name":"Odd","type":"date"}]"#;
+        let form = TableForm::new("meta.k8s.io/v1", columns, Include::None)
+            .unwrap()
+            .with_date_columns(&[
+                ("Built".into(), ".spec.built".into()),
+                ("Odd".into(), ".spec.items[0].at".into()),
+            ]);
+        let object = br#"{"metadata":{"name":"g"},"spec":{"built":"2026-01-01T00:00:00Z"}}"#;
+        let now = "2026-01-01T02:10:00Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_millisecond();
+        let row: Value =
+            serde_json::from_slice(&form.row(object, Some(br#"["g","1m","5m"]"#), now)).unwrap();
+        assert_eq!(row["cells"], json!(["g", "130m", "5m"]));
     }
 }
