@@ -266,14 +266,17 @@ pub(crate) async fn serve(
             freshness::annotate(app, &info.key(), response.headers_mut());
             Outcome::Served(verb, response)
         }
-        Err(ReadError::Proxy) if reachable => Outcome::Proxy,
+        Err(ReadError::Proxy | ReadError::Unsupported(_)) if reachable => Outcome::Proxy,
         Err(ReadError::Proxy) => Outcome::Served(
             verb,
             ApiError::unavailable(
-                "vai cannot answer this from its cache (an unindexed field selector, or a type not synced yet) and upstream is unreachable",
+                "vai cannot answer this from its cache (a type not synced yet) and upstream is unreachable",
             )
             .into_response(),
         ),
+        Err(ReadError::Unsupported(message)) => {
+            Outcome::Served(verb, ApiError::bad_request(message).into_response())
+        }
         Err(ReadError::Api(e)) => Outcome::Served(verb, e.into_response()),
     }
 }
@@ -283,6 +286,9 @@ pub(crate) enum ReadError {
     Api(ApiError),
     /// Upstream should answer it.
     Proxy,
+    /// A field selector on a field the store does not index: upstream answers it (it may know
+    /// the field); with upstream unreachable, upstream's own error for unknown fields.
+    Unsupported(String),
 }
 
 impl From<ApiError> for ReadError {
@@ -294,9 +300,8 @@ impl From<ApiError> for ReadError {
 impl From<vai_store::Error> for ReadError {
     fn from(e: vai_store::Error) -> ReadError {
         match e {
-            vai_store::Error::UnsupportedField(_) | vai_store::Error::UnknownResource(_) => {
-                ReadError::Proxy
-            }
+            vai_store::Error::UnsupportedField(message) => ReadError::Unsupported(message),
+            vai_store::Error::UnknownResource(_) => ReadError::Proxy,
             other => ReadError::Api(other.into()),
         }
     }
@@ -596,12 +601,20 @@ fn selected(request: &ListRequest, event: &Event) -> bool {
     {
         return false;
     }
+    // Indexed fields are read from the object (parsed once, only when needed).
+    let mut parsed: Option<serde_json::Value> = None;
     let fields_ok = request.fields.0.iter().all(|r| {
-        let actual = match r.field {
-            Field::Name => &event.name,
-            Field::Namespace => &event.namespace,
+        let actual = match &r.field {
+            Field::Name => event.name.clone(),
+            Field::Namespace => event.namespace.clone(),
+            Field::Other(name) => match vai_store::fields::find(&event.resource, name) {
+                Some(field) => field.value_in(parsed.get_or_insert_with(|| {
+                    serde_json::from_slice(&event.body).unwrap_or_default()
+                })),
+                None => return false,
+            },
         };
-        (actual == &r.value) != r.negate
+        (actual == r.value) != r.negate
     });
     if !fields_ok {
         return false;
@@ -659,6 +672,19 @@ async fn watch(
 ) -> Result<Response, ReadError> {
     let key = info.key();
     let request = selection(target, params)?;
+    // A field the store does not index: upstream answers (or, offline, refuses) it.
+    let indexed = |r: &vai_store::selector::FieldRequirement| match &r.field {
+        Field::Other(name) => vai_store::fields::find(&key, name).is_some(),
+        _ => true,
+    };
+    if let Some(r) = request.fields.0.iter().find(|r| !indexed(r)) {
+        let Field::Other(name) = &r.field else {
+            unreachable!("metadata fields are always indexed")
+        };
+        return Err(ReadError::Unsupported(format!(
+            "field label not supported: {name}"
+        )));
+    }
     let rv = number("resourceVersion", &params.resource_version)?;
     let bookmarks = flag(&params.allow_watch_bookmarks)?.unwrap_or(false);
     let send_initial = flag(&params.send_initial_events)?;
@@ -697,9 +723,15 @@ async fn watch(
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        // With a label selector, an object can enter or leave the selection by changing: the
-        // watch keeps the keys the client holds, to send ADDED and DELETED as upstream does.
-        let track = !request.labels.0.is_empty();
+        // With a label or indexed-field selector, an object can enter or leave the selection by
+        // changing: the watch keeps the keys the client holds, to send ADDED and DELETED as
+        // upstream does.
+        let track = !request.labels.0.is_empty()
+            || request
+                .fields
+                .0
+                .iter()
+                .any(|r| matches!(r.field, Field::Other(_)));
         let listed = {
             let (store, key, request, tx) =
                 (store.clone(), key.clone(), request.clone(), tx.clone());

@@ -35,6 +35,7 @@
 //! ```
 
 mod checkpoint;
+pub mod fields;
 pub mod object;
 pub mod page;
 pub mod query;
@@ -496,8 +497,10 @@ impl Store {
 
     fn submit(&self, batch: Batch) -> Result<oneshot::Receiver<Result<Arc<[Event]>>>> {
         let keep = self.inner.config.keep_managed_fields;
+        let indexed = fields::indexed_fields(&batch.resource);
         let parse = |item: Item| {
             let mut object = StoredObject::from_json(item.object, keep)?;
+            object.fields = fields::extract(indexed, &object.body)?;
             object.cells = item.cells;
             Ok(object)
         };

@@ -26,6 +26,8 @@ pub struct StoredObject {
     pub body: Vec<u8>,
     /// The table cells upstream printed for it (a JSON array), if sync asked for them.
     pub cells: Option<Vec<u8>>,
+    /// Its indexed fields' values, keyed as in the label table (see [`crate::fields`]).
+    pub fields: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +79,7 @@ impl StoredObject {
             created: meta.creation_timestamp,
             body,
             cells: None,
+            fields: Vec::new(),
         })
     }
 }

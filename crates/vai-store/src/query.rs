@@ -286,11 +286,14 @@ pub(crate) fn selection_sql(
         args.push(v);
         format!("?{}", args.len())
     };
+    // Indexed fields live in the label table: their requirements join the label selector's
+    // (and may drive the plan); metadata.name/namespace are columns.
+    let (columns_only, labels) = with_field_labels(resource, &request.fields, &request.labels)?;
     let cap = request.limit.map_or(DRIVE_BY_LABEL_MAX, |limit| {
         (limit as u64 * DRIVE_BY_LABEL_PER_PAGE_ITEM).min(DRIVE_BY_LABEL_MAX)
     });
-    let drive = most_selective_label(tx, row.id, &request.labels, cap)?
-        .filter(|(_, _, matched)| *matched <= cap);
+    let drive =
+        most_selective_label(tx, row.id, &labels, cap)?.filter(|(_, _, matched)| *matched <= cap);
     let mut sql = match drive {
         // CROSS JOIN keeps the label index as the outer loop.
         Some((key, values, _)) => {
@@ -318,18 +321,48 @@ pub(crate) fn selection_sql(
         );
         sql += &format!(" AND (v.namespace, v.name) > ({p1}, {p2})");
     }
-    push_fields(&mut sql, &mut args, &request.fields, &mut bind);
-    push_labels(&mut sql, &mut args, &request.labels, &mut bind);
+    push_fields(&mut sql, &mut args, &columns_only, &mut bind);
+    push_labels(&mut sql, &mut args, &labels, &mut bind);
     Ok((at, sql, args))
 }
 
 type Bind<'a> = dyn FnMut(&mut Vec<Value>, Value) -> String + 'a;
+
+/// Splits a field selector into its requirements on columns (name, namespace) and label
+/// requirements for indexed fields, added to `labels`. A field the type does not index is
+/// refused as upstream refuses it.
+fn with_field_labels(
+    resource: &str,
+    fields: &FieldSelector,
+    labels: &LabelSelector,
+) -> Result<(FieldSelector, LabelSelector)> {
+    let mut columns = FieldSelector::default();
+    let mut labels = labels.clone();
+    for req in &fields.0 {
+        match &req.field {
+            Field::Name | Field::Namespace => columns.0.push(req.clone()),
+            Field::Other(name) => {
+                let field = crate::fields::find(resource, name).ok_or_else(|| {
+                    Error::UnsupportedField(format!("field label not supported: {name}"))
+                })?;
+                let values = vec![req.value.clone()];
+                labels.0.push(if req.negate {
+                    LabelRequirement::NotIn(field.key(), values)
+                } else {
+                    LabelRequirement::In(field.key(), values)
+                });
+            }
+        }
+    }
+    Ok((columns, labels))
+}
 
 fn push_fields(sql: &mut String, args: &mut Vec<Value>, fields: &FieldSelector, bind: &mut Bind) {
     for req in &fields.0 {
         let column = match req.field {
             Field::Name => "v.name",
             Field::Namespace => "v.namespace",
+            Field::Other(_) => unreachable!("indexed fields are label requirements"),
         };
         let op = if req.negate { "!=" } else { "=" };
         let p = bind(args, Value::Text(req.value.clone()));

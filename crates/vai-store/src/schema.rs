@@ -25,7 +25,7 @@ use crate::{Error, Result};
 /// `vai1` in ASCII: marks a file as a vai database.
 pub const APPLICATION_ID: i32 = 0x7661_6931;
 /// The schema version this build writes. Older files are migrated; newer ones are refused.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE resources (
@@ -225,7 +225,42 @@ fn migrate(conn: &Connection, from: i32) -> rusqlite::Result<()> {
              COMMIT;"
         ))?;
     }
+    if from < 4 {
+        // Version 4 indexes fields (`fields.rs`) in the label table: add them to what is stored.
+        conn.execute_batch("BEGIN")?;
+        backfill_indexed_fields(conn)?;
+        conn.execute_batch("PRAGMA user_version = 4; COMMIT;")?;
+    }
     // Later schema versions add their steps here, each in its own transaction.
+    Ok(())
+}
+
+/// Adds the indexed fields of every stored version (history included) of the types that have
+/// them. Bodies are the objects as upstream sent them; one that cannot be read keeps no fields.
+fn backfill_indexed_fields(conn: &Connection) -> rusqlite::Result<()> {
+    let resources: Vec<(i64, String)> = conn
+        .prepare("SELECT id, key FROM resources")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut insert = conn.prepare(
+        "INSERT OR IGNORE INTO labels (version_id, key, value, resource_id) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (rid, key) in resources {
+        let indexed = crate::fields::indexed_fields(&key);
+        if indexed.is_empty() {
+            continue;
+        }
+        let mut versions =
+            conn.prepare("SELECT id, body FROM versions WHERE resource_id = ?1 AND kind != 2")?;
+        let mut rows = versions.query([rid])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let body = row.get_ref(1)?.as_blob()?;
+            for (k, v) in crate::fields::extract(indexed, body).unwrap_or_default() {
+                insert.execute(rusqlite::params![id, k, v, rid])?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -255,7 +290,10 @@ mod tests {
                 "{SCHEMA_V1}
                  PRAGMA application_id = {APPLICATION_ID};
                  PRAGMA user_version = 1;
-                 INSERT INTO resources (key, last_rv) VALUES ('/v1/pods', 42);"
+                 INSERT INTO resources (key, last_rv) VALUES ('/v1/pods', 42);
+                 INSERT INTO versions (resource_id, namespace, name, rv, kind, seq, body)
+                 VALUES (1, 'ns', 'p', 42, 0, 1,
+                         CAST('{{\"metadata\":{{\"name\":\"p\"}},\"spec\":{{\"nodeName\":\"n7\"}}}}' AS BLOB));"
             ))
             .unwrap();
         }
@@ -280,5 +318,13 @@ mod tests {
             .unwrap()
             .flatten();
         assert_eq!(cells, None);
+        let node: String = conn
+            .query_row(
+                "SELECT value FROM labels WHERE key = '#spec.nodeName'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(node, "n7", "indexed fields are backfilled");
     }
 }

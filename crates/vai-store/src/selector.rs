@@ -208,13 +208,16 @@ fn is_label_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// A field the store can select on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A field a selector names.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Field {
     /// `metadata.name`
     Name,
     /// `metadata.namespace`
     Namespace,
+    /// Another field: answered where the type indexes it (see [`crate::fields`]), refused with
+    /// [`Error::UnsupportedField`] otherwise, as upstream refuses it.
+    Other(String),
 }
 
 /// One field requirement: `field = value` or `field != value`.
@@ -254,9 +257,17 @@ impl FieldSelector {
             let field = match field.trim() {
                 "metadata.name" => Field::Name,
                 "metadata.namespace" => Field::Namespace,
+                other
+                    if !other.is_empty()
+                        && other
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) =>
+                {
+                    Field::Other(other.to_string())
+                }
                 other => {
-                    return Err(Error::UnsupportedField(format!(
-                        "field label not supported: {other}"
+                    return Err(Error::InvalidSelector(format!(
+                        "invalid selector: {input:?}; {other:?} is not a field name"
                     )));
                 }
             };
@@ -341,13 +352,15 @@ mod tests {
     }
 
     #[test]
-    fn field_selectors_accept_name_and_namespace_only() {
+    fn field_selectors_name_fields_and_values() {
         let parsed = FieldSelector::parse("metadata.name=a,metadata.namespace!=b").unwrap();
         assert_eq!(parsed.0.len(), 2);
         assert!(parsed.0[1].negate);
+        let parsed = FieldSelector::parse("spec.nodeName==x").unwrap();
+        assert_eq!(parsed.0[0].field, Field::Other("spec.nodeName".into()));
         assert!(matches!(
-            FieldSelector::parse("spec.nodeName=x"),
-            Err(Error::UnsupportedField(_))
+            FieldSelector::parse("spec.node Name=x"),
+            Err(Error::InvalidSelector(_))
         ));
         assert!(matches!(
             FieldSelector::parse("metadata.name"),

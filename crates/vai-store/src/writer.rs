@@ -243,7 +243,11 @@ impl Ctx<'_> {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO labels (version_id, key, value, resource_id) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            for (k, v) in &obj.labels {
+            for (k, v) in obj
+                .labels
+                .iter()
+                .chain(obj.fields.iter().map(|(k, v)| (k, v)))
+            {
                 insert.execute(params![version_id, k, v, rid])?;
             }
         }
@@ -412,6 +416,7 @@ fn replace(ctx: &mut Ctx, rv: u64, objects: &[StoredObject]) -> Result<()> {
             created: None,
             body,
             cells,
+            fields: Vec::new(),
         };
         ctx.put(EventKind::Deleted, rv, &obj, true)?;
     }

@@ -727,3 +727,75 @@ async fn table_cells_are_kept_per_version_and_travel_with_events() {
         .unwrap();
     assert_eq!(cells, vec![false]);
 }
+
+#[test]
+fn field_selectors_on_indexed_fields_are_answered_and_others_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let pod = |name: &str, rv: u64, node: Option<&str>, phase: &str| {
+        let mut spec = serde_json::json!({});
+        if let Some(node) = node {
+            spec["nodeName"] = node.into();
+        }
+        serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv.to_string()},
+            "spec": spec, "status": {"phase": phase},
+        }))
+        .unwrap()
+    };
+    store
+        .write_blocking(Batch::new(PODS).replace(
+            5,
+            vec![
+                pod("a", 5, Some("n1"), "Running"),
+                pod("b", 5, Some("n2"), "Running"),
+                pod("c", 5, None, "Pending"),
+            ],
+        ))
+        .unwrap();
+    let select = |fields: &str| {
+        let req = ListRequest {
+            fields: FieldSelector::parse(fields).unwrap(),
+            ..Default::default()
+        };
+        names(&store, &req).0
+    };
+    assert_eq!(select("spec.nodeName=n1"), vec!["ns/a"]);
+    assert_eq!(
+        select("spec.nodeName="),
+        vec!["ns/c"],
+        "unscheduled: empty node"
+    );
+    assert_eq!(select("status.phase!=Running"), vec!["ns/c"]);
+    assert_eq!(
+        select("status.phase=Running,spec.nodeName!=n1"),
+        vec!["ns/b"]
+    );
+    assert_eq!(
+        select("spec.hostNetwork=false").len(),
+        3,
+        "absent booleans are false"
+    );
+    // A change moves the pod between selections; history keeps the old answer.
+    store
+        .write_blocking(
+            Batch::new(PODS).event(EventKind::Modified, pod("c", 6, Some("n1"), "Running")),
+        )
+        .unwrap();
+    assert_eq!(select("spec.nodeName=n1"), vec!["ns/a", "ns/c"]);
+    let then = ListRequest {
+        fields: FieldSelector::parse("spec.nodeName=n1").unwrap(),
+        resource_version: Some(5),
+        ..Default::default()
+    };
+    assert_eq!(names(&store, &then).0, vec!["ns/a"]);
+    // Fields a type does not index are refused, as upstream refuses them.
+    let unsupported = ListRequest {
+        fields: FieldSelector::parse("spec.color=red").unwrap(),
+        ..Default::default()
+    };
+    assert!(
+        matches!(list_err(&store, unsupported), Error::UnsupportedField(m) if m == "field label not supported: spec.color")
+    );
+}

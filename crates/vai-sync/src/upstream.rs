@@ -412,7 +412,8 @@ pub struct UpstreamHealth {
 }
 
 /// Probes upstream's `/readyz` every `interval`, each probe bounded by `timeout`, and
-/// publishes the outcome. Runs until the receivers are gone.
+/// publishes the outcome. Runs until its task is aborted (the syncer owns it); it must not stop
+/// when no one happens to hold a receiver at the moment.
 pub(crate) async fn probe(
     client: kube::Client,
     health: watch::Sender<UpstreamHealth>,
@@ -446,9 +447,6 @@ pub(crate) async fn probe(
             // Wake waiters only on a change of reachability.
             was != h.reachable
         });
-        if health.is_closed() {
-            return;
-        }
         tokio::time::sleep(interval).await;
     }
 }

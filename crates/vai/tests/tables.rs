@@ -181,4 +181,65 @@ async fn kubectl_get_prints_the_same_tables_through_vai() {
         "settings",
     )
     .await;
+    // Field selectors the apiserver supports per type, answered from vai's indexes.
+    same_table(
+        env,
+        &vai,
+        &[
+            "pods",
+            "-A",
+            "--field-selector",
+            "status.phase=Pending,spec.nodeName=",
+        ],
+        "web-",
+    )
+    .await;
+    same_table(
+        env,
+        &vai,
+        &[
+            "events",
+            "-n",
+            "t-tables",
+            "--field-selector",
+            "involvedObject.kind=Deployment,reason=ScalingReplicaSet",
+        ],
+        "Scaled up",
+    )
+    .await;
+    same_table(
+        env,
+        &vai,
+        &[
+            "secrets",
+            "-n",
+            "t-tables",
+            "--field-selector",
+            "type=Opaque",
+        ],
+        "creds",
+    )
+    .await;
+    let served = support::get(
+        &vai.url(),
+        "/api/v1/pods?fieldSelector=status.phase%3DPending",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        served.headers["x-vai-state"], "live",
+        "served from the cache, not proxied"
+    );
+    // describe reads events by field selector too.
+    for what in [["deployment", "web"], ["configmap", "settings"]] {
+        let describe = |mut cmd: std::process::Command| {
+            support::run(cmd.arg("describe").args(what).args(["-n", "t-tables"]))
+        };
+        eventually(
+            "describe prints the same",
+            Duration::from_secs(10),
+            async || (describe(kubectl_direct(env)) == describe(vai.kubectl(env))).then_some(()),
+        )
+        .await;
+    }
 }
