@@ -499,8 +499,7 @@ impl Store {
         let keep = self.inner.config.keep_managed_fields;
         let indexed = fields::indexed_fields(&batch.resource);
         let parse = |item: Item| {
-            let mut object = StoredObject::from_json(item.object, keep)?;
-            object.fields = fields::extract(indexed, &object.body)?;
+            let mut object = StoredObject::with_fields(item.object, keep, indexed)?;
             object.cells = item.cells;
             Ok(object)
         };
@@ -682,6 +681,17 @@ impl Store {
         mut each: impl FnMut(Row) -> Result<()>,
     ) -> Result<PageMeta> {
         self.read(|tx| page::page_each(tx, resource, request, &mut each))
+    }
+
+    /// Counts a page request's matches (every page) per value of `column` — e.g. pods per
+    /// `status.phase` — in one snapshot.
+    pub fn summary(
+        &self,
+        resource: &str,
+        request: &PageRequest,
+        column: &Column,
+    ) -> Result<page::Summary> {
+        self.read(|tx| page::summary(tx, resource, request, column))
     }
 
     /// Every stored event of `resource` after `resource_version`, in commit order.

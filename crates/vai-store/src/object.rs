@@ -30,15 +30,10 @@ pub struct StoredObject {
     pub fields: Vec<(String, String)>,
 }
 
+/// What the store reads of `metadata`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope {
-    metadata: Metadata,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Metadata {
+pub(crate) struct Metadata {
     name: Option<String>,
     #[serde(default)]
     namespace: Option<String>,
@@ -55,9 +50,21 @@ impl StoredObject {
     /// Reads an object's metadata from its JSON bytes; drops `metadata.managedFields` unless
     /// `keep_managed_fields`.
     pub fn from_json(body: Vec<u8>, keep_managed_fields: bool) -> Result<StoredObject> {
-        let envelope: Envelope = serde_json::from_slice(&body)
-            .map_err(|e| Error::InvalidObject(format!("not a Kubernetes object: {e}")))?;
-        let meta = envelope.metadata;
+        StoredObject::with_fields(body, keep_managed_fields, &[])
+    }
+
+    /// [`StoredObject::from_json`], also reading the type's indexed fields, in one pass over
+    /// the JSON.
+    pub fn with_fields(
+        body: Vec<u8>,
+        keep_managed_fields: bool,
+        indexed: &[crate::fields::IndexedField],
+    ) -> Result<StoredObject> {
+        let mut metadata = None;
+        let fields = crate::fields::read(&body, indexed, Some(&mut metadata))?;
+        let meta = metadata.ok_or_else(|| {
+            Error::InvalidObject("not a Kubernetes object: metadata is missing".into())
+        })?;
         let name = meta
             .name
             .filter(|n| !n.is_empty())
@@ -79,7 +86,7 @@ impl StoredObject {
             created: meta.creation_timestamp,
             body,
             cells: None,
-            fields: Vec::new(),
+            fields,
         })
     }
 }

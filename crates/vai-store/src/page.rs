@@ -2,8 +2,8 @@
 //! comparisons, label existence), multi-key sort, offset pages with the total count, at the
 //! latest state or as of a resource version — all evaluated in SQL, in one snapshot.
 //!
-//! Columns are a closed set ([`Column`]): the always-indexed metadata fields and labels.
-//! Per-resource indexed fields (e.g. pods' `spec.nodeName`) are not stored yet.
+//! Columns are a closed set ([`Column`]): the always-indexed metadata fields, labels, and the
+//! type's indexed fields (pods' `spec.nodeName`, `status.phase`, … see [`crate::fields`]).
 
 use rusqlite::Transaction;
 use rusqlite::params_from_iter;
@@ -23,9 +23,36 @@ pub enum Column {
     CreationTimestamp,
     /// `metadata.labels[key]`
     Label(String),
+    /// An indexed field of the type (`status.phase`).
+    Field(String),
 }
 
 impl Column {
+    /// Parses a field path for a resource type: its indexed fields, and what [`Column::parse`]
+    /// accepts. An unknown field is refused with the list of what is indexed.
+    pub fn parse_for(resource: &str, path: &str) -> Result<Column> {
+        match crate::fields::find(resource, path) {
+            Some(field) if field.indexed => Ok(Column::Field(field.name.to_string())),
+            _ => Column::parse(path).map_err(|_| {
+                Error::UnsupportedField(format!(
+                    "field {path:?} is not indexed; indexed fields: {}",
+                    indexed_names(resource)
+                ))
+            }),
+        }
+    }
+
+    /// Its name in field paths (`metadata.labels[app]`, `status.phase`).
+    pub fn path(&self) -> String {
+        match self {
+            Column::Name => "metadata.name".into(),
+            Column::Namespace => "metadata.namespace".into(),
+            Column::CreationTimestamp => "metadata.creationTimestamp".into(),
+            Column::Label(k) => format!("metadata.labels[{k}]"),
+            Column::Field(f) => f.clone(),
+        }
+    }
+
     /// Parses a field path: `metadata.name`, `metadata.namespace`,
     /// `metadata.creationTimestamp`, `metadata.labels[key]` (or `metadata.labels.key`).
     pub fn parse(path: &str) -> Result<Column> {
@@ -57,8 +84,28 @@ impl Column {
                 let p = bind(Value::Text(key.clone()));
                 format!("(SELECT l.value FROM labels l WHERE l.version_id = v.id AND l.key = {p})")
             }
+            Column::Field(name) => {
+                Column::Label(format!("{}{name}", crate::fields::PREFIX)).sql(bind)
+            }
         }
     }
+}
+
+/// What a type's pages can filter and sort on, for error messages.
+pub(crate) fn indexed_names(resource: &str) -> String {
+    let mut names = vec![
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.creationTimestamp",
+        "metadata.labels[<key>]",
+    ];
+    names.extend(
+        crate::fields::indexed_fields(resource)
+            .iter()
+            .filter(|f| f.indexed)
+            .map(|f| f.name),
+    );
+    names.join(", ")
 }
 
 /// A comparison.
@@ -196,17 +243,21 @@ fn condition_sql(c: &Condition, bind: &mut dyn FnMut(Value) -> String) -> Result
     })
 }
 
-/// Runs a page request in one snapshot: the total count, then the page.
-pub(crate) fn page_each(
+/// The SQL selecting the ids of a page request's matches (the list's selection plus the
+/// filters), before order and cut: `(resource version, selection, filter conditions, args)`.
+fn filtered_sql(
     tx: &Transaction,
     resource: &str,
     request: &PageRequest,
-    each: &mut crate::query::ItemSink,
-) -> Result<PageMeta> {
-    if request.list.continue_token.is_some() {
-        return Err(Error::InvalidContinue(
-            "pages use offsets and a resource version, not continue tokens".into(),
-        ));
+) -> Result<(u64, String, String, Vec<Value>)> {
+    if let Some((field, ..)) =
+        crate::query::evaluated_fields(resource, &request.list.fields).first()
+    {
+        return Err(Error::UnsupportedField(format!(
+            "field {:?} is not indexed, so pages cannot select on it; indexed: {}",
+            field.name,
+            indexed_names(resource)
+        )));
     }
     // The selection (namespace, selectors, visibility) is the list's: reuse its SQL.
     let (resource_version, base_sql, mut args) =
@@ -228,6 +279,60 @@ pub(crate) fn page_each(
             }
         }
     }
+    Ok((resource_version, base_sql, extra, args))
+}
+
+/// Counts per value of a column (see [`crate::Store::summary`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// The snapshot counted.
+    pub resource_version: u64,
+    /// `(value, count)`, largest count first, then by value; `None` for objects without it.
+    pub counts: Vec<(Option<String>, u64)>,
+}
+
+/// Counts a page request's matches (all pages) per value of `column`, in one snapshot; objects
+/// without the column count under `None`. Largest counts first, then by value.
+pub(crate) fn summary(
+    tx: &Transaction,
+    resource: &str,
+    request: &PageRequest,
+    column: &Column,
+) -> Result<Summary> {
+    let (resource_version, base_sql, extra, mut args) = filtered_sql(tx, resource, request)?;
+    let value = column.sql(&mut |v: Value| {
+        args.push(v);
+        format!("?{}", args.len())
+    });
+    let sql = format!(
+        "SELECT {value} AS value, count(*) AS n FROM versions v
+         WHERE v.id IN ({base_sql}{extra}) GROUP BY value ORDER BY n DESC, value"
+    );
+    let counts = tx
+        .prepare(&sql)?
+        .query_map(params_from_iter(args.iter()), |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Summary {
+        resource_version,
+        counts,
+    })
+}
+
+/// Runs a page request in one snapshot: the total count, then the page.
+pub(crate) fn page_each(
+    tx: &Transaction,
+    resource: &str,
+    request: &PageRequest,
+    each: &mut crate::query::ItemSink,
+) -> Result<PageMeta> {
+    if request.list.continue_token.is_some() {
+        return Err(Error::InvalidContinue(
+            "pages use offsets and a resource version, not continue tokens".into(),
+        ));
+    }
+    let (resource_version, base_sql, extra, mut args) = filtered_sql(tx, resource, request)?;
     let total: i64 = tx.query_row(
         &format!("SELECT count(*) FROM ({base_sql}{extra})"),
         params_from_iter(args.iter()),

@@ -203,7 +203,10 @@ pub(crate) fn list_each(
         "v.namespace, v.name, v.body, v.cells",
     )?;
     sql += " ORDER BY v.namespace, v.name";
-    if let Some(limit) = request.limit {
+    // Fields that are selectable but not indexed are checked on each object read, so the SQL
+    // cannot know how many rows a page needs.
+    let evaluated = evaluated_fields(resource, &request.fields);
+    if let Some(limit) = request.limit.filter(|_| evaluated.is_empty()) {
         args.push(Value::Integer(limit as i64 + 1));
         sql += &format!(" LIMIT ?{}", args.len());
     }
@@ -214,6 +217,10 @@ pub(crate) fn list_each(
     let mut last_key: Option<(String, String)> = None;
     let mut continue_token = None;
     while let Some(r) = rows.next()? {
+        let body = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+        if !evaluated.is_empty() && !matches_evaluated(&evaluated, body) {
+            continue;
+        }
         if request.limit == Some(count) {
             let (ns, n) = last_key.take().expect("a full page has a last key");
             continue_token = Some(
@@ -231,7 +238,6 @@ pub(crate) fn list_each(
             Ok(r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
         };
         let (ns, name) = (text(0)?, text(1)?);
-        let body = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
         let cells = r
             .get_ref(3)?
             .as_blob_or_null()
@@ -345,6 +351,10 @@ fn with_field_labels(
                 let field = crate::fields::find(resource, name).ok_or_else(|| {
                     Error::UnsupportedField(format!("field label not supported: {name}"))
                 })?;
+                if !field.indexed {
+                    // Checked on each object read (see `evaluated_fields`).
+                    continue;
+                }
                 let values = vec![req.value.clone()];
                 labels.0.push(if req.negate {
                     LabelRequirement::NotIn(field.key(), values)
@@ -355,6 +365,33 @@ fn with_field_labels(
         }
     }
     Ok((columns, labels))
+}
+
+/// The requirements of a field selector on selectable fields the store does not index.
+pub(crate) fn evaluated_fields(
+    resource: &str,
+    fields: &FieldSelector,
+) -> Vec<(crate::fields::IndexedField, bool, String)> {
+    fields
+        .0
+        .iter()
+        .filter_map(|req| match &req.field {
+            Field::Other(name) => crate::fields::find(resource, name)
+                .filter(|f| !f.indexed)
+                .map(|f| (f, req.negate, req.value.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn matches_evaluated(
+    evaluated: &[(crate::fields::IndexedField, bool, String)],
+    body: &[u8],
+) -> bool {
+    let object: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    evaluated
+        .iter()
+        .all(|(field, negate, value)| (field.value_in(&object) == *value) != *negate)
 }
 
 fn push_fields(sql: &mut String, args: &mut Vec<Value>, fields: &FieldSelector, bind: &mut Bind) {
