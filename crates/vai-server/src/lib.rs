@@ -19,6 +19,7 @@ mod freshness;
 mod ops;
 pub mod path;
 mod proxy;
+pub mod query;
 mod read;
 pub mod table;
 

@@ -26,6 +26,7 @@ use vai_store::{Event, EventKind, FieldSelector, LabelSelector, ListRequest, Sto
 use vai_sync::ResourceInfo;
 
 use crate::path::ResourcePath;
+use crate::query::Query;
 use crate::table::{Include, TableForm};
 use crate::{ApiError, App, freshness};
 use vai_sync::discovery::table_columns_key;
@@ -255,9 +256,22 @@ pub(crate) async fn serve(
             Some(_) if flag(&params.watch)? == Some(true) => Err(ReadError::Proxy),
             Some(name) => get(app, info, target, name, form).await,
             None if flag(&params.watch)? == Some(true) => {
-                watch(app, info, target, &params, form).await
+                let filters = match crate::query::parse(&info.key(), uri)? {
+                    Some(q) if q.page_size.is_some() || q.revision.is_some() => {
+                        return Err(ApiError::bad_request(
+                            "a watch takes filter=, not page, pagesize or revision",
+                        )
+                        .into());
+                    }
+                    Some(q) => q.filters,
+                    None => Vec::new(),
+                };
+                watch(app, info, target, &params, form, filters).await
             }
-            None => list(app, info, target, &params, form).await,
+            None => match crate::query::parse(&info.key(), uri)? {
+                Some(query) => page(app, info, target, &params, form, query).await,
+                None => list(app, info, target, &params, form).await,
+            },
         }
     }
     .await;
@@ -452,7 +466,25 @@ async fn list(
     if never_synced(app, info) {
         return Err(ReadError::Proxy);
     }
-    let head = match &form {
+    let head = list_head(info, &form);
+    let store = app.store.clone();
+    streamed(move |emit| {
+        let meta = store.list_rows(&key, &request, |row| {
+            emit(&head, &render(&form, row.body, row.cells))
+        })?;
+        let mut metadata =
+            serde_json::json!({"resourceVersion": meta.resource_version.to_string()});
+        if let Some(token) = meta.continue_token {
+            metadata["continue"] = token.into();
+        }
+        Ok((head, format!(r#"],"metadata":{metadata}}}"#)))
+    })
+    .await
+}
+
+/// The start of a list response, up to its first item.
+fn list_head(info: &ResourceInfo, form: &Form) -> String {
+    match form {
         Form::Full => format!(
             r#"{{"kind":"{}List","apiVersion":"{}","items":["#,
             info.kind,
@@ -462,47 +494,48 @@ async fn list(
             r#"{"kind":"PartialObjectMetadataList","apiVersion":"meta.k8s.io/v1","items":["#.into()
         }
         Form::Table(table) => table.head(true),
-    };
+    }
+}
+
+/// Emits one item of a streamed list: `emit(head, item)` writes the head before the first item
+/// and commas between items.
+type Emit<'a> = dyn FnMut(&str, &[u8]) -> vai_store::Result<()> + 'a;
+
+/// Streams a list produced by `produce` on a blocking thread, in 64 KiB chunks. `produce` emits
+/// items and returns `(head, tail)`: the head is written first if no item was, the tail last.
+/// An error before the first byte becomes a `Status`; after it, the stream is cut.
+async fn streamed(
+    produce: impl FnOnce(&mut Emit) -> vai_store::Result<(String, String)> + Send + 'static,
+) -> Result<Response, ReadError> {
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, ApiError>>(4);
-    let store = app.store.clone();
     tokio::task::spawn_blocking(move || {
         let mut buffer = Vec::with_capacity(CHUNK + 8192);
         let mut items = 0usize;
         let mut sent = false;
-        let result = store.list_rows(&key, &request, |row| {
+        let result = produce(&mut |head: &str, item: &[u8]| {
             buffer.extend_from_slice(if items == 0 { head.as_bytes() } else { b"," });
-            buffer.extend_from_slice(&render(&form, row.body, row.cells));
+            buffer.extend_from_slice(item);
             items += 1;
             if buffer.len() >= CHUNK {
-                let chunk = Bytes::from(std::mem::replace(
-                    &mut buffer,
-                    Vec::with_capacity(CHUNK + 8192),
-                ));
-                tx.blocking_send(Ok(chunk))
+                let chunk = std::mem::replace(&mut buffer, Vec::with_capacity(CHUNK + 8192));
+                tx.blocking_send(Ok(Bytes::from(chunk)))
                     .map_err(|_| vai_store::Error::Closed)?;
                 sent = true;
             }
             Ok(())
         });
         match result {
-            Ok(meta) => {
+            Ok((head, tail)) => {
                 if items == 0 {
                     buffer.extend_from_slice(head.as_bytes());
                 }
-                let mut metadata =
-                    serde_json::json!({"resourceVersion": meta.resource_version.to_string()});
-                if let Some(token) = meta.continue_token {
-                    metadata["continue"] = token.into();
-                }
-                buffer.extend_from_slice(format!(r#"],"metadata":{metadata}}}"#).as_bytes());
+                buffer.extend_from_slice(tail.as_bytes());
                 let _ = tx.blocking_send(Ok(Bytes::from(buffer)));
             }
-            // Before the first byte: a Status. After: the stream breaks, the client sees it.
-            Err(e) if !sent => {
-                let _ = tx.blocking_send(Err(ApiError::from(e)));
-            }
             Err(e) => {
-                tracing::warn!(error = %e, "a streamed list failed midway");
+                if sent {
+                    tracing::warn!(error = %e, "a streamed list failed midway");
+                }
                 let _ = tx.blocking_send(Err(ApiError::from(e)));
             }
         }
@@ -526,6 +559,70 @@ async fn list(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// A query API list: filters, sort, an offset page with the total count, summaries — one
+/// snapshot. The answer is a Kubernetes list with `total`, `page`, `pageSize`, `pages` and
+/// `summary` beside `items`, and the snapshot's resource version to pass as `revision`.
+async fn page(
+    app: &App,
+    info: &ResourceInfo,
+    target: &ResourcePath,
+    params: &Params,
+    form: Form,
+    query: Query,
+) -> Result<Response, ReadError> {
+    let key = info.key();
+    let mut list = selection(target, params)?;
+    list.resource_version = query.revision;
+    if never_synced(app, info) {
+        return Err(ReadError::Proxy);
+    }
+    let request = vai_store::PageRequest {
+        list,
+        filters: query.filters.clone(),
+        sort: query.sort.clone(),
+        offset: query.offset(),
+        page_size: query.page_size,
+    };
+    let head = list_head(info, &form);
+    let store = app.store.clone();
+    streamed(move |emit| {
+        let meta = store.page_rows(&key, &request, |row| {
+            emit(&head, &render(&form, row.body, row.cells))
+        })?;
+        // Summaries of the same snapshot as the page.
+        let mut pinned = request.clone();
+        pinned.list.resource_version = Some(meta.resource_version);
+        let mut summary = serde_json::Map::new();
+        for column in &query.summary {
+            let counts = store.summary(&key, &pinned, column)?.counts;
+            let by_value: serde_json::Map<String, serde_json::Value> = counts
+                .into_iter()
+                .map(|(value, n)| (value.unwrap_or_default(), n.into()))
+                .collect();
+            summary.insert(column.path(), by_value.into());
+        }
+        let pages = query
+            .page_size
+            .map_or(1, |size| meta.total.div_ceil(size as u64).max(1));
+        let tail = serde_json::json!({
+            "resourceVersion": meta.resource_version.to_string(),
+        });
+        let mut extra = format!(
+            r#"],"metadata":{tail},"total":{},"page":{},"pages":{pages}"#,
+            meta.total, query.page
+        );
+        if let Some(size) = query.page_size {
+            extra += &format!(r#","pageSize":{size}"#);
+        }
+        if !summary.is_empty() {
+            extra += &format!(r#","summary":{}"#, serde_json::Value::Object(summary));
+        }
+        extra.push('}');
+        Ok((head, extra))
+    })
+    .await
 }
 
 /// One line of a watch stream.
@@ -630,15 +727,39 @@ fn selected(request: &ListRequest, event: &Event) -> bool {
     }
 }
 
+/// Whether an event's object passes the query API's filters.
+fn passes(filters: &[vai_store::Filter], event: &Event) -> bool {
+    if filters.is_empty() {
+        return true;
+    }
+    let object: serde_json::Value = serde_json::from_slice(&event.body).unwrap_or_default();
+    let value_of = |column: &vai_store::Column| -> Option<String> {
+        use vai_store::Column::*;
+        match column {
+            Name => Some(event.name.clone()),
+            Namespace => Some(event.namespace.clone()),
+            CreationTimestamp => object["metadata"]["creationTimestamp"]
+                .as_str()
+                .map(String::from),
+            Label(key) => object["metadata"]["labels"][key].as_str().map(String::from),
+            Field(name) => {
+                vai_store::fields::find(&event.resource, name).map(|f| f.value_in(&object))
+            }
+        }
+    };
+    filters.iter().all(|f| f.matches(&value_of))
+}
+
 /// The event type a watcher receives for `event`, or `None` when it is not for it. With
 /// `members` (the keys the watcher holds, kept when a label selector is in play), a change that
 /// brings an object into the selection is `ADDED` and one that takes it out is `DELETED`.
 fn transition(
     members: &mut Option<HashSet<(String, String)>>,
     request: &ListRequest,
+    filters: &[vai_store::Filter],
     event: &Event,
 ) -> Option<&'static str> {
-    let selected_now = selected(request, event);
+    let selected_now = selected(request, event) && passes(filters, event);
     let Some(members) = members else {
         return selected_now.then_some(match event.kind {
             EventKind::Added => "ADDED",
@@ -669,6 +790,7 @@ async fn watch(
     target: &ResourcePath,
     params: &Params,
     form: Form,
+    filters: Vec<vai_store::Filter>,
 ) -> Result<Response, ReadError> {
     let key = info.key();
     let request = selection(target, params)?;
@@ -727,6 +849,7 @@ async fn watch(
         // changing: the watch keeps the keys the client holds, to send ADDED and DELETED as
         // upstream does.
         let track = !request.labels.0.is_empty()
+            || !filters.is_empty()
             || request
                 .fields
                 .0
@@ -797,7 +920,7 @@ async fn watch(
                     }
                     lines.bookmark(e.resource_version, false)
                 }
-                Ok(e) => match transition(&mut members, &request, &e) {
+                Ok(e) => match transition(&mut members, &request, &filters, &e) {
                     Some(kind) => {
                         lines.object(kind, &e.body, e.cells.as_deref(), Some(e.resource_version))
                     }
@@ -903,7 +1026,7 @@ mod tests {
             ..ListRequest::default()
         };
         let mut members = Some(HashSet::new());
-        let mut step = |kind, app| transition(&mut members, &request, &event(kind, "p", app));
+        let mut step = |kind, app| transition(&mut members, &request, &[], &event(kind, "p", app));
         assert_eq!(step(EventKind::Added, "db"), None);
         assert_eq!(step(EventKind::Modified, "web"), Some("ADDED"));
         assert_eq!(step(EventKind::Modified, "web"), Some("MODIFIED"));
@@ -915,6 +1038,6 @@ mod tests {
         let mut untracked = None;
         let all = ListRequest::default();
         let e = event(EventKind::Modified, "p", "x");
-        assert_eq!(transition(&mut untracked, &all, &e), Some("MODIFIED"));
+        assert_eq!(transition(&mut untracked, &all, &[], &e), Some("MODIFIED"));
     }
 }

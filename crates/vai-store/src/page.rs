@@ -149,6 +149,48 @@ pub struct Condition {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter(pub Vec<Condition>);
 
+impl Filter {
+    /// Whether an object passes, given its columns' values (`None`: absent) — the SQL's
+    /// semantics, for what is not read through SQL (watch events).
+    pub fn matches(&self, value_of: &dyn Fn(&Column) -> Option<String>) -> bool {
+        self.0.iter().any(|c| c.matches(&value_of(&c.column)))
+    }
+}
+
+impl Condition {
+    /// Whether a column value (`None`: absent) satisfies this condition.
+    pub fn matches(&self, value: &Option<String>) -> bool {
+        let first = self.values.first().map(String::as_str).unwrap_or("");
+        match (self.operator, value.as_deref()) {
+            (Operator::Exists, v) => v.is_some(),
+            (Operator::NotExists, v) => v.is_none(),
+            (Operator::Eq, v) => v == Some(first),
+            (Operator::NotEq, v) => v != Some(first),
+            (Operator::Contains, v) => v.is_some_and(|v| v.contains(first)),
+            (Operator::NotContains, v) => !v.is_some_and(|v| v.contains(first)),
+            (Operator::In, v) => v.is_some_and(|v| self.values.iter().any(|x| x == v)),
+            (Operator::NotIn, v) => !v.is_some_and(|v| self.values.iter().any(|x| x == v)),
+            (Operator::Lt | Operator::Gt, None) => false,
+            (op, Some(v)) => {
+                let ordering = match first.parse::<i64>() {
+                    // Numerically, and only canonical integers (as the SQL).
+                    Ok(n) => match v.parse::<i64>() {
+                        Ok(m) if m.to_string() == v => m.cmp(&n),
+                        _ => return false,
+                    },
+                    Err(_) => v.cmp(first),
+                };
+                ordering
+                    == if op == Operator::Lt {
+                        std::cmp::Ordering::Less
+                    } else {
+                        std::cmp::Ordering::Greater
+                    }
+            }
+        }
+    }
+}
+
 /// One sort key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SortKey {
