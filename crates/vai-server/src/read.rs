@@ -729,22 +729,37 @@ fn selected(request: &ListRequest, event: &Event) -> bool {
 
 /// Whether an event's object passes the query API's filters.
 fn passes(filters: &[vai_store::Filter], event: &Event) -> bool {
+    object_passes(
+        filters,
+        &event.resource,
+        &event.namespace,
+        &event.name,
+        &event.body,
+    )
+}
+
+/// Whether an object passes the query API's filters (the SQL's semantics, in Rust).
+fn object_passes(
+    filters: &[vai_store::Filter],
+    resource: &str,
+    namespace: &str,
+    name: &str,
+    body: &[u8],
+) -> bool {
     if filters.is_empty() {
         return true;
     }
-    let object: serde_json::Value = serde_json::from_slice(&event.body).unwrap_or_default();
+    let object: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let value_of = |column: &vai_store::Column| -> Option<String> {
         use vai_store::Column::*;
         match column {
-            Name => Some(event.name.clone()),
-            Namespace => Some(event.namespace.clone()),
+            Name => Some(name.to_string()),
+            Namespace => Some(namespace.to_string()),
             CreationTimestamp => object["metadata"]["creationTimestamp"]
                 .as_str()
                 .map(String::from),
             Label(key) => object["metadata"]["labels"][key].as_str().map(String::from),
-            Field(name) => {
-                vai_store::fields::find(&event.resource, name).map(|f| f.value_in(&object))
-            }
+            Field(field) => vai_store::fields::find(resource, field).map(|f| f.value_in(&object)),
         }
     };
     filters.iter().all(|f| f.matches(&value_of))
@@ -859,6 +874,7 @@ async fn watch(
             let (store, key, request, tx) =
                 (store.clone(), key.clone(), request.clone(), tx.clone());
             let from = rv.filter(|v| *v > 0 && !initial);
+            let initial_filters = filters.clone();
             tokio::task::spawn_blocking(move || {
                 let mut members = HashSet::new();
                 if !initial && !track {
@@ -869,6 +885,9 @@ async fn watch(
                     ..request
                 };
                 let listed = store.list_rows(&key, &request, |row| {
+                    if !object_passes(&initial_filters, &key, row.namespace, row.name, row.body) {
+                        return Ok(());
+                    }
                     if track {
                         members.insert((row.namespace.to_string(), row.name.to_string()));
                     }
