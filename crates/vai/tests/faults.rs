@@ -331,6 +331,25 @@ async fn a_frozen_or_dead_apiserver_gets_last_good_answers_with_a_warning() {
         "a read right after the freeze took {elapsed:?}"
     );
     check_offline(&vai, ns).await;
+    // kubectl prints upstream's table from the cache, and vai's warning.
+    let out = vai
+        .kubectl(&env)
+        .args(["get", "configmaps", "-n", ns])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with("NAME") && stdout.contains("DATA") && stdout.contains("o1"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("Warning: vai: data may be stale since"),
+        "{stderr}"
+    );
     env.resume_apiserver().unwrap();
     check_converges(&vai, &cms, ns, "o2").await;
 
