@@ -205,10 +205,49 @@ impl Syncer {
                     None => return Err(Error::NothingToServe(e.to_string())),
                 },
             };
+        let syncer = Syncer::launch(client, store, config, registry, health, initial);
+        let rediscover = tokio::spawn(rediscover(Arc::downgrade(&syncer.inner)));
+        syncer
+            .inner
+            .background
+            .lock()
+            .expect("background lock")
+            .push(rediscover);
+        Ok(syncer)
+    }
+
+    /// Syncs exactly these types: no discovery, no rediscovery (what a program that knows its
+    /// types wants, e.g. a controller's reflector). The same loops, resume, relist and health
+    /// probe as [`Syncer::start`].
+    pub fn start_types(
+        client: kube::Client,
+        store: Store,
+        config: SyncConfig,
+        registry: &prometheus::Registry,
+        types: Vec<ResourceInfo>,
+    ) -> Syncer {
+        // Assume upstream answers until the probe says otherwise (within its first interval).
+        let health = UpstreamHealth {
+            reachable: true,
+            since_ms: now_ms(),
+            last_ok_ms: None,
+            error: None,
+        };
+        Syncer::launch(client, store, config, registry, health, types)
+    }
+
+    fn launch(
+        client: kube::Client,
+        store: Store,
+        config: SyncConfig,
+        registry: &prometheus::Registry,
+        health: UpstreamHealth,
+        types: Vec<ResourceInfo>,
+    ) -> Syncer {
         let (health, _) = watch::channel(health);
         let shared = Arc::new(Shared {
             client: client.clone(),
-            store: store.clone(),
+            store,
             config: config.clone(),
             health,
             status: StatusBoard::default(),
@@ -222,21 +261,20 @@ impl Syncer {
                 background: Mutex::new(Vec::new()),
             }),
         };
-        syncer.apply(initial);
+        syncer.apply(types);
         let probe = tokio::spawn(upstream::probe(
             client,
             shared.health.clone(),
             config.probe_interval,
             config.timeout,
         ));
-        let rediscover = tokio::spawn(rediscover(Arc::downgrade(&syncer.inner)));
         syncer
             .inner
             .background
             .lock()
             .expect("background lock")
-            .extend([probe, rediscover]);
-        Ok(syncer)
+            .push(probe);
+        syncer
     }
 
     /// Starts loops for new types and stops those of types that went away.
