@@ -28,6 +28,7 @@
 pub mod binaries;
 pub mod controlplane;
 pub mod pki;
+pub mod workload;
 
 use std::io;
 use std::os::unix::process::CommandExt;

@@ -1,0 +1,97 @@
+//! A realistic, generated workload for benchmarks: Pods as a Deployment makes them (~5 KB of
+//! JSON each: owner reference, five labels, two containers with env, probes, resources and
+//! mounts, status with conditions and container statuses), deterministic for a seed, spread over
+//! 50 namespaces and 1,000 nodes; label `shard` selects 1%. Written once here, used by every
+//! benchmark, never stored as a fixture file.
+
+/// A deterministic pseudo-random sequence (no dependency, same data every run).
+pub struct Rng(pub u64);
+impl Rng {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// One of `xs`.
+    pub fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[(self.next_u64() % xs.len() as u64) as usize]
+    }
+}
+
+/// One Pod as a Deployment would create it: owner reference, template labels, two containers
+/// with env, probes, resources and mounts, and a Running/Pending status.
+pub fn pod(i: u64, rv: u64, rng: &mut Rng) -> Vec<u8> {
+    let apps = [
+        "web", "api", "worker", "cache", "db", "auth", "search", "billing", "mail", "queue",
+    ];
+    let app = apps[(i % apps.len() as u64) as usize];
+    let ns = format!("team-{:02}", i % 50);
+    let hash = format!("{:x}", rng.next_u64() % 0xfffff);
+    let name = format!("{app}-{hash}-{:05}", i % 100_000);
+    let node = format!("node-{:04}", rng.next_u64() % 1000);
+    let phase = rng.pick(&["Running", "Running", "Running", "Pending", "Succeeded"]);
+    let created = format!(
+        "2026-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        1 + i % 11,
+        1 + i % 28,
+        i % 24,
+        i % 60,
+        (i * 7) % 60
+    );
+    let shard = i % 100; // label "shard" selects ~1%
+    let env: Vec<_> = (0..8)
+        .map(|k| serde_json::json!({"name": format!("SETTING_{k}"), "value": format!("value-{}-{}", k, rng.next_u64() % 1000)}))
+        .collect();
+    let container = |cname: &str, image: &str| {
+        serde_json::json!({
+            "name": cname, "image": image, "imagePullPolicy": "IfNotPresent",
+            "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+            "env": env,
+            "resources": {"limits": {"cpu": "500m", "memory": "512Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}},
+            "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 10, "timeoutSeconds": 1, "failureThreshold": 3, "successThreshold": 1},
+            "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 5, "timeoutSeconds": 1, "failureThreshold": 3, "successThreshold": 1},
+            "volumeMounts": [{"name": "config", "mountPath": "/etc/config", "readOnly": true},
+                             {"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}],
+            "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
+        })
+    };
+    let conditions: Vec<_> = ["Initialized", "Ready", "ContainersReady", "PodScheduled"]
+        .iter()
+        .map(|t| serde_json::json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": created}))
+        .collect();
+    let statuses: Vec<_> = [app, "sidecar"]
+        .iter()
+        .map(|c| serde_json::json!({"name": c, "ready": true, "restartCount": rng.next_u64() % 3, "started": true,
+            "image": format!("registry.example.com/{c}:v1"), "imageID": format!("registry.example.com/{c}@sha256:{:064x}", rng.next_u64()),
+            "containerID": format!("containerd://{:064x}", rng.next_u64()), "state": {"running": {"startedAt": created}}}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": name, "namespace": ns, "uid": format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", rng.next_u64() as u32, i % 0xffff, i % 0xfff, rng.next_u64() % 0xfff, rng.next_u64() % 0xffffffffffff),
+            "resourceVersion": rv.to_string(), "creationTimestamp": created, "generateName": format!("{app}-{hash}-"),
+            "labels": {"app": app, "pod-template-hash": hash, "tier": rng.pick(&["frontend", "backend", "data"]),
+                       "env": rng.pick(&["prod", "staging", "dev"]), "shard": shard.to_string()},
+            "annotations": {"kubectl.kubernetes.io/restartedAt": created, "prometheus.io/scrape": "true", "prometheus.io/port": "8080"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{app}-{hash}"), "uid": format!("{:032x}", rng.next_u64()), "controller": true, "blockOwnerDeletion": true}],
+        },
+        "spec": {
+            "containers": [container(app, &format!("registry.example.com/{app}:v1.{}.{}", i % 20, i % 7)), container("sidecar", "registry.example.com/proxy:v2.3.1")],
+            "volumes": [{"name": "config", "configMap": {"name": format!("{app}-config"), "defaultMode": 420}},
+                        {"name": "kube-api-access", "projected": {"defaultMode": 420, "sources": [{"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}]}}],
+            "nodeName": node, "restartPolicy": "Always", "schedulerName": "default-scheduler", "serviceAccountName": "default",
+            "dnsPolicy": "ClusterFirst", "terminationGracePeriodSeconds": 30, "priority": 0, "enableServiceLinks": true, "preemptionPolicy": "PreemptLowerPriority",
+            "tolerations": [{"effect": "NoExecute", "key": "node.kubernetes.io/not-ready", "operator": "Exists", "tolerationSeconds": 300},
+                            {"effect": "NoExecute", "key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 300}],
+        },
+        "status": {
+            "phase": phase, "hostIP": format!("10.0.{}.{}", rng.next_u64() % 255, rng.next_u64() % 255), "podIP": format!("10.244.{}.{}", rng.next_u64() % 255, rng.next_u64() % 255),
+            "qosClass": "Burstable", "startTime": created,
+            "conditions": conditions,
+            "containerStatuses": statuses,
+        },
+    }))
+    .unwrap()
+}
