@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use vai_runtime::{Change, reflector_with};
 use vai_store::StoreConfig;
@@ -176,5 +176,32 @@ async fn a_reflector_resumes_without_relisting_and_relists_across_410() {
             .iter()
             .any(|e| e.kind == vai_store::EventKind::Deleted && e.name == "p3"),
         "p3's deletion is in the history"
+    );
+
+    // Another type's reflector shares the same file.
+    let configmaps = reflector_with::<ConfigMap>(
+        client.clone(),
+        store.inner().clone(),
+        &(),
+        SyncConfig::default(),
+        &prometheus::Registry::new(),
+    );
+    let cms = configmaps.store();
+    cms.wait_until_ready().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while cms
+        .find(|cm| cm.metadata.name.as_deref() == Some("kube-root-ca.crt"))
+        .is_none()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "configmaps sync into the shared file"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        names(&store),
+        set(&["p0", "p2", "p4"]),
+        "pods are untouched"
     );
 }
