@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use kube::Resource;
+use kube::runtime::reflector::ObjectRef;
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast::error::RecvError;
 use vai_store::EventKind;
@@ -87,6 +88,19 @@ where
     /// Whether upstream answers, and since when (the health probe's view).
     pub fn health(&self) -> vai_sync::UpstreamHealth {
         self.syncer.health().borrow().clone()
+    }
+
+    /// The references of changed objects, for `kube::runtime::Controller::reconcile_on`: a
+    /// kube-runtime controller is then triggered by what this reflector commits.
+    pub fn object_refs(&self) -> BoxStream<'static, ObjectRef<K>>
+    where
+        K::DynamicType: Default,
+    {
+        self.changes()
+            .map(|change| match change {
+                Change::Applied(k) | Change::Deleted(k) => ObjectRef::from_obj(&k),
+            })
+            .boxed()
     }
 
     /// The changes committed from now on, decoded, in commit order — what a controller

@@ -251,3 +251,22 @@ fn reads_as_of_an_earlier_resource_version() {
     assert_eq!(ids(&f.store.state_at(first).unwrap()), set(&["a"]));
     assert_eq!(ids(&f.store.state_at(f.rv).unwrap()), set(&["a", "b"]));
 }
+
+/// The same store read as `DynamicObject`s, for types known only at run time.
+#[test]
+fn dynamic_objects_read_the_same_data() {
+    use kube::api::{ApiResource, DynamicObject};
+    let mut f = Fixture::new();
+    f.add("a", "one");
+    let resource = ApiResource::erase::<ConfigMap>(&());
+    let dynamic = Store::<DynamicObject>::for_key(
+        f.raw.clone(),
+        vai_runtime::resource_key::<DynamicObject>(&resource),
+    );
+    assert_eq!(dynamic.key(), f.store.key());
+    let found = dynamic
+        .get(&ObjectRef::new_with("a", resource).within("ns"))
+        .unwrap();
+    assert_eq!(found.data["data"]["val"], "one");
+    assert_eq!(dynamic.len(), 1);
+}
