@@ -95,3 +95,30 @@ pub fn pod(i: u64, rv: u64, rng: &mut Rng) -> Vec<u8> {
     }))
     .unwrap()
 }
+
+/// The same object with `metadata.managedFields` as the apiserver sends them (the
+/// controller-manager's and the kubelet's field sets, ~1.6 KB): what every list and watch
+/// carries, and what the store drops.
+pub fn with_managed_fields(body: &[u8]) -> Vec<u8> {
+    let mut object: serde_json::Value = serde_json::from_slice(body).expect("a generated object");
+    let time = object["metadata"]["creationTimestamp"].clone();
+    let spec_fields = serde_json::json!({
+        "f:metadata": {"f:generateName": {}, "f:labels": {".": {}, "f:app": {}, "f:pod-template-hash": {}, "f:tier": {}, "f:env": {}, "f:shard": {}},
+                       "f:ownerReferences": {".": {}, "k:{\"uid\":\"0\"}": {}}},
+        "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {".": {}, "f:env": {".": {}}, "f:image": {}, "f:imagePullPolicy": {}, "f:livenessProbe": {".": {}, "f:httpGet": {".": {}, "f:path": {}, "f:port": {}, "f:scheme": {}}},
+                   "f:name": {}, "f:ports": {".": {}}, "f:readinessProbe": {".": {}}, "f:resources": {".": {}, "f:limits": {".": {}, "f:cpu": {}, "f:memory": {}}, "f:requests": {".": {}, "f:cpu": {}, "f:memory": {}}},
+                   "f:terminationMessagePath": {}, "f:terminationMessagePolicy": {}, "f:volumeMounts": {".": {}}}},
+                   "f:dnsPolicy": {}, "f:enableServiceLinks": {}, "f:restartPolicy": {}, "f:schedulerName": {}, "f:securityContext": {}, "f:terminationGracePeriodSeconds": {}, "f:volumes": {".": {}}},
+    });
+    let status_fields = serde_json::json!({
+        "f:status": {"f:conditions": {"k:{\"type\":\"ContainersReady\"}": {".": {}, "f:lastProbeTime": {}, "f:lastTransitionTime": {}, "f:status": {}, "f:type": {}},
+                                       "k:{\"type\":\"Initialized\"}": {".": {}, "f:lastProbeTime": {}, "f:lastTransitionTime": {}, "f:status": {}, "f:type": {}},
+                                       "k:{\"type\":\"Ready\"}": {".": {}, "f:lastProbeTime": {}, "f:lastTransitionTime": {}, "f:status": {}, "f:type": {}}},
+                     "f:containerStatuses": {}, "f:hostIP": {}, "f:phase": {}, "f:podIP": {}, "f:podIPs": {".": {}}, "f:startTime": {}},
+    });
+    object["metadata"]["managedFields"] = serde_json::json!([
+        {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1", "time": time, "fieldsType": "FieldsV1", "fieldsV1": spec_fields},
+        {"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "time": time, "fieldsType": "FieldsV1", "fieldsV1": status_fields, "subresource": "status"},
+    ]);
+    serde_json::to_vec(&object).expect("a JSON value serialises")
+}
