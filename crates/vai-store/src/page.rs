@@ -342,20 +342,71 @@ pub(crate) fn summary(
     column: &Column,
 ) -> Result<Summary> {
     let (resource_version, base_sql, extra, mut args) = filtered_sql(tx, resource, request)?;
-    let value = column.sql(&mut |v: Value| {
+    let bind = |args: &mut Vec<Value>, v: Value| {
         args.push(v);
         format!("?{}", args.len())
+    };
+    let label_key = match column {
+        Column::Label(k) => Some(k.clone()),
+        Column::Field(f) => Some(format!("{}{f}", crate::fields::PREFIX)),
+        _ => None,
+    };
+    let mut counts: Vec<(Option<String>, u64)> = match label_key {
+        // Labels and indexed fields: walk the (key, value) index, which yields the values in
+        // order, keeping the versions the selection holds (one set of ids, built once) — not a
+        // lookup per selected object.
+        Some(key) => {
+            let rid = crate::query::resource_row(tx, resource)?.id;
+            let (rid, key) = (
+                bind(&mut args, Value::Integer(rid)),
+                bind(&mut args, Value::Text(key)),
+            );
+            let sql = format!(
+                "SELECT l.value, count(*) FROM labels l INDEXED BY labels_by_value
+                 WHERE l.resource_id = {rid} AND l.key = {key} AND l.version_id IN ({base_sql}{extra})
+                 GROUP BY l.value"
+            );
+            let mut counts = tx
+                .prepare(&sql)?
+                .query_map(params_from_iter(args.iter()), |r| {
+                    Ok((Some(r.get::<_, String>(0)?), r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            // Objects without the label: the selection's size less those counted.
+            args.truncate(args.len() - 2);
+            let total: i64 = tx.query_row(
+                &format!("SELECT count(*) FROM ({base_sql}{extra})"),
+                params_from_iter(args.iter()),
+                |r| r.get(0),
+            )?;
+            let labelled: u64 = counts.iter().map(|(_, n)| n).sum();
+            if total as u64 > labelled {
+                counts.push((None, total as u64 - labelled));
+            }
+            counts
+        }
+        None => {
+            let value = column.sql(&mut |v: Value| bind(&mut args, v));
+            let sql = format!(
+                "SELECT {value} AS value, count(*) AS n FROM versions v
+                 WHERE v.id IN ({base_sql}{extra}) GROUP BY value"
+            );
+            tx.prepare(&sql)?
+                .query_map(params_from_iter(args.iter()), |r| {
+                    Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        }
+    };
+    // Largest first, then by value (absent last among equals).
+    counts.sort_by(|a, b| {
+        b.1.cmp(&a.1).then_with(|| match (&a.0, &b.0) {
+            (Some(x), Some(y)) => x.cmp(y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        })
     });
-    let sql = format!(
-        "SELECT {value} AS value, count(*) AS n FROM versions v
-         WHERE v.id IN ({base_sql}{extra}) GROUP BY value ORDER BY n DESC, value"
-    );
-    let counts = tx
-        .prepare(&sql)?
-        .query_map(params_from_iter(args.iter()), |r| {
-            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)? as u64))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(Summary {
         resource_version,
         counts,
