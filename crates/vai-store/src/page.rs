@@ -426,12 +426,6 @@ pub(crate) fn page_each(
         ));
     }
     let (resource_version, base_sql, extra, mut args) = filtered_sql(tx, resource, request)?;
-    let total: i64 = tx.query_row(
-        &format!("SELECT count(*) FROM ({base_sql}{extra})"),
-        params_from_iter(args.iter()),
-        |r| r.get(0),
-    )?;
-
     let mut order = Vec::new();
     {
         let mut bind = |v: Value| {
@@ -453,21 +447,25 @@ pub(crate) fn page_each(
     }
     order.push("v.namespace".into());
     order.push("v.name".into());
-    let limit = request.page_size.map_or(-1, |n| n as i64);
-    args.push(Value::Integer(limit));
-    args.push(Value::Integer(request.offset as i64));
-    let n = args.len();
-    let sql = format!(
-        "{base_sql}{extra} ORDER BY {} LIMIT ?{} OFFSET ?{n}",
-        order.join(", "),
-        n - 1
-    );
-    // Order and cut on ids only (the sorter would otherwise carry every body), then read the
-    // page's bodies by id, in the same snapshot.
-    let ids = tx
-        .prepare(&sql)?
-        .query_map(params_from_iter(args.iter()), |r| r.get::<_, i64>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let sql = format!("{base_sql}{extra} ORDER BY {}", order.join(", "));
+    // One pass over the sorted selection gives the total and the page (a separate count would
+    // walk the selection a second time). Order and cut on ids only (the sorter would otherwise
+    // carry every body), then read the page's bodies by id, in the same snapshot.
+    let end = request
+        .page_size
+        .map_or(usize::MAX, |size| request.offset.saturating_add(size));
+    let mut ids = Vec::new();
+    let mut total = 0usize;
+    {
+        let mut stmt = tx.prepare(&sql)?;
+        let mut rows = stmt.query(params_from_iter(args.iter()))?;
+        while let Some(r) = rows.next()? {
+            if (request.offset..end).contains(&total) {
+                ids.push(r.get::<_, i64>(0)?);
+            }
+            total += 1;
+        }
+    }
     let mut by_id =
         tx.prepare_cached("SELECT namespace, name, body, cells FROM versions WHERE id = ?1")?;
     for id in &ids {
