@@ -413,7 +413,7 @@ pub(crate) fn summary(
     })
 }
 
-/// Runs a page request in one snapshot: the total count, then the page.
+/// Runs a page request in one snapshot: the total count and the page, from one pass.
 pub(crate) fn page_each(
     tx: &Transaction,
     resource: &str,
