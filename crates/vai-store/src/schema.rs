@@ -209,21 +209,16 @@ fn migrate(conn: &Connection, from: i32) -> rusqlite::Result<()> {
              COMMIT;"
         ))?;
     }
-    if from < 2 {
-        conn.execute_batch(&format!(
-            "BEGIN;
-             {SCHEMA_V2}
-             PRAGMA user_version = 2;
-             COMMIT;"
-        ))?;
-    }
-    if from < 3 {
-        conn.execute_batch(&format!(
-            "BEGIN;
-             {SCHEMA_V3}
-             PRAGMA user_version = 3;
-             COMMIT;"
-        ))?;
+    // Steps that are plain SQL, each in its own transaction with the version it reaches.
+    for (version, sql) in [(2, SCHEMA_V2), (3, SCHEMA_V3)] {
+        if from < version {
+            conn.execute_batch(&format!(
+                "BEGIN;
+                 {sql}
+                 PRAGMA user_version = {version};
+                 COMMIT;"
+            ))?;
+        }
     }
     if from < 4 {
         // Version 4 indexes fields (`fields.rs`) in the label table: add them to what is stored.

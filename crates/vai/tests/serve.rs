@@ -49,23 +49,6 @@ metadata: {name: p2, namespace: t-kubectl, labels: {app: b}}
 spec: {containers: [{name: c, image: busybox}]}
 "#;
 
-const CRD: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: widgets.example.com}
-spec:
-  group: example.com
-  scope: Namespaced
-  names: {plural: widgets, singular: widget, kind: Widget}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
-    additionalPrinterColumns:
-    - {name: Size, type: string, jsonPath: .spec.size}
-"#;
-
 const WIDGETS: &str = r#"
 apiVersion: example.com/v1
 kind: Widget
@@ -124,7 +107,14 @@ async fn kubectl_through_vai_returns_what_the_apiserver_returns() {
     }
 
     // A CRD created upstream while vai runs starts its cache.
-    support::apply(kubectl_direct(env), CRD);
+    support::apply(
+        kubectl_direct(env),
+        &support::crd(
+            "widgets",
+            "Widget",
+            &["{name: Size, type: string, jsonPath: .spec.size}"],
+        ),
+    );
     let cached = async || {
         let status = support::get(&vai.url(), "/vai/v1/status")
             .await

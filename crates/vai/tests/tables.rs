@@ -63,23 +63,6 @@ source: {component: test}
 firstTimestamp: "2026-01-01T00:00:00Z"
 lastTimestamp: "2026-01-01T00:05:00Z"
 count: 2
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: gizmos.example.com}
-spec:
-  group: example.com
-  scope: Namespaced
-  names: {plural: gizmos, singular: gizmo, kind: Gizmo}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
-    additionalPrinterColumns:
-    - {name: Size, type: string, jsonPath: .spec.size}
-    - {name: Built, type: date, jsonPath: .spec.built}
-    - {name: Count, type: integer, jsonPath: .spec.count, priority: 1}
 "#;
 
 const GIZMO: &str = r#"
@@ -123,6 +106,15 @@ async fn kubectl_get_prints_the_same_tables_through_vai() {
     let dir = tempfile::tempdir().unwrap();
     let vai = Vai::start(env, dir.path(), &[]).await;
     support::apply(kubectl_direct(env), SETUP);
+    let columns = [
+        "{name: Size, type: string, jsonPath: .spec.size}",
+        "{name: Built, type: date, jsonPath: .spec.built}",
+        "{name: Count, type: integer, jsonPath: .spec.count, priority: 1}",
+    ];
+    support::apply(
+        kubectl_direct(env),
+        &support::crd("gizmos", "Gizmo", &columns),
+    );
     eventually("the CRD is served", Duration::from_secs(30), async || {
         let status = support::get(&vai.url(), "/vai/v1/status")
             .await

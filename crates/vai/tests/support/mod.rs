@@ -319,3 +319,26 @@ pub fn apply(mut kubectl: Command, manifest: &str) {
         .unwrap();
     assert!(child.wait().unwrap().success(), "kubectl apply failed");
 }
+
+/// A namespaced CRD `<plural>.example.com` (kind `kind`) whose schema accepts anything, with
+/// these `additionalPrinterColumns` (YAML flow mappings, one per line).
+pub fn crd(plural: &str, kind: &str, columns: &[&str]) -> String {
+    let singular = plural.trim_end_matches('s');
+    let columns: String = columns.iter().map(|c| format!("    - {c}\n")).collect();
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: {plural}.example.com}}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {{plural: {plural}, singular: {singular}, kind: {kind}}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}
+    additionalPrinterColumns:
+{columns}"
+    )
+}
