@@ -10,7 +10,7 @@
 //! Baselines: the kube-apiserver itself (its watch cache serves lists) and kube-runtime's
 //! in-memory reflector in a process of its own. Writes `target/vai-bench/report.json` and prints
 //! a markdown table. Scenarios: initial sync, memory, full list, selective list, a UI page,
-//! restart; watch fan-out and churn are to come.
+//! watch fan-out with propagation delay, restart; churn and charts are to come.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,7 +25,7 @@ use vai_testenv::workload::{Rng, pod};
 
 /// One measured comparison.
 struct Row {
-    scenario: &'static str,
+    scenario: String,
     vai: f64,
     baseline: f64,
     baseline_name: &'static str,
@@ -325,7 +325,7 @@ async fn main() {
     let (reflector_sync, reflector_rss, held) = (fields[0], fields[1], fields[2]);
     assert_eq!(held as u64, n, "the reflector holds every pod");
     rows.push(Row {
-        scenario: "1. initial sync",
+        scenario: "1. initial sync".into(),
         vai: vai_sync,
         baseline: reflector_sync,
         baseline_name: "kube-rs reflector",
@@ -333,7 +333,7 @@ async fn main() {
         goal: "",
     });
     rows.push(Row {
-        scenario: "1. initial sync",
+        scenario: "1. initial sync".into(),
         vai: vai_sync,
         baseline: download,
         baseline_name: "paginated LIST download",
@@ -344,7 +344,7 @@ async fn main() {
     // 2. Memory and disk.
     let vai_rss = rss_mb(vai.child.id());
     rows.push(Row {
-        scenario: "2. RSS holding all pods",
+        scenario: "2. RSS holding all pods".into(),
         vai: vai_rss,
         baseline: reflector_rss,
         baseline_name: "kube-rs reflector",
@@ -357,7 +357,7 @@ async fn main() {
     let on_disk = (size(&db) + size(Path::new(&wal))) as f64 / 1e6;
     let raw = raw_bytes as f64 / 1e6;
     rows.push(Row {
-        scenario: "2. disk vs raw JSON",
+        scenario: "2. disk vs raw JSON".into(),
         vai: on_disk,
         baseline: raw,
         baseline_name: "the LIST's JSON",
@@ -368,7 +368,7 @@ async fn main() {
     // 3–5. Lists and a UI page, alternating with the apiserver.
     let (a, b) = side_by_side(&vai, &client, "/api/v1/pods", runs).await;
     rows.push(Row {
-        scenario: "3. full list",
+        scenario: "3. full list".into(),
         vai: a,
         baseline: b,
         baseline_name: "kube-apiserver",
@@ -377,7 +377,7 @@ async fn main() {
     });
     let (a, b) = side_by_side(&vai, &client, "/api/v1/pods?labelSelector=shard%3D7", runs).await;
     rows.push(Row {
-        scenario: "4. selective list (1%)",
+        scenario: "4. selective list (1%)".into(),
         vai: a,
         baseline: b,
         baseline_name: "kube-apiserver",
@@ -420,12 +420,33 @@ async fn main() {
         client_side.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     rows.push(Row {
-        scenario: "5. UI page (filter, sort, total)",
+        scenario: "5. UI page (filter, sort, total)".into(),
         vai: median(ui),
         baseline: median(client_side),
         baseline_name: "list + client-side sort",
         unit: "ms",
         goal: "≤ 0.02",
+    });
+
+    // 6. Fan-out: many watchers on vai; upstream still sees one watch per type.
+    let watchers = if full { 1000 } else { 100 };
+    let (upstream_watches, delays) = fan_out(&vai, &client, watchers).await;
+    rows.push(Row {
+        scenario: "6. upstream pod watches added by the downstream watchers".into(),
+        vai: upstream_watches,
+        baseline: watchers as f64,
+        baseline_name: "each watcher on the apiserver",
+        unit: "watches",
+        goal: "0 (one per type, already open)",
+    });
+    let (p50, p99) = (percentile(&delays, 0.5), percentile(&delays, 0.99));
+    rows.push(Row {
+        scenario: format!("6. propagation to {watchers} watchers, p99 (p50 {p50:.1} ms)"),
+        vai: p99,
+        baseline: 100.0,
+        baseline_name: "the goal",
+        unit: "ms",
+        goal: "p99 ≤ 100 ms",
     });
 
     // 7. Restart: time to the first answered list, and LISTs upstream.
@@ -442,7 +463,7 @@ async fn main() {
     let restart = started.elapsed().as_secs_f64();
     let lists = apiserver_lists(&client).await - lists_before;
     rows.push(Row {
-        scenario: "7. restart to first answer",
+        scenario: "7. restart to first answer".into(),
         vai: restart,
         baseline: reflector_sync,
         baseline_name: "reflector's full resync",
@@ -450,7 +471,7 @@ async fn main() {
         goal: "≤ 1 s, no LIST",
     });
     rows.push(Row {
-        scenario: "7. upstream LISTs at restart",
+        scenario: "7. upstream LISTs at restart".into(),
         vai: lists,
         baseline: 1.0,
         baseline_name: "a reflector relists",
@@ -463,6 +484,115 @@ async fn main() {
     // The quick run is a test: every scenario ran and measured something.
     assert!(rows.iter().all(|r| r.vai.is_finite() && r.baseline > 0.0));
     assert_eq!(lists, 0.0, "a restart made no LIST upstream");
+    assert_eq!(
+        upstream_watches, 0.0,
+        "{watchers} downstream watchers opened upstream watches"
+    );
+}
+
+fn percentile(sorted_or_not: &[f64], p: f64) -> f64 {
+    let mut xs = sorted_or_not.to_vec();
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[((xs.len() - 1) as f64 * p) as usize]
+}
+
+/// Opens `n` watches on vai, creates probe pods upstream, and returns (how many pod watches the
+/// apiserver gained while they run, every watcher's delay per probe in ms).
+async fn fan_out(vai: &Vai, client: &kube::Client, n: usize) -> (f64, Vec<f64>) {
+    const PROBES: usize = 5;
+    let path = "/api/v1/namespaces/team-03/pods?watch=1&timeoutSeconds=120";
+    let url = format!("{}{path}", vai.url);
+    let before = apiserver_pod_watches(client).await;
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(n);
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let (url, ready) = (url.clone(), ready_tx.clone());
+        tasks.push(tokio::spawn(async move {
+            watch_probes(&url, PROBES, ready).await
+        }));
+    }
+    for _ in 0..n {
+        ready_rx.recv().await.unwrap();
+    }
+    let watches = apiserver_pod_watches(client).await - before;
+    let api: Api<Pod> = Api::namespaced(client.clone(), "team-03");
+    let mut started = Vec::new();
+    let mut rng = Rng(99);
+    for k in 0..PROBES {
+        let mut pod = creatable(3 + 50 * (1_000_000 + k as u64), &mut rng);
+        pod.metadata.name = Some(format!("fanout-{k}"));
+        started.push(Instant::now());
+        api.create(&PostParams::default(), &pod).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut delays = Vec::new();
+    for task in tasks {
+        let arrivals = task.await.unwrap();
+        for (k, at) in arrivals.into_iter().enumerate() {
+            delays.push((at - started[k]).as_secs_f64() * 1000.0);
+        }
+    }
+    (watches, delays)
+}
+
+/// One downstream watcher: signals when its stream is open, returns when each probe arrived.
+async fn watch_probes(
+    url: &str,
+    probes: usize,
+    ready: tokio::sync::mpsc::Sender<()>,
+) -> Vec<Instant> {
+    use http_body_util::BodyExt;
+    let uri: http::Uri = url.parse().unwrap();
+    let host = uri.authority().unwrap().to_string();
+    let stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::get(uri.path_and_query().unwrap().as_str())
+        .header("host", host)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let mut body = send.send_request(request).await.unwrap().into_body();
+    ready.send(()).await.unwrap();
+    let mut arrivals = vec![None; probes];
+    let mut buffer = Vec::new();
+    while arrivals.iter().any(Option::is_none) {
+        let Some(Ok(frame)) = body.frame().await else {
+            panic!("the watch ended before every probe arrived");
+        };
+        let now = Instant::now();
+        if let Ok(data) = frame.into_data() {
+            buffer.extend_from_slice(&data);
+        }
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            let event: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            if let Some(k) = event["object"]["metadata"]["name"]
+                .as_str()
+                .and_then(|n| n.strip_prefix("fanout-"))
+                .and_then(|k| k.parse::<usize>().ok())
+                && event["type"] == "ADDED"
+            {
+                arrivals[k].get_or_insert(now);
+            }
+        }
+    }
+    arrivals.into_iter().map(Option::unwrap).collect()
+}
+
+/// The apiserver's current long-running WATCH requests on pods.
+async fn apiserver_pod_watches(client: &kube::Client) -> f64 {
+    let page = client
+        .request_text(http::Request::get("/metrics").body(Vec::new()).unwrap())
+        .await
+        .unwrap();
+    page.lines()
+        .filter(|l| l.starts_with("apiserver_longrunning_requests{"))
+        .filter(|l| l.contains(r#"verb="WATCH""#) && l.contains(r#"resource="pods""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 async fn apiserver_lists(client: &kube::Client) -> f64 {
