@@ -500,8 +500,26 @@ fn percentile(sorted_or_not: &[f64], p: f64) -> f64 {
 /// apiserver gained while they run, every watcher's delay per probe in ms).
 async fn fan_out(vai: &Vai, client: &kube::Client, n: usize) -> (f64, Vec<f64>) {
     const PROBES: usize = 5;
-    let path = "/api/v1/namespaces/team-03/pods?watch=1&timeoutSeconds=120";
-    let url = format!("{}{path}", vai.url);
+    // From the current resource version: no initial events, only what happens next.
+    let list: serde_json::Value = serde_json::from_str(
+        &client
+            .request_text(
+                http::Request::get("/api/v1/namespaces/team-03/pods?limit=1")
+                    .body(Vec::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = format!(
+        "{}/api/v1/namespaces/team-03/pods?watch=1&resourceVersion={rv}&timeoutSeconds=120",
+        vai.url
+    );
     let before = apiserver_pod_watches(client).await;
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(n);
     let mut tasks = Vec::new();
@@ -568,6 +586,10 @@ async fn watch_probes(
         }
         while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buffer.drain(..=end).collect();
+            // Only probe events are read whole.
+            if !line.windows(7).any(|w| w == b"fanout-") {
+                continue;
+            }
             let event: serde_json::Value = serde_json::from_slice(&line).unwrap();
             if let Some(k) = event["object"]["metadata"]["name"]
                 .as_str()
