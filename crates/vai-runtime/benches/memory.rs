@@ -13,26 +13,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use vai_store::{Batch, EventKind, ListRequest, Store, StoreConfig};
+use vai_testenv::measure::{percentile, rss_mb};
 use vai_testenv::workload::{Rng, pod};
 
 const PODS: &str = "/v1/pods";
 const GETS: usize = 20_000;
-
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() - 1) as f64 * p) as usize]
-}
 
 /// Every pod's key, without decoding the pods.
 fn keys(store: &Store) -> Vec<(String, String)> {
@@ -76,7 +61,7 @@ fn child(mode: &str, db: &std::path::Path) {
             let timed = time_gets(&keys, |ns, name| {
                 pods.get(&ObjectRef::new(name).within(ns)).is_some()
             });
-            (rss_mb(), timed)
+            (rss_mb(std::process::id()), timed)
         }
         "kube" => {
             let (reader, mut writer) = kube::runtime::reflector::store::<Pod>();
@@ -94,7 +79,7 @@ fn child(mode: &str, db: &std::path::Path) {
             let timed = time_gets(&keys, |ns, name| {
                 reader.get(&ObjectRef::new(name).within(ns)).is_some()
             });
-            (rss_mb(), timed)
+            (rss_mb(std::process::id()), timed)
         }
         other => panic!("unknown mode {other}"),
     };

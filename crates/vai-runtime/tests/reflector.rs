@@ -12,6 +12,7 @@ use vai_runtime::{Change, reflector_with};
 use vai_store::StoreConfig;
 use vai_sync::SyncConfig;
 use vai_testenv::TestEnv;
+use vai_testenv::measure::{apiserver_metrics, metric_sum};
 
 const NS: &str = "t-reflector";
 
@@ -60,15 +61,12 @@ fn lists(registry: &prometheus::Registry) -> u64 {
 }
 
 async fn apiserver_pod_lists(client: &kube::Client) -> f64 {
-    let page = client
-        .request_text(http::Request::get("/metrics").body(Vec::new()).unwrap())
-        .await
-        .unwrap();
-    page.lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-        .filter(|l| l.contains(r#"verb="LIST""#) && l.contains(r#"resource="pods""#))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let page = apiserver_metrics(client).await.unwrap();
+    metric_sum(
+        &page,
+        "apiserver_request_total",
+        &[r#"verb="LIST""#, r#"resource="pods""#],
+    )
 }
 
 #[tokio::test]

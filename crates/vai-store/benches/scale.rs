@@ -14,23 +14,10 @@ use vai_store::{
     SortKey, Store, StoreConfig,
 };
 
+use vai_testenv::measure::percentile;
 use vai_testenv::workload::{Rng, pod, with_managed_fields};
 
 const PODS: &str = "/v1/pods";
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 fn report(what: &str, samples: &mut [Duration], goal: &str) {
     let (p50, p99) = (percentile(samples, 0.5), percentile(samples, 0.99));
@@ -319,6 +306,6 @@ fn main() {
     );
     println!(
         "process RSS at the end: {:.0} MB (includes the generated data set held by the benchmark)",
-        rss_mb()
+        vai_testenv::measure::rss_mb(std::process::id())
     );
 }

@@ -27,6 +27,7 @@
 
 pub mod binaries;
 pub mod controlplane;
+pub mod measure;
 pub mod pki;
 pub mod workload;
 

@@ -21,6 +21,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use vai_testenv::TestEnv;
+use vai_testenv::measure::{apiserver_metrics, metric_sum, rss_mb};
 use vai_testenv::workload::{Rng, pod};
 
 /// One measured comparison.
@@ -36,17 +37,6 @@ struct Row {
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     xs[xs.len() / 2]
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// A pod of the generated workload, made creatable: no server-set fields, no owner (the
@@ -606,25 +596,20 @@ async fn watch_probes(
 
 /// The apiserver's current long-running WATCH requests on pods.
 async fn apiserver_pod_watches(client: &kube::Client) -> f64 {
-    let page = client
-        .request_text(http::Request::get("/metrics").body(Vec::new()).unwrap())
-        .await
-        .unwrap();
-    page.lines()
-        .filter(|l| l.starts_with("apiserver_longrunning_requests{"))
-        .filter(|l| l.contains(r#"verb="WATCH""#) && l.contains(r#"resource="pods""#))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let page = apiserver_metrics(client).await.unwrap();
+    metric_sum(
+        &page,
+        "apiserver_longrunning_requests",
+        &[r#"verb="WATCH""#, r#"resource="pods""#],
+    )
 }
 
+/// LIST requests on pods the apiserver has served.
 async fn apiserver_lists(client: &kube::Client) -> f64 {
-    let page = client
-        .request_text(http::Request::get("/metrics").body(Vec::new()).unwrap())
-        .await
-        .unwrap();
-    page.lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-        .filter(|l| l.contains(r#"verb="LIST""#) && l.contains(r#"resource="pods""#))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let page = apiserver_metrics(client).await.unwrap();
+    metric_sum(
+        &page,
+        "apiserver_request_total",
+        &[r#"verb="LIST""#, r#"resource="pods""#],
+    )
 }

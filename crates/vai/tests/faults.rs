@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use support::{Vai, eventually, get, metric_sum, request};
+use support::{Vai, eventually, get, request};
 use vai_testenv::TestEnv;
+use vai_testenv::measure::{apiserver_metrics, metric_sum};
 
 fn configmap(name: &str, value: &str) -> ConfigMap {
     serde_json::from_value(serde_json::json!({
@@ -48,13 +49,6 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect()
-}
-
-async fn apiserver_metrics(client: &kube::Client) -> String {
-    client
-        .request_text(http::Request::get("/metrics").body(Vec::new()).unwrap())
-        .await
-        .unwrap()
 }
 
 async fn vai_metrics(vai: &Vai) -> String {
@@ -105,7 +99,7 @@ async fn a_restart_resumes_without_relisting_and_410_relists_with_deletions_deli
         .unwrap();
     cms.delete("r2", &DeleteParams::default()).await.unwrap();
     let lists_before = metric_sum(
-        &apiserver_metrics(&client).await,
+        &apiserver_metrics(&client).await.unwrap(),
         "apiserver_request_total",
         &[r#"verb="LIST""#, r#"resource="configmaps""#],
     );
@@ -119,7 +113,7 @@ async fn a_restart_resumes_without_relisting_and_410_relists_with_deletions_deli
     )
     .await;
     let lists_after = metric_sum(
-        &apiserver_metrics(&client).await,
+        &apiserver_metrics(&client).await.unwrap(),
         "apiserver_request_total",
         &[r#"verb="LIST""#, r#"resource="configmaps""#],
     );

@@ -276,17 +276,6 @@ pub fn items(json: &str) -> Vec<serde_json::Value> {
     items
 }
 
-/// A counter's value from a Prometheus text page, summed over series whose labels contain
-/// every `label="value"` given.
-pub fn metric_sum(page: &str, name: &str, labels: &[&str]) -> f64 {
-    page.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Creates a namespace if it does not exist yet.
 pub async fn ensure_namespace(client: &kube::Client, ns: &str) {
     let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
