@@ -39,6 +39,7 @@ pub mod fields;
 pub mod object;
 pub mod page;
 pub mod query;
+mod relist;
 pub mod schema;
 pub mod selector;
 mod watch;
@@ -56,6 +57,7 @@ use tokio::sync::{broadcast, oneshot};
 pub use object::StoredObject;
 pub use page::{Column, Condition, Filter, Operator, PageMeta, PageRequest, SortKey};
 pub use query::{ListMeta, ListRequest, Row};
+pub use relist::Relist;
 pub use selector::{FieldSelector, LabelSelector};
 pub use watch::Watch;
 use writer::{ParsedOp, Work, WriteRequest, Writer};
@@ -177,7 +179,7 @@ pub enum Error {
 impl Error {
     /// Names what SQLite's error says of the file (corrupt, not a database, disk full) where
     /// it can; other errors are unchanged.
-    fn about_file(self, path: &Path) -> Error {
+    pub(crate) fn about_file(self, path: &Path) -> Error {
         match self {
             Error::Sqlite(e) => schema::classify(path, e),
             other => other,
@@ -402,6 +404,9 @@ pub struct StoreConfig {
     pub wal_limit_bytes: u64,
     /// Capacity of the live event channel (a subscriber further behind gets `WatchLagged`).
     pub event_buffer: usize,
+    /// A cap on the database's size: a write that would grow it further fails with
+    /// [`Error::DiskFull`], exactly as when the disk itself is full. `None`: the disk's size.
+    pub max_size_bytes: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -413,6 +418,7 @@ impl Default for StoreConfig {
             read_connections: 8,
             wal_limit_bytes: 64 << 20,
             event_buffer: 4096,
+            max_size_bytes: None,
         }
     }
 }
@@ -442,9 +448,16 @@ impl Store {
     pub fn open(path: &Path, config: StoreConfig) -> Result<Store> {
         let lock = lock_file(path)?;
         let conn = schema::open_writer(path)?;
+        if let Some(bytes) = config.max_size_bytes {
+            let page_size: u64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(|e| schema::classify(path, e))?;
+            conn.pragma_update(None, "max_page_count", (bytes / page_size).max(1))
+                .map_err(|e| schema::classify(path, e))?;
+        }
         let (events, _) = broadcast::channel(config.event_buffer.max(1));
-        let writer =
-            Writer::new(conn, config.clone(), events.clone()).map_err(|e| e.about_file(path))?;
+        let writer = Writer::new(conn, path, config.clone(), events.clone())
+            .map_err(|e| e.about_file(path))?;
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("vai-store-writer".into())
@@ -496,12 +509,11 @@ impl Store {
     }
 
     fn submit(&self, batch: Batch) -> Result<oneshot::Receiver<Result<Arc<[Event]>>>> {
-        let keep = self.inner.config.keep_managed_fields;
-        let indexed = fields::indexed_fields(&batch.resource);
-        let parse = |item: Item| {
-            let mut object = StoredObject::with_fields(item.object, keep, indexed)?;
-            object.cells = item.cells;
-            Ok(object)
+        let parse = |item: Item| -> Result<StoredObject> {
+            Ok(self
+                .parse_all(&batch.resource, vec![item])?
+                .pop()
+                .expect("one item parses into one object"))
         };
         let mut ops = Vec::with_capacity(batch.ops.len());
         for op in batch.ops {
@@ -514,7 +526,7 @@ impl Store {
                 Op::Event(kind, item) => ParsedOp::Apply(kind, parse(item)?),
                 Op::Bookmark(rv) => ParsedOp::Bookmark(rv),
                 Op::Replace(rv, objects) => {
-                    ParsedOp::Replace(rv, objects.into_iter().map(parse).collect::<Result<_>>()?)
+                    ParsedOp::Replace(rv, self.parse_all(&batch.resource, objects)?)
                 }
                 Op::State(state, error) => ParsedOp::State { state, error },
             });
@@ -572,7 +584,7 @@ impl Store {
             let n: i64 = tx
                 .prepare_cached(
                     "SELECT count(*) FROM versions v JOIN resources r ON v.resource_id = r.id
-                     WHERE r.key = ?1 AND v.rv_to IS NULL AND v.kind != 2",
+                     WHERE r.key = ?1 AND v.rv_to IS NULL AND v.kind != 2 AND v.rv <= r.last_rv",
                 )?
                 .query_row([resource], |r| r.get(0))?;
             Ok(n as u64)

@@ -456,10 +456,12 @@ pub(crate) fn events_since(tx: &Transaction, resource: &str, rv: u64) -> Result<
     let name: std::sync::Arc<str> = resource.into();
     let mut stmt = tx.prepare_cached(
         "SELECT seq, kind, rv, namespace, name, body, cells FROM versions
-         WHERE resource_id = ?1 AND rv > ?2 ORDER BY rv, seq",
+         WHERE resource_id = ?1 AND rv > ?2 AND rv <= ?3 ORDER BY rv, seq",
     )?;
+    // Rows above the last resource version belong to a list still being staged (see
+    // `crate::Relist`): not visible yet, not even to a replay.
     let events = stmt
-        .query_map(params![row.id, rv as i64], |r| {
+        .query_map(params![row.id, rv as i64, row.last_rv as i64], |r| {
             Ok(Event {
                 resource: name.clone(),
                 seq: r.get::<_, i64>(0)? as u64,
@@ -473,7 +475,7 @@ pub(crate) fn events_since(tx: &Transaction, resource: &str, rv: u64) -> Result<
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let max_seq: Option<i64> = tx
-        .prepare_cached("SELECT max(seq) FROM versions WHERE resource_id = ?1")?
-        .query_row([row.id], |r| r.get(0))?;
+        .prepare_cached("SELECT max(seq) FROM versions WHERE resource_id = ?1 AND rv <= ?2")?
+        .query_row(params![row.id, row.last_rv as i64], |r| r.get(0))?;
     Ok((events, max_seq.unwrap_or(0) as u64))
 }

@@ -6,7 +6,7 @@
 //! never leave a stored resource version ahead of the stored objects. Subscribers are told of
 //! the events only after the commit. History beyond the retention limits is pruned here too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,6 +39,23 @@ pub(crate) enum ParsedOp {
     Apply(EventKind, StoredObject),
     Bookmark(u64),
     Replace(u64, Vec<StoredObject>),
+    /// Objects of a resource's first list, written above its last resource version, where no
+    /// read sees them until [`ParsedOp::CommitStaged`] (see [`crate::Relist`]). `first` starts
+    /// a new list: whatever an abandoned one staged is discarded.
+    Stage {
+        first: bool,
+        objects: Vec<StoredObject>,
+    },
+    /// The end of a staged first list, at this resource version: the staged objects become the
+    /// resource's state in one commit.
+    CommitStaged(u64),
+    /// The end of a relist of a resource that has data: the objects that differ from the stored
+    /// ones, and the key of every listed object (what is not listed is deleted).
+    ReplaceListed {
+        rv: u64,
+        changed: Vec<StoredObject>,
+        listed: HashSet<(String, String)>,
+    },
     State {
         state: SyncState,
         error: Option<String>,
@@ -47,11 +64,30 @@ pub(crate) enum ParsedOp {
 
 pub(crate) struct Writer {
     conn: Connection,
+    path: std::path::PathBuf,
     config: StoreConfig,
     events: broadcast::Sender<Arc<[Event]>>,
     resource_ids: HashMap<String, i64>,
     next_seq: u64,
 }
+
+/// What a batch produced: its events, and a staged list to publish once committed.
+struct Applied {
+    events: Vec<Event>,
+    staged: Option<StagedList>,
+}
+
+/// A committed staged list, whose events are read back and published in chunks after the
+/// commit rather than held in memory (a first list can be the whole cluster).
+struct StagedList {
+    resource: Arc<str>,
+    rid: i64,
+    stored_rv: u64,
+    rv: u64,
+}
+
+/// Events per published chunk of a staged list.
+const PUBLISH_CHUNK: usize = 1024;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -63,13 +99,16 @@ fn now_ms() -> i64 {
 impl Writer {
     pub fn new(
         conn: Connection,
+        path: &std::path::Path,
         config: StoreConfig,
         events: broadcast::Sender<Arc<[Event]>>,
     ) -> Result<Writer> {
+        discard_all_staged(&conn)?;
         let max_seq: Option<i64> =
             conn.query_row("SELECT max(seq) FROM versions", [], |r| r.get(0))?;
         Ok(Writer {
             conn,
+            path: path.to_path_buf(),
             config,
             events,
             resource_ids: HashMap::new(),
@@ -93,7 +132,7 @@ impl Writer {
 
     fn commit_group(&mut self, group: Vec<WriteRequest>) {
         let seq_before = self.next_seq;
-        let mut outcomes: Vec<(oneshot::Sender<_>, Result<Vec<Event>>)> = Vec::new();
+        let mut outcomes: Vec<(oneshot::Sender<_>, Result<Applied>)> = Vec::new();
         let mut touched = Vec::new();
         let result = (|| -> Result<()> {
             // IMMEDIATE: take the write lock up front, so waiting for a checkpoint goes through
@@ -102,8 +141,11 @@ impl Writer {
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for request in group {
+                let WriteRequest { work, reply } = request;
+                // Every reply is owed an answer, even when the group fails half-way.
+                outcomes.push((reply, Err(Error::Closed)));
                 tx.execute_batch("SAVEPOINT batch")?;
-                let applied = match &request.work {
+                let applied = match &work {
                     Work::Batch { resource, ops } => apply_batch(
                         &tx,
                         &mut self.resource_ids,
@@ -111,18 +153,27 @@ impl Writer {
                         resource,
                         ops,
                     ),
-                    Work::Documents(documents) => {
-                        put_documents(&tx, documents).map(|()| Vec::new())
-                    }
+                    Work::Documents(documents) => put_documents(&tx, documents).map(|()| Applied {
+                        events: Vec::new(),
+                        staged: None,
+                    }),
                 };
-                match &applied {
-                    Ok(_) => tx.execute_batch("RELEASE batch")?,
-                    Err(_) => tx.execute_batch("ROLLBACK TO batch; RELEASE batch")?,
-                }
-                if let (Ok(_), Work::Batch { resource, .. }) = (&applied, &request.work) {
+                let applied = match applied {
+                    Ok(applied) => {
+                        tx.execute_batch("RELEASE batch")?;
+                        Ok(applied)
+                    }
+                    // Some failures (a full disk) end the whole transaction, savepoint and
+                    // all: then the group fails, with that failure as its cause.
+                    Err(e) => match tx.execute_batch("ROLLBACK TO batch; RELEASE batch") {
+                        Ok(()) => Err(e),
+                        Err(_) => return Err(e),
+                    },
+                };
+                if let (Ok(_), Work::Batch { resource, .. }) = (&applied, &work) {
                     touched.push(resource.clone());
                 }
-                outcomes.push((request.reply, applied));
+                outcomes.last_mut().expect("pushed above").1 = applied;
             }
             for resource in &touched {
                 prune(&tx, &self.resource_ids, resource, &self.config)?;
@@ -133,28 +184,103 @@ impl Writer {
         match result {
             Ok(()) => {
                 for (reply, outcome) in outcomes {
-                    let outcome = outcome.map(Arc::<[Event]>::from);
-                    if let Ok(events) = &outcome
-                        && !events.is_empty()
-                    {
-                        // No subscriber is not an error.
-                        let _ = self.events.send(events.clone());
-                    }
+                    let outcome = outcome.map_err(|e| e.about_file(&self.path));
+                    let outcome = outcome.map(|applied| {
+                        let events = Arc::<[Event]>::from(applied.events);
+                        if !events.is_empty() {
+                            // No subscriber is not an error.
+                            let _ = self.events.send(events.clone());
+                        }
+                        if let Some(list) = applied.staged {
+                            self.publish_staged(&list);
+                        }
+                        events
+                    });
                     let _ = reply.send(outcome);
                 }
             }
             Err(e) => {
+                let e = e.about_file(&self.path);
                 tracing::error!(error = %e, "store commit failed; the batches are not applied");
                 self.next_seq = seq_before;
                 // The transaction rolled back: drop cached ids of resources it may have created.
                 self.resource_ids.clear();
-                let message = e.to_string();
                 for (reply, _) in outcomes {
-                    let _ = reply.send(Err(Error::CommitFailed(message.clone())));
+                    let _ = reply.send(Err(match &e {
+                        Error::DiskFull(path) => Error::DiskFull(path.clone()),
+                        other => Error::CommitFailed(other.to_string()),
+                    }));
                 }
             }
         }
     }
+}
+
+impl Writer {
+    /// Publishes a committed staged list's events (ADDED at the list's resource version), read
+    /// back from the file in chunks. A failed read is logged: the data is committed, and a
+    /// subscriber that misses events resynchronises as after a lag.
+    fn publish_staged(&self, list: &StagedList) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        let result = (|| -> Result<()> {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT seq, namespace, name, body, cells FROM versions
+                 WHERE resource_id = ?1 AND rv = ?2 ORDER BY seq",
+            )?;
+            let mut rows = stmt.query(params![list.rid, list.stored_rv as i64])?;
+            let mut chunk = Vec::with_capacity(PUBLISH_CHUNK);
+            while let Some(r) = rows.next()? {
+                chunk.push(Event {
+                    resource: list.resource.clone(),
+                    seq: r.get::<_, i64>(0)? as u64,
+                    kind: EventKind::Added,
+                    resource_version: list.rv,
+                    namespace: r.get(1)?,
+                    name: r.get(2)?,
+                    body: r.get::<_, Vec<u8>>(3)?.into(),
+                    cells: r.get::<_, Option<Vec<u8>>>(4)?.map(Into::into),
+                });
+                if chunk.len() == PUBLISH_CHUNK {
+                    let _ = self.events.send(std::mem::take(&mut chunk).into());
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = self.events.send(chunk.into());
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::error!(error = %e, resource = %list.resource,
+                "reading back a committed list to publish it failed; watchers will resync");
+        }
+    }
+}
+
+/// Drops the rows of staged lists that never committed (the process stopped mid-list): every
+/// row above its resource's last resource version.
+fn discard_all_staged(conn: &Connection) -> Result<()> {
+    let resources: Vec<(i64, i64)> = conn
+        .prepare("SELECT id, last_rv FROM resources")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (rid, last_rv) in resources {
+        discard_staged(conn, rid, last_rv as u64)?;
+    }
+    Ok(())
+}
+
+/// Deletes the rows staged above `last_rv` for one resource (and their label rows).
+fn discard_staged(conn: &Connection, rid: i64, last_rv: u64) -> Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM labels WHERE version_id IN
+           (SELECT id FROM versions WHERE resource_id = ?1 AND rv > ?2)",
+    )?
+    .execute(params![rid, last_rv as i64])?;
+    conn.prepare_cached("DELETE FROM versions WHERE resource_id = ?1 AND rv > ?2")?
+        .execute(params![rid, last_rv as i64])?;
+    Ok(())
 }
 
 fn resource_id(tx: &Transaction, ids: &mut HashMap<String, i64>, resource: &str) -> Result<i64> {
@@ -195,6 +321,8 @@ struct Ctx<'a> {
     next_seq: &'a mut u64,
     now: i64,
     events: Vec<Event>,
+    /// Off while staging: a staged list's events are published from the file after commit.
+    record: bool,
 }
 
 impl Ctx<'_> {
@@ -251,6 +379,9 @@ impl Ctx<'_> {
                 insert.execute(params![version_id, k, v, rid])?;
             }
         }
+        if !self.record {
+            return Ok(());
+        }
         self.events.push(Event {
             resource: self.resource.clone(),
             seq,
@@ -283,7 +414,7 @@ fn apply_batch(
     next_seq: &mut u64,
     resource: &str,
     ops: &[ParsedOp],
-) -> Result<Vec<Event>> {
+) -> Result<Applied> {
     let rid = resource_id(tx, ids, resource)?;
     let (mut last_rv, mut compacted, mut listed): (u64, u64, Option<i64>) = tx.query_row(
         "SELECT last_rv, compacted_rv, list_rv FROM resources WHERE id = ?1",
@@ -296,6 +427,22 @@ fn apply_batch(
             ))
         },
     )?;
+    // A staged list's rows are those above the last resource version, at the version just
+    // above it. Anything but the staged list's own operations means that list was abandoned:
+    // its rows must go before they could become visible.
+    let staged_at = last_rv + 1;
+    let abandons = ops.iter().any(|op| {
+        matches!(
+            op,
+            ParsedOp::Apply(..)
+                | ParsedOp::Bookmark(_)
+                | ParsedOp::Replace(..)
+                | ParsedOp::ReplaceListed { .. }
+        )
+    });
+    if abandons {
+        discard_staged(tx, rid, last_rv)?;
+    }
     let mut ctx = Ctx {
         tx,
         rid,
@@ -303,18 +450,34 @@ fn apply_batch(
         next_seq,
         now: now_ms(),
         events: Vec::new(),
+        record: true,
     };
     let mut state_update = None;
+    let mut published = None;
     // Only data from upstream counts as contact; a state change alone (e.g. "stale") does not.
     let contact = ops.iter().any(|op| !matches!(op, ParsedOp::State { .. }));
+    // A list's resource version becomes the resource's: listed, the window's start on a first
+    // list, and the newest seen.
+    let listed_at = |rv: u64, last_rv: &mut u64, compacted: &mut u64, listed: &mut Option<i64>| {
+        if listed.is_none() && *compacted == 0 {
+            // Nothing is known of this resource before its first list.
+            *compacted = rv;
+        }
+        *listed = Some(rv as i64);
+        *last_rv = (*last_rv).max(rv);
+    };
     for op in ops {
         match op {
             ParsedOp::Apply(kind, obj) => {
                 let rv = obj.resource_version;
                 let existing = current(tx, rid, &obj.namespace, &obj.name)?;
                 // Events at or below what we hold for this key are replays: skip them, so a
-                // resumed watch never duplicates or reorders.
-                if existing.is_some_and(|(cur, _)| cur >= rv) {
+                // resumed watch never duplicates or reorders. So are events at or below the
+                // last list's version, which that list already reflects (whatever version its
+                // rows are stored at: a staged first list's sit below it).
+                if existing.is_some_and(|(cur, _)| cur >= rv)
+                    || listed.is_some_and(|at| rv <= at as u64)
+                {
                     last_rv = last_rv.max(rv);
                     continue;
                 }
@@ -338,13 +501,64 @@ fn apply_batch(
                 ctx.events.push(Event::bookmark(ctx.resource.clone(), *rv));
             }
             ParsedOp::Replace(rv, objects) => {
-                replace(&mut ctx, *rv, objects)?;
-                if listed.is_none() && compacted == 0 {
-                    // Nothing is known of this resource before its first list.
-                    compacted = *rv;
+                let keys = objects
+                    .iter()
+                    .map(|o| (o.namespace.clone(), o.name.clone()))
+                    .collect();
+                replace(&mut ctx, *rv, objects, &keys)?;
+                listed_at(*rv, &mut last_rv, &mut compacted, &mut listed);
+            }
+            ParsedOp::ReplaceListed {
+                rv,
+                changed,
+                listed: keys,
+            } => {
+                replace(&mut ctx, *rv, changed, keys)?;
+                listed_at(*rv, &mut last_rv, &mut compacted, &mut listed);
+            }
+            ParsedOp::Stage { first, objects } => {
+                if *first {
+                    discard_staged(tx, rid, last_rv)?;
+                    let has_rows: bool = tx
+                        .prepare_cached(
+                            "SELECT EXISTS (SELECT 1 FROM versions WHERE resource_id = ?1)",
+                        )?
+                        .query_row([rid], |r| r.get(0))?;
+                    if has_rows || listed.is_some() {
+                        return Err(Error::InvalidObject(format!(
+                            "{resource} has data: its relist must compare, not stage"
+                        )));
+                    }
                 }
-                listed = Some(*rv as i64);
-                last_rv = last_rv.max(*rv);
+                ctx.record = false;
+                for obj in objects {
+                    ctx.put(EventKind::Added, staged_at, obj, false)?;
+                }
+                ctx.record = true;
+            }
+            ParsedOp::CommitStaged(rv) => {
+                let any: bool = tx
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM versions WHERE resource_id = ?1 AND rv = ?2)",
+                    )?
+                    .query_row(params![rid, staged_at as i64], |r| r.get(0))?;
+                let mut stored_rv = staged_at;
+                if any && staged_at > *rv {
+                    // Rows are visible from the version they are stored at: above the list's
+                    // they would stay hidden (only if upstream's version went backwards).
+                    tx.prepare_cached(
+                        "UPDATE versions SET rv = ?3 WHERE resource_id = ?1 AND rv = ?2",
+                    )?
+                    .execute(params![rid, staged_at as i64, *rv as i64])?;
+                    stored_rv = *rv;
+                }
+                published = any.then(|| StagedList {
+                    resource: ctx.resource.clone(),
+                    rid,
+                    stored_rv,
+                    rv: *rv,
+                });
+                listed_at(*rv, &mut last_rv, &mut compacted, &mut listed);
             }
             ParsedOp::State { state, error } => state_update = Some((*state, error.clone())),
         }
@@ -366,48 +580,54 @@ fn apply_batch(
         tx.prepare_cached("UPDATE resources SET state = ?2, last_error = ?3 WHERE id = ?1")?
             .execute(params![rid, state.as_str(), error])?;
     }
-    Ok(ctx.events)
+    Ok(Applied {
+        events: ctx.events,
+        staged: published,
+    })
 }
 
-/// Swaps the live set of a resource for `objects` (a full list at `rv`): what changed is
-/// written as new versions at `rv`, what vanished becomes a tombstone at `rv`.
-fn replace(ctx: &mut Ctx, rv: u64, objects: &[StoredObject]) -> Result<()> {
-    type Live = (u64, Vec<u8>, Option<Vec<u8>>);
-    let mut live: HashMap<(String, String), Live> = HashMap::new();
+/// Swaps the live set of a resource for a full list at `rv`, of which `objects` are the
+/// members that may differ from what is stored and `listed` every member's key: what changed
+/// is written as new versions at `rv`, what vanished becomes a tombstone at `rv`.
+fn replace(
+    ctx: &mut Ctx,
+    rv: u64,
+    objects: &[StoredObject],
+    listed: &HashSet<(String, String)>,
+) -> Result<()> {
+    for obj in objects {
+        match current(ctx.tx, ctx.rid, &obj.namespace, &obj.name)? {
+            // Already newer than the list, or unchanged: nothing to write.
+            Some((cur_rv, false)) if cur_rv >= rv => {}
+            Some((_, false)) => {
+                if current_body(ctx.tx, ctx.rid, &obj.namespace, &obj.name)?
+                    .is_none_or(|(body, _)| body != obj.body)
+                {
+                    ctx.put(EventKind::Modified, rv, obj, true)?;
+                }
+            }
+            Some((_, true)) => ctx.put(EventKind::Added, rv, obj, true)?,
+            None => ctx.put(EventKind::Added, rv, obj, false)?,
+        }
+    }
+    let mut vanished = Vec::new();
     {
         let mut stmt = ctx.tx.prepare_cached(
-            "SELECT namespace, name, rv, body, cells FROM versions
+            "SELECT namespace, name, rv FROM versions INDEXED BY versions_by_key
              WHERE resource_id = ?1 AND rv_to IS NULL AND kind != 2",
         )?;
         let mut rows = stmt.query([ctx.rid])?;
         while let Some(row) = rows.next()? {
-            live.insert(
-                (row.get(0)?, row.get(1)?),
-                (row.get::<_, i64>(2)? as u64, row.get(3)?, row.get(4)?),
-            );
-        }
-    }
-    for obj in objects {
-        match live.remove(&(obj.namespace.clone(), obj.name.clone())) {
-            Some((cur_rv, body, _)) => {
-                // Unchanged, or already newer than the list: nothing to write.
-                if body == obj.body || cur_rv >= rv {
-                    continue;
-                }
-                ctx.put(EventKind::Modified, rv, obj, true)?;
-            }
-            None => {
-                let had_tombstone = current(ctx.tx, ctx.rid, &obj.namespace, &obj.name)?.is_some();
-                ctx.put(EventKind::Added, rv, obj, had_tombstone)?;
+            let key: (String, String) = (row.get(0)?, row.get(1)?);
+            if (row.get::<_, i64>(2)? as u64) < rv && !listed.contains(&key) {
+                vanished.push(key);
             }
         }
     }
-    let mut vanished: Vec<_> = live.into_iter().collect();
     vanished.sort();
-    for ((namespace, name), (cur_rv, body, cells)) in vanished {
-        if cur_rv >= rv {
-            continue;
-        }
+    for (namespace, name) in vanished {
+        let (body, cells) = current_body(ctx.tx, ctx.rid, &namespace, &name)?
+            .expect("a vanished key has a current version");
         let obj = StoredObject {
             namespace,
             name,
@@ -421,6 +641,20 @@ fn replace(ctx: &mut Ctx, rv: u64, objects: &[StoredObject]) -> Result<()> {
         ctx.put(EventKind::Deleted, rv, &obj, true)?;
     }
     Ok(())
+}
+
+/// A version's body and table cells.
+type BodyAndCells = (Vec<u8>, Option<Vec<u8>>);
+
+/// The body and cells of a key's current version.
+fn current_body(conn: &Connection, rid: i64, ns: &str, name: &str) -> Result<Option<BodyAndCells>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT body, cells FROM versions
+             WHERE resource_id = ?1 AND namespace = ?2 AND name = ?3 AND rv_to IS NULL",
+        )?
+        .query_row(params![rid, ns, name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
 }
 
 /// Applies the retention limits to one resource's history: raises `compacted_rv` so that at

@@ -1,5 +1,5 @@
-//! Model-based property test: random sequences of events, stale replays, bookmarks, relists and
-//! reopenings, applied to the store and to a plain in-memory model. Every list (whole, paged,
+//! Model-based property test: random sequences of events, stale replays, bookmarks, relists
+//! (whole, in chunks, abandoned midway) and reopenings, applied to the store and to a plain in-memory model. Every list (whole, paged,
 //! by selector, by namespace), every get and every "as of" list must agree with the model.
 
 use std::collections::BTreeMap;
@@ -25,7 +25,14 @@ enum Action {
         key: usize,
     },
     Bookmark,
+    /// A full list; `chunk` > 0 sends it in chunks of that many objects through
+    /// `Store::relist`, 0 as one `replace`.
     Relist {
+        keep: Vec<(usize, usize, usize)>,
+        chunk: usize,
+    },
+    /// A chunked list that stops before its end (an error mid-list): nothing may change.
+    AbandonedRelist {
         keep: Vec<(usize, usize, usize)>,
     },
     Reopen,
@@ -100,8 +107,10 @@ fn action() -> impl Strategy<Value = Action> {
         2 => (0..21usize).prop_map(|key| Action::Delete { key }),
         1 => (0..21usize).prop_map(|key| Action::Replay { key }),
         1 => Just(Action::Bookmark),
-        1 => proptest::collection::vec((0..21usize, 0..3usize, 0..3usize), 0..12)
-            .prop_map(|keep| Action::Relist { keep }),
+        1 => (proptest::collection::vec((0..21usize, 0..3usize, 0..3usize), 0..12), 0..4usize)
+            .prop_map(|(keep, chunk)| Action::Relist { keep, chunk }),
+        1 => proptest::collection::vec((0..21usize, 0..3usize, 0..3usize), 1..12)
+            .prop_map(|keep| Action::AbandonedRelist { keep }),
         1 => Just(Action::Reopen),
     ]
 }
@@ -214,6 +223,22 @@ fn check(store: &Store, model: &Model) {
     }
 }
 
+/// A full list at `rv` of the keys in `keep`: objects unchanged since last seen keep their
+/// bytes (`app` 0), others are new states.
+fn listed(model: &Model, keep: Vec<(usize, usize, usize)>, rv: u64) -> BTreeMap<Key, Vec<u8>> {
+    let live = model.live();
+    let mut objects = BTreeMap::new();
+    for (i, app, tier) in keep {
+        let k = key(i);
+        let b = match live.get(&k) {
+            Some(b) if app == 0 => b.clone(),
+            _ => body(&k, rv, app, tier),
+        };
+        objects.insert(k, b);
+    }
+    objects
+}
+
 fn run(actions: Vec<Action>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vai.db");
@@ -223,6 +248,9 @@ fn run(actions: Vec<Action>) {
     };
     let mut store = Store::open(&path, config.clone()).unwrap();
     let mut model = Model::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let mut rv = 1;
     for action in actions {
         match action {
@@ -262,22 +290,37 @@ fn run(actions: Vec<Action>) {
                 store.write_blocking(Batch::new(PODS).bookmark(rv)).unwrap();
                 model.last_rv = rv;
             }
-            Action::Relist { keep } => {
+            Action::AbandonedRelist { keep } => {
+                let objects = listed(&model, keep, rv + 1);
+                runtime.block_on(async {
+                    let mut relist = store.relist(PODS).unwrap();
+                    relist
+                        .push(objects.into_values().map(Into::into).collect())
+                        .await
+                        .unwrap();
+                });
+            }
+            Action::Relist { keep, chunk } => {
                 rv += 1;
                 let live = model.live();
-                let mut objects = BTreeMap::new();
-                for (i, app, tier) in keep {
-                    let k = key(i);
-                    // Objects unchanged since last seen keep their bytes; others are new states.
-                    let b = match live.get(&k) {
-                        Some(b) if app == 0 => b.clone(),
-                        _ => body(&k, rv, app, tier),
-                    };
-                    objects.insert(k, b);
+                let objects = listed(&model, keep, rv);
+                if chunk == 0 {
+                    store
+                        .write_blocking(Batch::new(PODS).replace(rv, objects.values().cloned()))
+                        .unwrap();
+                } else {
+                    let items: Vec<vai_store::Item> =
+                        objects.values().cloned().map(Into::into).collect();
+                    runtime.block_on(async {
+                        let mut relist = store.relist(PODS).unwrap();
+                        for part in items.chunks(chunk) {
+                            relist.push(part.to_vec()).await.unwrap();
+                            // Nothing of a list is visible before its end.
+                            check(&store, &model);
+                        }
+                        relist.finish(rv).await.unwrap();
+                    });
                 }
-                store
-                    .write_blocking(Batch::new(PODS).replace(rv, objects.values().cloned()))
-                    .unwrap();
                 for (k, b) in &objects {
                     if live.get(k) != Some(b) {
                         model.set(k.clone(), rv, Some(b.clone()));

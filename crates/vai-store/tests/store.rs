@@ -799,3 +799,152 @@ fn field_selectors_on_indexed_fields_are_answered_and_others_refused() {
         matches!(list_err(&store, unsupported), Error::UnsupportedField(m) if m == "field label not supported: spec.color")
     );
 }
+
+#[tokio::test]
+async fn a_full_disk_fails_the_batch_whole_keeps_reads_and_resumes_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vai.db");
+    // A cap on the file's size gives the error a full disk gives (SQLITE_FULL).
+    let small = StoreConfig {
+        max_size_bytes: Some(2 << 20),
+        ..Default::default()
+    };
+    let store = Store::open(&path, small).unwrap();
+    let padded = |name: String, rv: u64| -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv.to_string()},
+            "spec": {"padding": "x".repeat(4000)},
+        }))
+        .unwrap()
+    };
+    store
+        .write(Batch::new(PODS).replace(1, Vec::<Vec<u8>>::new()))
+        .await
+        .unwrap();
+    let mut rv = 1;
+    let err = loop {
+        let mut batch = Batch::new(PODS);
+        for i in 0..20 {
+            batch = batch.event(EventKind::Added, padded(format!("p{rv}-{i}"), rv + 1));
+        }
+        match store.write(batch).await {
+            Ok(_) => rv += 1,
+            Err(e) => break e,
+        }
+        assert!(rv < 1000, "the cap was never reached");
+    };
+    assert!(matches!(err, Error::DiskFull(_)), "{err:?}");
+    assert!(err.to_string().contains("the disk is full"), "{err}");
+
+    // Nothing of the failed batch is there; what was committed is, and reads go on.
+    let stored = store.count(PODS).unwrap();
+    assert_eq!(stored, 20 * (rv - 1));
+    let state = store.resource_state(PODS).unwrap().unwrap();
+    assert_eq!(
+        state.last_resource_version, rv,
+        "the stored RV did not move"
+    );
+    assert_eq!(
+        names(&store, &ListRequest::default()).0.len() as u64,
+        stored
+    );
+    // A chunked list fails the same way and leaves the last-good set in place.
+    let mut relist = store.relist(PODS).unwrap();
+    let chunk: Vec<vai_store::Item> = (0..200)
+        .map(|i| padded(format!("q{i}"), rv + 5).into())
+        .collect();
+    relist.push(chunk).await.unwrap();
+    let err = relist.finish(rv + 5).await.unwrap_err();
+    assert!(matches!(err, Error::DiskFull(_)), "{err:?}");
+    assert_eq!(store.count(PODS).unwrap(), stored);
+    // So does a first list, staged chunk by chunk: nothing of it is visible.
+    let mut first = store.relist("/v1/configmaps").unwrap();
+    let chunk: Vec<vai_store::Item> = (0..200)
+        .map(|i| padded(format!("c{i}"), rv + 5).into())
+        .collect();
+    let err = first.push(chunk).await.unwrap_err();
+    assert!(matches!(err, Error::DiskFull(_)), "{err:?}");
+    assert_eq!(store.count("/v1/configmaps").unwrap(), 0);
+    drop(first);
+    store.close();
+    drop(store);
+
+    // Space again: the file is sound, nothing was lost, writes resume.
+    let store = Store::open(&path, StoreConfig::default()).unwrap();
+    store.check_integrity().unwrap();
+    assert_eq!(store.count(PODS).unwrap(), stored);
+    let mut batch = Batch::new(PODS);
+    for i in 0..20 {
+        batch = batch.event(EventKind::Added, padded(format!("p{rv}-{i}"), rv + 1));
+    }
+    store.write(batch).await.unwrap();
+    assert_eq!(store.count(PODS).unwrap(), stored + 20);
+}
+
+#[test]
+fn the_wal_stays_bounded_under_a_stream_of_overlapping_long_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vai.db");
+    let limit = 4 << 20;
+    let store = Store::open(
+        &path,
+        StoreConfig {
+            wal_limit_bytes: limit,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let wal = dir.path().join("vai.db-wal");
+    let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    store
+        .write_blocking(Batch::new(PODS).replace(1, Vec::<Vec<u8>>::new()))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Three readers, staggered, each holding a snapshot for 150 ms: at every moment some
+    // reader is on an old snapshot, which a checkpoint that never waits cannot get past.
+    let readers: Vec<_> = (0..3)
+        .map(|k| {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50 * k));
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    store
+                        .read(|tx| {
+                            tx.query_row("SELECT count(*) FROM versions", [], |r| {
+                                r.get::<_, i64>(0)
+                            })?;
+                            std::thread::sleep(Duration::from_millis(150));
+                            Ok(())
+                        })
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    // ~25 MB written, 6× the limit.
+    let mut largest = 0;
+    for rv in 2..120u64 {
+        let mut batch = Batch::new(PODS);
+        for i in 0..50 {
+            let body = serde_json::to_vec(&serde_json::json!({
+                "kind": "Pod",
+                "metadata": {"name": format!("p{i}"), "namespace": "ns",
+                             "resourceVersion": rv.to_string()},
+                "spec": {"padding": format!("{rv}").repeat(1000)},
+            }))
+            .unwrap();
+            batch = batch.event(EventKind::Modified, body);
+        }
+        store.write_blocking(batch).unwrap();
+        largest = largest.max(wal_size());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    assert!(
+        largest < 4 * limit,
+        "the WAL grew to {largest} bytes (limit {limit})"
+    );
+}

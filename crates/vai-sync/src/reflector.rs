@@ -27,6 +27,9 @@ use crate::{Error, Shared};
 const MAX_BATCH: usize = 512;
 /// Objects per page of a plain (non-streaming) list.
 const PAGE_SIZE: usize = 500;
+/// Objects of a streaming list handed to the store at a time (memory stays bounded by a chunk,
+/// not by the list; see `vai_store::Relist`).
+const LIST_CHUNK: usize = 500;
 
 enum Phase {
     List,
@@ -208,23 +211,25 @@ impl Reflector {
             config.idle_timeout,
         )
         .await?;
-        let mut objects = Vec::new();
+        let mut relist = self.shared.store.relist(&self.key)?;
+        let mut chunk = Vec::with_capacity(LIST_CHUNK);
         self.shared.status.set_loaded(&self.key, 0);
         loop {
             let event = stream.next().await?;
             self.save_columns(stream.take_columns()).await?;
             match event {
                 Some(WatchEvent::Object(_, object)) => {
-                    objects.push(object);
+                    chunk.push(object);
+                    if chunk.len() == LIST_CHUNK {
+                        relist.push(std::mem::take(&mut chunk)).await?;
+                    }
                     self.shared
                         .status
-                        .set_loaded(&self.key, objects.len() as u64);
+                        .set_loaded(&self.key, relist.len() + chunk.len() as u64);
                 }
                 Some(WatchEvent::Bookmark(rv, true)) => {
-                    self.shared
-                        .store
-                        .write(Batch::new(&self.key).replace(rv, objects))
-                        .await?;
+                    relist.push(chunk).await?;
+                    relist.finish(rv).await?;
                     return Ok((rv, stream));
                 }
                 Some(WatchEvent::Bookmark(..)) => {}
@@ -244,7 +249,7 @@ impl Reflector {
     }
 
     async fn paged_list(&mut self) -> Result<u64, Error> {
-        let mut objects = Vec::new();
+        let mut relist = self.shared.store.relist(&self.key)?;
         let mut token: Option<String> = None;
         self.shared.status.set_loaded(&self.key, 0);
         loop {
@@ -262,18 +267,13 @@ impl Reflector {
             .await?;
             let page = parse_list_page(&body, &self.info.api_version(), &self.info.kind)?;
             self.save_columns(page.columns).await?;
-            objects.extend(page.items);
-            self.shared
-                .status
-                .set_loaded(&self.key, objects.len() as u64);
+            relist.push(page.items).await?;
+            self.shared.status.set_loaded(&self.key, relist.len());
             match page.continue_token {
                 Some(next) => token = Some(next),
                 None => {
                     let rv = page.resource_version;
-                    self.shared
-                        .store
-                        .write(Batch::new(&self.key).replace(rv, objects))
-                        .await?;
+                    relist.finish(rv).await?;
                     return Ok(rv);
                 }
             }

@@ -1,0 +1,189 @@
+//! A full list that arrives in chunks and replaces a resource's set atomically, with memory
+//! bounded by a chunk rather than by the whole list.
+//!
+//! A list of 100,000 Pods is half a gigabyte of JSON; holding it until the swap (and the events
+//! it yields) made the sync's memory grow with the cluster. A [`Relist`] takes the list chunk by
+//! chunk instead, in one of two ways, chosen when it starts:
+//!
+//! - **First list** (nothing stored for the resource): each chunk is written at once, at the
+//!   resource version just above the resource's last one. Every read is bounded by that last
+//!   version, so no reader sees a staged row; [`Relist::finish`] moves the last version to the
+//!   list's in the same commit, and the whole set appears at once. A list abandoned (an error,
+//!   a crash) leaves rows above the last version, which the writer deletes when the next list
+//!   starts, when anything else is written for the resource, and when the file is opened.
+//! - **Relist** (data stored): each chunk is compared with the stored objects on a read
+//!   connection; only objects that differ are kept, with the keys of all. `finish` applies
+//!   them, and deletes what was not listed, in one commit. Memory: the keys, and the changes.
+//!
+//! Either way readers see the last-good set until `finish`, and subscribers get the same
+//! ADDED/MODIFIED/DELETED events as from [`crate::Batch::replace`]. One sync loop owns a
+//! resource's writes; a relist assumes nothing else writes that resource meanwhile.
+
+use std::collections::HashSet;
+
+use rusqlite::params;
+
+use crate::writer::{ParsedOp, Work};
+use crate::{Error, Item, Result, Store, StoredObject, fields, query};
+
+/// A full list of one resource type being written chunk by chunk. See the [module](self).
+#[derive(Debug)]
+pub struct Relist {
+    store: Store,
+    resource: String,
+    mode: Mode,
+    pushed: u64,
+}
+
+#[derive(Debug)]
+enum Mode {
+    /// Nothing stored: chunks are written, invisible until `finish`.
+    Staged,
+    /// Data stored: the listed keys, and the objects that differ from the stored ones.
+    Compared {
+        listed: HashSet<(String, String)>,
+        changed: Vec<StoredObject>,
+    },
+}
+
+impl Store {
+    /// Starts a full list of `resource` that arrives in chunks ([`Relist::push`]) and replaces
+    /// the stored set atomically at [`Relist::finish`], as [`crate::Batch::replace`] does with
+    /// the whole list in memory.
+    pub fn relist(&self, resource: &str) -> Result<Relist> {
+        let stored = self.read(|tx| {
+            Ok(tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM versions
+                                    WHERE resource_id = r.id AND rv <= r.last_rv)
+                            OR r.list_rv IS NOT NULL
+                     FROM resources r WHERE r.key = ?1",
+                )?
+                .query_row([resource], |r| r.get::<_, bool>(0))
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(false),
+                    e => Err(e),
+                })?)
+        })?;
+        let mode = if stored {
+            Mode::Compared {
+                listed: HashSet::new(),
+                changed: Vec::new(),
+            }
+        } else {
+            Mode::Staged
+        };
+        Ok(Relist {
+            store: self.clone(),
+            resource: resource.to_string(),
+            mode,
+            pushed: 0,
+        })
+    }
+}
+
+impl Relist {
+    /// Adds the next chunk of the list. Objects are parsed on the calling thread; an error
+    /// leaves the stored set as it was (start the list again).
+    pub async fn push(&mut self, items: Vec<Item>) -> Result<()> {
+        let objects = self.store.parse_all(&self.resource, items)?;
+        let first = self.pushed == 0;
+        self.pushed += objects.len() as u64;
+        match &mut self.mode {
+            Mode::Staged => {
+                let work = Work::Batch {
+                    resource: self.resource.clone(),
+                    ops: vec![ParsedOp::Stage { first, objects }],
+                };
+                self.store.send(work)?.await.map_err(|_| Error::Closed)??;
+            }
+            Mode::Compared { listed, changed } => {
+                let (store, resource) = (self.store.clone(), self.resource.clone());
+                let (objects, same) = tokio::task::spawn_blocking(move || -> Result<_> {
+                    let same = store.read(|tx| unchanged(tx, &resource, &objects))?;
+                    Ok((objects, same))
+                })
+                .await
+                .map_err(|_| Error::Closed)??;
+                for (object, same) in objects.into_iter().zip(same) {
+                    listed.insert((object.namespace.clone(), object.name.clone()));
+                    if !same {
+                        changed.push(object);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How many objects were pushed so far.
+    pub fn len(&self) -> u64 {
+        self.pushed
+    }
+
+    /// Whether nothing was pushed yet.
+    pub fn is_empty(&self) -> bool {
+        self.pushed == 0
+    }
+
+    /// Ends the list, taken at resource version `rv`: the listed set replaces the stored one in
+    /// one commit, and subscribers get the differences as events.
+    pub async fn finish(self, rv: u64) -> Result<()> {
+        let op = match self.mode {
+            Mode::Staged => ParsedOp::CommitStaged(rv),
+            Mode::Compared { listed, changed } => ParsedOp::ReplaceListed {
+                rv,
+                changed,
+                listed,
+            },
+        };
+        let work = Work::Batch {
+            resource: self.resource,
+            ops: vec![op],
+        };
+        self.store
+            .send(work)?
+            .await
+            .map_err(|_| Error::Closed)?
+            .map(|_| ())
+    }
+}
+
+/// For each object, whether the stored current version has the same bytes.
+fn unchanged(
+    tx: &rusqlite::Transaction,
+    resource: &str,
+    objects: &[StoredObject],
+) -> Result<Vec<bool>> {
+    let row = query::resource_row(tx, resource)?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT body FROM versions
+         WHERE resource_id = ?1 AND namespace = ?2 AND name = ?3 AND rv_to IS NULL AND kind != 2",
+    )?;
+    objects
+        .iter()
+        .map(|o| {
+            let mut rows = stmt.query(params![row.id, o.namespace, o.name])?;
+            Ok(match rows.next()? {
+                Some(r) => r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)? == o.body,
+                None => false,
+            })
+        })
+        .collect()
+}
+
+impl Store {
+    /// Parses a chunk's objects as [`Store::write`] does.
+    pub(crate) fn parse_all(&self, resource: &str, items: Vec<Item>) -> Result<Vec<StoredObject>> {
+        let keep = self.inner.config.keep_managed_fields;
+        let indexed = fields::indexed_fields(resource);
+        items
+            .into_iter()
+            .map(|item| {
+                let mut object = StoredObject::with_fields(item.object, keep, indexed)?;
+                object.cells = item.cells;
+                Ok(object)
+            })
+            .collect()
+    }
+}
