@@ -35,6 +35,7 @@
 //! ```
 
 mod checkpoint;
+mod counts;
 pub mod fields;
 pub mod object;
 pub mod page;
@@ -580,14 +581,10 @@ impl Store {
 
     /// How many objects of `resource` exist now.
     pub fn count(&self, resource: &str) -> Result<u64> {
-        self.read(|tx| {
-            let n: i64 = tx
-                .prepare_cached(
-                    "SELECT count(*) FROM versions v JOIN resources r ON v.resource_id = r.id
-                     WHERE r.key = ?1 AND v.rv_to IS NULL AND v.kind != 2 AND v.rv <= r.last_rv",
-                )?
-                .query_row([resource], |r| r.get(0))?;
-            Ok(n as u64)
+        self.read(|tx| match query::resource_row(tx, resource) {
+            Ok(row) => Ok(counts::objects(tx, row.id)?),
+            Err(Error::UnknownResource(_)) => Ok(0),
+            Err(e) => Err(e),
         })
     }
 

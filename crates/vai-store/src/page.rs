@@ -341,6 +341,24 @@ pub(crate) fn summary(
     request: &PageRequest,
     column: &Column,
 ) -> Result<Summary> {
+    if let (Column::Field(field), true) = (column, whole_type_at_latest(request)) {
+        // Kept by the writer (`crate::counts`): a few rows, not a walk over every object.
+        let row = crate::query::resource_row(tx, resource)?;
+        let key = format!("{}{field}", crate::fields::PREFIX);
+        let mut counts: Vec<(Option<String>, u64)> = crate::counts::values(tx, row.id, &key)?
+            .into_iter()
+            .map(|(value, n)| (Some(value), n))
+            .collect();
+        let objects = crate::counts::objects(tx, row.id)?;
+        let valued: u64 = counts.iter().map(|(_, n)| n).sum();
+        if objects > valued {
+            counts.push((None, objects - valued));
+        }
+        return Ok(Summary {
+            resource_version: row.last_rv,
+            counts: sorted_counts(counts),
+        });
+    }
     let (resource_version, base_sql, extra, mut args) = filtered_sql(tx, resource, request)?;
     let bind = |args: &mut Vec<Value>, v: Value| {
         args.push(v);
@@ -351,7 +369,7 @@ pub(crate) fn summary(
         Column::Field(f) => Some(format!("{}{f}", crate::fields::PREFIX)),
         _ => None,
     };
-    let mut counts: Vec<(Option<String>, u64)> = match label_key {
+    let counts: Vec<(Option<String>, u64)> = match label_key {
         // Labels and indexed fields: walk the (key, value) index, which yields the values in
         // order, keeping the versions the selection holds (one set of ids, built once) — not a
         // lookup per selected object.
@@ -398,7 +416,14 @@ pub(crate) fn summary(
                 .collect::<rusqlite::Result<Vec<_>>>()?
         }
     };
-    // Largest first, then by value (absent last among equals).
+    Ok(Summary {
+        resource_version,
+        counts: sorted_counts(counts),
+    })
+}
+
+/// Largest first, then by value (absent last among equals).
+fn sorted_counts(mut counts: Vec<(Option<String>, u64)>) -> Vec<(Option<String>, u64)> {
     counts.sort_by(|a, b| {
         b.1.cmp(&a.1).then_with(|| match (&a.0, &b.0) {
             (Some(x), Some(y)) => x.cmp(y),
@@ -407,10 +432,19 @@ pub(crate) fn summary(
             (None, None) => std::cmp::Ordering::Equal,
         })
     });
-    Ok(Summary {
-        resource_version,
-        counts,
-    })
+    counts
+}
+
+/// Whether a request selects every current object of its type: no namespace, selector or
+/// filter, at the latest version (what the writer's counts answer).
+fn whole_type_at_latest(request: &PageRequest) -> bool {
+    let list = &request.list;
+    request.filters.is_empty()
+        && list.namespace.is_none()
+        && list.labels.0.is_empty()
+        && list.fields.0.is_empty()
+        && list.resource_version.is_none()
+        && list.continue_token.is_none()
 }
 
 /// Runs a page request in one snapshot: the total count and the page, from one pass.
@@ -447,13 +481,23 @@ pub(crate) fn page_each(
     }
     order.push("v.namespace".into());
     order.push("v.name".into());
-    let sql = format!("{base_sql}{extra} ORDER BY {}", order.join(", "));
-    // One pass over the sorted selection gives the total and the page (a separate count would
-    // walk the selection a second time). Order and cut on ids only (the sorter would otherwise
-    // carry every body), then read the page's bodies by id, in the same snapshot.
+    let mut sql = format!("{base_sql}{extra} ORDER BY {}", order.join(", "));
     let end = request
         .page_size
         .map_or(usize::MAX, |size| request.offset.saturating_add(size));
+    // The whole type at the latest version: the writer's count is the total, so the sort only
+    // needs the rows up to the page's end (SQLite keeps those, not all). Otherwise one pass
+    // over the sorted selection gives the total and the page (a separate count would walk the
+    // selection a second time). Either way order and cut on ids only (the sorter would
+    // otherwise carry every body), then read the page's bodies by id, in the same snapshot.
+    let known_total = if whole_type_at_latest(request) && end != usize::MAX {
+        let rid = crate::query::resource_row(tx, resource)?.id;
+        args.push(Value::Integer(end as i64));
+        sql += &format!(" LIMIT ?{}", args.len());
+        Some(crate::counts::objects(tx, rid)? as usize)
+    } else {
+        None
+    };
     let mut ids = Vec::new();
     let mut total = 0usize;
     {
@@ -466,6 +510,7 @@ pub(crate) fn page_each(
             total += 1;
         }
     }
+    let total = known_total.unwrap_or(total);
     let mut by_id =
         tx.prepare_cached("SELECT namespace, name, body, cells FROM versions WHERE id = ?1")?;
     for id in &ids {

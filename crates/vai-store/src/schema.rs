@@ -25,7 +25,7 @@ use crate::{Error, Result};
 /// `vai1` in ASCII: marks a file as a vai database.
 pub const APPLICATION_ID: i32 = 0x7661_6931;
 /// The schema version this build writes. Older files are migrated; newer ones are refused.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE resources (
@@ -79,6 +79,18 @@ CREATE TABLE documents (
 /// Version 3: the table cells upstream printed for a version (`as=Table`), kept beside the object
 /// so that kubectl's tables are served as upstream prints them, offline too.
 const SCHEMA_V3: &str = "ALTER TABLE versions ADD COLUMN cells BLOB;";
+
+/// Version 5: counts of the current state per type (objects, and objects per indexed field
+/// value), kept by the writer (see `crate::counts`).
+const SCHEMA_V5: &str = "
+CREATE TABLE current_counts (
+    resource_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (resource_id, key, value)
+) WITHOUT ROWID;
+";
 
 /// Opens (creating if needed) the database for writing, checks what it is, and brings its
 /// schema up to date.
@@ -226,6 +238,12 @@ fn migrate(conn: &Connection, from: i32) -> rusqlite::Result<()> {
         backfill_indexed_fields(conn)?;
         conn.execute_batch("PRAGMA user_version = 4; COMMIT;")?;
     }
+    if from < 5 {
+        conn.execute_batch("BEGIN")?;
+        conn.execute_batch(SCHEMA_V5)?;
+        crate::counts::recount_all(conn)?;
+        conn.execute_batch("PRAGMA user_version = 5; COMMIT;")?;
+    }
     // Later schema versions add their steps here, each in its own transaction.
     Ok(())
 }
@@ -321,5 +339,21 @@ mod tests {
             )
             .unwrap();
         assert_eq!(node, "n7", "indexed fields are backfilled");
+        let counts: Vec<(String, String, i64)> = conn
+            .prepare("SELECT key, value, n FROM current_counts ORDER BY key")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            counts,
+            [
+                (String::new(), String::new(), 1),
+                ("#spec.nodeName".into(), "n7".into(), 1),
+                ("#status.phase".into(), String::new(), 1)
+            ],
+            "the current state is counted"
+        );
     }
 }

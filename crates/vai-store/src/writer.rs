@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{broadcast, oneshot};
 
+use crate::counts;
 use crate::object::StoredObject;
 use crate::{Error, Event, EventKind, Result, StoreConfig, SyncState};
 
@@ -321,8 +322,9 @@ struct Ctx<'a> {
     next_seq: &'a mut u64,
     now: i64,
     events: Vec<Event>,
-    /// Off while staging: a staged list's events are published from the file after commit.
-    record: bool,
+    /// On while staging a first list: its events are published from the file after commit,
+    /// and its counts are computed whole at the commit (until then no read may see them).
+    staging: bool,
 }
 
 impl Ctx<'_> {
@@ -336,15 +338,26 @@ impl Ctx<'_> {
     ) -> Result<()> {
         let (tx, rid) = (self.tx, self.rid);
         if had_current {
+            let (old, old_kind): (i64, i64) = tx
+                .prepare_cached(
+                    "SELECT id, kind FROM versions
+                     WHERE resource_id = ?1 AND namespace = ?2 AND name = ?3 AND rv_to IS NULL",
+                )?
+                .query_row(params![rid, obj.namespace, obj.name], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
             // A superseded live version becomes history at `rv`; a superseded tombstone was
             // already history at its own rv.
             tx.prepare_cached(
-                "UPDATE versions SET rv_to = ?4,
-                     prune_rv = CASE WHEN kind = 2 THEN rv ELSE ?4 END,
-                     prune_ms = CASE WHEN kind = 2 THEN prune_ms ELSE ?5 END
-                 WHERE resource_id = ?1 AND namespace = ?2 AND name = ?3 AND rv_to IS NULL",
+                "UPDATE versions SET rv_to = ?2,
+                     prune_rv = CASE WHEN kind = 2 THEN rv ELSE ?2 END,
+                     prune_ms = CASE WHEN kind = 2 THEN prune_ms ELSE ?3 END
+                 WHERE id = ?1",
             )?
-            .execute(params![rid, obj.namespace, obj.name, rv as i64, self.now])?;
+            .execute(params![old, rv as i64, self.now])?;
+            if old_kind != EventKind::Deleted as i64 {
+                counts::remove_version(tx, rid, old)?;
+            }
         }
         let seq = *self.next_seq;
         *self.next_seq += 1;
@@ -379,8 +392,11 @@ impl Ctx<'_> {
                 insert.execute(params![version_id, k, v, rid])?;
             }
         }
-        if !self.record {
+        if self.staging {
             return Ok(());
+        }
+        if !deleted {
+            counts::add_object(tx, rid, &obj.fields)?;
         }
         self.events.push(Event {
             resource: self.resource.clone(),
@@ -450,10 +466,12 @@ fn apply_batch(
         next_seq,
         now: now_ms(),
         events: Vec::new(),
-        record: true,
+        staging: false,
     };
     let mut state_update = None;
     let mut published = None;
+    // A committed staged list is counted whole, once the resource's version includes it.
+    let mut recount = false;
     // Only data from upstream counts as contact; a state change alone (e.g. "stale") does not.
     let contact = ops.iter().any(|op| !matches!(op, ParsedOp::State { .. }));
     // A list's resource version becomes the resource's: listed, the window's start on a first
@@ -530,11 +548,11 @@ fn apply_batch(
                         )));
                     }
                 }
-                ctx.record = false;
+                ctx.staging = true;
                 for obj in objects {
                     ctx.put(EventKind::Added, staged_at, obj, false)?;
                 }
-                ctx.record = true;
+                ctx.staging = false;
             }
             ParsedOp::CommitStaged(rv) => {
                 let any: bool = tx
@@ -552,6 +570,7 @@ fn apply_batch(
                     .execute(params![rid, staged_at as i64, *rv as i64])?;
                     stored_rv = *rv;
                 }
+                recount |= any;
                 published = any.then(|| StagedList {
                     resource: ctx.resource.clone(),
                     rid,
@@ -579,6 +598,9 @@ fn apply_batch(
     if let Some((state, error)) = state_update {
         tx.prepare_cached("UPDATE resources SET state = ?2, last_error = ?3 WHERE id = ?1")?
             .execute(params![rid, state.as_str(), error])?;
+    }
+    if recount {
+        counts::recount(tx, rid)?;
     }
     Ok(Applied {
         events: ctx.events,

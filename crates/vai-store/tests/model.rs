@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use vai_store::{Batch, EventKind, LabelSelector, ListRequest, Store, StoreConfig};
+use vai_store::{
+    Batch, Column, EventKind, LabelSelector, ListRequest, PageRequest, SortKey, Store, StoreConfig,
+};
 
 const PODS: &str = "/v1/pods";
 type Key = (String, String);
@@ -42,6 +44,8 @@ fn key(i: usize) -> Key {
     (format!("ns{}", i % 3), format!("pod-{}", i % 7))
 }
 
+const PHASES: [&str; 3] = ["Running", "Pending", "Failed"];
+
 fn body(k: &Key, rv: u64, app: usize, tier: usize) -> Vec<u8> {
     let apps = ["web", "db", "cache"];
     let mut labels = serde_json::Map::new();
@@ -53,6 +57,7 @@ fn body(k: &Key, rv: u64, app: usize, tier: usize) -> Vec<u8> {
         "kind": "Pod",
         "metadata": {"namespace": k.0, "name": k.1, "resourceVersion": rv.to_string(), "labels": labels},
         "spec": {"n": app * 10 + tier},
+        "status": {"phase": PHASES[(app + tier) % 3]},
     }))
     .unwrap()
 }
@@ -205,6 +210,50 @@ fn check(store: &Store, model: &Model) {
             .collect();
         assert_eq!(paged, all_namespaces, "paged selector {selector}");
     }
+
+    // The writer's counts (whole type, latest): objects, a summary, a page's total.
+    assert_eq!(store.count(PODS).unwrap(), model.live().len() as u64);
+    let mut phases: BTreeMap<Option<String>, u64> = BTreeMap::new();
+    for b in model.live().values() {
+        let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+        *phases
+            .entry(v["status"]["phase"].as_str().map(String::from))
+            .or_default() += 1;
+    }
+    let summary = store
+        .summary(
+            PODS,
+            &PageRequest::default(),
+            &Column::Field("status.phase".into()),
+        )
+        .unwrap();
+    assert_eq!(summary.resource_version, model.last_rv);
+    assert_eq!(
+        summary.counts.into_iter().collect::<BTreeMap<_, _>>(),
+        phases,
+        "summary per status.phase"
+    );
+    let request = PageRequest {
+        sort: vec![SortKey {
+            column: Column::Name,
+            descending: true,
+            case_insensitive: false,
+        }],
+        offset: 2,
+        page_size: Some(3),
+        ..Default::default()
+    };
+    let mut page = Vec::new();
+    let meta = store
+        .page(PODS, &request, |ns, name, _| {
+            page.push((ns.to_string(), name.to_string()));
+            Ok(())
+        })
+        .unwrap();
+    let mut expected: Vec<Key> = model.live().into_keys().collect();
+    expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
+    let expected: Vec<Key> = expected.into_iter().skip(2).take(3).collect();
+    assert_eq!((page, meta.total), (expected, model.live().len() as u64));
 
     for i in 0..21 {
         let k = key(i);
