@@ -76,16 +76,24 @@ fn main() {
     fresh.close();
     drop(fresh);
 
-    // The same, with managedFields as upstream sends every object (the store drops them).
+    // As sync sends a first list: chunks of 500 (`Store::relist`), objects carrying
+    // managedFields as upstream sends every object (the store drops them).
     let with_fields: Vec<Vec<u8>> = pods.iter().map(|p| with_managed_fields(p)).collect();
     let fresh = Store::open(&dir.path().join("managed.db"), StoreConfig::default()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
     let started = Instant::now();
-    fresh
-        .write_blocking(Batch::new(PODS).replace(n + 1, with_fields))
-        .unwrap();
+    runtime.block_on(async {
+        let mut relist = fresh.relist(PODS).unwrap();
+        for chunk in with_fields.chunks(500) {
+            let items = chunk.iter().map(|p| p.clone().into()).collect();
+            relist.push(items).await.unwrap();
+        }
+        relist.finish(n + 1).await.unwrap();
+    });
     let took = started.elapsed();
+    assert_eq!(fresh.count(PODS).unwrap(), n);
     println!(
-        "| ingest, one replace, objects carrying managedFields | {:.0} objects/s | | ≥ 50,000 objects/s |",
+        "| ingest, first list in chunks of 500 as sync sends it (with managedFields) | {:.0} objects/s | | ≥ 50,000 objects/s |",
         n as f64 / took.as_secs_f64()
     );
     fresh.close();

@@ -33,6 +33,19 @@ pub struct Relist {
     resource: String,
     mode: Mode,
     pushed: u64,
+    /// The staged chunk the writer may still be applying: one chunk in flight overlaps the
+    /// writer's commit with receiving and parsing the next.
+    in_flight: Option<Reply>,
+}
+
+type Reply = tokio::sync::oneshot::Receiver<Result<std::sync::Arc<[crate::Event]>>>;
+
+/// Waits for a staged chunk's commit.
+async fn committed(reply: Option<Reply>) -> Result<()> {
+    match reply {
+        Some(reply) => reply.await.map_err(|_| Error::Closed)?.map(|_| ()),
+        None => Ok(()),
+    }
 }
 
 #[derive(Debug)]
@@ -78,13 +91,15 @@ impl Store {
             resource: resource.to_string(),
             mode,
             pushed: 0,
+            in_flight: None,
         })
     }
 }
 
 impl Relist {
     /// Adds the next chunk of the list. Objects are parsed on the calling thread; an error
-    /// leaves the stored set as it was (start the list again).
+    /// (here, or at the next call: one chunk is committed in the background) leaves the stored
+    /// set as it was (start the list again).
     pub async fn push(&mut self, items: Vec<Item>) -> Result<()> {
         let objects = self.store.parse_all(&self.resource, items)?;
         let first = self.pushed == 0;
@@ -95,7 +110,8 @@ impl Relist {
                     resource: self.resource.clone(),
                     ops: vec![ParsedOp::Stage { first, objects }],
                 };
-                self.store.send(work)?.await.map_err(|_| Error::Closed)??;
+                let previous = self.in_flight.replace(self.store.send(work)?);
+                committed(previous).await?;
             }
             Mode::Compared { listed, changed } => {
                 let (store, resource) = (self.store.clone(), self.resource.clone());
@@ -116,6 +132,11 @@ impl Relist {
         Ok(())
     }
 
+    /// Waits until every chunk pushed so far is stored (or reports why it was not).
+    pub async fn flush(&mut self) -> Result<()> {
+        committed(self.in_flight.take()).await
+    }
+
     /// How many objects were pushed so far.
     pub fn len(&self) -> u64 {
         self.pushed
@@ -128,7 +149,9 @@ impl Relist {
 
     /// Ends the list, taken at resource version `rv`: the listed set replaces the stored one in
     /// one commit, and subscribers get the differences as events.
-    pub async fn finish(self, rv: u64) -> Result<()> {
+    pub async fn finish(mut self, rv: u64) -> Result<()> {
+        // The commit must follow every chunk, and only chunks that were all stored.
+        self.flush().await?;
         let op = match self.mode {
             Mode::Staged => ParsedOp::CommitStaged(rv),
             Mode::Compared { listed, changed } => ParsedOp::ReplaceListed {

@@ -64,6 +64,7 @@ async fn a_first_list_in_chunks_is_invisible_until_its_end_then_appears_whole() 
             .map(|i| pod(&format!("p{chunk}{i}"), 50 + chunk, "web").into())
             .collect();
         relist.push(items).await.unwrap();
+        relist.flush().await.unwrap();
         assert_eq!(relist.len(), 4 * (chunk + 1));
         // Staged rows are in the file, but no read sees them.
         assert_eq!(rows_in_file(&store), 4 * (chunk as i64 + 1));
@@ -115,12 +116,14 @@ async fn an_abandoned_first_list_leaves_nothing_visible_and_is_cleaned_up() {
         ])
         .await
         .unwrap();
+    relist.flush().await.unwrap();
     drop(relist);
     let mut relist = store.relist(PODS).unwrap();
     relist
         .push(vec![pod("new", 6, "web").into()])
         .await
         .unwrap();
+    relist.flush().await.unwrap();
     assert_eq!(rows_in_file(&store), 1, "the abandoned rows went first");
     relist.finish(10).await.unwrap();
     assert_eq!(listed(&store), (vec!["new=web@6".to_string()], 10));
@@ -133,6 +136,8 @@ async fn an_abandoned_first_list_leaves_nothing_visible_and_is_cleaned_up() {
         .push(vec![pod("half", 5, "web").into()])
         .await
         .unwrap();
+    relist.flush().await.unwrap();
+    assert_eq!(rows_in_file(&store), 1);
     drop(relist);
     store.close();
     drop(store);
@@ -147,6 +152,7 @@ async fn an_abandoned_first_list_leaves_nothing_visible_and_is_cleaned_up() {
         .push(vec![pod("ghost", 5, "web").into()])
         .await
         .unwrap();
+    relist.flush().await.unwrap();
     drop(relist);
     store
         .write(Batch::new(PODS).event(EventKind::Added, pod("real", 7, "web")))
