@@ -215,9 +215,7 @@ impl Writer {
             }
         }
     }
-}
 
-impl Writer {
     /// Publishes a committed staged list's events (ADDED at the list's resource version), read
     /// back from the file in chunks. A failed read is logged: the data is committed, and a
     /// subscriber that misses events resynchronises as after a lag.
