@@ -226,6 +226,40 @@ where
     }
 
     /// A page for a UI: filters, sorts, an offset page and the total count, in one snapshot.
+    ///
+    /// Filters and sorts name `metadata` fields, labels and the type's indexed fields: the
+    /// built-in ones, those its CRD declares selectable, and those configured in the store's
+    /// [`vai_store::StoreConfig::indexed_fields`]:
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use k8s_openapi::api::core::v1::Pod;
+    /// use vai_runtime::{Column, Condition, Filter, Operator, PageRequest};
+    /// use vai_store::{Batch, ConfiguredField, StoreConfig};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let config = StoreConfig {
+    ///     indexed_fields: ConfiguredField::parse_list("pods=spec.serviceAccountName")?,
+    ///     ..StoreConfig::default()
+    /// };
+    /// let db = vai_store::Store::open(&dir.path().join("pods.db"), config)?;
+    /// let pod = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"default","resourceVersion":"5"},"spec":{"serviceAccountName":"robot","containers":[]}}"#;
+    /// db.write_blocking(Batch::new("/v1/pods").replace(5, vec![pod.to_vec()]))?;
+    ///
+    /// let pods = vai_runtime::Store::<Pod>::new(db.clone());
+    /// let column = Column::parse_for(&db.fields(pods.key()), "spec.serviceAccountName")?;
+    /// let robots = PageRequest {
+    ///     filters: vec![Filter(vec![Condition {
+    ///         column,
+    ///         operator: Operator::Eq,
+    ///         values: vec!["robot".into()],
+    ///     }])],
+    ///     ..PageRequest::default()
+    /// };
+    /// let (page, meta) = pods.page(&robots)?;
+    /// assert_eq!((page.len(), meta.total), (1, 1));
+    /// # Ok(()) }
+    /// ```
     pub fn page(&self, request: &PageRequest) -> Result<(Vec<K>, PageMeta), Error> {
         let mut out = Vec::new();
         let mut failure = None;

@@ -12,10 +12,11 @@
 //! - `revision=RV` — every page of a session from one snapshot (`410` once it leaves history).
 //! - `summary=status.phase,metadata.namespace` — counts per value.
 //!
-//! Columns are the type's indexed ones; anything else is a `400` naming them.
+//! Columns are the type's indexed ones (built in, declared by its CRD, configured with
+//! `--index-field`); anything else is a `400` naming them.
 
 use axum::http::Uri;
-use vai_store::{Column, Condition, Filter, Operator, SortKey};
+use vai_store::{Column, Condition, FieldSet, Filter, Operator, SortKey};
 
 use crate::ApiError;
 
@@ -51,8 +52,9 @@ impl Query {
     }
 }
 
-/// The query in a request's parameters, or `None` if it uses none of them.
-pub fn parse(resource: &str, uri: &Uri) -> Result<Option<Query>, ApiError> {
+/// The query in a request's parameters, or `None` if it uses none of them; `fields` are the
+/// type's ([`vai_store::Store::fields`]).
+pub fn parse(fields: &FieldSet, uri: &Uri) -> Result<Option<Query>, ApiError> {
     let pairs: Vec<(String, String)> =
         axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
             .map_err(|e| bad(format!("invalid query: {e}")))?
@@ -81,7 +83,7 @@ pub fn parse(resource: &str, uri: &Uri) -> Result<Option<Query>, ApiError> {
                 if value.len() > MAX_FILTER_LEN {
                     return Err(bad(format!("a filter longer than {MAX_FILTER_LEN} bytes")));
                 }
-                let filter = parse_filter(resource, &value)?;
+                let filter = parse_filter(fields, &value)?;
                 conditions += filter.0.len();
                 if conditions > MAX_CONDITIONS {
                     return Err(bad(format!("more than {MAX_CONDITIONS} filter conditions")));
@@ -116,7 +118,7 @@ pub fn parse(resource: &str, uri: &Uri) -> Result<Option<Query>, ApiError> {
             "revision" => query.revision = Some(number("revision", &value)? as u64),
             "summary" => {
                 for path in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    query.summary.push(column(resource, path)?);
+                    query.summary.push(column(fields, path)?);
                 }
             }
             _ => unreachable!("filtered above"),
@@ -129,7 +131,7 @@ pub fn parse(resource: &str, uri: &Uri) -> Result<Option<Query>, ApiError> {
                 None => (false, key),
             };
             query.sort.push(SortKey {
-                column: column(resource, path)?,
+                column: column(fields, path)?,
                 descending,
                 case_insensitive: insensitive,
             });
@@ -157,12 +159,12 @@ fn number(name: &str, value: &str) -> Result<usize, ApiError> {
         .map_err(|_| bad(format!("{name}={value:?} is not a number")))
 }
 
-fn column(resource: &str, path: &str) -> Result<Column, ApiError> {
-    Column::parse_for(resource, path).map_err(|e| bad(e.to_string()))
+fn column(fields: &FieldSet, path: &str) -> Result<Column, ApiError> {
+    Column::parse_for(fields, path).map_err(|e| bad(e.to_string()))
 }
 
 /// Parses one `filter` value: conditions separated by commas (outside parentheses and quotes).
-pub fn parse_filter(resource: &str, text: &str) -> Result<Filter, ApiError> {
+pub fn parse_filter(fields: &FieldSet, text: &str) -> Result<Filter, ApiError> {
     let mut parser = Parser {
         chars: text.chars().collect(),
         at: 0,
@@ -170,7 +172,7 @@ pub fn parse_filter(resource: &str, text: &str) -> Result<Filter, ApiError> {
     };
     let mut conditions = Vec::new();
     loop {
-        conditions.push(parser.condition(resource)?);
+        conditions.push(parser.condition(fields)?);
         parser.skip_space();
         match parser.next() {
             None => break,
@@ -265,14 +267,14 @@ impl Parser<'_> {
             .to_string())
     }
 
-    fn condition(&mut self, resource: &str) -> Result<Condition, ApiError> {
+    fn condition(&mut self, fields: &FieldSet) -> Result<Condition, ApiError> {
         self.skip_space();
         let negated = self.peek() == Some('!');
         if negated {
             self.at += 1;
         }
         let path = self.field()?;
-        let column = column(resource, &path)?;
+        let column = column(fields, &path)?;
         self.skip_space();
         let rest: String = self.chars[self.at..].iter().collect();
         let (operator, width) = if negated {
@@ -339,10 +341,12 @@ impl Parser<'_> {
 mod tests {
     use super::*;
 
-    const PODS: &str = "/v1/pods";
+    fn pods() -> FieldSet {
+        vai_store::fields::builtin("/v1/pods")
+    }
 
     fn filter(text: &str) -> Result<Filter, String> {
-        parse_filter(PODS, text).map_err(|e| e.message)
+        parse_filter(&pods(), text).map_err(|e| e.message)
     }
 
     fn cond(column: Column, operator: Operator, values: &[&str]) -> Condition {
@@ -421,7 +425,7 @@ mod tests {
     }
 
     fn query(q: &str) -> Result<Option<Query>, String> {
-        parse(PODS, &format!("/api/v1/pods?{q}").parse().unwrap()).map_err(|e| e.message)
+        parse(&pods(), &format!("/api/v1/pods?{q}").parse().unwrap()).map_err(|e| e.message)
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! from their resource version and then follow live events; too old is an `ERROR` event with
 //! `410`, as upstream sends.
 //!
-//! A field selector the store does not index is proxied to upstream while it answers.
+//! A field selector on a field the type does not have (see [`vai_store::fields`]: built in,
+//! declared by its CRD, configured) is proxied to upstream while it answers, and refused as
+//! upstream refuses it while it does not.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,7 +24,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use vai_store::selector::Field;
-use vai_store::{Event, EventKind, FieldSelector, LabelSelector, ListRequest, StoredObject};
+use vai_store::{
+    Event, EventKind, FieldSelector, FieldSet, LabelSelector, ListRequest, StoredObject,
+};
 use vai_sync::ResourceInfo;
 
 use crate::path::ResourcePath;
@@ -237,6 +241,7 @@ pub(crate) async fn serve(
             .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?
             .0;
         let include = Include::parse(params.include_object.as_deref()).map_err(invalid)?;
+        let fields = app.store.fields(&info.key());
         let form = negotiate(headers, include, || {
             app.store
                 .document(&table_columns_key(&info.key()))
@@ -256,7 +261,7 @@ pub(crate) async fn serve(
             Some(_) if flag(&params.watch)? == Some(true) => Err(ReadError::Proxy),
             Some(name) => get(app, info, target, name, form).await,
             None if flag(&params.watch)? == Some(true) => {
-                let filters = match crate::query::parse(&info.key(), uri)? {
+                let filters = match crate::query::parse(&fields, uri)? {
                     Some(q) if q.page_size.is_some() || q.revision.is_some() => {
                         return Err(ApiError::bad_request(
                             "a watch takes filter=, not page, pagesize or revision",
@@ -266,9 +271,9 @@ pub(crate) async fn serve(
                     Some(q) => q.filters,
                     None => Vec::new(),
                 };
-                watch(app, info, target, &params, form, filters).await
+                watch(app, info, target, &params, form, filters, fields).await
             }
-            None => match crate::query::parse(&info.key(), uri)? {
+            None => match crate::query::parse(&fields, uri)? {
                 Some(query) => page(app, info, target, &params, form, query).await,
                 None => list(app, info, target, &params, form).await,
             },
@@ -368,6 +373,20 @@ fn never_synced(app: &App, info: &ResourceInfo) -> bool {
             .is_none_or(|s| s.list_resource_version.is_none())
 }
 
+/// Refuses a field selector on a field the type does not select on (upstream answers it while
+/// it can: it is the authority on its types' fields).
+fn selectable(fields: &FieldSet, request: &ListRequest) -> Result<(), ReadError> {
+    match request.fields.0.iter().find_map(|r| match &r.field {
+        Field::Other(name) if fields.selectable(name).is_none() => Some(name),
+        _ => None,
+    }) {
+        Some(name) => Err(ReadError::Unsupported(format!(
+            "field label not supported: {name}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Builds the store request from the selectors and the namespace.
 fn selection(target: &ResourcePath, params: &Params) -> Result<ListRequest, ReadError> {
     Ok(ListRequest {
@@ -458,6 +477,7 @@ async fn list(
 ) -> Result<Response, ReadError> {
     let key = info.key();
     let mut request = selection(target, params)?;
+    selectable(&app.store.fields(&key), &request)?;
     request.limit = number("limit", &params.limit)?
         .filter(|l| *l > 0)
         .map(|l| l as usize);
@@ -689,8 +709,8 @@ impl WatchLines {
     }
 }
 
-/// Whether a watch event passes the watch's namespace and selectors.
-fn selected(request: &ListRequest, event: &Event) -> bool {
+/// Whether a watch event passes the watch's namespace and selectors (`fields`: the type's).
+fn selected(request: &ListRequest, fields: &FieldSet, event: &Event) -> bool {
     if request
         .namespace
         .as_ref()
@@ -704,10 +724,12 @@ fn selected(request: &ListRequest, event: &Event) -> bool {
         let actual = match &r.field {
             Field::Name => event.name.clone(),
             Field::Namespace => event.namespace.clone(),
-            Field::Other(name) => match vai_store::fields::find(&event.resource, name) {
-                Some(field) => field.value_in(parsed.get_or_insert_with(|| {
-                    serde_json::from_slice(&event.body).unwrap_or_default()
-                })),
+            Field::Other(name) => match fields.selectable(name) {
+                Some(field) => field
+                    .value_in(parsed.get_or_insert_with(|| {
+                        serde_json::from_slice(&event.body).unwrap_or_default()
+                    }))
+                    .unwrap_or_default(),
                 None => return false,
             },
         };
@@ -728,20 +750,14 @@ fn selected(request: &ListRequest, event: &Event) -> bool {
 }
 
 /// Whether an event's object passes the query API's filters.
-fn passes(filters: &[vai_store::Filter], event: &Event) -> bool {
-    object_passes(
-        filters,
-        &event.resource,
-        &event.namespace,
-        &event.name,
-        &event.body,
-    )
+fn passes(filters: &[vai_store::Filter], fields: &FieldSet, event: &Event) -> bool {
+    object_passes(filters, fields, &event.namespace, &event.name, &event.body)
 }
 
 /// Whether an object passes the query API's filters (the SQL's semantics, in Rust).
 fn object_passes(
     filters: &[vai_store::Filter],
-    resource: &str,
+    fields: &FieldSet,
     namespace: &str,
     name: &str,
     body: &[u8],
@@ -759,7 +775,7 @@ fn object_passes(
                 .as_str()
                 .map(String::from),
             Label(key) => object["metadata"]["labels"][key].as_str().map(String::from),
-            Field(field) => vai_store::fields::find(resource, field).map(|f| f.value_in(&object)),
+            Field(field) => fields.get(field).and_then(|f| f.value_in(&object)),
         }
     };
     filters.iter().all(|f| f.matches(&value_of))
@@ -771,10 +787,11 @@ fn object_passes(
 fn transition(
     members: &mut Option<HashSet<(String, String)>>,
     request: &ListRequest,
+    fields: &FieldSet,
     filters: &[vai_store::Filter],
     event: &Event,
 ) -> Option<&'static str> {
-    let selected_now = selected(request, event) && passes(filters, event);
+    let selected_now = selected(request, fields, event) && passes(filters, fields, event);
     let Some(members) = members else {
         return selected_now.then_some(match event.kind {
             EventKind::Added => "ADDED",
@@ -806,22 +823,12 @@ async fn watch(
     params: &Params,
     form: Form,
     filters: Vec<vai_store::Filter>,
+    fields: Arc<FieldSet>,
 ) -> Result<Response, ReadError> {
     let key = info.key();
     let request = selection(target, params)?;
-    // A field the store does not index: upstream answers (or, offline, refuses) it.
-    let indexed = |r: &vai_store::selector::FieldRequirement| match &r.field {
-        Field::Other(name) => vai_store::fields::find(&key, name).is_some(),
-        _ => true,
-    };
-    if let Some(r) = request.fields.0.iter().find(|r| !indexed(r)) {
-        let Field::Other(name) = &r.field else {
-            unreachable!("metadata fields are always indexed")
-        };
-        return Err(ReadError::Unsupported(format!(
-            "field label not supported: {name}"
-        )));
-    }
+    // A field the type does not have: upstream answers (or, offline, refuses) it.
+    selectable(&fields, &request)?;
     let rv = number("resourceVersion", &params.resource_version)?;
     let bookmarks = flag(&params.allow_watch_bookmarks)?.unwrap_or(false);
     let send_initial = flag(&params.send_initial_events)?;
@@ -875,6 +882,7 @@ async fn watch(
                 (store.clone(), key.clone(), request.clone(), tx.clone());
             let from = rv.filter(|v| *v > 0 && !initial);
             let initial_filters = filters.clone();
+            let fields = fields.clone();
             tokio::task::spawn_blocking(move || {
                 let mut members = HashSet::new();
                 if !initial && !track {
@@ -885,7 +893,8 @@ async fn watch(
                     ..request
                 };
                 let listed = store.list_rows(&key, &request, |row| {
-                    if !object_passes(&initial_filters, &key, row.namespace, row.name, row.body) {
+                    if !object_passes(&initial_filters, &fields, row.namespace, row.name, row.body)
+                    {
                         return Ok(());
                     }
                     if track {
@@ -939,7 +948,7 @@ async fn watch(
                     }
                     lines.bookmark(e.resource_version, false)
                 }
-                Ok(e) => match transition(&mut members, &request, &filters, &e) {
+                Ok(e) => match transition(&mut members, &request, &fields, &filters, &e) {
                     Some(kind) => {
                         lines.object(kind, &e.body, e.cells.as_deref(), Some(e.resource_version))
                     }
@@ -1045,7 +1054,9 @@ mod tests {
             ..ListRequest::default()
         };
         let mut members = Some(HashSet::new());
-        let mut step = |kind, app| transition(&mut members, &request, &[], &event(kind, "p", app));
+        let pods = vai_store::fields::builtin("/v1/pods");
+        let mut step =
+            |kind, app| transition(&mut members, &request, &pods, &[], &event(kind, "p", app));
         assert_eq!(step(EventKind::Added, "db"), None);
         assert_eq!(step(EventKind::Modified, "web"), Some("ADDED"));
         assert_eq!(step(EventKind::Modified, "web"), Some("MODIFIED"));
@@ -1057,6 +1068,9 @@ mod tests {
         let mut untracked = None;
         let all = ListRequest::default();
         let e = event(EventKind::Modified, "p", "x");
-        assert_eq!(transition(&mut untracked, &all, &[], &e), Some("MODIFIED"));
+        assert_eq!(
+            transition(&mut untracked, &all, &pods, &[], &e),
+            Some("MODIFIED")
+        );
     }
 }

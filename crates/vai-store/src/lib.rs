@@ -15,6 +15,10 @@
 //! - **History**: every version is kept until it falls out of the window (count and age
 //!   limits), so watches resume from a resource version ([`Store::watch`]) with no gap and no
 //!   duplicate; older than the window is [`Error::Gone`], as upstream answers `410`.
+//! - **Fields** ([`fields`], [`Store::fields`]): what field selectors and the query API can
+//!   name per type — built in, declared by CRDs ([`Store::declare_fields`]) or configured
+//!   ([`StoreConfig::indexed_fields`]) — indexed in the label table, and reindexed (stored
+//!   objects backfilled) when a type's fields change.
 //! - **Files** ([`schema`]): private (0600), marked and versioned; foreign, corrupt or newer
 //!   files are refused with an error that says so.
 //!
@@ -40,12 +44,14 @@ pub mod fields;
 pub mod object;
 pub mod page;
 pub mod query;
+mod registry;
 mod relist;
 pub mod schema;
 pub mod selector;
 mod watch;
 pub mod writer;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -55,6 +61,7 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{broadcast, oneshot};
 
+pub use fields::{ConfiguredField, FieldSet};
 pub use object::StoredObject;
 pub use page::{Column, Condition, Filter, Operator, PageMeta, PageRequest, SortKey};
 pub use query::{ListMeta, ListRequest, Row};
@@ -132,6 +139,9 @@ pub enum Error {
     /// A field selector on a field the store does not index.
     #[error("{0}")]
     UnsupportedField(String),
+    /// A configured field (`--index-field`) that is not written as one.
+    #[error("--index-field {0}")]
+    InvalidIndexField(String),
     /// A malformed continue token.
     #[error("invalid continue token: {0}")]
     InvalidContinue(String),
@@ -408,6 +418,10 @@ pub struct StoreConfig {
     /// A cap on the database's size: a write that would grow it further fails with
     /// [`Error::DiskFull`], exactly as when the disk itself is full. `None`: the disk's size.
     pub max_size_bytes: Option<u64>,
+    /// Fields to index besides the built-in ones and those CRDs declare, for the query API's
+    /// filters, sorts and summaries ([`ConfiguredField::parse_list`] reads `--index-field`'s
+    /// syntax). A file opened with a different list is reindexed at open.
+    pub indexed_fields: Vec<ConfiguredField>,
 }
 
 impl Default for StoreConfig {
@@ -420,6 +434,7 @@ impl Default for StoreConfig {
             wal_limit_bytes: 64 << 20,
             event_buffer: 4096,
             max_size_bytes: None,
+            indexed_fields: Vec::new(),
         }
     }
 }
@@ -441,6 +456,8 @@ struct Inner {
     events: broadcast::Sender<Arc<[Event]>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    /// The fields of each type (`None` when read-only: reads take them from the file).
+    fields: Option<Arc<registry::FieldRegistry>>,
 }
 
 impl Store {
@@ -457,7 +474,8 @@ impl Store {
                 .map_err(|e| schema::classify(path, e))?;
         }
         let (events, _) = broadcast::channel(config.event_buffer.max(1));
-        let writer = Writer::new(conn, path, config.clone(), events.clone())
+        let fields = Arc::new(registry::FieldRegistry::new(config.indexed_fields.clone()));
+        let writer = Writer::new(conn, path, config.clone(), events.clone(), fields.clone())
             .map_err(|e| e.about_file(path))?;
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -481,6 +499,7 @@ impl Store {
                 events,
                 writer: Mutex::new(Some(handle)),
                 checkpointer: Mutex::new(Some((stop, checkpointer))),
+                fields: Some(fields),
             }),
         })
     }
@@ -500,6 +519,7 @@ impl Store {
                 events,
                 writer: Mutex::new(None),
                 checkpointer: Mutex::new(None),
+                fields: None,
             }),
         })
     }
@@ -510,9 +530,10 @@ impl Store {
     }
 
     fn submit(&self, batch: Batch) -> Result<oneshot::Receiver<Result<Arc<[Event]>>>> {
+        let (parsed_with, fields) = self.field_registry()?.get(&batch.resource);
         let parse = |item: Item| -> Result<StoredObject> {
             Ok(self
-                .parse_all(&batch.resource, vec![item])?
+                .parse_with(&fields, vec![item])?
                 .pop()
                 .expect("one item parses into one object"))
         };
@@ -527,7 +548,7 @@ impl Store {
                 Op::Event(kind, item) => ParsedOp::Apply(kind, parse(item)?),
                 Op::Bookmark(rv) => ParsedOp::Bookmark(rv),
                 Op::Replace(rv, objects) => {
-                    ParsedOp::Replace(rv, self.parse_all(&batch.resource, objects)?)
+                    ParsedOp::Replace(rv, self.parse_with(&fields, objects)?)
                 }
                 Op::State(state, error) => ParsedOp::State { state, error },
             });
@@ -535,7 +556,38 @@ impl Store {
         self.send(Work::Batch {
             resource: batch.resource,
             ops,
+            parsed_with,
         })
+    }
+
+    /// The field registry (writable stores only).
+    fn field_registry(&self) -> Result<&registry::FieldRegistry> {
+        self.inner.fields.as_deref().ok_or(Error::ReadOnly)
+    }
+
+    /// The fields of a resource type (`group/version/plural`): its built-in field selectors,
+    /// the fields its CRD declares selectable, and the configured ones (see [`fields`]). What
+    /// field selectors and the query API accept for the type.
+    pub fn fields(&self, resource: &str) -> Arc<FieldSet> {
+        match &self.inner.fields {
+            Some(registry) => registry.get(resource).1,
+            None => Arc::new(
+                self.read(|tx| registry::stored(tx, resource))
+                    .unwrap_or_else(|_| fields::builtin(resource)),
+            ),
+        }
+    }
+
+    /// Sets the fields CRDs declare selectable (`spec.versions[].selectableFields`): their
+    /// `jsonPath`s per store key of the custom resource's version (`example.com/v1/widgets` →
+    /// `[".spec.color"]`). Replaces every earlier declaration (a key left out has none). Returns
+    /// once the types whose fields changed are reindexed (their stored objects backfilled) and
+    /// the change is committed: from then on field selectors and filters on them are answered.
+    pub async fn declare_fields(&self, declared: BTreeMap<String, Vec<String>>) -> Result<()> {
+        self.send(Work::Fields(declared))?
+            .await
+            .map_err(|_| Error::Closed)?
+            .map(|_| ())
     }
 
     fn send(&self, work: Work) -> Result<oneshot::Receiver<Result<Arc<[Event]>>>> {

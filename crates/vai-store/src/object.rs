@@ -50,7 +50,7 @@ impl StoredObject {
     /// Reads an object's metadata from its JSON bytes; drops `metadata.managedFields` unless
     /// `keep_managed_fields`.
     pub fn from_json(body: Vec<u8>, keep_managed_fields: bool) -> Result<StoredObject> {
-        StoredObject::with_fields(body, keep_managed_fields, &[])
+        StoredObject::with_fields(body, keep_managed_fields, &crate::FieldSet::default())
     }
 
     /// [`StoredObject::from_json`], also reading the type's indexed fields, in one pass over
@@ -58,7 +58,7 @@ impl StoredObject {
     pub fn with_fields(
         body: Vec<u8>,
         keep_managed_fields: bool,
-        indexed: &[crate::fields::IndexedField],
+        indexed: &crate::FieldSet,
     ) -> Result<StoredObject> {
         let mut metadata = None;
         let fields = crate::fields::read(&body, indexed, Some(&mut metadata))?;

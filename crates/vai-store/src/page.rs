@@ -3,14 +3,15 @@
 //! latest state or as of a resource version — all evaluated in SQL, in one snapshot.
 //!
 //! Columns are a closed set ([`Column`]): the always-indexed metadata fields, labels, and the
-//! type's indexed fields (pods' `spec.nodeName`, `status.phase`, … see [`crate::fields`]).
+//! type's indexed fields (pods' `spec.nodeName`, `status.phase`, fields CRDs declare, configured
+//! ones; see [`crate::fields`]).
 
 use rusqlite::Transaction;
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
 use crate::query::ListRequest;
-use crate::{Error, Result};
+use crate::{Error, FieldSet, Result};
 
 /// What a filter or a sort key can name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,17 +29,13 @@ pub enum Column {
 }
 
 impl Column {
-    /// Parses a field path for a resource type: its indexed fields, and what [`Column::parse`]
-    /// accepts. An unknown field is refused with the list of what is indexed.
-    pub fn parse_for(resource: &str, path: &str) -> Result<Column> {
-        match crate::fields::find(resource, path) {
-            Some(field) if field.indexed => Ok(Column::Field(field.name.to_string())),
-            _ => Column::parse(path).map_err(|_| {
-                Error::UnsupportedField(format!(
-                    "field {path:?} is not indexed; indexed fields: {}",
-                    indexed_names(resource)
-                ))
-            }),
+    /// Parses a field path for a resource type with these fields ([`crate::Store::fields`]):
+    /// its indexed fields, and what [`Column::parse`] accepts. An unknown field is refused with
+    /// the list of what is indexed.
+    pub fn parse_for(fields: &FieldSet, path: &str) -> Result<Column> {
+        match fields.indexed(path) {
+            Some(field) => Ok(Column::Field(field.name.clone())),
+            None => Column::parse(path).map_err(|_| not_indexed(fields, path)),
         }
     }
 
@@ -92,20 +89,39 @@ impl Column {
 }
 
 /// What a type's pages can filter and sort on, for error messages.
-pub(crate) fn indexed_names(resource: &str) -> String {
+pub(crate) fn indexed_names(fields: &FieldSet) -> String {
     let mut names = vec![
         "metadata.name",
         "metadata.namespace",
         "metadata.creationTimestamp",
         "metadata.labels[<key>]",
     ];
-    names.extend(
-        crate::fields::indexed_fields(resource)
-            .iter()
-            .filter(|f| f.indexed)
-            .map(|f| f.name),
-    );
+    names.extend(fields.iter().filter(|f| f.indexed).map(|f| f.name.as_str()));
     names.join(", ")
+}
+
+/// The error for a column that is not indexed.
+fn not_indexed(fields: &FieldSet, path: &str) -> Error {
+    Error::UnsupportedField(format!(
+        "field {path:?} is not indexed; indexed fields: {}",
+        indexed_names(fields)
+    ))
+}
+
+/// Refuses columns naming fields this snapshot does not index (a request parsed against the
+/// registry just before a field went): they would read as absent everywhere.
+fn check_columns<'a>(
+    fields: &FieldSet,
+    columns: impl IntoIterator<Item = &'a Column>,
+) -> Result<()> {
+    for column in columns {
+        if let Column::Field(name) = column
+            && fields.indexed(name).is_none()
+        {
+            return Err(not_indexed(fields, name));
+        }
+    }
+    Ok(())
 }
 
 /// A comparison.
@@ -292,15 +308,23 @@ fn filtered_sql(
     resource: &str,
     request: &PageRequest,
 ) -> Result<(u64, String, String, Vec<Value>)> {
+    let fields = crate::registry::stored(tx, resource)?;
     if let Some((field, ..)) =
-        crate::query::evaluated_fields(resource, &request.list.fields).first()
+        crate::query::evaluated_fields(tx, resource, &request.list.fields)?.first()
     {
         return Err(Error::UnsupportedField(format!(
             "field {:?} is not indexed, so pages cannot select on it; indexed: {}",
             field.name,
-            indexed_names(resource)
+            indexed_names(&fields)
         )));
     }
+    let filtered = request.filters.iter().flat_map(|f| f.0.iter());
+    check_columns(
+        &fields,
+        filtered
+            .map(|c| &c.column)
+            .chain(request.sort.iter().map(|k| &k.column)),
+    )?;
     // The selection (namespace, selectors, visibility) is the list's: reuse its SQL.
     let (resource_version, base_sql, mut args) =
         crate::query::selection_sql(tx, resource, &request.list, "v.id")?;
@@ -341,6 +365,7 @@ pub(crate) fn summary(
     request: &PageRequest,
     column: &Column,
 ) -> Result<Summary> {
+    check_columns(&crate::registry::stored(tx, resource)?, [column])?;
     if let (Column::Field(field), true) = (column, whole_type_at_latest(request)) {
         // Kept by the writer (`crate::counts`): a few rows, not a walk over every object.
         let row = crate::query::resource_row(tx, resource)?;

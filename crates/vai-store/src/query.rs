@@ -205,7 +205,7 @@ pub(crate) fn list_each(
     sql += " ORDER BY v.namespace, v.name";
     // Fields that are selectable but not indexed are checked on each object read, so the SQL
     // cannot know how many rows a page needs.
-    let evaluated = evaluated_fields(resource, &request.fields);
+    let evaluated = evaluated_fields(tx, resource, &request.fields)?;
     if let Some(limit) = request.limit.filter(|_| evaluated.is_empty()) {
         args.push(Value::Integer(limit as i64 + 1));
         sql += &format!(" LIMIT ?{}", args.len());
@@ -294,7 +294,7 @@ pub(crate) fn selection_sql(
     };
     // Indexed fields live in the label table: their requirements join the label selector's
     // (and may drive the plan); metadata.name/namespace are columns.
-    let (columns_only, labels) = with_field_labels(resource, &request.fields, &request.labels)?;
+    let (columns_only, labels) = with_field_labels(tx, resource, &request.fields, &request.labels)?;
     let cap = request.limit.map_or(DRIVE_BY_LABEL_MAX, |limit| {
         (limit as u64 * DRIVE_BY_LABEL_PER_PAGE_ITEM).min(DRIVE_BY_LABEL_MAX)
     });
@@ -334,21 +334,37 @@ pub(crate) fn selection_sql(
 
 type Bind<'a> = dyn FnMut(&mut Vec<Value>, Value) -> String + 'a;
 
+/// The fields of `resource` in this snapshot, read when a selector names one (see
+/// `crate::registry`).
+fn snapshot_fields(
+    tx: &Transaction,
+    resource: &str,
+    fields: &FieldSelector,
+) -> Result<crate::FieldSet> {
+    if fields.0.iter().any(|r| matches!(r.field, Field::Other(_))) {
+        crate::registry::stored(tx, resource)
+    } else {
+        Ok(crate::FieldSet::default())
+    }
+}
+
 /// Splits a field selector into its requirements on columns (name, namespace) and label
-/// requirements for indexed fields, added to `labels`. A field the type does not index is
+/// requirements for indexed fields, added to `labels`. A field the type does not select on is
 /// refused as upstream refuses it.
 fn with_field_labels(
+    tx: &Transaction,
     resource: &str,
     fields: &FieldSelector,
     labels: &LabelSelector,
 ) -> Result<(FieldSelector, LabelSelector)> {
     let mut columns = FieldSelector::default();
     let mut labels = labels.clone();
+    let known = snapshot_fields(tx, resource, fields)?;
     for req in &fields.0 {
         match &req.field {
             Field::Name | Field::Namespace => columns.0.push(req.clone()),
             Field::Other(name) => {
-                let field = crate::fields::find(resource, name).ok_or_else(|| {
+                let field = known.selectable(name).ok_or_else(|| {
                     Error::UnsupportedField(format!("field label not supported: {name}"))
                 })?;
                 if !field.indexed {
@@ -369,19 +385,22 @@ fn with_field_labels(
 
 /// The requirements of a field selector on selectable fields the store does not index.
 pub(crate) fn evaluated_fields(
+    tx: &Transaction,
     resource: &str,
     fields: &FieldSelector,
-) -> Vec<(crate::fields::IndexedField, bool, String)> {
-    fields
+) -> Result<Vec<(crate::fields::IndexedField, bool, String)>> {
+    let known = snapshot_fields(tx, resource, fields)?;
+    Ok(fields
         .0
         .iter()
         .filter_map(|req| match &req.field {
-            Field::Other(name) => crate::fields::find(resource, name)
+            Field::Other(name) => known
+                .selectable(name)
                 .filter(|f| !f.indexed)
-                .map(|f| (f, req.negate, req.value.clone())),
+                .map(|f| (f.clone(), req.negate, req.value.clone())),
             _ => None,
         })
-        .collect()
+        .collect())
 }
 
 fn matches_evaluated(
@@ -389,9 +408,9 @@ fn matches_evaluated(
     body: &[u8],
 ) -> bool {
     let object: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    evaluated
-        .iter()
-        .all(|(field, negate, value)| (field.value_in(&object) == *value) != *negate)
+    evaluated.iter().all(|(field, negate, value)| {
+        (field.value_in(&object).as_deref() == Some(value.as_str())) != *negate
+    })
 }
 
 fn push_fields(sql: &mut String, args: &mut Vec<Value>, fields: &FieldSelector, bind: &mut Bind) {

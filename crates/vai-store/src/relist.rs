@@ -23,8 +23,9 @@ use std::collections::HashSet;
 
 use rusqlite::params;
 
+use crate::fields::FieldSet;
 use crate::writer::{ParsedOp, Work};
-use crate::{Error, Item, Result, Store, StoredObject, fields, query};
+use crate::{Error, Item, Result, Store, StoredObject, query};
 
 /// A full list of one resource type being written chunk by chunk. See the [module](self).
 #[derive(Debug)]
@@ -33,6 +34,9 @@ pub struct Relist {
     resource: String,
     mode: Mode,
     pushed: u64,
+    /// The field registry's generation the chunks were parsed under (`Some(0)`: under several;
+    /// the writer then extracts the fields again).
+    parsed_with: Option<u64>,
     /// The staged chunk the writer may still be applying: one chunk in flight overlaps the
     /// writer's commit with receiving and parsing the next.
     in_flight: Option<Reply>,
@@ -92,6 +96,7 @@ impl Store {
             mode,
             pushed: 0,
             in_flight: None,
+            parsed_with: None,
         })
     }
 }
@@ -101,7 +106,12 @@ impl Relist {
     /// (here, or at the next call: one chunk is committed in the background) leaves the stored
     /// set as it was (start the list again).
     pub async fn push(&mut self, items: Vec<Item>) -> Result<()> {
-        let objects = self.store.parse_all(&self.resource, items)?;
+        let (generation, fields) = self.store.field_registry()?.get(&self.resource);
+        let objects = self.store.parse_with(&fields, items)?;
+        self.parsed_with = match self.parsed_with {
+            Some(earlier) if earlier != generation => Some(0),
+            _ => Some(generation),
+        };
         let first = self.pushed == 0;
         self.pushed += objects.len() as u64;
         match &mut self.mode {
@@ -109,6 +119,7 @@ impl Relist {
                 let work = Work::Batch {
                     resource: self.resource.clone(),
                     ops: vec![ParsedOp::Stage { first, objects }],
+                    parsed_with: generation,
                 };
                 let previous = self.in_flight.replace(self.store.send(work)?);
                 committed(previous).await?;
@@ -163,6 +174,7 @@ impl Relist {
         let work = Work::Batch {
             resource: self.resource,
             ops: vec![op],
+            parsed_with: self.parsed_with.unwrap_or(0),
         };
         self.store
             .send(work)?
@@ -196,14 +208,17 @@ fn unchanged(
 }
 
 impl Store {
-    /// Parses a chunk's objects as [`Store::write`] does.
-    pub(crate) fn parse_all(&self, resource: &str, items: Vec<Item>) -> Result<Vec<StoredObject>> {
+    /// Parses a chunk's objects as [`Store::write`] does, extracting `fields`.
+    pub(crate) fn parse_with(
+        &self,
+        fields: &FieldSet,
+        items: Vec<Item>,
+    ) -> Result<Vec<StoredObject>> {
         let keep = self.inner.config.keep_managed_fields;
-        let indexed = fields::indexed_fields(resource);
         items
             .into_iter()
             .map(|item| {
-                let mut object = StoredObject::with_fields(item.object, keep, indexed)?;
+                let mut object = StoredObject::with_fields(item.object, keep, fields)?;
                 object.cells = item.cells;
                 Ok(object)
             })

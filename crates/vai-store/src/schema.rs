@@ -25,7 +25,7 @@ use crate::{Error, Result};
 /// `vai1` in ASCII: marks a file as a vai database.
 pub const APPLICATION_ID: i32 = 0x7661_6931;
 /// The schema version this build writes. Older files are migrated; newer ones are refused.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE resources (
@@ -80,9 +80,25 @@ CREATE TABLE documents (
 /// so that kubectl's tables are served as upstream prints them, offline too.
 const SCHEMA_V3: &str = "ALTER TABLE versions ADD COLUMN cells BLOB;";
 
-/// Version 5: counts of the current state per type (objects, and objects per indexed field
-/// value), kept by the writer (see `crate::counts`).
+/// Version 5: each type's fields as its label rows reflect them (see `crate::registry`), so that
+/// fields declared by CRDs or configured can be added and removed while objects are stored, and
+/// survive a restart.
 const SCHEMA_V5: &str = "
+CREATE TABLE fields (
+    resource TEXT NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    default_value TEXT,
+    selectable INTEGER NOT NULL,
+    indexed INTEGER NOT NULL,
+    declared INTEGER NOT NULL,
+    PRIMARY KEY (resource, name)
+) WITHOUT ROWID;
+";
+
+/// Version 6: counts of the current state per type (objects, and objects per indexed field
+/// value), kept by the writer (see `crate::counts`).
+const SCHEMA_V6: &str = "
 CREATE TABLE current_counts (
     resource_id INTEGER NOT NULL,
     key TEXT NOT NULL,
@@ -239,10 +255,22 @@ fn migrate(conn: &Connection, from: i32) -> rusqlite::Result<()> {
         conn.execute_batch("PRAGMA user_version = 4; COMMIT;")?;
     }
     if from < 5 {
-        conn.execute_batch("BEGIN")?;
-        conn.execute_batch(SCHEMA_V5)?;
-        crate::counts::recount_all(conn)?;
+        // Version 5 records each type's fields; what version 4 indexed are the built-in ones.
+        conn.execute_batch(&format!("BEGIN; {SCHEMA_V5}"))?;
+        let keys: Vec<String> = conn
+            .prepare("SELECT key FROM resources")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for key in keys {
+            crate::registry::record(conn, &key, &crate::fields::builtin(&key))?;
+        }
         conn.execute_batch("PRAGMA user_version = 5; COMMIT;")?;
+    }
+    if from < 6 {
+        conn.execute_batch("BEGIN")?;
+        conn.execute_batch(SCHEMA_V6)?;
+        crate::counts::recount_all(conn)?;
+        conn.execute_batch("PRAGMA user_version = 6; COMMIT;")?;
     }
     // Later schema versions add their steps here, each in its own transaction.
     Ok(())
@@ -259,7 +287,7 @@ fn backfill_indexed_fields(conn: &Connection) -> rusqlite::Result<()> {
         "INSERT OR IGNORE INTO labels (version_id, key, value, resource_id) VALUES (?1, ?2, ?3, ?4)",
     )?;
     for (rid, key) in resources {
-        let indexed = crate::fields::indexed_fields(&key);
+        let indexed = crate::fields::builtin(&key);
         if indexed.is_empty() {
             continue;
         }
@@ -269,7 +297,7 @@ fn backfill_indexed_fields(conn: &Connection) -> rusqlite::Result<()> {
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
             let body = row.get_ref(1)?.as_blob()?;
-            for (k, v) in crate::fields::extract(indexed, body).unwrap_or_default() {
+            for (k, v) in crate::fields::extract(&indexed, body).unwrap_or_default() {
                 insert.execute(rusqlite::params![id, k, v, rid])?;
             }
         }
@@ -339,6 +367,18 @@ mod tests {
             )
             .unwrap();
         assert_eq!(node, "n7", "indexed fields are backfilled");
+        let recorded: Vec<String> = conn
+            .prepare("SELECT name FROM fields WHERE resource = '/v1/pods' AND indexed")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            recorded,
+            vec!["spec.nodeName", "status.phase"],
+            "what is indexed is recorded"
+        );
         let counts: Vec<(String, String, i64)> = conn
             .prepare("SELECT key, value, n FROM current_counts ORDER BY key")
             .unwrap()

@@ -215,7 +215,8 @@ pub enum Field {
     Name,
     /// `metadata.namespace`
     Namespace,
-    /// Another field: answered where the type indexes it (see [`crate::fields`]), refused with
+    /// Another field: answered where the type has it (built in, declared by its CRD, or
+    /// configured where upstream selects on it too; see [`crate::fields`]), refused with
     /// [`Error::UnsupportedField`] otherwise, as upstream refuses it.
     Other(String),
 }

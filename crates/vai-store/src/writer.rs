@@ -16,23 +16,30 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::counts;
 use crate::object::StoredObject;
+use crate::registry::FieldRegistry;
 use crate::{Error, Event, EventKind, Result, StoreConfig, SyncState};
 
-/// What the writer applies: a batch for one resource type (already parsed), or documents.
+/// What the writer applies: a batch for one resource type (already parsed), documents, or the
+/// fields CRDs declare.
 pub(crate) struct WriteRequest {
     pub work: Work,
     pub reply: oneshot::Sender<Result<Arc<[Event]>>>,
 }
 
-/// The two kinds of write.
+/// The kinds of write.
 pub(crate) enum Work {
-    /// Operations on one resource type.
+    /// Operations on one resource type, whose objects were parsed under the field registry's
+    /// generation `parsed_with` (see [`crate::registry`]).
     Batch {
         resource: String,
         ops: Vec<ParsedOp>,
+        parsed_with: u64,
     },
     /// Documents stored by key, replacing the previous version of each.
     Documents(Vec<crate::Document>),
+    /// The `jsonPath`s CRDs declare selectable, per store key (all of them: replaces the
+    /// previous declarations). Applied in a transaction of its own.
+    Fields(std::collections::BTreeMap<String, Vec<String>>),
 }
 
 /// An operation whose objects are already parsed (parsing happens on the caller's thread).
@@ -70,6 +77,7 @@ pub(crate) struct Writer {
     events: broadcast::Sender<Arc<[Event]>>,
     resource_ids: HashMap<String, i64>,
     next_seq: u64,
+    fields: Arc<FieldRegistry>,
 }
 
 /// What a batch produced: its events, and a staged list to publish once committed.
@@ -99,12 +107,14 @@ fn now_ms() -> i64 {
 
 impl Writer {
     pub fn new(
-        conn: Connection,
+        mut conn: Connection,
         path: &std::path::Path,
         config: StoreConfig,
         events: broadcast::Sender<Arc<[Event]>>,
+        fields: Arc<FieldRegistry>,
     ) -> Result<Writer> {
         discard_all_staged(&conn)?;
+        fields.open(&mut conn)?;
         let max_seq: Option<i64> =
             conn.query_row("SELECT max(seq) FROM versions", [], |r| r.get(0))?;
         Ok(Writer {
@@ -114,15 +124,29 @@ impl Writer {
             events,
             resource_ids: HashMap::new(),
             next_seq: max_seq.unwrap_or(0) as u64 + 1,
+            fields,
         })
     }
 
     /// Runs until every sender is gone.
     pub fn run(mut self, requests: Receiver<WriteRequest>) {
-        while let Ok(first) = requests.recv() {
+        // Field declarations change how later batches are indexed: each is applied alone,
+        // between groups.
+        let mut held = None;
+        while let Some(first) = held.take().or_else(|| requests.recv().ok()) {
+            if let Work::Fields(declared) = first.work {
+                let result = self.fields.declare(&mut self.conn, declared);
+                let result = result.map_err(|e| e.about_file(&self.path));
+                let _ = first.reply.send(result.map(|()| Arc::from([])));
+                continue;
+            }
             let mut group = vec![first];
             while group.len() < 256 {
                 match requests.try_recv() {
+                    Ok(next) if matches!(next.work, Work::Fields(_)) => {
+                        held = Some(next);
+                        break;
+                    }
                     Ok(next) => group.push(next),
                     Err(_) => break,
                 }
@@ -142,22 +166,35 @@ impl Writer {
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for request in group {
-                let WriteRequest { work, reply } = request;
+                let WriteRequest { mut work, reply } = request;
                 // Every reply is owed an answer, even when the group fails half-way.
                 outcomes.push((reply, Err(Error::Closed)));
+                if let Work::Batch { resource, .. } = &work {
+                    self.fields.ensure(&tx, resource)?;
+                }
                 tx.execute_batch("SAVEPOINT batch")?;
-                let applied = match &work {
-                    Work::Batch { resource, ops } => apply_batch(
-                        &tx,
-                        &mut self.resource_ids,
-                        &mut self.next_seq,
+                let applied = match &mut work {
+                    Work::Batch {
                         resource,
                         ops,
-                    ),
+                        parsed_with,
+                    } => self
+                        .fields
+                        .refresh(resource, *parsed_with, ops)
+                        .and_then(|()| {
+                            apply_batch(
+                                &tx,
+                                &mut self.resource_ids,
+                                &mut self.next_seq,
+                                resource,
+                                ops,
+                            )
+                        }),
                     Work::Documents(documents) => put_documents(&tx, documents).map(|()| Applied {
                         events: Vec::new(),
                         staged: None,
                     }),
+                    Work::Fields(_) => unreachable!("declarations are applied alone"),
                 };
                 let applied = match applied {
                     Ok(applied) => {
@@ -204,8 +241,10 @@ impl Writer {
                 let e = e.about_file(&self.path);
                 tracing::error!(error = %e, "store commit failed; the batches are not applied");
                 self.next_seq = seq_before;
-                // The transaction rolled back: drop cached ids of resources it may have created.
+                // The transaction rolled back: drop cached ids of resources it may have created,
+                // and the fields it recorded.
                 self.resource_ids.clear();
+                self.fields.rolled_back();
                 for (reply, _) in outcomes {
                     let _ = reply.send(Err(match &e {
                         Error::DiskFull(path) => Error::DiskFull(path.clone()),

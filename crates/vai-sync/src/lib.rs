@@ -7,12 +7,14 @@
 //! the store a replacement set to swap in atomically. A health probe ([`upstream`]) decides
 //! within a bounded time whether upstream answers; while it does not, every type is marked
 //! stale and the store keeps serving the last-good data. CRDs created or deleted upstream start
-//! or stop their loops.
+//! or stop their loops, and the fields they declare selectable are declared to the store
+//! (`selectable.rs`), which indexes them.
 //!
 //! This crate talks to upstream and writes to the store; it never serves HTTP.
 
 pub mod discovery;
 mod reflector;
+mod selectable;
 mod status;
 pub mod upstream;
 
@@ -161,10 +163,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// The CRD and APIService types: changes to them change what upstream serves.
-const DISCOVERY_TRIGGERS: [&str; 2] = [
-    "apiextensions.k8s.io/v1/customresourcedefinitions",
-    "apiregistration.k8s.io/v1/apiservices",
-];
+const DISCOVERY_TRIGGERS: [&str; 2] = [selectable::CRDS, "apiregistration.k8s.io/v1/apiservices"];
 
 impl Syncer {
     /// Discovers what to cache (or, with upstream unreachable, takes what the store cached
@@ -205,6 +204,7 @@ impl Syncer {
                     None => return Err(Error::NothingToServe(e.to_string())),
                 },
             };
+        let fields = tokio::spawn(selectable::follow(store.clone()));
         let syncer = Syncer::launch(client, store, config, registry, health, initial);
         let rediscover = tokio::spawn(rediscover(Arc::downgrade(&syncer.inner)));
         syncer
@@ -212,7 +212,7 @@ impl Syncer {
             .background
             .lock()
             .expect("background lock")
-            .push(rediscover);
+            .extend([rediscover, fields]);
         Ok(syncer)
     }
 

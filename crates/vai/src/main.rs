@@ -63,6 +63,12 @@ struct ServeArgs {
     /// Seconds upstream has to answer before it counts as unreachable.
     #[arg(long, default_value_t = 5)]
     upstream_timeout: u64,
+    /// Also index these fields, for the query API's `filter=`, `sort=` and `summary=` (and field
+    /// selectors where upstream has the field): `<resource>=<path>`, comma-separated, a bare
+    /// path continuing the previous type (`pods=spec.serviceAccountName,spec.priority`,
+    /// `deployments.apps=spec.replicas`). Repeatable.
+    #[arg(long = "index-field", value_name = "RESOURCE=PATH[,...]")]
+    index_fields: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -143,6 +149,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.listen.port()
         );
     }
+    let mut indexed_fields = Vec::new();
+    for list in &args.index_fields {
+        indexed_fields.extend(vai_store::ConfiguredField::parse_list(list)?);
+    }
     let timeout = Duration::from_secs(args.upstream_timeout.max(1));
     let mut config = client_config(&args.cluster).await?;
     config.connect_timeout = Some(timeout);
@@ -155,7 +165,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ensure_private_dir(dir)?;
     }
     let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
-    let store = Store::open(&db, StoreConfig::default())?;
+    let store = Store::open(
+        &db,
+        StoreConfig {
+            indexed_fields,
+            ..StoreConfig::default()
+        },
+    )?;
     tracing::info!(db = %db.display(), %cluster, "opened the store");
     let registry = prometheus::Registry::new();
     let sync_config = vai_sync::SyncConfig {

@@ -86,6 +86,30 @@ fn startup_errors_are_one_line_with_a_hint() {
     ]);
     assert!(err.contains("hint: pass --context"), "{err}");
 
+    // A malformed --index-field is refused before anything is opened.
+    for (bad, says) in [
+        ("spec.serviceAccountName", "expected <resource>=<path>"),
+        ("pods=spec..x", "empty key"),
+        ("pods=metadata.name", "always queryable"),
+    ] {
+        let err = fails(&[
+            "serve",
+            "--kubeconfig",
+            &kubeconfig,
+            "--db",
+            &db,
+            "--index-field",
+            bad,
+        ]);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("vai: --index-field "), "{err}");
+        assert!(
+            err.contains(says) && err.contains("hint: --index-field pods=spec.serviceAccountName"),
+            "{err}"
+        );
+    }
+    assert!(!dir.path().join("vai.db").exists(), "nothing was created");
+
     // Nothing listens on port 1, and the database is new: nothing to serve.
     let err = fails(&[
         "serve",

@@ -331,3 +331,44 @@ spec:
 {columns}"
     )
 }
+
+/// A namespaced CRD `<plural>.example.com` (kind `kind`, version `v1`) whose `spec` has these
+/// typed properties (`(name, type)`), of which `selectable` (`jsonPath`s) are
+/// `selectableFields`.
+pub fn crd_with_selectable_fields(
+    plural: &str,
+    kind: &str,
+    properties: &[(&str, &str)],
+    selectable: &[&str],
+) -> String {
+    let singular = plural.trim_end_matches('s');
+    let properties: Vec<String> = properties
+        .iter()
+        .map(|(name, kind)| format!("{name}: {{type: {kind}}}"))
+        .collect();
+    let selectable: String = selectable
+        .iter()
+        .map(|path| format!("    - jsonPath: {path}\n"))
+        .collect();
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: {plural}.example.com}}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {{plural: {plural}, singular: {singular}, kind: {kind}}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {{type: object, properties: {{{}}}}}
+    selectableFields:
+{selectable}",
+        properties.join(", ")
+    )
+}
