@@ -13,35 +13,53 @@ use rusqlite::{Connection, Result, params};
 /// The `key` of the row counting the objects themselves (indexed fields' keys start with `#`).
 const OBJECTS: &str = "";
 
-/// Counts a new current object and its indexed fields (`#field` keys).
-pub(crate) fn add_object(conn: &Connection, rid: i64, fields: &[(String, String)]) -> Result<()> {
-    let mut add = conn.prepare_cached(
-        "INSERT INTO current_counts (resource_id, key, value, n) VALUES (?1, ?2, ?3, 1)
-         ON CONFLICT (resource_id, key, value) DO UPDATE SET n = n + 1",
-    )?;
-    add.execute(params![rid, OBJECTS, ""])?;
-    for (key, value) in fields {
-        add.execute(params![rid, key, value])?;
+/// The indexed fields (`#field` keys) of a stored version, as its label rows hold them.
+pub(crate) fn fields_of(conn: &Connection, version_id: i64) -> Result<Vec<(String, String)>> {
+    conn.prepare_cached(
+        "SELECT key, value FROM labels WHERE version_id = ?1 AND key >= '#' AND key < '$'",
+    )?
+    .query_map([version_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .collect()
+}
+
+/// Moves the counts from an object's old current version to its new one: `None` where there is
+/// none (an object that appears, or is deleted). Only what differs is written, so a change
+/// that keeps its field values (most changes) writes nothing here.
+pub(crate) fn replace_object(
+    conn: &Connection,
+    rid: i64,
+    old: Option<&[(String, String)]>,
+    new: Option<&[(String, String)]>,
+) -> Result<()> {
+    let objects = i64::from(new.is_some()) - i64::from(old.is_some());
+    if objects != 0 {
+        add(conn, rid, OBJECTS, "", objects)?;
+    }
+    let (old, new) = (old.unwrap_or_default(), new.unwrap_or_default());
+    for (key, value) in old.iter().filter(|f| !new.contains(f)) {
+        add(conn, rid, key, value, -1)?;
+    }
+    for (key, value) in new.iter().filter(|f| !old.contains(f)) {
+        add(conn, rid, key, value, 1)?;
     }
     Ok(())
 }
 
-/// Uncounts a version that stops being current (superseded or deleted).
-pub(crate) fn remove_version(conn: &Connection, rid: i64, version_id: i64) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE current_counts SET n = n - 1 WHERE resource_id = ?1 AND key = ?2 AND value = ''",
-    )?
-    .execute(params![rid, OBJECTS])?;
-    // The version's indexed fields; values no longer held by anything are dropped, so the
-    // table stays as small as the set of current values.
-    for sql in [
-        "UPDATE current_counts SET n = n - 1 WHERE resource_id = ?1 AND (key, value) IN
-           (SELECT key, value FROM labels WHERE version_id = ?2 AND key >= '#' AND key < '$')",
-        "DELETE FROM current_counts WHERE resource_id = ?1 AND n <= 0 AND (key, value) IN
-           (SELECT key, value FROM labels WHERE version_id = ?2 AND key >= '#' AND key < '$')",
-    ] {
-        conn.prepare_cached(sql)?
-            .execute(params![rid, version_id])?;
+/// Adds `delta` to one count; a count that reaches zero is dropped, so the table stays as small
+/// as the set of current values.
+fn add(conn: &Connection, rid: i64, key: &str, value: &str, delta: i64) -> Result<()> {
+    let n: i64 = conn
+        .prepare_cached(
+            "INSERT INTO current_counts (resource_id, key, value, n) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (resource_id, key, value) DO UPDATE SET n = n + excluded.n
+             RETURNING n",
+        )?
+        .query_row(params![rid, key, value, delta], |r| r.get(0))?;
+    if n <= 0 {
+        conn.prepare_cached(
+            "DELETE FROM current_counts WHERE resource_id = ?1 AND key = ?2 AND value = ?3",
+        )?
+        .execute(params![rid, key, value])?;
     }
     Ok(())
 }

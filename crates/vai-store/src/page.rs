@@ -506,19 +506,18 @@ pub(crate) fn page_each(
     }
     order.push("v.namespace".into());
     order.push("v.name".into());
-    let mut sql = format!("{base_sql}{extra} ORDER BY {}", order.join(", "));
+    let sql = format!("{base_sql}{extra} ORDER BY {}", order.join(", "));
     let end = request
         .page_size
         .map_or(usize::MAX, |size| request.offset.saturating_add(size));
-    // The whole type at the latest version: the writer's count is the total, so the sort only
-    // needs the rows up to the page's end (SQLite keeps those, not all). Otherwise one pass
-    // over the sorted selection gives the total and the page (a separate count would walk the
-    // selection a second time). Either way order and cut on ids only (the sorter would
-    // otherwise carry every body), then read the page's bodies by id, in the same snapshot.
-    let known_total = if whole_type_at_latest(request) && end != usize::MAX {
+    // One pass over the sorted selection gives the total and the page (a separate count would
+    // walk the selection a second time); for the whole type at the latest version the writer's
+    // count is the total, and the pass stops at the page's end. (A `LIMIT` made SQLite keep a
+    // bounded sorter instead: slower at deep offsets, 84 → 110 ms for page 500 of 100,000.)
+    // Either way order and cut on ids only (the sorter would otherwise carry every body), then
+    // read the page's bodies by id, in the same snapshot.
+    let known_total = if whole_type_at_latest(request) {
         let rid = crate::query::resource_row(tx, resource)?.id;
-        args.push(Value::Integer(end as i64));
-        sql += &format!(" LIMIT ?{}", args.len());
         Some(crate::counts::objects(tx, rid)? as usize)
     } else {
         None
@@ -533,6 +532,9 @@ pub(crate) fn page_each(
                 ids.push(r.get::<_, i64>(0)?);
             }
             total += 1;
+            if known_total.is_some() && total >= end {
+                break;
+            }
         }
     }
     let total = known_total.unwrap_or(total);

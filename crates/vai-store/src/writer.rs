@@ -374,6 +374,8 @@ impl Ctx<'_> {
         had_current: bool,
     ) -> Result<()> {
         let (tx, rid) = (self.tx, self.rid);
+        // The superseded version's indexed fields, if it was a live object (for the counts).
+        let mut old_fields = None;
         if had_current {
             let (old, old_kind): (i64, i64) = tx
                 .prepare_cached(
@@ -393,7 +395,7 @@ impl Ctx<'_> {
             )?
             .execute(params![old, rv as i64, self.now])?;
             if old_kind != EventKind::Deleted as i64 {
-                counts::remove_version(tx, rid, old)?;
+                old_fields = Some(counts::fields_of(tx, old)?);
             }
         }
         let seq = *self.next_seq;
@@ -432,9 +434,12 @@ impl Ctx<'_> {
         if self.staging {
             return Ok(());
         }
-        if !deleted {
-            counts::add_object(tx, rid, &obj.fields)?;
-        }
+        counts::replace_object(
+            tx,
+            rid,
+            old_fields.as_deref(),
+            (!deleted).then_some(obj.fields.as_slice()),
+        )?;
         self.events.push(Event {
             resource: self.resource.clone(),
             seq,
