@@ -418,6 +418,10 @@ impl ControlPlane {
                 // A test cluster trades crash-durability for speed; vai's own durability is
                 // tested on vai's files, not etcd's.
                 "--unsafe-no-fsync=true".into(),
+                // etcd's default 2 GiB quota is reached by the benchmark's 100,000 pods under
+                // churn (every revision of ~5 KB is kept until the apiserver compacts, every 5
+                // minutes); 8 GiB is what large clusters run with.
+                "--quota-backend-bytes=8589934592".into(),
                 "--log-level=warn".into(),
             ],
             Component::ApiServer => vec![

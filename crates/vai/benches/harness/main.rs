@@ -1,0 +1,882 @@
+//! The side-by-side load harness: a real control plane filled with a realistic workload, then
+//! vai and the baselines measured in the same run, alternating, reported as ratios — once on a
+//! quiet cluster and once while churn (a steady rate of updates, creates and deletes) flows.
+//!
+//! ```text
+//! cargo bench -p vai --bench harness                          # full: 100,000 pods, 500 changes/s
+//! VAI_BENCH_PODS=10000 cargo bench -p vai --bench harness     # quick
+//! cargo test -p vai --bench harness                           # quick, as CI runs it (2,000 pods)
+//! ```
+//!
+//! `VAI_BENCH_CHURN` sets the churn's changes per second (0 skips the churn phase). Baselines:
+//! the kube-apiserver itself (its watch cache serves lists) and kube-runtime's in-memory
+//! reflector in a process of its own. Writes `target/vai-bench/report.json`, `report.md` and
+//! PNG charts beside them, and prints the markdown table. Scenarios: initial sync, memory and
+//! disk, full list, selective list, a UI page, watch fan-out with propagation delay, restart.
+
+mod chart;
+mod churn;
+mod load;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+use serde_json::json;
+use vai_testenv::TestEnv;
+use vai_testenv::measure::{apiserver_metrics, metric_sum, rss_mb};
+use vai_testenv::workload::Rng;
+
+use churn::Churn;
+use load::creatable;
+
+/// The types vai caches here, and the baselines hold.
+const RESOURCES: &str = "pods,configmaps,secrets,namespaces";
+
+/// When a row was measured: on a quiet cluster, or while churn flows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Phase {
+    /// Nothing changes upstream but the scenarios' own probes.
+    Quiet,
+    /// Churn flows (see [`churn`]).
+    Churn,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Quiet => "quiet",
+            Phase::Churn => "churn",
+        }
+    }
+}
+
+/// One measured comparison.
+pub struct Row {
+    phase: Phase,
+    scenario: String,
+    vai: f64,
+    baseline: f64,
+    baseline_name: &'static str,
+    unit: &'static str,
+    goal: Goal,
+}
+
+/// A row's goal.
+#[derive(Clone, Copy)]
+pub enum Goal {
+    /// None set.
+    None,
+    /// vai / baseline at most this; how the goal reads.
+    Ratio(f64, &'static str),
+    /// vai's own figure at most this (in the row's unit); how the goal reads.
+    Max(f64, &'static str),
+    /// A goal that is not a number to check here.
+    Note(&'static str),
+}
+
+impl Goal {
+    fn text(self) -> &'static str {
+        match self {
+            Goal::None => "",
+            Goal::Ratio(_, text) | Goal::Max(_, text) | Goal::Note(text) => text,
+        }
+    }
+}
+
+impl Row {
+    fn ratio(&self) -> f64 {
+        self.vai / self.baseline
+    }
+
+    /// Whether the row meets its goal, where it has one that is a number.
+    fn met(&self) -> Option<bool> {
+        match self.goal {
+            Goal::Ratio(goal, _) => Some(self.ratio() <= goal),
+            Goal::Max(goal, _) => Some(self.vai <= goal),
+            Goal::None | Goal::Note(_) => None,
+        }
+    }
+
+    /// The bound on vai / baseline, to draw.
+    fn goal_ratio(&self) -> Option<f64> {
+        match self.goal {
+            Goal::Ratio(goal, _) => Some(goal),
+            _ => None,
+        }
+    }
+}
+
+/// What every phase is asked to do.
+struct Setup {
+    /// Pods, ConfigMaps and Secrets upstream (at the phase's start).
+    objects: u64,
+    /// Requests per list scenario.
+    runs: usize,
+    /// Downstream watchers in the fan-out.
+    watchers: usize,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn percentile(sorted_or_not: &[f64], p: f64) -> f64 {
+    let mut xs = sorted_or_not.to_vec();
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[((xs.len() - 1) as f64 * p) as usize]
+}
+
+/// A `vai serve` process.
+struct Vai {
+    child: Child,
+    url: String,
+}
+
+impl Vai {
+    fn start(env: &TestEnv, db: &Path) -> Vai {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_vai"))
+            .args(["serve", "--kubeconfig"])
+            .arg(env.kubeconfig_path())
+            .arg("--db")
+            .arg(db)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--resources",
+                RESOURCES,
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Vai {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Seconds until `/readyz` answers 200.
+    async fn ready(&self, client: &reqwest_like::Client) -> f64 {
+        let started = Instant::now();
+        loop {
+            if client
+                .get(&format!("{}/readyz", self.url))
+                .await
+                .is_ok_and(|(s, _)| s == 200)
+            {
+                return started.elapsed().as_secs_f64();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "vai never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn stop(mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1 client (no TLS) for vai, and one through kube's client for the apiserver.
+mod reqwest_like {
+    use http_body_util::BodyExt;
+
+    pub struct Client;
+
+    impl Client {
+        /// GET a plain-HTTP URL; (status, body).
+        pub async fn get(&self, url: &str) -> Result<(u16, bytes::Bytes), String> {
+            let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
+            let host = uri.authority().unwrap().to_string();
+            let stream = tokio::net::TcpStream::connect(&host)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (mut send, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            let request = http::Request::get(uri.path_and_query().unwrap().as_str())
+                .header("host", host)
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let response = send
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((status, body.to_bytes()))
+        }
+    }
+}
+
+/// Times `runs` requests of `path` against vai and the apiserver, alternating; medians in ms.
+async fn side_by_side(vai: &Vai, upstream: &kube::Client, path: &str, runs: usize) -> (f64, f64) {
+    let http = reqwest_like::Client;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        let (status, _) = http.get(&format!("{}{path}", vai.url)).await.unwrap();
+        assert_eq!(status, 200, "vai {path}");
+        a.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        upstream
+            .request_text(http::Request::get(path).body(Vec::new()).unwrap())
+            .await
+            .unwrap();
+        b.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    (median(a), median(b))
+}
+
+/// The reflector baseline, in a process of its own: one kube-runtime reflector per type, the
+/// way a controller holds them; prints `sync_seconds rss_mb objects_held`.
+async fn reflector_child(kubeconfig: &str) {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let started = Instant::now();
+    let (pods, pods_writer) = kube::runtime::reflector::store::<Pod>();
+    let (config_maps, config_maps_writer) = kube::runtime::reflector::store::<ConfigMap>();
+    let (secrets, secrets_writer) = kube::runtime::reflector::store::<Secret>();
+    let watcher = |api| kube::runtime::watcher(api, Default::default());
+    tokio::spawn(
+        kube::runtime::reflector(pods_writer, watcher(Api::<Pod>::all(client.clone())))
+            .for_each(|_| async {}),
+    );
+    tokio::spawn(
+        kube::runtime::reflector(
+            config_maps_writer,
+            kube::runtime::watcher(Api::<ConfigMap>::all(client.clone()), Default::default()),
+        )
+        .for_each(|_| async {}),
+    );
+    tokio::spawn(
+        kube::runtime::reflector(
+            secrets_writer,
+            kube::runtime::watcher(Api::<Secret>::all(client), Default::default()),
+        )
+        .for_each(|_| async {}),
+    );
+    pods.wait_until_ready().await.unwrap();
+    config_maps.wait_until_ready().await.unwrap();
+    secrets.wait_until_ready().await.unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let held = pods.len() + config_maps.len() + secrets.len();
+    println!("{seconds} {} {held}", rss_mb(std::process::id()));
+}
+
+/// Runs the reflector baseline: (sync seconds, RSS in MB, objects held).
+fn reflector(env: &TestEnv) -> (f64, f64, u64) {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .env("VAI_BENCH_REFLECTOR_CHILD", env.kubeconfig_path())
+        .output()
+        .unwrap();
+    assert!(
+        child.status.success(),
+        "{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+    let fields: Vec<f64> = String::from_utf8(child.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    (fields[0], fields[1], fields[2] as u64)
+}
+
+/// A bare paginated LIST of every pod, ConfigMap and Secret: (seconds, bytes of JSON received).
+async fn paginated_download(client: &kube::Client) -> (f64, usize) {
+    let started = Instant::now();
+    let mut bytes = 0;
+    for resource in ["pods", "configmaps", "secrets"] {
+        let mut token = String::new();
+        loop {
+            let mut path = format!("/api/v1/{resource}?limit=500");
+            if !token.is_empty() {
+                path += &format!("&continue={token}");
+            }
+            let text = client
+                .request_text(http::Request::get(&path).body(Vec::new()).unwrap())
+                .await
+                .unwrap();
+            bytes += text.len();
+            let page: serde_json::Value = serde_json::from_str(&text).unwrap();
+            match page["metadata"]["continue"].as_str() {
+                Some(next) if !next.is_empty() => token = next.to_string(),
+                _ => break,
+            }
+        }
+    }
+    (started.elapsed().as_secs_f64(), bytes)
+}
+
+/// Objects upstream now, of the cached types but namespaces.
+async fn upstream_objects(client: &kube::Client) -> u64 {
+    let mut total = 0;
+    for resource in ["pods", "configmaps", "secrets"] {
+        let page: serde_json::Value = serde_json::from_str(
+            &client
+                .request_text(
+                    http::Request::get(format!("/api/v1/{resource}?limit=1"))
+                        .body(Vec::new())
+                        .unwrap(),
+                )
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let rest = page["metadata"]["remainingItemCount"].as_u64().unwrap_or(0);
+        total += rest + page["items"].as_array().map_or(0, |i| i.len() as u64);
+    }
+    total
+}
+
+/// What a phase saw that the quick run asserts on.
+struct Outcome {
+    lists_at_restart: f64,
+    upstream_watches: f64,
+}
+
+/// Scenarios 1–7 with a fresh vai: sync, memory, lists and a UI page against their baselines,
+/// fan-out, restart.
+async fn run_phase(
+    env: &TestEnv,
+    client: &kube::Client,
+    setup: &Setup,
+    phase: Phase,
+    rows: &mut Vec<Row>,
+) -> Outcome {
+    let mut row = |scenario: String, vai: f64, baseline: f64, baseline_name, unit, goal| {
+        rows.push(Row {
+            phase,
+            scenario,
+            vai,
+            baseline,
+            baseline_name,
+            unit,
+            goal,
+        })
+    };
+    let http = reqwest_like::Client;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vai.db");
+
+    // 1. Initial sync: vai to ready, the reflector to its first complete state, a bare download.
+    let (download, raw_bytes) = paginated_download(client).await;
+    let vai = Vai::start(env, &db);
+    let vai_sync = vai.ready(&http).await;
+    let vai_rss = rss_mb(vai.child.id());
+    let (reflector_sync, reflector_rss, held) = reflector(env);
+    assert!(
+        held >= setup.objects * 9 / 10,
+        "the reflector holds {held} of ~{} objects",
+        setup.objects
+    );
+    let n = setup.objects;
+    row(
+        format!("1. initial sync of {n} objects"),
+        vai_sync,
+        reflector_sync,
+        "kube-rs reflector",
+        "s",
+        Goal::None,
+    );
+    row(
+        format!("1. initial sync of {n} objects"),
+        vai_sync,
+        download,
+        "paginated LIST download",
+        "s",
+        Goal::None,
+    );
+
+    // 2. Memory and disk.
+    row(
+        "2. RSS holding every object".into(),
+        vai_rss,
+        reflector_rss,
+        "kube-rs reflector",
+        "MB",
+        Goal::Ratio(0.1, "≤ 0.1"),
+    );
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let on_disk = (size(&db) + size(Path::new(&wal))) as f64 / 1e6;
+    row(
+        "2. disk vs raw JSON".into(),
+        on_disk,
+        raw_bytes as f64 / 1e6,
+        "the LISTs' JSON",
+        "MB",
+        Goal::Ratio(1.0, "≤ 1"),
+    );
+
+    // 3–5. Lists and a UI page, alternating with the apiserver.
+    let (a, b) = side_by_side(&vai, client, "/api/v1/pods", setup.runs).await;
+    row(
+        "3. full list of pods".into(),
+        a,
+        b,
+        "kube-apiserver",
+        "ms",
+        Goal::Ratio(1.0 / 3.0, "≥ 3× faster"),
+    );
+    let (a, b) = side_by_side(
+        &vai,
+        client,
+        "/api/v1/pods?labelSelector=shard%3D7",
+        setup.runs,
+    )
+    .await;
+    row(
+        "4. selective list (1%)".into(),
+        a,
+        b,
+        "kube-apiserver",
+        "ms",
+        Goal::Ratio(0.02, "≥ 50× faster"),
+    );
+    let (a, b) = ui_page(&vai, client, setup.runs).await;
+    row(
+        "5. UI page (filter, sort, total)".into(),
+        a,
+        b,
+        "list + client-side sort",
+        "ms",
+        Goal::Ratio(0.02, "≥ 50× faster"),
+    );
+
+    // 6. Fan-out: many watchers on vai; upstream still sees one watch per type.
+    let watchers = setup.watchers;
+    let (upstream_watches, delays) = fan_out(&vai, client, watchers, phase).await;
+    row(
+        format!("6. upstream pod watches added by {watchers} watchers on vai"),
+        upstream_watches,
+        watchers as f64,
+        "each watcher on the apiserver",
+        "watches",
+        Goal::Note("0 (one per type, already open)"),
+    );
+    let (direct, delays) = (&delays.direct, &delays.through_vai);
+    for (p, goal) in [(0.5, Goal::None), (0.99, Goal::Max(100.0, "p99 ≤ 100 ms"))] {
+        let (at, baseline) = (percentile(delays, p), percentile(direct, p));
+        let name = format!("6. propagation to {watchers} watchers, p{}", p * 100.0);
+        row(name, at, baseline, "one watch on the apiserver", "ms", goal);
+    }
+
+    // 7. Restart: time to the first answered list, and LISTs upstream.
+    vai.stop();
+    let lists_before = apiserver_lists(client).await;
+    let started = Instant::now();
+    let vai = Vai::start(env, &db);
+    loop {
+        if let Ok((200, _)) = http.get(&format!("{}/api/v1/pods?limit=1", vai.url)).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let restart = started.elapsed().as_secs_f64();
+    // A resumed watch is open once vai is ready again; count LISTs only after that.
+    vai.ready(&http).await;
+    let lists_at_restart = apiserver_lists(client).await - lists_before;
+    row(
+        "7. restart to first answer".into(),
+        restart,
+        reflector_sync,
+        "reflector's full resync",
+        "s",
+        Goal::Max(1.0, "≤ 1 s"),
+    );
+    row(
+        "7. upstream LISTs at restart".into(),
+        lists_at_restart,
+        1.0,
+        "a reflector relists",
+        "calls",
+        Goal::Max(0.0, "0"),
+    );
+    vai.stop();
+    Outcome {
+        lists_at_restart,
+        upstream_watches,
+    }
+}
+
+/// A UI's page — one namespace, a label filter, newest first, with the total — from vai, and
+/// what a UI must do without vai: list the namespace, then filter and sort in the client.
+async fn ui_page(vai: &Vai, client: &kube::Client, runs: usize) -> (f64, f64) {
+    let http = reqwest_like::Client;
+    let page = "/api/v1/namespaces/team-07/pods?filter=metadata.labels%5Btier%5D%3Dbackend&sort=-metadata.creationTimestamp&page=1&pagesize=100";
+    let (mut ui, mut client_side) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        let (status, _) = http.get(&format!("{}{page}", vai.url)).await.unwrap();
+        assert_eq!(status, 200);
+        ui.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let text = client
+            .request_text(
+                http::Request::get("/api/v1/namespaces/team-07/pods")
+                    .body(Vec::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut items: Vec<&serde_json::Value> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["labels"]["tier"] == "backend")
+            .collect();
+        items.sort_by(|x, y| {
+            y["metadata"]["creationTimestamp"]
+                .as_str()
+                .cmp(&x["metadata"]["creationTimestamp"].as_str())
+        });
+        items.truncate(100);
+        client_side.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    (median(ui), median(client_side))
+}
+
+/// The markdown table: one line per comparison, the quiet and the churn phase side by side.
+fn markdown(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| scenario | baseline | quiet: vai | baseline | vai / baseline | churn: vai | baseline | vai / baseline | goal |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let cells = |r: Option<&Row>| match r {
+        Some(r) => format!(
+            "{:.1} {u} | {:.1} {u} | {:.3}{}",
+            r.vai,
+            r.baseline,
+            r.ratio(),
+            match r.met() {
+                Some(true) => " (met)",
+                Some(false) => " (**miss**)",
+                None => "",
+            },
+            u = r.unit
+        ),
+        None => " | | ".into(),
+    };
+    let quiet = rows.iter().filter(|r| r.phase == Phase::Quiet);
+    for (k, q) in quiet.enumerate() {
+        // The same comparison in the churn phase is the kth churn row (scenarios run in order).
+        let c = rows.iter().filter(|r| r.phase == Phase::Churn).nth(k);
+        out += &format!(
+            "| {} | {} | {} | {} | {} |\n",
+            q.scenario,
+            q.baseline_name,
+            cells(Some(q)),
+            cells(c),
+            q.goal.text()
+        );
+    }
+    out
+}
+
+fn report(rows: &[Row], pods: u64, churn: Option<&churn::Stats>, out: &Path) {
+    let table = markdown(rows);
+    let churn_line = churn.map_or("churn: not run".to_string(), |c| {
+        format!(
+            "churn: {:.0} changes/s accepted over {:.0} s ({} done, {} failed, {} skipped while {} were in flight)",
+            c.rate(),
+            c.seconds,
+            c.done,
+            c.failed,
+            c.skipped,
+            churn::IN_FLIGHT
+        )
+    });
+    println!("\n{table}\n{churn_line}");
+    let json_rows: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "phase": r.phase.name(), "scenario": r.scenario, "vai": r.vai, "baseline": r.baseline,
+                "baseline_name": r.baseline_name, "unit": r.unit, "ratio": r.ratio(),
+                "goal": r.goal.text(), "met": r.met(),
+            })
+        })
+        .collect();
+    let churn_json = churn.map(|c| {
+        json!({"rate": c.rate(), "seconds": c.seconds, "done": c.done, "failed": c.failed, "skipped": c.skipped})
+    });
+    std::fs::create_dir_all(out).unwrap();
+    let report = json!({"pods": pods, "churn": churn_json, "rows": json_rows});
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_vec_pretty(&report).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(out.join("report.md"), format!("{table}\n{churn_line}\n")).unwrap();
+    match chart::draw(rows, out) {
+        Ok(files) => {
+            for f in files {
+                println!("chart: {}", f.display());
+            }
+        }
+        Err(e) => println!("charts not drawn: {e}"),
+    }
+    println!("report: {}", out.join("report.json").display());
+}
+
+#[tokio::main]
+async fn main() {
+    if let Ok(kubeconfig) = std::env::var("VAI_BENCH_REFLECTOR_CHILD") {
+        return reflector_child(&kubeconfig).await;
+    }
+    let full = std::env::args().any(|a| a == "--bench");
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let n = var("VAI_BENCH_PODS").unwrap_or(if full { 100_000 } else { 2_000 });
+    let rate = var("VAI_BENCH_CHURN").unwrap_or(if full { 500 } else { 100 });
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/vai-bench");
+    let env = TestEnv::start().await.unwrap();
+    let client = env.client().await.unwrap();
+    let loaded = load::load(&client, n).await;
+    println!(
+        "loaded {n} pods (with status) and {} ConfigMaps and Secrets in {:.1} s",
+        loaded.others, loaded.seconds
+    );
+    let mut setup = Setup {
+        objects: n + loaded.others as u64,
+        runs: if full { 20 } else { 5 },
+        watchers: if full { 1000 } else { 100 },
+    };
+    let mut rows = Vec::new();
+    let quiet = run_phase(&env, &client, &setup, Phase::Quiet, &mut rows).await;
+    let mut stats = None;
+    if rate > 0 {
+        let churn = Churn::start(client.clone(), Arc::new(loaded.pods), rate as f64);
+        setup.objects = upstream_objects(&client).await;
+        let outcome = run_phase(&env, &client, &setup, Phase::Churn, &mut rows).await;
+        let done = churn.stop().await;
+        println!(
+            "under churn: {} upstream LISTs at restart",
+            outcome.lists_at_restart
+        );
+        assert!(done.done > 0, "the churn changed nothing");
+        stats = Some(done);
+    }
+    report(&rows, n, stats.as_ref(), &out);
+    // The quick run is a test: every scenario ran and measured something.
+    assert!(rows.iter().all(|r| r.vai.is_finite() && r.baseline > 0.0));
+    assert_eq!(
+        quiet.lists_at_restart, 0.0,
+        "a restart made no LIST upstream"
+    );
+    assert_eq!(
+        quiet.upstream_watches, 0.0,
+        "{} downstream watchers opened upstream watches",
+        setup.watchers
+    );
+}
+
+/// Each probe's delay from just before its create upstream to its arrival, in ms.
+struct Delays {
+    /// At every watcher on vai.
+    through_vai: Vec<f64>,
+    /// At one watch on the apiserver itself.
+    direct: Vec<f64>,
+}
+
+/// Opens `n` watches on vai, creates probe pods upstream, and returns how many pod watches the
+/// apiserver gained while they run, and the probes' delays.
+async fn fan_out(vai: &Vai, client: &kube::Client, n: usize, phase: Phase) -> (f64, Delays) {
+    const PROBES: usize = 5;
+    let prefix = format!("fanout-{}-", phase.name());
+    // From vai's current resource version (vai may trail upstream while churn flows): no
+    // initial events, only what happens next.
+    let (_, body) = reqwest_like::Client
+        .get(&format!(
+            "{}/api/v1/namespaces/team-03/pods?limit=1",
+            vai.url
+        ))
+        .await
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = format!(
+        "{}/api/v1/namespaces/team-03/pods?watch=1&resourceVersion={rv}&timeoutSeconds=120",
+        vai.url
+    );
+    let before = apiserver_pod_watches(client).await;
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(n);
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let (url, prefix, ready) = (url.clone(), prefix.clone(), ready_tx.clone());
+        tasks.push(tokio::spawn(async move {
+            watch_probes(&url, &prefix, PROBES, ready).await
+        }));
+    }
+    for _ in 0..n {
+        ready_rx.recv().await.unwrap();
+    }
+    let watches = apiserver_pod_watches(client).await - before;
+    let api: Api<Pod> = Api::namespaced(client.clone(), "team-03");
+    // The baseline: the same probes seen by one watch on the apiserver.
+    let stream = api
+        .watch(&WatchParams::default().timeout(120), &rv)
+        .await
+        .unwrap();
+    let direct = tokio::spawn({
+        let prefix = prefix.clone();
+        async move {
+            let mut stream = std::pin::pin!(stream);
+            let mut arrivals = vec![None; PROBES];
+            while arrivals.iter().any(Option::is_none) {
+                match stream.next().await {
+                    Some(Ok(WatchEvent::Added(pod))) => {
+                        let now = Instant::now();
+                        if let Some(k) = pod
+                            .metadata
+                            .name
+                            .as_deref()
+                            .and_then(|n| n.strip_prefix(prefix.as_str()))
+                            .and_then(|k| k.parse::<usize>().ok())
+                        {
+                            arrivals[k].get_or_insert(now);
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => panic!("the apiserver's watch failed: {e}"),
+                    None => panic!("the apiserver's watch ended before every probe arrived"),
+                }
+            }
+            arrivals.into_iter().map(Option::unwrap).collect::<Vec<_>>()
+        }
+    });
+    let mut started = Vec::new();
+    let mut rng = Rng(99);
+    for k in 0..PROBES {
+        let mut pod = creatable(3 + 50 * (1_000_000 + k as u64), &mut rng).0;
+        pod.metadata.name = Some(format!("{prefix}{k}"));
+        started.push(Instant::now());
+        api.create(&PostParams::default(), &pod).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let since_create = |arrivals: Vec<Instant>| {
+        arrivals
+            .into_iter()
+            .zip(&started)
+            .map(|(at, start)| (at - *start).as_secs_f64() * 1000.0)
+            .collect::<Vec<_>>()
+    };
+    let mut through_vai = Vec::new();
+    for task in tasks {
+        through_vai.extend(since_create(task.await.unwrap()));
+    }
+    let direct = since_create(direct.await.unwrap());
+    (
+        watches,
+        Delays {
+            through_vai,
+            direct,
+        },
+    )
+}
+
+/// One downstream watcher: signals when its stream is open, returns when each probe arrived.
+async fn watch_probes(
+    url: &str,
+    prefix: &str,
+    probes: usize,
+    ready: tokio::sync::mpsc::Sender<()>,
+) -> Vec<Instant> {
+    use http_body_util::BodyExt;
+    let uri: http::Uri = url.parse().unwrap();
+    let host = uri.authority().unwrap().to_string();
+    let stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::get(uri.path_and_query().unwrap().as_str())
+        .header("host", host)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let mut body = send.send_request(request).await.unwrap().into_body();
+    ready.send(()).await.unwrap();
+    let mut arrivals = vec![None; probes];
+    let mut buffer = Vec::new();
+    while arrivals.iter().any(Option::is_none) {
+        let Some(Ok(frame)) = body.frame().await else {
+            panic!("the watch ended before every probe arrived");
+        };
+        let now = Instant::now();
+        if let Ok(data) = frame.into_data() {
+            buffer.extend_from_slice(&data);
+        }
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            // Only probe events are read whole.
+            if !line.windows(prefix.len()).any(|w| w == prefix.as_bytes()) {
+                continue;
+            }
+            let event: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            if let Some(k) = event["object"]["metadata"]["name"]
+                .as_str()
+                .and_then(|n| n.strip_prefix(prefix))
+                .and_then(|k| k.parse::<usize>().ok())
+                && event["type"] == "ADDED"
+            {
+                arrivals[k].get_or_insert(now);
+            }
+        }
+    }
+    arrivals.into_iter().map(Option::unwrap).collect()
+}
+
+/// The apiserver's current long-running WATCH requests on pods.
+async fn apiserver_pod_watches(client: &kube::Client) -> f64 {
+    let page = apiserver_metrics(client).await.unwrap();
+    metric_sum(
+        &page,
+        "apiserver_longrunning_requests",
+        &[r#"verb="WATCH""#, r#"resource="pods""#],
+    )
+}
+
+/// LIST requests on pods the apiserver has served.
+async fn apiserver_lists(client: &kube::Client) -> f64 {
+    let page = apiserver_metrics(client).await.unwrap();
+    metric_sum(
+        &page,
+        "apiserver_request_total",
+        &[r#"verb="LIST""#, r#"resource="pods""#],
+    )
+}
