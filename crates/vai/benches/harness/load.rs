@@ -102,6 +102,18 @@ pub async fn load(client: &kube::Client, n: u64) -> Loaded {
             }
         })
         .buffer_unordered(CONCURRENCY)
+        .enumerate()
+        .map(|(done, pod)| {
+            // A line at every tenth: the full load takes minutes.
+            if (done as u64 + 1).is_multiple_of((n / 10).max(1)) {
+                eprintln!(
+                    "load: {} of {n} pods in {:.0} s",
+                    done + 1,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            pod
+        })
         .collect::<Vec<_>>()
         .await;
     let configs: Vec<_> = (0..n / 20).map(|k| config(k, &mut rng)).collect();

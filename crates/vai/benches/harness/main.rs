@@ -136,10 +136,12 @@ fn percentile(sorted_or_not: &[f64], p: f64) -> f64 {
 struct Vai {
     child: Child,
     url: String,
+    log: PathBuf,
 }
 
 impl Vai {
-    fn start(env: &TestEnv, db: &Path) -> Vai {
+    /// Starts vai on `db`, its log appended to `log`.
+    fn start(env: &TestEnv, db: &Path, log: &Path) -> Vai {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -156,14 +158,21 @@ impl Vai {
                 "--resources",
                 RESOURCES,
             ])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         Vai {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            log: log.to_path_buf(),
         }
     }
 
@@ -180,7 +189,8 @@ impl Vai {
             }
             assert!(
                 started.elapsed() < Duration::from_secs(600),
-                "vai never became ready"
+                "vai was not ready within 10 minutes (its log: {})",
+                self.log.display()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -370,6 +380,7 @@ struct Outcome {
 async fn run_phase(
     env: &TestEnv,
     client: &kube::Client,
+    out: &Path,
     setup: &Setup,
     phase: Phase,
     rows: &mut Vec<Row>,
@@ -388,10 +399,12 @@ async fn run_phase(
     let http = reqwest_like::Client;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("vai.db");
+    let log = out.join(format!("vai-{}.log", phase.name()));
+    let _ = std::fs::remove_file(&log);
 
     // 1. Initial sync: vai to ready, the reflector to its first complete state, a bare download.
     let (download, raw_bytes) = paginated_download(client).await;
-    let vai = Vai::start(env, &db);
+    let vai = Vai::start(env, &db, &log);
     let vai_sync = vai.ready(&http).await;
     let vai_rss = rss_mb(vai.child.id());
     let (reflector_sync, reflector_rss, held) = reflector(env);
@@ -497,7 +510,7 @@ async fn run_phase(
     vai.stop();
     let lists_before = apiserver_lists(client).await;
     let started = Instant::now();
-    let vai = Vai::start(env, &db);
+    let vai = Vai::start(env, &db, &log);
     loop {
         if let Ok((200, _)) = http.get(&format!("{}/api/v1/pods?limit=1", vai.url)).await {
             break;
@@ -661,6 +674,7 @@ async fn main() {
     let n = var("VAI_BENCH_PODS").unwrap_or(if full { 100_000 } else { 2_000 });
     let rate = var("VAI_BENCH_CHURN").unwrap_or(if full { 500 } else { 100 });
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/vai-bench");
+    std::fs::create_dir_all(&out).unwrap();
     let env = TestEnv::start().await.unwrap();
     let client = env.client().await.unwrap();
     let loaded = load::load(&client, n).await;
@@ -670,16 +684,16 @@ async fn main() {
     );
     let mut setup = Setup {
         objects: n + loaded.others as u64,
-        runs: if full { 20 } else { 5 },
+        runs: if full { 10 } else { 5 },
         watchers: if full { 1000 } else { 100 },
     };
     let mut rows = Vec::new();
-    let quiet = run_phase(&env, &client, &setup, Phase::Quiet, &mut rows).await;
+    let quiet = run_phase(&env, &client, &out, &setup, Phase::Quiet, &mut rows).await;
     let mut stats = None;
     if rate > 0 {
         let churn = Churn::start(client.clone(), Arc::new(loaded.pods), rate as f64);
         setup.objects = upstream_objects(&client).await;
-        let outcome = run_phase(&env, &client, &setup, Phase::Churn, &mut rows).await;
+        let outcome = run_phase(&env, &client, &out, &setup, Phase::Churn, &mut rows).await;
         let done = churn.stop().await;
         println!(
             "under churn: {} upstream LISTs at restart",
