@@ -36,12 +36,18 @@ impl Vai {
 
     /// Starts vai without waiting.
     pub fn spawn(env: &TestEnv, dir: &Path, port: u16, extra: &[&str]) -> Vai {
+        Vai::spawn_with_kubeconfig(&env.kubeconfig_path(), dir, port, extra)
+    }
+
+    /// Starts vai with another kubeconfig (a proxy in front of the test cluster), without
+    /// waiting.
+    pub fn spawn_with_kubeconfig(kubeconfig: &Path, dir: &Path, port: u16, extra: &[&str]) -> Vai {
         let db = dir.join("vai.db");
         let log = dir.join(format!("vai-{port}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_vai"))
             .arg("serve")
             .arg("--kubeconfig")
-            .arg(env.kubeconfig_path())
+            .arg(kubeconfig)
             .arg("--db")
             .arg(&db)
             .arg("--listen")
@@ -371,4 +377,68 @@ spec:
 {selectable}",
         properties.join(", ")
     )
+}
+
+/// A plain-HTTP proxy in front of the test cluster that answers every streaming list (`watch`
+/// with `sendInitialEvents=true`) `504 Too large resource version`, as an overloaded
+/// apiserver whose watch cache trails etcd does, and forwards everything else with the
+/// admin's credentials. Returns a kubeconfig for it and the count of streaming lists refused.
+pub async fn refusing_streaming_lists(
+    upstream: kube::Client,
+    dir: &Path,
+) -> (PathBuf, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counter = refused.clone();
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let (upstream, refused) = (upstream.clone(), counter.clone());
+        async move {
+            let query = request.uri().query().unwrap_or("").to_string();
+            if query.contains("sendInitialEvents=true") {
+                refused.fetch_add(1, Ordering::Relaxed);
+                let status = serde_json::json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "Timeout: Too large resource version: 2, current: 1",
+                    "reason": "Timeout", "code": 504,
+                    "details": {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1},
+                });
+                return axum::response::Response::builder()
+                    .status(504)
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(status.to_string()))
+                    .unwrap();
+            }
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let mut forward = http::Request::builder()
+                .method(parts.method)
+                .uri(parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+            for (name, value) in &parts.headers {
+                if name != http::header::HOST {
+                    forward = forward.header(name, value);
+                }
+            }
+            let forward = forward.body(kube::client::Body::from(body.to_vec())).unwrap();
+            match upstream.send(forward).await {
+                Ok(response) => response.map(axum::body::Body::new),
+                Err(e) => axum::response::Response::builder()
+                    .status(502)
+                    .body(axum::body::Body::from(e.to_string()))
+                    .unwrap(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let kubeconfig = dir.join("proxy-kubeconfig");
+    let config = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "proxy",
+        "clusters": [{"name": "proxy", "cluster": {"server": url}}],
+        "users": [{"name": "proxy", "user": {}}],
+        "contexts": [{"name": "proxy", "context": {"cluster": "proxy", "user": "proxy"}}],
+    });
+    std::fs::write(&kubeconfig, config.to_string()).unwrap();
+    (kubeconfig, refused)
 }
