@@ -196,7 +196,15 @@ impl Vai {
         }
     }
 
-    fn stop(mut self) {
+    /// Stops it gracefully (SIGTERM) and waits.
+    fn stop(self) {
+        drop(self);
+    }
+}
+
+/// A harness that fails half-way leaves no vai running.
+impl Drop for Vai {
+    fn drop(&mut self) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
@@ -295,16 +303,38 @@ async fn reflector_child(kubeconfig: &str) {
         )
         .for_each(|_| async {}),
     );
-    pods.wait_until_ready().await.unwrap();
-    config_maps.wait_until_ready().await.unwrap();
-    secrets.wait_until_ready().await.unwrap();
+    let ready = async {
+        pods.wait_until_ready().await.unwrap();
+        config_maps.wait_until_ready().await.unwrap();
+        secrets.wait_until_ready().await.unwrap();
+    };
+    let synced = tokio::time::timeout(REFLECTOR_DEADLINE, ready)
+        .await
+        .is_ok();
     let seconds = started.elapsed().as_secs_f64();
     let held = pods.len() + config_maps.len() + secrets.len();
-    println!("{seconds} {} {held}", rss_mb(std::process::id()));
+    println!(
+        "{seconds} {} {held} {}",
+        rss_mb(std::process::id()),
+        u8::from(synced)
+    );
 }
 
-/// Runs the reflector baseline: (sync seconds, RSS in MB, objects held).
-fn reflector(env: &TestEnv) -> (f64, f64, u64) {
+/// How long the reflector baseline may take to its first complete state (under churn at
+/// 100,000 pods its paged lists outlive etcd's compaction and it starts over, again and again).
+const REFLECTOR_DEADLINE: Duration = Duration::from_secs(600);
+
+/// The reflector baseline's outcome.
+struct Reflected {
+    seconds: f64,
+    rss_mb: f64,
+    held: u64,
+    /// Whether it reached a complete state within [`REFLECTOR_DEADLINE`].
+    synced: bool,
+}
+
+/// Runs the reflector baseline in a process of its own.
+fn reflector(env: &TestEnv) -> Reflected {
     let child = Command::new(std::env::current_exe().unwrap())
         .env("VAI_BENCH_REFLECTOR_CHILD", env.kubeconfig_path())
         .output()
@@ -319,7 +349,12 @@ fn reflector(env: &TestEnv) -> (f64, f64, u64) {
         .split_whitespace()
         .map(|f| f.parse().unwrap())
         .collect();
-    (fields[0], fields[1], fields[2] as u64)
+    Reflected {
+        seconds: fields[0],
+        rss_mb: fields[1],
+        held: fields[2] as u64,
+        synced: fields[3] == 1.0,
+    }
 }
 
 /// A bare paginated LIST of every pod, ConfigMap and Secret: (seconds, bytes of JSON received).
@@ -407,10 +442,17 @@ async fn run_phase(
     let vai = Vai::start(env, &db, &log);
     let vai_sync = vai.ready(&http).await;
     let vai_rss = rss_mb(vai.child.id());
-    let (reflector_sync, reflector_rss, held) = reflector(env);
+    let reflected = reflector(env);
+    let (reflector_sync, reflector_rss) = (reflected.seconds, reflected.rss_mb);
+    let reflector_name = if reflected.synced {
+        "kube-rs reflector"
+    } else {
+        "kube-rs reflector, not synced within 600 s"
+    };
     assert!(
-        held >= setup.objects * 9 / 10,
-        "the reflector holds {held} of ~{} objects",
+        !reflected.synced || reflected.held >= setup.objects * 95 / 100,
+        "the reflector holds {} of ~{} objects",
+        reflected.held,
         setup.objects
     );
     let n = setup.objects;
@@ -418,7 +460,7 @@ async fn run_phase(
         format!("1. initial sync of {n} objects"),
         vai_sync,
         reflector_sync,
-        "kube-rs reflector",
+        reflector_name,
         "s",
         Goal::None,
     );
@@ -436,7 +478,7 @@ async fn run_phase(
         "2. RSS holding every object".into(),
         vai_rss,
         reflector_rss,
-        "kube-rs reflector",
+        reflector_name,
         "MB",
         Goal::Ratio(0.1, "≤ 0.1"),
     );
@@ -683,12 +725,17 @@ async fn main() {
         loaded.others, loaded.seconds
     );
     let mut setup = Setup {
-        objects: n + loaded.others as u64,
+        // The pod garbage collector keeps 12,500 terminated pods, so upstream holds fewer than
+        // were loaded (the generator makes a fifth of them Succeeded); each phase counts.
+        objects: 0,
         runs: if full { 10 } else { 5 },
         watchers: if full { 1000 } else { 100 },
     };
     let mut rows = Vec::new();
+    setup.objects = upstream_objects(&client).await;
     let quiet = run_phase(&env, &client, &out, &setup, Phase::Quiet, &mut rows).await;
+    // A run that fails in its churn phase still leaves the quiet phase's report.
+    report(&rows, n, None, &out);
     let mut stats = None;
     if rate > 0 {
         let churn = Churn::start(client.clone(), Arc::new(loaded.pods), rate as f64);
