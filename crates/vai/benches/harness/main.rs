@@ -281,28 +281,9 @@ async fn reflector_child(kubeconfig: &str) {
     .unwrap();
     let client = kube::Client::try_from(config).unwrap();
     let started = Instant::now();
-    let (pods, pods_writer) = kube::runtime::reflector::store::<Pod>();
-    let (config_maps, config_maps_writer) = kube::runtime::reflector::store::<ConfigMap>();
-    let (secrets, secrets_writer) = kube::runtime::reflector::store::<Secret>();
-    let watcher = |api| kube::runtime::watcher(api, Default::default());
-    tokio::spawn(
-        kube::runtime::reflector(pods_writer, watcher(Api::<Pod>::all(client.clone())))
-            .for_each(|_| async {}),
-    );
-    tokio::spawn(
-        kube::runtime::reflector(
-            config_maps_writer,
-            kube::runtime::watcher(Api::<ConfigMap>::all(client.clone()), Default::default()),
-        )
-        .for_each(|_| async {}),
-    );
-    tokio::spawn(
-        kube::runtime::reflector(
-            secrets_writer,
-            kube::runtime::watcher(Api::<Secret>::all(client), Default::default()),
-        )
-        .for_each(|_| async {}),
-    );
+    let pods = reflect::<Pod>(&client);
+    let config_maps = reflect::<ConfigMap>(&client);
+    let secrets = reflect::<Secret>(&client);
     let ready = async {
         pods.wait_until_ready().await.unwrap();
         config_maps.wait_until_ready().await.unwrap();
@@ -318,6 +299,23 @@ async fn reflector_child(kubeconfig: &str) {
         rss_mb(std::process::id()),
         u8::from(synced)
     );
+}
+
+/// A kube-runtime reflector of every `K`, running; its store.
+fn reflect<K>(client: &kube::Client) -> kube::runtime::reflector::Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = kube::runtime::reflector::store::<K>();
+    let watcher = kube::runtime::watcher(Api::<K>::all(client.clone()), Default::default());
+    tokio::spawn(kube::runtime::reflector(writer, watcher).for_each(|_| async {}));
+    store
 }
 
 /// How long the reflector baseline may take to its first complete state (under churn at
