@@ -261,13 +261,17 @@ async fn side_by_side(vai: &Vai, upstream: &kube::Client, path: &str, runs: usiz
         assert_eq!(status, 200, "vai {path}");
         a.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
-        upstream
+        // Under churn the apiserver may cut a large list; such a run is told, not timed.
+        match upstream
             .request_text(http::Request::get(path).body(Vec::new()).unwrap())
             .await
-            .unwrap();
-        b.push(t.elapsed().as_secs_f64() * 1000.0);
+        {
+            Ok(_) => b.push(t.elapsed().as_secs_f64() * 1000.0),
+            Err(e) => eprintln!("the apiserver failed {path}: {e}"),
+        }
     }
-    (median(a), median(b))
+    let baseline = if b.is_empty() { f64::NAN } else { median(b) };
+    (median(a), baseline)
 }
 
 /// The reflector baseline, in a process of its own: one kube-runtime reflector per type, the
@@ -748,8 +752,11 @@ async fn main() {
         stats = Some(done);
     }
     report(&rows, n, stats.as_ref(), &out);
-    // The quick run is a test: every scenario ran and measured something.
-    assert!(rows.iter().all(|r| r.vai.is_finite() && r.baseline > 0.0));
+    // The quick run is a test: every scenario ran and measured something (under churn a
+    // baseline may have failed every request; vai may not).
+    assert!(rows.iter().all(|r| r.vai.is_finite()));
+    let quiet_rows = rows.iter().filter(|r| r.phase == Phase::Quiet);
+    assert!(quiet_rows.clone().count() > 0 && quiet_rows.clone().all(|r| r.baseline > 0.0));
     assert_eq!(
         quiet.lists_at_restart, 0.0,
         "a restart made no LIST upstream"
