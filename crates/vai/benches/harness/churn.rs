@@ -131,7 +131,7 @@ impl Change {
     ) -> Change {
         match k % 10 {
             8 => {
-                let mut pod = creatable(rng.next_u64() % 1_000_000, rng).0;
+                let mut pod = creatable(rng.next_u64() % 1_000_000, rng);
                 pod.metadata.name = Some(format!("churn-{k}"));
                 Change::Create(Box::new(pod))
             }

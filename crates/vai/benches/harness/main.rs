@@ -127,6 +127,9 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 fn percentile(sorted_or_not: &[f64], p: f64) -> f64 {
+    if sorted_or_not.is_empty() {
+        return f64::NAN;
+    }
     let mut xs = sorted_or_not.to_vec();
     xs.sort_by(|a, b| a.total_cmp(b));
     xs[((xs.len() - 1) as f64 * p) as usize]
@@ -543,6 +546,14 @@ async fn run_phase(
         "watches",
         Goal::Note("0 (one per type, already open)"),
     );
+    row(
+        format!("6. probe events lost at the {watchers} watchers"),
+        delays.lost.0 as f64,
+        delays.lost.1 as f64,
+        "lost at one watch on the apiserver",
+        "events",
+        Goal::Max(0.0, "0"),
+    );
     let (direct, delays) = (&delays.direct, &delays.through_vai);
     for (p, goal) in [(0.5, Goal::None), (0.99, Goal::Max(100.0, "p99 ≤ 100 ms"))] {
         let (at, baseline) = (percentile(delays, p), percentile(direct, p));
@@ -633,10 +644,13 @@ fn markdown(rows: &[Row]) -> String {
     );
     let cells = |r: Option<&Row>| match r {
         Some(r) => format!(
-            "{:.1} {u} | {:.1} {u} | {:.3}{}",
+            "{:.1} {u} | {:.1} {u} | {}{}",
             r.vai,
             r.baseline,
-            r.ratio(),
+            match r.ratio() {
+                ratio if ratio.is_finite() => format!("{ratio:.3}"),
+                _ => "–".into(),
+            },
             match r.met() {
                 Some(true) => " (met)",
                 Some(false) => " (**miss**)",
@@ -721,7 +735,7 @@ async fn main() {
     std::fs::create_dir_all(&out).unwrap();
     let env = TestEnv::start().await.unwrap();
     let client = env.client().await.unwrap();
-    let loaded = load::load(&client, n).await;
+    let loaded = load::load(&env, &client, n).await;
     println!(
         "loaded {n} pods (with status) and {} ConfigMaps and Secrets in {:.1} s",
         loaded.others, loaded.seconds
@@ -756,7 +770,19 @@ async fn main() {
     // baseline may have failed every request; vai may not).
     assert!(rows.iter().all(|r| r.vai.is_finite()));
     let quiet_rows = rows.iter().filter(|r| r.phase == Phase::Quiet);
-    assert!(quiet_rows.clone().count() > 0 && quiet_rows.clone().all(|r| r.baseline > 0.0));
+    assert!(
+        quiet_rows.clone().count() > 0
+            && quiet_rows
+                .clone()
+                .all(|r| r.baseline > 0.0 || r.unit == "events"),
+        "every baseline measured something on a quiet cluster"
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r.unit == "events")
+            .all(|r| r.vai == 0.0),
+        "every watcher on vai received every probe"
+    );
     assert_eq!(
         quiet.lists_at_restart, 0.0,
         "a restart made no LIST upstream"
@@ -768,16 +794,23 @@ async fn main() {
     );
 }
 
-/// Each probe's delay from just before its create upstream to its arrival, in ms.
+/// Each delivered probe's delay from just before its create upstream to its arrival, in ms.
 struct Delays {
     /// At every watcher on vai.
     through_vai: Vec<f64>,
     /// At one watch on the apiserver itself.
     direct: Vec<f64>,
+    /// Probe events that never arrived: (at vai's watchers, at the apiserver's watch).
+    lost: (usize, usize),
 }
 
+/// How long the probes may take to arrive before they count as lost.
+const PROBE_DEADLINE: Duration = Duration::from_secs(120);
+
 /// Opens `n` watches on vai, creates probe pods upstream, and returns how many pod watches the
-/// apiserver gained while they run, and the probes' delays.
+/// apiserver gained while they run, and the probes' delays. Under churn the apiserver may end
+/// its own watch or refuse a create: the baseline watch is reopened where it stopped, and what
+/// never arrives is counted as lost, not fatal.
 async fn fan_out(vai: &Vai, client: &kube::Client, n: usize, phase: Phase) -> (f64, Delays) {
     const PROBES: usize = 5;
     let prefix = format!("fanout-{}-", phase.name());
@@ -796,16 +829,24 @@ async fn fan_out(vai: &Vai, client: &kube::Client, n: usize, phase: Phase) -> (f
         .unwrap()
         .to_string();
     let url = format!(
-        "{}/api/v1/namespaces/team-03/pods?watch=1&resourceVersion={rv}&timeoutSeconds=120",
-        vai.url
+        "{}/api/v1/namespaces/team-03/pods?watch=1&resourceVersion={rv}&timeoutSeconds={}",
+        vai.url,
+        PROBE_DEADLINE.as_secs()
     );
+    let deadline = tokio::time::Instant::now() + PROBE_DEADLINE;
     let before = apiserver_pod_watches(client).await;
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(n);
     let mut tasks = Vec::new();
     for _ in 0..n {
         let (url, prefix, ready) = (url.clone(), prefix.clone(), ready_tx.clone());
         tasks.push(tokio::spawn(async move {
-            watch_probes(&url, &prefix, PROBES, ready).await
+            let mut arrivals = vec![None; PROBES];
+            let _ = tokio::time::timeout_at(
+                deadline,
+                watch_probes(&url, &prefix, &mut arrivals, ready),
+            )
+            .await;
+            arrivals
         }));
     }
     for _ in 0..n {
@@ -813,75 +854,125 @@ async fn fan_out(vai: &Vai, client: &kube::Client, n: usize, phase: Phase) -> (f
     }
     let watches = apiserver_pod_watches(client).await - before;
     let api: Api<Pod> = Api::namespaced(client.clone(), "team-03");
-    // The baseline: the same probes seen by one watch on the apiserver.
+    // The baseline: the same probes seen by one watch on the apiserver, open before the first.
     let stream = api
         .watch(&WatchParams::default().timeout(120), &rv)
         .await
         .unwrap();
     let direct = tokio::spawn({
-        let prefix = prefix.clone();
+        let (prefix, api) = (prefix.clone(), api.clone());
         async move {
-            let mut stream = std::pin::pin!(stream);
             let mut arrivals = vec![None; PROBES];
-            while arrivals.iter().any(Option::is_none) {
-                match stream.next().await {
-                    Some(Ok(WatchEvent::Added(pod))) => {
-                        let now = Instant::now();
-                        if let Some(k) = pod
-                            .metadata
-                            .name
-                            .as_deref()
-                            .and_then(|n| n.strip_prefix(prefix.as_str()))
-                            .and_then(|k| k.parse::<usize>().ok())
-                        {
-                            arrivals[k].get_or_insert(now);
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => panic!("the apiserver's watch failed: {e}"),
-                    None => panic!("the apiserver's watch ended before every probe arrived"),
-                }
-            }
-            arrivals.into_iter().map(Option::unwrap).collect::<Vec<_>>()
+            let _ = tokio::time::timeout_at(
+                deadline,
+                watch_probes_upstream(&api, stream, rv, &prefix, &mut arrivals),
+            )
+            .await;
+            arrivals
         }
     });
     let mut started = Vec::new();
     let mut rng = Rng(99);
     for k in 0..PROBES {
-        let mut pod = creatable(3 + 50 * (1_000_000 + k as u64), &mut rng).0;
+        let mut pod = creatable(3 + 50 * (1_000_000 + k as u64), &mut rng);
         pod.metadata.name = Some(format!("{prefix}{k}"));
-        started.push(Instant::now());
-        api.create(&PostParams::default(), &pod).await.unwrap();
+        let mut created = None;
+        for _attempt in 0..3 {
+            let at = Instant::now();
+            match api.create(&PostParams::default(), &pod).await {
+                Ok(_) => {
+                    created = Some(at);
+                    break;
+                }
+                // Already there: an earlier attempt was applied though its answer was lost.
+                Err(kube::Error::Api(e)) if e.code == 409 => break,
+                Err(e) => println!("probe {k} not created: {e}"),
+            }
+        }
+        started.push(created);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let since_create = |arrivals: Vec<Instant>| {
-        arrivals
-            .into_iter()
-            .zip(&started)
-            .map(|(at, start)| (at - *start).as_secs_f64() * 1000.0)
-            .collect::<Vec<_>>()
+    // Delays of the probes both created (with a known start) and delivered; the rest are lost.
+    let since_create = |arrivals: Vec<Option<Instant>>, lost: &mut usize, into: &mut Vec<f64>| {
+        for (at, start) in arrivals.into_iter().zip(&started) {
+            match (at, start) {
+                (Some(at), Some(start)) => into.push((at - *start).as_secs_f64() * 1000.0),
+                (None, Some(_)) => *lost += 1,
+                _ => {}
+            }
+        }
     };
-    let mut through_vai = Vec::new();
+    let (mut through_vai, mut direct_delays, mut lost) = (Vec::new(), Vec::new(), (0, 0));
     for task in tasks {
-        through_vai.extend(since_create(task.await.unwrap()));
+        since_create(task.await.unwrap(), &mut lost.0, &mut through_vai);
     }
-    let direct = since_create(direct.await.unwrap());
+    since_create(direct.await.unwrap(), &mut lost.1, &mut direct_delays);
     (
         watches,
         Delays {
             through_vai,
-            direct,
+            direct: direct_delays,
+            lost,
         },
     )
 }
 
-/// One downstream watcher: signals when its stream is open, returns when each probe arrived.
+/// Which probe a pod's name makes it, if any.
+fn probe_index(name: Option<&str>, prefix: &str) -> Option<usize> {
+    name?.strip_prefix(prefix)?.parse().ok()
+}
+
+/// The apiserver's own watch: records when each probe arrived; reopened from the last resource
+/// version it saw when the apiserver ends it, until every probe arrived or it cannot resume.
+async fn watch_probes_upstream(
+    api: &Api<Pod>,
+    stream: impl futures::Stream<Item = kube::Result<WatchEvent<Pod>>> + Send + 'static,
+    mut rv: String,
+    prefix: &str,
+    arrivals: &mut [Option<Instant>],
+) {
+    let mut stream = stream.boxed();
+    while arrivals.iter().any(Option::is_none) {
+        match stream.next().await {
+            Some(Ok(WatchEvent::Added(pod))) => {
+                let now = Instant::now();
+                if let Some(k) = probe_index(pod.metadata.name.as_deref(), prefix) {
+                    arrivals[k].get_or_insert(now);
+                }
+                rv = pod.metadata.resource_version.unwrap_or(rv);
+            }
+            Some(Ok(WatchEvent::Modified(pod) | WatchEvent::Deleted(pod))) => {
+                rv = pod.metadata.resource_version.unwrap_or(rv);
+            }
+            Some(Ok(WatchEvent::Bookmark(b))) => rv = b.metadata.resource_version,
+            Some(Ok(WatchEvent::Error(e))) => {
+                println!("the apiserver's baseline watch failed: {e}");
+                return;
+            }
+            end @ (Some(Err(_)) | None) => {
+                if let Some(Err(e)) = end {
+                    println!("the apiserver's baseline watch broke: {e}");
+                }
+                match api.watch(&WatchParams::default().timeout(120), &rv).await {
+                    Ok(next) => stream = next.boxed(),
+                    Err(e) => {
+                        println!("the apiserver's baseline watch not reopened: {e}");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One downstream watcher: signals when its stream is open, records when each probe arrives,
+/// returns when all have or the stream ends.
 async fn watch_probes(
     url: &str,
     prefix: &str,
-    probes: usize,
+    arrivals: &mut [Option<Instant>],
     ready: tokio::sync::mpsc::Sender<()>,
-) -> Vec<Instant> {
+) {
     use http_body_util::BodyExt;
     let uri: http::Uri = url.parse().unwrap();
     let host = uri.authority().unwrap().to_string();
@@ -897,11 +988,11 @@ async fn watch_probes(
         .unwrap();
     let mut body = send.send_request(request).await.unwrap().into_body();
     ready.send(()).await.unwrap();
-    let mut arrivals = vec![None; probes];
     let mut buffer = Vec::new();
     while arrivals.iter().any(Option::is_none) {
         let Some(Ok(frame)) = body.frame().await else {
-            panic!("the watch ended before every probe arrived");
+            println!("a watch on vai ended before every probe arrived");
+            return;
         };
         let now = Instant::now();
         if let Ok(data) = frame.into_data() {
@@ -914,17 +1005,13 @@ async fn watch_probes(
                 continue;
             }
             let event: serde_json::Value = serde_json::from_slice(&line).unwrap();
-            if let Some(k) = event["object"]["metadata"]["name"]
-                .as_str()
-                .and_then(|n| n.strip_prefix(prefix))
-                .and_then(|k| k.parse::<usize>().ok())
+            if let Some(k) = probe_index(event["object"]["metadata"]["name"].as_str(), prefix)
                 && event["type"] == "ADDED"
             {
                 arrivals[k].get_or_insert(now);
             }
         }
     }
-    arrivals.into_iter().map(Option::unwrap).collect()
 }
 
 /// The apiserver's current long-running WATCH requests on pods.
