@@ -7,11 +7,20 @@
 //! use them; anything filtered, namespaced or as of an older version is counted from the data.
 //! The counts never include a first list still being staged (see `crate::relist`): it is
 //! counted whole when it commits.
+//!
+//! Each count is kept for the whole type and for the object's namespace (keys prefixed
+//! `@namespace/`; namespaces are DNS labels, so `/` cannot occur in one): a UI's "page 1 of 12"
+//! of one namespace's running pods is then a row too, and the page's walk stops at its end.
 
 use rusqlite::{Connection, Result, params};
 
 /// The `key` of the row counting the objects themselves (indexed fields' keys start with `#`).
 const OBJECTS: &str = "";
+
+/// The key of a count within one namespace: `@namespace/` and the whole type's key.
+pub(crate) fn in_namespace(namespace: &str, key: &str) -> String {
+    format!("@{namespace}/{key}")
+}
 
 /// The indexed fields (`#field` keys) of a stored version, as its label rows hold them.
 pub(crate) fn fields_of(conn: &Connection, version_id: i64) -> Result<Vec<(String, String)>> {
@@ -28,19 +37,24 @@ pub(crate) fn fields_of(conn: &Connection, version_id: i64) -> Result<Vec<(Strin
 pub(crate) fn replace_object(
     conn: &Connection,
     rid: i64,
+    namespace: &str,
     old: Option<&[(String, String)]>,
     new: Option<&[(String, String)]>,
 ) -> Result<()> {
+    let add_both = |key: &str, value: &str, delta: i64| {
+        add(conn, rid, key, value, delta)?;
+        add(conn, rid, &in_namespace(namespace, key), value, delta)
+    };
     let objects = i64::from(new.is_some()) - i64::from(old.is_some());
     if objects != 0 {
-        add(conn, rid, OBJECTS, "", objects)?;
+        add_both(OBJECTS, "", objects)?;
     }
     let (old, new) = (old.unwrap_or_default(), new.unwrap_or_default());
     for (key, value) in old.iter().filter(|f| !new.contains(f)) {
-        add(conn, rid, key, value, -1)?;
+        add_both(key, value, -1)?;
     }
     for (key, value) in new.iter().filter(|f| !old.contains(f)) {
-        add(conn, rid, key, value, 1)?;
+        add_both(key, value, 1)?;
     }
     Ok(())
 }
@@ -84,6 +98,24 @@ pub(crate) fn recount(conn: &Connection, rid: i64) -> Result<()> {
          GROUP BY l.key, l.value",
     )?
     .execute([rid])?;
+    conn.prepare_cached(
+        "INSERT INTO current_counts (resource_id, key, value, n)
+         SELECT ?1, '@' || namespace || '/', '', count(*) FROM versions
+         WHERE resource_id = ?1 AND rv_to IS NULL AND kind != 2
+           AND rv <= (SELECT last_rv FROM resources WHERE id = ?1)
+         GROUP BY namespace",
+    )?
+    .execute([rid])?;
+    conn.prepare_cached(
+        "INSERT INTO current_counts (resource_id, key, value, n)
+         SELECT ?1, '@' || v.namespace || '/' || l.key, l.value, count(*)
+         FROM labels l JOIN versions v ON v.id = l.version_id
+         WHERE l.resource_id = ?1 AND l.key >= '#' AND l.key < '$'
+           AND v.resource_id = ?1 AND v.rv_to IS NULL AND v.kind != 2
+           AND v.rv <= (SELECT last_rv FROM resources WHERE id = ?1)
+         GROUP BY v.namespace, l.key, l.value",
+    )?
+    .execute([rid])?;
     Ok(())
 }
 
@@ -99,13 +131,34 @@ pub(crate) fn recount_all(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// How many objects a resource type holds now.
-pub(crate) fn objects(conn: &Connection, rid: i64) -> Result<u64> {
+/// How many objects a resource type holds now, in one namespace or in all.
+pub(crate) fn objects(conn: &Connection, rid: i64, namespace: Option<&str>) -> Result<u64> {
+    count(conn, rid, &scoped(namespace, OBJECTS), "")
+}
+
+/// How many current objects have one value of an indexed field (`#field` key), in one
+/// namespace or in all.
+pub(crate) fn with_value(
+    conn: &Connection,
+    rid: i64,
+    namespace: Option<&str>,
+    key: &str,
+    value: &str,
+) -> Result<u64> {
+    count(conn, rid, &scoped(namespace, key), value)
+}
+
+/// A key, within a namespace if one is given.
+pub(crate) fn scoped(namespace: Option<&str>, key: &str) -> String {
+    namespace.map_or_else(|| key.to_string(), |ns| in_namespace(ns, key))
+}
+
+fn count(conn: &Connection, rid: i64, key: &str, value: &str) -> Result<u64> {
     conn.prepare_cached(
         "SELECT coalesce(sum(n), 0) FROM current_counts
-         WHERE resource_id = ?1 AND key = ?2 AND value = ''",
+         WHERE resource_id = ?1 AND key = ?2 AND value = ?3",
     )?
-    .query_row(params![rid, OBJECTS], |r| r.get::<_, i64>(0))
+    .query_row(params![rid, key, value], |r| r.get::<_, i64>(0))
     .map(|n| n as u64)
 }
 

@@ -43,6 +43,7 @@ mod counts;
 pub mod fields;
 pub mod object;
 pub mod page;
+mod pool;
 pub mod query;
 mod registry;
 mod relist;
@@ -58,7 +59,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::TransactionBehavior;
 use tokio::sync::{broadcast, oneshot};
 
 pub use fields::{ConfiguredField, FieldSet};
@@ -409,7 +410,7 @@ pub struct StoreConfig {
     pub history_max_events: u64,
     /// History kept per resource type, in time.
     pub history_max_age: Duration,
-    /// Read connections kept open.
+    /// Read connections open at most (readers beyond wait for one; see `pool`).
     pub read_connections: usize,
     /// WAL size past which a truncating checkpoint waits for old readers (see `checkpoint`).
     pub wal_limit_bytes: u64,
@@ -452,7 +453,7 @@ struct Inner {
     _lock: Option<std::fs::File>,
     config: StoreConfig,
     requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
-    readers: Mutex<Vec<Connection>>,
+    readers: pool::ReaderPool,
     events: broadcast::Sender<Arc<[Event]>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
@@ -493,9 +494,9 @@ impl Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 _lock: Some(lock),
-                config,
                 requests: Mutex::new(Some(tx)),
-                readers: Mutex::new(Vec::new()),
+                readers: pool::ReaderPool::new(config.read_connections),
+                config,
                 events,
                 writer: Mutex::new(Some(handle)),
                 checkpointer: Mutex::new(Some((stop, checkpointer))),
@@ -515,7 +516,7 @@ impl Store {
                 _lock: None,
                 config: StoreConfig::default(),
                 requests: Mutex::new(None),
-                readers: Mutex::new(Vec::new()),
+                readers: pool::ReaderPool::new(StoreConfig::default().read_connections),
                 events,
                 writer: Mutex::new(None),
                 checkpointer: Mutex::new(None),
@@ -634,7 +635,7 @@ impl Store {
     /// How many objects of `resource` exist now.
     pub fn count(&self, resource: &str) -> Result<u64> {
         self.read(|tx| match query::resource_row(tx, resource) {
-            Ok(row) => Ok(counts::objects(tx, row.id)?),
+            Ok(row) => Ok(counts::objects(tx, row.id, None)?),
             Err(Error::UnknownResource(_)) => Ok(0),
             Err(e) => Err(e),
         })
@@ -660,21 +661,14 @@ impl Store {
 
     /// Runs `f` in one read transaction (one snapshot).
     pub fn read<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
-        let pooled = self.inner.readers.lock().expect("readers lock").pop();
-        let mut conn = match pooled {
-            Some(conn) => conn,
-            None => schema::open_reader(&self.inner.path)?,
-        };
+        let mut conn = self.inner.readers.take(&self.inner.path)?;
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
             let out = f(&tx)?;
             tx.finish()?;
             Ok(out)
         })();
-        let mut readers = self.inner.readers.lock().expect("readers lock");
-        if readers.len() < self.inner.config.read_connections {
-            readers.push(conn);
-        }
+        self.inner.readers.give(conn);
         result.map_err(|e: Error| e.about_file(&self.inner.path))
     }
 

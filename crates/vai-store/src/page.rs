@@ -307,6 +307,7 @@ fn filtered_sql(
     tx: &Transaction,
     resource: &str,
     request: &PageRequest,
+    scan: &str,
 ) -> Result<(u64, String, String, Vec<Value>)> {
     let fields = crate::registry::stored(tx, resource)?;
     if let Some((field, ..)) =
@@ -327,7 +328,7 @@ fn filtered_sql(
     )?;
     // The selection (namespace, selectors, visibility) is the list's: reuse its SQL.
     let (resource_version, base_sql, mut args) =
-        crate::query::selection_sql(tx, resource, &request.list, "v.id")?;
+        crate::query::selection_sql(tx, resource, &request.list, "v.id", scan)?;
     let mut extra = String::new();
     {
         let mut bind = |v: Value| {
@@ -366,15 +367,16 @@ pub(crate) fn summary(
     column: &Column,
 ) -> Result<Summary> {
     check_columns(&crate::registry::stored(tx, resource)?, [column])?;
-    if let (Column::Field(field), true) = (column, whole_type_at_latest(request)) {
+    if let (Column::Field(field), true) = (column, counted(request)) {
         // Kept by the writer (`crate::counts`): a few rows, not a walk over every object.
         let row = crate::query::resource_row(tx, resource)?;
-        let key = format!("{}{field}", crate::fields::PREFIX);
+        let namespace = request.list.namespace.as_deref();
+        let key = crate::counts::scoped(namespace, &format!("{}{field}", crate::fields::PREFIX));
         let mut counts: Vec<(Option<String>, u64)> = crate::counts::values(tx, row.id, &key)?
             .into_iter()
             .map(|(value, n)| (Some(value), n))
             .collect();
-        let objects = crate::counts::objects(tx, row.id)?;
+        let objects = crate::counts::objects(tx, row.id, namespace)?;
         let valued: u64 = counts.iter().map(|(_, n)| n).sum();
         if objects > valued {
             counts.push((None, objects - valued));
@@ -384,7 +386,8 @@ pub(crate) fn summary(
             counts: sorted_counts(counts),
         });
     }
-    let (resource_version, base_sql, extra, mut args) = filtered_sql(tx, resource, request)?;
+    let (resource_version, base_sql, extra, mut args) =
+        filtered_sql(tx, resource, request, crate::query::BY_KEY)?;
     let bind = |args: &mut Vec<Value>, v: Value| {
         args.push(v);
         format!("?{}", args.len())
@@ -460,33 +463,91 @@ fn sorted_counts(mut counts: Vec<(Option<String>, u64)>) -> Vec<(Option<String>,
     counts
 }
 
-/// Whether a request selects every current object of its type: no namespace, selector or
-/// filter, at the latest version (what the writer's counts answer).
-fn whole_type_at_latest(request: &PageRequest) -> bool {
+/// Whether a page request is walked in `versions_by_created`'s order instead of sorted: sorted
+/// by creation time alone, newest first, with no label selector (which drives the selection
+/// from the label index), and either the whole type unfiltered or a selection whose total the
+/// writer's counts hold — the walk then stops at the page's end; otherwise it would pass every
+/// object of the type to count one namespace's.
+fn walks_newest_first(request: &PageRequest, total_counted: bool) -> bool {
+    let list = &request.list;
+    let newest_first = matches!(
+        request.sort.as_slice(),
+        [SortKey {
+            column: Column::CreationTimestamp,
+            descending: true,
+            case_insensitive: false,
+        }]
+    );
+    let whole_type =
+        list.namespace.is_none() && request.filters.is_empty() && list.fields.0.is_empty();
+    newest_first && list.labels.0.is_empty() && (whole_type || total_counted)
+}
+
+/// Whether a request selects every current object of its type or of one namespace: no selector
+/// or filter, at the latest version (what the writer's counts answer).
+fn counted(request: &PageRequest) -> bool {
     let list = &request.list;
     request.filters.is_empty()
-        && list.namespace.is_none()
         && list.labels.0.is_empty()
         && list.fields.0.is_empty()
         && list.resource_version.is_none()
         && list.continue_token.is_none()
 }
 
-/// Runs a page request in one snapshot: the total count and the page, from one pass.
-pub(crate) fn page_each(
+/// A request's total where the writer's counts hold it: what [`counted`] selects, or that
+/// with one filter that is an indexed field's equality (`status.phase=Running`).
+fn counted_total(tx: &Transaction, resource: &str, request: &PageRequest) -> Result<Option<u64>> {
+    let unfiltered = PageRequest {
+        filters: Vec::new(),
+        ..request.clone()
+    };
+    if !counted(&unfiltered) {
+        return Ok(None);
+    }
+    let rid = crate::query::resource_row(tx, resource)?.id;
+    let namespace = request.list.namespace.as_deref();
+    Ok(match request.filters.as_slice() {
+        [] => Some(crate::counts::objects(tx, rid, namespace)?),
+        [Filter(conditions)] => match conditions.as_slice() {
+            [
+                Condition {
+                    column: Column::Field(field),
+                    operator: Operator::Eq,
+                    values,
+                },
+            ] if values.len() == 1 => Some(crate::counts::with_value(
+                tx,
+                rid,
+                namespace,
+                &format!("{}{field}", crate::fields::PREFIX),
+                &values[0],
+            )?),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// The SQL of a page request's matching ids, sorted: `(resource version, SQL, args)`.
+fn page_sql(
     tx: &Transaction,
     resource: &str,
     request: &PageRequest,
-    each: &mut crate::query::ItemSink,
-) -> Result<PageMeta> {
-    if request.list.continue_token.is_some() {
-        return Err(Error::InvalidContinue(
-            "pages use offsets and a resource version, not continue tokens".into(),
-        ));
-    }
-    let (resource_version, base_sql, extra, mut args) = filtered_sql(tx, resource, request)?;
+    total_counted: bool,
+) -> Result<(u64, String, Vec<Value>)> {
+    let walk = walks_newest_first(request, total_counted);
+    let scan = if walk {
+        crate::query::NEWEST_FIRST
+    } else {
+        crate::query::BY_KEY
+    };
+    let (resource_version, base_sql, extra, mut args) = filtered_sql(tx, resource, request, scan)?;
     let mut order = Vec::new();
-    {
+    if walk {
+        // The index's own order (absent times sort last in a descending order anyway), so
+        // SQLite walks it and stops at the page's end instead of sorting every object.
+        order.push("v.created DESC".into());
+    } else {
         let mut bind = |v: Value| {
             args.push(v);
             format!("?{}", args.len())
@@ -507,21 +568,32 @@ pub(crate) fn page_each(
     order.push("v.namespace".into());
     order.push("v.name".into());
     let sql = format!("{base_sql}{extra} ORDER BY {}", order.join(", "));
+    Ok((resource_version, sql, args))
+}
+
+/// Runs a page request in one snapshot: the total count and the page, from one pass.
+pub(crate) fn page_each(
+    tx: &Transaction,
+    resource: &str,
+    request: &PageRequest,
+    each: &mut crate::query::ItemSink,
+) -> Result<PageMeta> {
+    if request.list.continue_token.is_some() {
+        return Err(Error::InvalidContinue(
+            "pages use offsets and a resource version, not continue tokens".into(),
+        ));
+    }
+    let known_total = counted_total(tx, resource, request)?.map(|n| n as usize);
+    let (resource_version, sql, args) = page_sql(tx, resource, request, known_total.is_some())?;
     let end = request
         .page_size
         .map_or(usize::MAX, |size| request.offset.saturating_add(size));
     // One pass over the sorted selection gives the total and the page (a separate count would
-    // walk the selection a second time); for the whole type at the latest version the writer's
-    // count is the total, and the pass stops at the page's end. (A `LIMIT` made SQLite keep a
-    // bounded sorter instead: slower at deep offsets, 84 → 110 ms for page 500 of 100,000.)
-    // Either way order and cut on ids only (the sorter would otherwise carry every body), then
-    // read the page's bodies by id, in the same snapshot.
-    let known_total = if whole_type_at_latest(request) {
-        let rid = crate::query::resource_row(tx, resource)?.id;
-        Some(crate::counts::objects(tx, rid)? as usize)
-    } else {
-        None
-    };
+    // walk the selection a second time); where the writer's counts hold the total, the pass
+    // stops at the page's end. (A `LIMIT` made SQLite keep a bounded sorter instead: slower at
+    // deep offsets, 84 → 110 ms for page 500 of 100,000.) Either way order and cut on ids only
+    // (the sorter would otherwise carry every body), then read the page's bodies by id, in the
+    // same snapshot.
     let mut ids = Vec::new();
     let mut total = 0usize;
     {
@@ -566,4 +638,66 @@ pub(crate) fn page_each(
         total: total as u64,
         count,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Batch, Store, StoreConfig};
+
+    /// SQLite's plan for a page request, one line per step.
+    fn plan(store: &Store, request: &PageRequest) -> String {
+        store
+            .read(|tx| {
+                let counted = counted_total(tx, "/v1/pods", request)?.is_some();
+                let (_, sql, args) = page_sql(tx, "/v1/pods", request, counted)?;
+                let mut stmt = tx.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let steps = stmt
+                    .query_map(params_from_iter(args.iter()), |r| r.get::<_, String>(3))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(steps.join("\n"))
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn pages_newest_first_walk_a_creation_index_without_sorting() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("vai.db"), StoreConfig::default()).unwrap();
+        store
+            .write_blocking(Batch::new("/v1/pods").replace(1, Vec::<Vec<u8>>::new()))
+            .unwrap();
+        let sorted = |column, descending| PageRequest {
+            sort: vec![SortKey {
+                column,
+                descending,
+                case_insensitive: false,
+            }],
+            offset: 49_900,
+            page_size: Some(100),
+            ..Default::default()
+        };
+        let newest = plan(&store, &sorted(Column::CreationTimestamp, true));
+        assert!(newest.contains("versions_by_created"), "{newest}");
+        assert!(!newest.contains("TEMP B-TREE"), "{newest}");
+        // One namespace's running pods, whose total is counted: the same walk, to the page's
+        // end.
+        let mut running = sorted(Column::CreationTimestamp, true);
+        running.list.namespace = Some("team-01".into());
+        running.filters = vec![Filter(vec![Condition {
+            column: Column::Field("status.phase".into()),
+            operator: Operator::Eq,
+            values: vec!["Running".into()],
+        }])];
+        let namespaced = plan(&store, &running);
+        assert!(namespaced.contains("versions_by_created"), "{namespaced}");
+        // (Pods created in the same second are put in name order among themselves.)
+        assert!(
+            !namespaced.contains("TEMP B-TREE FOR ORDER BY"),
+            "{namespaced}"
+        );
+        // Any other order is sorted (and still correct: see the property tests).
+        let oldest = plan(&store, &sorted(Column::CreationTimestamp, false));
+        assert!(oldest.contains("TEMP B-TREE"), "{oldest}");
+    }
 }

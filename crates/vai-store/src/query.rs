@@ -108,7 +108,11 @@ const VISIBLE_AT: &str = "v.resource_id = ?1 AND v.rv <= ?2
 
 /// The rows a list scans, in key order. The index is named: the planner would otherwise
 /// sometimes prefer `versions_by_rv` and sort every row (bodies included) to restore key order.
-const BY_KEY: &str = "versions v INDEXED BY versions_by_key";
+pub(crate) const BY_KEY: &str = "versions v INDEXED BY versions_by_key";
+
+/// The rows in creation order, newest first (ties in key order): for pages of a whole type
+/// sorted that way, which then need no sort.
+pub(crate) const NEWEST_FIRST: &str = "versions v INDEXED BY versions_by_created";
 
 /// When a label requirement that must hold (`k=v`, `k in (…)`) matches few versions, the list
 /// is driven from the label index instead of scanning keys: read those versions, then sort
@@ -201,6 +205,7 @@ pub(crate) fn list_each(
         resource,
         request,
         "v.namespace, v.name, v.body, v.cells",
+        BY_KEY,
     )?;
     sql += " ORDER BY v.namespace, v.name";
     // Fields that are selectable but not indexed are checked on each object read, so the SQL
@@ -262,12 +267,14 @@ pub(crate) fn list_each(
 
 /// The `SELECT {columns} …` (columns of version `v`) of a list's selection — visibility at its
 /// snapshot, namespace, selectors, the continue position — without order or limit, with its
-/// parameters and the snapshot's resource version. Shared by lists and pages.
+/// parameters and the snapshot's resource version. Shared by lists and pages. `scan` is the
+/// index walked ([`BY_KEY`], [`NEWEST_FIRST`]) unless a label drives the selection.
 pub(crate) fn selection_sql(
     tx: &Transaction,
     resource: &str,
     request: &ListRequest,
     columns: &str,
+    scan: &str,
 ) -> Result<(u64, String, Vec<Value>)> {
     let row = resource_row(tx, resource)?;
     let (at, after) = match &request.continue_token {
@@ -314,7 +321,7 @@ pub(crate) fn selection_sql(
                 values.join(", ")
             )
         }
-        None => format!("SELECT {columns} FROM {BY_KEY} WHERE {VISIBLE_AT}"),
+        None => format!("SELECT {columns} FROM {scan} WHERE {VISIBLE_AT}"),
     };
     if let Some(ns) = &request.namespace {
         let p = bind(&mut args, Value::Text(ns.clone()));

@@ -437,6 +437,7 @@ impl Ctx<'_> {
         counts::replace_object(
             tx,
             rid,
+            &obj.namespace,
             old_fields.as_deref(),
             (!deleted).then_some(obj.fields.as_slice()),
         )?;

@@ -126,7 +126,9 @@ pub async fn load(env: &TestEnv, client: &kube::Client, n: u64) -> Loaded {
         entries.push((format!("/registry/pods/{namespace}/{name}"), json));
         pods.push((namespace, name));
     }
-    let created = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let created = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let configs = n / 20;
     for k in 0..configs {
         entries.extend(config(k, &mut rng, &created));
