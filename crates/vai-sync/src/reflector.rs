@@ -69,7 +69,7 @@ pub(crate) async fn run(shared: Arc<Shared>, info: ResourceInfo) {
         reflector.wait_for_upstream().await;
         phase = match phase {
             Phase::List => match reflector.list().await {
-                Ok((rv, Some(stream))) => reflector.follow(rv, stream).await,
+                Ok((rv, Some(stream))) => reflector.follow(rv, stream, true).await,
                 Ok((rv, None)) => Phase::Watch(rv),
                 Err(e) => {
                     reflector.failed(e).await;
@@ -330,9 +330,13 @@ impl Reflector {
                     self.set_state(SyncState::Live, None).await;
                 }
                 self.shared.status.mark_synced(&self.key);
-                self.follow(rv, stream).await
+                self.follow(rv, stream, false).await
             }
-            Err(Error::Status { code: 410, .. }) => Phase::List,
+            Err(Error::Status { code: 410, .. }) => {
+                tracing::info!(resource = %self.key, resource_version = rv,
+                    "resource version expired upstream (410); relisting");
+                Phase::List
+            }
             Err(e) => {
                 self.failed(e).await;
                 Phase::Watch(rv)
@@ -341,7 +345,9 @@ impl Reflector {
     }
 
     /// Applies a watch stream's events to the store until it ends; returns what comes next.
-    async fn follow(&mut self, mut rv: u64, mut stream: EventStream) -> Phase {
+    /// `listed`: the stream is a streaming list's, whose initial events were the list.
+    async fn follow(&mut self, mut rv: u64, mut stream: EventStream, listed: bool) -> Phase {
+        let started_at = rv;
         let mut health = self.shared.health.subscribe();
         let end = loop {
             let next = tokio::select! {
@@ -358,6 +364,18 @@ impl Reflector {
         };
         match end {
             Ok(WatchEnd::Closed) => Phase::Watch(rv),
+            // A stream that delivered events and then ended with 410 was cut for falling
+            // behind (an apiserver does so to a watcher that reads slower than events come,
+            // e.g. while a long streaming list is read under churn), not because its version
+            // left upstream's window: that version is seconds old. Re-watching from it costs
+            // one request; relisting would cost another full list, which under the same churn
+            // ends the same way (100,000 pods at 500 changes/s: relisted every 3 minutes,
+            // never live). Upstream answers 410 to the new watch if the version is gone.
+            Ok(WatchEnd::Gone) if listed || rv > started_at => {
+                tracing::info!(resource = %self.key, resource_version = rv,
+                    "upstream ended the watch with 410 after it made progress; re-watching from the last version");
+                Phase::Watch(rv)
+            }
             Ok(WatchEnd::Gone) => {
                 tracing::info!(resource = %self.key, resource_version = rv,
                     "resource version expired upstream (410); relisting");

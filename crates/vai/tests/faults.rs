@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use support::{Vai, eventually, get, request};
+use support::{StreamingListFault, Vai, eventually, get, request};
 use vai_testenv::TestEnv;
 use vai_testenv::measure::{apiserver_metrics, metric_sum};
 
@@ -385,7 +385,8 @@ async fn a_streaming_list_that_fails_is_followed_by_a_paged_list() {
             .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let (kubeconfig, refused) = support::refusing_streaming_lists(client.clone(), dir.path()).await;
+    let (kubeconfig, seen) =
+        support::faulty_proxy(client.clone(), dir.path(), StreamingListFault::Refuse).await;
     let vai = Vai::spawn_with_kubeconfig(
         &kubeconfig,
         dir.path(),
@@ -394,7 +395,10 @@ async fn a_streaming_list_that_fails_is_followed_by_a_paged_list() {
     );
     vai.wait_ready().await;
     assert!(
-        refused.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|q| q.contains("sendInitialEvents=true")),
         "vai asked for a streaming list first"
     );
     let log = vai.log_text();
@@ -417,4 +421,63 @@ async fn a_streaming_list_that_fails_is_followed_by_a_paged_list() {
         async || (through_vai(&vai, ns).await? == pairs(&[("s1", "2"), ("s2", "1")])).then_some(()),
     )
     .await;
+}
+
+/// An apiserver cuts a watcher that reads slower than events come with `410` — under churn,
+/// the streaming list of a large type ends that way just after its initial events. The version
+/// vai holds then is seconds old: vai watches again from it instead of listing again (a list
+/// that, under the same churn, would end the same way).
+#[tokio::test]
+async fn a_watch_cut_with_410_after_progress_is_resumed_not_relisted() {
+    let env = TestEnv::start().await.unwrap();
+    let client = env.client().await.unwrap();
+    let ns = "t-cut-410";
+    support::ensure_namespace(&client, ns).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    cms.create(&PostParams::default(), &configmap("c1", "1"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (kubeconfig, seen) = support::faulty_proxy(
+        client.clone(),
+        dir.path(),
+        StreamingListFault::CutFirstWith410,
+    )
+    .await;
+    let vai = Vai::spawn_with_kubeconfig(
+        &kubeconfig,
+        dir.path(),
+        support::free_port(),
+        &["--resources", "configmaps,namespaces"],
+    );
+    vai.wait_ready().await;
+    // Live after the cut: a later change arrives through the watch that resumed.
+    cms.patch(
+        "c1",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"data": {"v": "2"}})),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "the change through vai",
+        Duration::from_secs(10),
+        async || (through_vai(&vai, ns).await? == pairs(&[("c1", "2")])).then_some(()),
+    )
+    .await;
+    let configmap_requests: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|q| q.contains("watch=1") || q.contains("limit="))
+        .cloned()
+        .collect();
+    let lists = configmap_requests
+        .iter()
+        .filter(|q| q.contains("sendInitialEvents=true") || q.contains("limit="))
+        .count();
+    let log = vai.log_text();
+    assert!(log.contains("re-watching from the last version"), "{log}");
+    // Two types stream one list each; the cut one is not listed again.
+    assert_eq!(lists, 2, "lists and watches: {configmap_requests:#?}");
 }

@@ -907,6 +907,25 @@ async fn fan_out(vai: &Vai, client: &kube::Client, n: usize, phase: Phase) -> (f
         since_create(task.await.unwrap(), &mut lost.0, &mut through_vai);
     }
     since_create(direct.await.unwrap(), &mut lost.1, &mut direct_delays);
+    if lost.0 > 0 {
+        // Which side lost them: vai's sync (the probe is not stored) or its fan-out.
+        let (status, _) = reqwest_like::Client
+            .get(&format!(
+                "{}/api/v1/namespaces/team-03/pods/{prefix}0",
+                vai.url
+            ))
+            .await
+            .unwrap();
+        println!(
+            "{} probe events lost at vai's watchers; vai {} the first probe",
+            lost.0,
+            if status == 200 {
+                "holds"
+            } else {
+                "does not hold"
+            }
+        );
+    }
     (
         watches,
         Delays {

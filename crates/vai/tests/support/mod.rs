@@ -379,24 +379,42 @@ spec:
     )
 }
 
-/// A plain-HTTP proxy in front of the test cluster that answers every streaming list (`watch`
-/// with `sendInitialEvents=true`) `504 Too large resource version`, as an overloaded
-/// apiserver whose watch cache trails etcd does, and forwards everything else with the
-/// admin's credentials. Returns a kubeconfig for it and the count of streaming lists refused.
-pub async fn refusing_streaming_lists(
+/// What [`faulty_proxy`] does to streaming lists (`watch` with `sendInitialEvents=true`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamingListFault {
+    /// Answers every one `504 Too large resource version`, as an overloaded apiserver whose
+    /// watch cache trails etcd does.
+    Refuse,
+    /// Lets the first one deliver its initial events, then ends it with a `410 Expired`
+    /// event, as an apiserver does to a watcher that read slower than events came.
+    CutFirstWith410,
+}
+
+/// A plain-HTTP proxy in front of the test cluster that does `fault` to streaming lists and
+/// forwards everything else with the admin's credentials. Returns a kubeconfig for it and the
+/// query string of every request it received, in order.
+pub async fn faulty_proxy(
     upstream: kube::Client,
     dir: &Path,
-) -> (PathBuf, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let refused = Arc::new(AtomicUsize::new(0));
-    let counter = refused.clone();
+    fault: StreamingListFault,
+) -> (PathBuf, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use futures::StreamExt;
+    use http_body_util::BodyExt;
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
     let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-        let (upstream, refused) = (upstream.clone(), counter.clone());
+        let (upstream, log) = (upstream.clone(), log.clone());
         async move {
             let query = request.uri().query().unwrap_or("").to_string();
-            if query.contains("sendInitialEvents=true") {
-                refused.fetch_add(1, Ordering::Relaxed);
+            let streaming = query.contains("sendInitialEvents=true");
+            let first_streaming = {
+                let mut log = log.lock().unwrap();
+                let first = !log.iter().any(|q| q.contains("sendInitialEvents=true"));
+                log.push(query.clone());
+                streaming && first
+            };
+            if streaming && fault == StreamingListFault::Refuse {
                 let status = serde_json::json!({
                     "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                     "message": "Timeout: Too large resource version: 2, current: 1",
@@ -420,13 +438,52 @@ pub async fn refusing_streaming_lists(
                 }
             }
             let forward = forward.body(kube::client::Body::from(body.to_vec())).unwrap();
-            match upstream.send(forward).await {
-                Ok(response) => response.map(axum::body::Body::new),
-                Err(e) => axum::response::Response::builder()
-                    .status(502)
-                    .body(axum::body::Body::from(e.to_string()))
-                    .unwrap(),
+            let response = match upstream.send(forward).await {
+                Ok(response) => response,
+                Err(e) => {
+                    return axum::response::Response::builder()
+                        .status(502)
+                        .body(axum::body::Body::from(e.to_string()))
+                        .unwrap();
+                }
+            };
+            if !(first_streaming && fault == StreamingListFault::CutFirstWith410) {
+                return response.map(axum::body::Body::new);
             }
+            // Pass whole lines up to and including the initial-events-end bookmark, then the
+            // 410 event, then end the stream.
+            let (parts, body) = response.into_parts();
+            let gone = serde_json::json!({"type": "ERROR", "object": {
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "too old resource version", "reason": "Expired", "code": 410}});
+            let cut = futures::stream::unfold(
+                (body.into_data_stream(), Vec::<u8>::new(), false),
+                move |(mut data, mut buffer, done)| {
+                    let gone = gone.clone();
+                    async move {
+                        if done {
+                            return None;
+                        }
+                        loop {
+                            if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                                let line: Vec<u8> = buffer.drain(..=end).collect();
+                                let end_marker = b"k8s.io/initial-events-end";
+                                if line.windows(end_marker.len()).any(|w| w == end_marker) {
+                                    let mut out = line;
+                                    out.extend_from_slice(format!("{gone}\n").as_bytes());
+                                    return Some((Ok::<_, std::io::Error>(bytes::Bytes::from(out)), (data, buffer, true)));
+                                }
+                                return Some((Ok(bytes::Bytes::from(line)), (data, buffer, false)));
+                            }
+                            match data.next().await {
+                                Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                                _ => return None,
+                            }
+                        }
+                    }
+                },
+            );
+            axum::response::Response::from_parts(parts, axum::body::Body::from_stream(cut))
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -440,5 +497,5 @@ pub async fn refusing_streaming_lists(
         "contexts": [{"name": "proxy", "context": {"cluster": "proxy", "user": "proxy"}}],
     });
     std::fs::write(&kubeconfig, config.to_string()).unwrap();
-    (kubeconfig, refused)
+    (kubeconfig, seen)
 }
