@@ -9,7 +9,8 @@
 //!   connection and group-commits ([`writer`]); subscribers ([`Store::subscribe`]) see events
 //!   after the commit, in order.
 //! - **Reads** ([`Store::get`], [`Store::list`]) each run in one read transaction on a pool of
-//!   read-only connections, so a list is one snapshot; `limit`/`continue` chains stay on the
+//!   read-only connections (readers beyond its size wait in turn: `pool`), so a list is one
+//!   snapshot; `limit`/`continue` chains stay on the
 //!   first page's snapshot; a list can be asked "as of" any resource version in the history
 //!   window ([`query`]).
 //! - **History**: every version is kept until it falls out of the window (count and age

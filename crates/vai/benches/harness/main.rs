@@ -444,6 +444,8 @@ async fn run_phase(
 
     // 1. Initial sync: vai to ready, the reflector to its first complete state, a bare download.
     let (download, raw_bytes) = paginated_download(client).await;
+    // The propagation baseline: one watch on the apiserver, as old as vai's own.
+    let upstream_watch = UpstreamWatch::open(client).await;
     let vai = Vai::start(env, &db, &log);
     let vai_sync = vai.ready(&http).await;
     let vai_rss = rss_mb(vai.child.id());
@@ -537,7 +539,7 @@ async fn run_phase(
 
     // 6. Fan-out: many watchers on vai; upstream still sees one watch per type.
     let watchers = setup.watchers;
-    let (upstream_watches, delays) = fan_out(&vai, client, watchers, phase).await;
+    let (upstream_watches, delays) = fan_out(&vai, client, &upstream_watch, watchers, phase).await;
     row(
         format!("6. upstream pod watches added by {watchers} watchers on vai"),
         upstream_watches,
@@ -808,12 +810,18 @@ struct Delays {
 const PROBE_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Opens `n` watches on vai, creates probe pods upstream, and returns how many pod watches the
-/// apiserver gained while they run, and the probes' delays. Under churn the apiserver may end
-/// its own watch or refuse a create: the baseline watch is reopened where it stopped, and what
-/// never arrives is counted as lost, not fatal.
-async fn fan_out(vai: &Vai, client: &kube::Client, n: usize, phase: Phase) -> (f64, Delays) {
+/// apiserver gained while they run, and the probes' delays at vai's watchers and at `upstream`
+/// (a watch on the apiserver open since the phase began). Under churn the apiserver may refuse
+/// a create; what never arrives is counted as lost, not fatal.
+async fn fan_out(
+    vai: &Vai,
+    client: &kube::Client,
+    upstream: &UpstreamWatch,
+    n: usize,
+    phase: Phase,
+) -> (f64, Delays) {
     const PROBES: usize = 5;
-    let prefix = format!("fanout-{}-", phase.name());
+    let prefix = format!("{PROBE_PREFIX}{}-", phase.name());
     // From vai's current resource version (vai may trail upstream while churn flows): no
     // initial events, only what happens next.
     let (_, body) = reqwest_like::Client
@@ -854,28 +862,12 @@ async fn fan_out(vai: &Vai, client: &kube::Client, n: usize, phase: Phase) -> (f
     }
     let watches = apiserver_pod_watches(client).await - before;
     let api: Api<Pod> = Api::namespaced(client.clone(), "team-03");
-    // The baseline: the same probes seen by one watch on the apiserver, open before the first.
-    let stream = api
-        .watch(&WatchParams::default().timeout(120), &rv)
-        .await
-        .unwrap();
-    let direct = tokio::spawn({
-        let (prefix, api) = (prefix.clone(), api.clone());
-        async move {
-            let mut arrivals = vec![None; PROBES];
-            let _ = tokio::time::timeout_at(
-                deadline,
-                watch_probes_upstream(&api, stream, rv, &prefix, &mut arrivals),
-            )
-            .await;
-            arrivals
-        }
-    });
     let mut started = Vec::new();
     let mut rng = Rng(99);
-    for k in 0..PROBES {
+    let names: Vec<String> = (0..PROBES).map(|k| format!("{prefix}{k}")).collect();
+    for (k, name) in names.iter().enumerate() {
         let mut pod = creatable(3 + 50 * (1_000_000 + k as u64), &mut rng);
-        pod.metadata.name = Some(format!("{prefix}{k}"));
+        pod.metadata.name = Some(name.clone());
         let mut created = None;
         for _attempt in 0..3 {
             let at = Instant::now();
@@ -902,17 +894,21 @@ async fn fan_out(vai: &Vai, client: &kube::Client, n: usize, phase: Phase) -> (f
             }
         }
     };
-    let (mut through_vai, mut direct_delays, mut lost) = (Vec::new(), Vec::new(), (0, 0));
+    let (mut through_vai, mut direct, mut lost) = (Vec::new(), Vec::new(), (0, 0));
     for task in tasks {
         since_create(task.await.unwrap(), &mut lost.0, &mut through_vai);
     }
-    since_create(direct.await.unwrap(), &mut lost.1, &mut direct_delays);
+    since_create(
+        upstream.arrivals(&names, deadline).await,
+        &mut lost.1,
+        &mut direct,
+    );
     if lost.0 > 0 {
         // Which side lost them: vai's sync (the probe is not stored) or its fan-out.
         let (status, _) = reqwest_like::Client
             .get(&format!(
-                "{}/api/v1/namespaces/team-03/pods/{prefix}0",
-                vai.url
+                "{}/api/v1/namespaces/team-03/pods/{}",
+                vai.url, names[0]
             ))
             .await
             .unwrap();
@@ -930,58 +926,108 @@ async fn fan_out(vai: &Vai, client: &kube::Client, n: usize, phase: Phase) -> (f
         watches,
         Delays {
             through_vai,
-            direct: direct_delays,
+            direct,
             lost,
         },
     )
 }
 
-/// Which probe a pod's name makes it, if any.
-fn probe_index(name: Option<&str>, prefix: &str) -> Option<usize> {
-    name?.strip_prefix(prefix)?.parse().ok()
+/// Names of the fan-out's probe pods start so.
+const PROBE_PREFIX: &str = "fanout-";
+
+/// One watch on the apiserver's pods in the probes' namespace, open from a phase's start — as
+/// long-lived as vai's own watch, so the two go through the same path of the apiserver (a watch
+/// opened just before the probes is served its backlog from the watch cache instead, and then
+/// sees events sooner than any watch that has been open a while). Records when each probe was
+/// first seen; reopened from its last resource version when the apiserver ends it.
+struct UpstreamWatch {
+    seen: tokio::sync::watch::Receiver<std::collections::HashMap<String, Instant>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-/// The apiserver's own watch: records when each probe arrived; reopened from the last resource
-/// version it saw when the apiserver ends it, until every probe arrived or it cannot resume.
-async fn watch_probes_upstream(
-    api: &Api<Pod>,
-    stream: impl futures::Stream<Item = kube::Result<WatchEvent<Pod>>> + Send + 'static,
-    mut rv: String,
-    prefix: &str,
-    arrivals: &mut [Option<Instant>],
-) {
-    let mut stream = stream.boxed();
-    while arrivals.iter().any(Option::is_none) {
-        match stream.next().await {
-            Some(Ok(WatchEvent::Added(pod))) => {
-                let now = Instant::now();
-                if let Some(k) = probe_index(pod.metadata.name.as_deref(), prefix) {
-                    arrivals[k].get_or_insert(now);
-                }
-                rv = pod.metadata.resource_version.unwrap_or(rv);
-            }
-            Some(Ok(WatchEvent::Modified(pod) | WatchEvent::Deleted(pod))) => {
-                rv = pod.metadata.resource_version.unwrap_or(rv);
-            }
-            Some(Ok(WatchEvent::Bookmark(b))) => rv = b.metadata.resource_version,
-            Some(Ok(WatchEvent::Error(e))) => {
-                println!("the apiserver's baseline watch failed: {e}");
-                return;
-            }
-            end @ (Some(Err(_)) | None) => {
-                if let Some(Err(e)) = end {
-                    println!("the apiserver's baseline watch broke: {e}");
-                }
-                match api.watch(&WatchParams::default().timeout(120), &rv).await {
-                    Ok(next) => stream = next.boxed(),
+impl UpstreamWatch {
+    async fn open(client: &kube::Client) -> UpstreamWatch {
+        let api: Api<Pod> = Api::namespaced(client.clone(), "team-03");
+        let list = api
+            .list_metadata(&kube::api::ListParams::default().limit(1))
+            .await
+            .unwrap();
+        let mut rv = list.metadata.resource_version.unwrap();
+        let (tx, seen) = tokio::sync::watch::channel(std::collections::HashMap::new());
+        let task = tokio::spawn(async move {
+            let params = WatchParams::default().timeout(290);
+            loop {
+                let stream = match api.watch(&params, &rv).await {
+                    Ok(stream) => stream,
                     Err(e) => {
                         println!("the apiserver's baseline watch not reopened: {e}");
                         return;
                     }
+                };
+                let mut stream = stream.boxed();
+                while let Some(event) = stream.next().await {
+                    let pod = match event {
+                        Ok(WatchEvent::Added(pod)) => {
+                            let now = Instant::now();
+                            if let Some(name) = pod
+                                .metadata
+                                .name
+                                .as_deref()
+                                .filter(|n| n.starts_with(PROBE_PREFIX))
+                            {
+                                tx.send_modify(|seen| {
+                                    seen.entry(name.to_string()).or_insert(now);
+                                });
+                            }
+                            pod
+                        }
+                        Ok(WatchEvent::Modified(pod) | WatchEvent::Deleted(pod)) => pod,
+                        Ok(WatchEvent::Bookmark(b)) => {
+                            rv = b.metadata.resource_version;
+                            continue;
+                        }
+                        Ok(WatchEvent::Error(e)) => {
+                            println!("the apiserver's baseline watch failed: {e}");
+                            return;
+                        }
+                        Err(e) => {
+                            println!("the apiserver's baseline watch broke: {e}");
+                            break;
+                        }
+                    };
+                    rv = pod.metadata.resource_version.unwrap_or(rv);
                 }
             }
-        }
+        });
+        UpstreamWatch { seen, task }
     }
+
+    /// When each named probe arrived, waiting for them until `deadline`.
+    async fn arrivals(
+        &self,
+        names: &[String],
+        deadline: tokio::time::Instant,
+    ) -> Vec<Option<Instant>> {
+        let mut seen = self.seen.clone();
+        let _ = tokio::time::timeout_at(
+            deadline,
+            seen.wait_for(|m| names.iter().all(|n| m.contains_key(n))),
+        )
+        .await;
+        let seen = seen.borrow();
+        names.iter().map(|n| seen.get(n).copied()).collect()
+    }
+}
+
+impl Drop for UpstreamWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Which probe a pod's name makes it, if any.
+fn probe_index(name: Option<&str>, prefix: &str) -> Option<usize> {
+    name?.strip_prefix(prefix)?.parse().ok()
 }
 
 /// One downstream watcher: signals when its stream is open, records when each probe arrives,
