@@ -264,8 +264,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     /// Pages newest first walk their own index (`versions_by_created`, history and deletions
-    /// included in it) and take their totals from the writer's counts where they can: pages at
-    /// the latest state and as of an older resource version equal the model's.
+    /// included in it) and take their totals from the writer's counts where they can: pages and
+    /// summaries at the latest state and as of an older resource version equal the model's.
     #[test]
     fn pages_newest_first_equal_a_plain_evaluation_now_and_as_of_before(
         before in prop::collection::vec(pod(), 0..30),
@@ -333,6 +333,16 @@ proptest! {
                 .map(|p| (p.namespace.clone(), p.name.clone()))
                 .collect();
             prop_assert_eq!(got, expected, "as of {:?} in {:?}", at, namespace);
+            // Summaries of the same selections (one namespace's at the latest state come from
+            // the writer's per-namespace counts).
+            let phase = Column::Field("status.phase".into());
+            let summary = store.summary(PODS, &request, &phase).unwrap();
+            let mut counts: BTreeMap<Option<String>, u64> = BTreeMap::new();
+            for p in &all {
+                *counts.entry(p.value(&phase)).or_default() += 1;
+            }
+            let summed: BTreeMap<Option<String>, u64> = summary.counts.into_iter().collect();
+            prop_assert_eq!(summed, counts, "summary as of {:?} in {:?}", at, namespace);
         }
     }
 }

@@ -365,12 +365,12 @@ impl Reflector {
         match end {
             Ok(WatchEnd::Closed) => Phase::Watch(rv),
             // A stream that delivered events and then ended with 410 was cut for falling
-            // behind (an apiserver does so to a watcher that reads slower than events come,
-            // e.g. while a long streaming list is read under churn), not because its version
-            // left upstream's window: that version is seconds old. Re-watching from it costs
-            // one request; relisting would cost another full list, which under the same churn
-            // ends the same way (100,000 pods at 500 changes/s: relisted every 3 minutes,
-            // never live). Upstream answers 410 to the new watch if the version is gone.
+            // behind (an apiserver does so to a watcher that reads slower than events come),
+            // not necessarily because its version left upstream's window: after an ordinary
+            // watch that version is recent, and re-watching from it costs one request where a
+            // relist costs a full list. If the version is gone, the new watch is refused 410
+            // and that relists. (After a long streaming list the version is as old as the list
+            // took, and usually gone: see docs/ARCHITECTURE.md.)
             Ok(WatchEnd::Gone) if listed || rv > started_at => {
                 tracing::info!(resource = %self.key, resource_version = rv,
                     "upstream ended the watch with 410 after it made progress; re-watching from the last version");
