@@ -10,7 +10,9 @@
 //! `List` streams the initial list (`sendInitialEvents`) where upstream supports it and pages
 //! through a plain list otherwise; either way the store swaps the whole set atomically
 //! (deletions included). `Watch` resumes from the persisted resource version, so a restart
-//! costs no relist while that version is still inside upstream's window.
+//! costs no relist while that version is still inside upstream's window; a stream upstream
+//! ends with 410 after it made progress is watched again from its last version first (a 410
+//! when that watch opens relists).
 //!
 //! This module never serves anything and never decides what to cache (see `discovery`).
 
