@@ -367,7 +367,9 @@ pub(crate) fn summary(
     column: &Column,
 ) -> Result<Summary> {
     check_columns(&crate::registry::stored(tx, resource)?, [column])?;
-    if let (Column::Field(field), true) = (column, counted(request)) {
+    if let (Column::Field(field), true) =
+        (column, request.filters.is_empty() && counted(&request.list))
+    {
         // Kept by the writer (`crate::counts`): a few rows, not a walk over every object.
         let row = crate::query::resource_row(tx, resource)?;
         let namespace = request.list.namespace.as_deref();
@@ -483,25 +485,19 @@ fn walks_newest_first(request: &PageRequest, total_counted: bool) -> bool {
     newest_first && list.labels.0.is_empty() && (whole_type || total_counted)
 }
 
-/// Whether a request selects every current object of its type or of one namespace: no selector
-/// or filter, at the latest version (what the writer's counts answer).
-fn counted(request: &PageRequest) -> bool {
-    let list = &request.list;
-    request.filters.is_empty()
-        && list.labels.0.is_empty()
+/// Whether a list selects every current object of its type or of one namespace: no selector,
+/// at the latest version (with no filter either, what the writer's counts answer).
+fn counted(list: &ListRequest) -> bool {
+    list.labels.0.is_empty()
         && list.fields.0.is_empty()
         && list.resource_version.is_none()
         && list.continue_token.is_none()
 }
 
-/// A request's total where the writer's counts hold it: what [`counted`] selects, or that
-/// with one filter that is an indexed field's equality (`status.phase=Running`).
+/// A request's total where the writer's counts hold it: what [`counted`] selects, unfiltered
+/// or with one filter that is an indexed field's equality (`status.phase=Running`).
 fn counted_total(tx: &Transaction, resource: &str, request: &PageRequest) -> Result<Option<u64>> {
-    let unfiltered = PageRequest {
-        filters: Vec::new(),
-        ..request.clone()
-    };
-    if !counted(&unfiltered) {
+    if !counted(&request.list) {
         return Ok(None);
     }
     let rid = crate::query::resource_row(tx, resource)?.id;

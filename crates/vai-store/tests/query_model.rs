@@ -192,6 +192,65 @@ fn model_order(a: &Pod, b: &Pod, sort: &[SortKey]) -> Ordering {
     (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
 }
 
+/// The store's page for a request: its meta and the (namespace, name) of each item.
+fn store_page(
+    store: &Store,
+    request: &PageRequest,
+) -> (vai_store::PageMeta, Vec<(String, String)>) {
+    let mut got = Vec::new();
+    let meta = store
+        .page(PODS, request, |ns, name, _| {
+            got.push((ns.to_string(), name.to_string()));
+            Ok(())
+        })
+        .unwrap();
+    (meta, got)
+}
+
+/// Whether a pod passes every filter, as the model evaluates them.
+fn passes(filters: &[Filter], p: &Pod) -> bool {
+    filters
+        .iter()
+        .all(|f| f.0.iter().any(|c| holds(c, p.value(&c.column).as_deref())))
+}
+
+/// The model's page: `matching` sorted, then cut.
+fn model_page(
+    mut matching: Vec<&Pod>,
+    sort: &[SortKey],
+    offset: usize,
+    page_size: Option<usize>,
+) -> Vec<(String, String)> {
+    matching.sort_by(|a, b| model_order(a, b, sort));
+    matching
+        .iter()
+        .skip(offset)
+        .take(page_size.unwrap_or(usize::MAX))
+        .map(|p| (p.namespace.clone(), p.name.clone()))
+        .collect()
+}
+
+/// Counts per value of `column`: the store's summary of a request, and the model's of the pods
+/// it matches.
+fn summaries(
+    store: &Store,
+    request: &PageRequest,
+    matching: &[&Pod],
+    column: &Column,
+) -> (BTreeMap<Option<String>, u64>, BTreeMap<Option<String>, u64>) {
+    let stored = store
+        .summary(PODS, request, column)
+        .unwrap()
+        .counts
+        .into_iter()
+        .collect();
+    let mut model = BTreeMap::new();
+    for p in matching {
+        *model.entry(p.value(column)).or_default() += 1;
+    }
+    (stored, model)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -226,37 +285,15 @@ proptest! {
             offset,
             page_size,
         };
-        let mut got = Vec::new();
-        let meta = store
-            .page(PODS, &request, |ns, name, _| {
-                got.push((ns.to_string(), name.to_string()));
-                Ok(())
-            })
-            .unwrap();
-
-        let mut matching: Vec<&Pod> = unique
-            .values()
-            .filter(|p| filters.iter().all(|f| f.0.iter().any(|c| holds(c, p.value(&c.column).as_deref()))))
-            .collect();
+        let (meta, got) = store_page(&store, &request);
+        let matching: Vec<&Pod> = unique.values().filter(|p| passes(&filters, p)).collect();
         prop_assert_eq!(meta.total, matching.len() as u64);
-        matching.sort_by(|a, b| model_order(a, b, &sort));
-        let expected: Vec<(String, String)> = matching
-            .iter()
-            .skip(offset)
-            .take(page_size.unwrap_or(usize::MAX))
-            .map(|p| (p.namespace.clone(), p.name.clone()))
-            .collect();
         // Under a case-insensitive key, values equal but for case are a tie the store breaks
         // by namespace and name, as the model does — so the pages agree exactly.
-        prop_assert_eq!(&got, &expected);
+        prop_assert_eq!(&got, &model_page(matching.clone(), &sort, offset, page_size));
 
-        let summary = store.summary(PODS, &request, &summary_column).unwrap();
-        let mut counts: BTreeMap<Option<String>, u64> = BTreeMap::new();
-        for p in &matching {
-            *counts.entry(p.value(&summary_column)).or_default() += 1;
-        }
-        let got: BTreeMap<Option<String>, u64> = summary.counts.into_iter().collect();
-        prop_assert_eq!(got, counts);
+        let (stored, model) = summaries(&store, &request, &matching, &summary_column);
+        prop_assert_eq!(stored, model);
     }
 }
 
@@ -312,37 +349,19 @@ proptest! {
                 offset,
                 page_size,
             };
-            let mut got = Vec::new();
-            let meta = store
-                .page(PODS, &request, |ns, name, _| {
-                    got.push((ns.to_string(), name.to_string()));
-                    Ok(())
-                })
-                .unwrap();
-            let mut all: Vec<&Pod> = pods
+            let (meta, got) = store_page(&store, &request);
+            let all: Vec<&Pod> = pods
                 .values()
-                .filter(|p| namespace.is_none_or(|ns| p.namespace == ns))
-                .filter(|p| filters.iter().all(|f| f.0.iter().any(|c| holds(c, p.value(&c.column).as_deref()))))
+                .filter(|p| namespace.is_none_or(|ns| p.namespace == ns) && passes(filters, p))
                 .collect();
             prop_assert_eq!(meta.total, all.len() as u64, "as of {:?} in {:?}", at, namespace);
-            all.sort_by(|a, b| model_order(a, b, &newest_first));
-            let expected: Vec<(String, String)> = all
-                .iter()
-                .skip(offset)
-                .take(page_size.unwrap_or(usize::MAX))
-                .map(|p| (p.namespace.clone(), p.name.clone()))
-                .collect();
+            let expected = model_page(all.clone(), &newest_first, offset, page_size);
             prop_assert_eq!(got, expected, "as of {:?} in {:?}", at, namespace);
             // Summaries of the same selections (one namespace's at the latest state come from
             // the writer's per-namespace counts).
             let phase = Column::Field("status.phase".into());
-            let summary = store.summary(PODS, &request, &phase).unwrap();
-            let mut counts: BTreeMap<Option<String>, u64> = BTreeMap::new();
-            for p in &all {
-                *counts.entry(p.value(&phase)).or_default() += 1;
-            }
-            let summed: BTreeMap<Option<String>, u64> = summary.counts.into_iter().collect();
-            prop_assert_eq!(summed, counts, "summary as of {:?} in {:?}", at, namespace);
+            let (stored, model) = summaries(&store, &request, &all, &phase);
+            prop_assert_eq!(stored, model, "summary as of {:?} in {:?}", at, namespace);
         }
     }
 }
