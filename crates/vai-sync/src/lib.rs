@@ -2,9 +2,9 @@
 //!
 //! [`Syncer::start`] runs discovery (which types to cache, and the discovery documents, stored
 //! for offline answers), then one list/watch loop per type ([`reflector`]): an explicit state
-//! machine that streams or pages the initial list, watches with bookmarks, resumes from the
-//! resource version persisted in the store after a restart, and on `410 Gone` relists and hands
-//! the store a replacement set to swap in atomically. A health probe ([`upstream`]) decides
+//! machine that pages the initial list while already watching from its version, watches with
+//! bookmarks, resumes from the resource version persisted in the store after a restart, and on
+//! `410 Gone` relists and hands the store a replacement set to swap in atomically. A health probe ([`upstream`]) decides
 //! within a bounded time whether upstream answers; while it does not, every type is marked
 //! stale and the store keeps serving the last-good data. CRDs created or deleted upstream start
 //! or stop their loops, and the fields they declare selectable are declared to the store
@@ -15,7 +15,9 @@
 pub mod discovery;
 mod reflector;
 mod selectable;
+mod spool;
 mod status;
+mod tail;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -64,8 +66,10 @@ pub struct SyncConfig {
     pub selection: Selection,
     /// Deadline for upstream to answer a request (headers) and for the health probe.
     pub timeout: Duration,
-    /// Deadline for one page of a plain list.
+    /// Deadline for one page of a list.
     pub list_timeout: Duration,
+    /// Objects per page of a list (each page one request; memory is bounded by a page).
+    pub list_page_size: usize,
     /// Longest silence tolerated on a watch (upstream sends bookmarks about every minute).
     pub idle_timeout: Duration,
     /// Longest a watch is asked to last before it is renewed (each picks between half and all).
@@ -82,6 +86,7 @@ impl Default for SyncConfig {
             selection: Selection::default(),
             timeout: Duration::from_secs(5),
             list_timeout: Duration::from_secs(60),
+            list_page_size: 500,
             idle_timeout: Duration::from_secs(90),
             watch_timeout: Duration::from_secs(300),
             probe_interval: Duration::from_secs(2),

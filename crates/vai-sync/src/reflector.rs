@@ -7,12 +7,15 @@
 //!                           ▲              error / upstream down ──▶ Stale, backoff ┘
 //! ```
 //!
-//! `List` streams the initial list (`sendInitialEvents`) where upstream supports it and pages
-//! through a plain list otherwise; either way the store swaps the whole set atomically
-//! (deletions included). `Watch` resumes from the persisted resource version, so a restart
-//! costs no relist while that version is still inside upstream's window; a stream upstream
-//! ends with 410 after it made progress is watched again from its last version first (a 410
-//! when that watch opens relists).
+//! `List` pages through a plain list and the store swaps the whole set atomically (deletions
+//! included). The first page gives the list's resource version, and a watch from it opens at
+//! once, read into a spool on disk while the rest of the list arrives (`tail`, `spool`); after
+//! the list its events are applied and it goes on as the `Watch` — so a list that takes longer
+//! than upstream keeps history (minutes, for a large type under churn) still ends live.
+//! `Watch` resumes from the persisted resource version, so a restart costs no relist while
+//! that version is still inside upstream's window; a stream upstream ends with 410 after it
+//! made progress is watched again from its last version first (a 410 when that watch opens
+//! relists).
 //!
 //! This module never serves anything and never decides what to cache (see `discovery`).
 
@@ -22,16 +25,13 @@ use std::time::Duration;
 use vai_store::{Batch, Document, SyncState};
 
 use crate::discovery::{ResourceInfo, table_columns_key};
-use crate::upstream::{EventStream, TABLE_ACCEPT, WatchEvent, parse_list_page};
+use crate::spool::Spool;
+use crate::tail::{Received, Tail};
+use crate::upstream::{EventStream, ListPage, TABLE_ACCEPT, WatchEvent, parse_list_page};
 use crate::{Error, Shared};
 
 /// Events applied in one store batch at most.
 const MAX_BATCH: usize = 512;
-/// Objects per page of a plain (non-streaming) list.
-const PAGE_SIZE: usize = 500;
-/// Objects of a streaming list handed to the store at a time (memory stays bounded by a chunk,
-/// not by the list; see `vai_store::Relist`).
-const LIST_CHUNK: usize = 500;
 
 enum Phase {
     List,
@@ -52,7 +52,6 @@ pub(crate) async fn run(shared: Arc<Shared>, info: ResourceInfo) {
         key: info.key(),
         info,
         shared,
-        streaming: true,
         state: None,
         failures: 0,
         columns: None,
@@ -71,7 +70,7 @@ pub(crate) async fn run(shared: Arc<Shared>, info: ResourceInfo) {
         reflector.wait_for_upstream().await;
         phase = match phase {
             Phase::List => match reflector.list().await {
-                Ok((rv, Some(stream))) => reflector.follow(rv, stream, true).await,
+                Ok((rv, Some((stream, since)))) => reflector.follow(rv, stream, since).await,
                 Ok((rv, None)) => Phase::Watch(rv),
                 Err(e) => {
                     reflector.failed(e).await;
@@ -87,8 +86,6 @@ struct Reflector {
     key: String,
     info: ResourceInfo,
     shared: Arc<Shared>,
-    /// Try streaming lists (cleared when upstream refuses them).
-    streaming: bool,
     /// The state last written to the store.
     state: Option<SyncState>,
     /// Consecutive failures, for the backoff.
@@ -162,9 +159,12 @@ impl Reflector {
         }
     }
 
-    /// A full list. Returns its resource version, and the open stream when it was a streaming
-    /// list (which continues as the watch).
-    async fn list(&mut self) -> Result<(u64, Option<EventStream>), Error> {
+    /// A full list, paged. The first page gives the list's resource version; a watch from it
+    /// is opened at once and read while the rest is fetched and stored ([`Overlap`]), and what
+    /// it received is applied after the list. Returns the version the store reached and that
+    /// watch with the version it was opened at, when it is still open (it continues as the
+    /// watch).
+    async fn list(&mut self) -> Result<(u64, Option<(EventStream, u64)>), Error> {
         if self.state.is_none() {
             self.set_state(SyncState::Syncing, None).await;
         }
@@ -174,123 +174,150 @@ impl Reflector {
             .with_label_values(&[&self.key])
             .inc();
         let started = std::time::Instant::now();
-        let result = if self.streaming {
-            match self.streaming_list().await {
-                Err(Error::Status {
-                    code: 400 | 403 | 422,
-                    message,
-                }) => {
-                    tracing::info!(resource = %self.key, %message,
-                        "upstream refuses streaming lists; paging a plain list");
-                    self.streaming = false;
-                    self.paged_list().await.map(|rv| (rv, None))
-                }
-                // As client-go's reflector does, any other failure of a streaming list is
-                // followed by one paged list, because progress beats retrying forever: under
-                // churn an overloaded apiserver's watch cache trails etcd and answers every
-                // streaming list `504 Too large resource version` (seen at 500 changes/s over
-                // 110,000 objects: vai never became ready), while a plain list falls back to
-                // etcd. The next list streams again.
-                Err(e @ (Error::Status { .. } | Error::Upstream(_) | Error::Timeout(..))) => {
-                    tracing::warn!(resource = %self.key, error = %e,
-                        "the streaming list failed; paging a plain list instead");
-                    self.paged_list().await.map(|rv| (rv, None))
-                }
-                other => other.map(|(rv, stream)| (rv, Some(stream))),
+        let mut relist = self.shared.store.relist(&self.key)?;
+        self.shared.status.set_loaded(&self.key, 0);
+        let mut overlap = None;
+        let mut page = self.page(None, &mut overlap).await?;
+        let rv = page.resource_version;
+        if page.continue_token.is_some() {
+            overlap = self.overlap(rv).await;
+        }
+        loop {
+            self.save_columns(page.columns.take()).await?;
+            relist.push(page.items).await?;
+            self.shared.status.set_loaded(&self.key, relist.len());
+            match page.continue_token {
+                Some(token) => page = self.page(Some(&token), &mut overlap).await?,
+                None => break,
             }
-        } else {
-            self.paged_list().await.map(|rv| (rv, None))
-        };
-        let (rv, stream) = result?;
+        }
+        relist.finish(rv).await?;
         let count = self.shared.status.loaded(&self.key);
         tracing::info!(resource = %self.key, objects = count, resource_version = rv,
             seconds = started.elapsed().as_secs_f64(), "listed");
         self.failures = 0;
         self.set_state(SyncState::Live, None).await;
         self.shared.status.mark_synced(&self.key);
-        Ok((rv, stream))
+        match overlap {
+            Some(overlap) => self.catch_up(overlap, rv).await,
+            None => Ok((rv, None)),
+        }
     }
 
-    async fn streaming_list(&mut self) -> Result<(u64, EventStream), Error> {
-        let query = self.query(&format!(
-            "watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&includeObject=Object&timeoutSeconds={}",
-            self.watch_timeout_seconds()
-        ));
-        let config = &self.shared.config;
-        let mut stream = EventStream::open(
-            &self.shared.client,
+    /// Opens the watch that overlaps a list from its first page's version, in a spool beside
+    /// the database. `None` (the list goes on; a watch opens after it) when it cannot.
+    async fn overlap(&mut self, rv: u64) -> Option<Overlap> {
+        let path = self.shared.store.path();
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let spool = match Spool::new(dir) {
+            Ok(spool) => spool,
+            Err(e) => {
+                tracing::warn!(resource = %self.key, dir = %dir.display(), error = %e,
+                    "cannot create a spool for the watch during the list; watching after it");
+                return None;
+            }
+        };
+        match self.open_watch(rv).await {
+            Ok(stream) => Some(Overlap {
+                tail: Some(Tail::start(stream)),
+                spool,
+                columns: None,
+                ended: false,
+            }),
+            Err(e) => {
+                tracing::warn!(resource = %self.key, resource_version = rv, error = %e,
+                    "cannot watch during the list; watching after it");
+                None
+            }
+        }
+    }
+
+    /// One page of the list, spooling what the overlapping watch receives meanwhile.
+    async fn page(
+        &mut self,
+        token: Option<&str>,
+        overlap: &mut Option<Overlap>,
+    ) -> Result<ListPage, Error> {
+        let mut params = format!(
+            "limit={}&includeObject=Object",
+            self.shared.config.list_page_size
+        );
+        if let Some(t) = token {
+            params.push_str("&continue=");
+            params.push_str(&percent_encode(t));
+        }
+        let (client, query) = (self.shared.client.clone(), self.query(&params));
+        let fetch = crate::upstream::get(
+            &client,
             &query,
-            config.timeout,
-            config.idle_timeout,
-        )
-        .await?;
-        let mut relist = self.shared.store.relist(&self.key)?;
-        let mut chunk = Vec::with_capacity(LIST_CHUNK);
-        self.shared.status.set_loaded(&self.key, 0);
-        loop {
-            let event = stream.next().await?;
-            self.save_columns(stream.take_columns()).await?;
-            match event {
-                Some(WatchEvent::Object(_, object)) => {
-                    chunk.push(object);
-                    if chunk.len() == LIST_CHUNK {
-                        relist.push(std::mem::take(&mut chunk)).await?;
-                    }
-                    self.shared
-                        .status
-                        .set_loaded(&self.key, relist.len() + chunk.len() as u64);
-                }
-                Some(WatchEvent::Bookmark(rv, true)) => {
-                    relist.push(chunk).await?;
-                    relist.finish(rv).await?;
-                    return Ok((rv, stream));
-                }
-                Some(WatchEvent::Bookmark(..)) => {}
-                Some(WatchEvent::Error(status)) => {
-                    return Err(Error::Status {
-                        code: status.code,
-                        message: status.message,
-                    });
-                }
-                None => {
-                    return Err(Error::Upstream(
-                        "the streaming list ended before its initial events did".into(),
-                    ));
-                }
+            TABLE_ACCEPT,
+            self.shared.config.list_timeout,
+        );
+        tokio::pin!(fetch);
+        let (_, body) = loop {
+            let Some(o) = overlap.as_mut().filter(|o| o.tail.is_some()) else {
+                break fetch.await?;
+            };
+            let tail = o.tail.as_mut().expect("filtered on a tail");
+            tokio::select! {
+                fetched = &mut fetch => break fetched?,
+                received = tail.recv() => o.take(&self.key, received)?,
             }
-        }
+        };
+        parse_list_page(&body, &self.info.api_version(), &self.info.kind)
     }
 
-    async fn paged_list(&mut self) -> Result<u64, Error> {
-        let mut relist = self.shared.store.relist(&self.key)?;
-        let mut token: Option<String> = None;
-        self.shared.status.set_loaded(&self.key, 0);
+    /// Applies what the overlapping watch received during the list (older events are skipped
+    /// by the store), receiving more meanwhile, until nothing waits; returns the version
+    /// reached and the watch, when it is still open, with the version it was opened at.
+    async fn catch_up(
+        &mut self,
+        mut overlap: Overlap,
+        listed: u64,
+    ) -> Result<(u64, Option<(EventStream, u64)>), Error> {
+        let mut rv = listed;
+        let (spooled, started) = (overlap.spool.len(), std::time::Instant::now());
+        let mut stream = None;
+        let mut applied = 0u64;
         loop {
-            let mut params = format!("limit={PAGE_SIZE}&includeObject=Object");
-            if let Some(t) = &token {
-                params.push_str("&continue=");
-                params.push_str(&percent_encode(t));
+            while let Some(received) = overlap.tail.as_mut().and_then(Tail::try_recv) {
+                overlap.take(&self.key, received)?;
             }
-            let (_, body) = crate::upstream::get(
-                &self.shared.client,
-                &self.query(&params),
-                TABLE_ACCEPT,
-                self.shared.config.list_timeout,
-            )
-            .await?;
-            let page = parse_list_page(&body, &self.info.api_version(), &self.info.kind)?;
-            self.save_columns(page.columns).await?;
-            relist.push(page.items).await?;
-            self.shared.status.set_loaded(&self.key, relist.len());
-            match page.continue_token {
-                Some(next) => token = Some(next),
-                None => {
-                    let rv = page.resource_version;
-                    relist.finish(rv).await?;
-                    return Ok(rv);
+            if overlap.spool.len() == 0 {
+                let Some(tail) = overlap.tail.take() else {
+                    break;
+                };
+                let (open, rest) = tail.into_stream().await;
+                stream = open;
+                for received in rest {
+                    overlap.take(&self.key, received)?;
+                }
+                continue;
+            }
+            let mut batch = Batch::new(&self.key);
+            let mut events = 0;
+            while batch.ops.len() < MAX_BATCH {
+                match overlap.spool.pop().map_err(spool_error)? {
+                    Some(WatchEvent::Object(kind, object)) => {
+                        batch = batch.event(kind, object);
+                        events += 1;
+                    }
+                    Some(WatchEvent::Bookmark(at)) => batch = batch.bookmark(at),
+                    Some(WatchEvent::Error(_)) | None => break,
                 }
             }
+            applied += events;
+            self.apply(batch, events, &mut rv).await?;
         }
+        self.save_columns(overlap.columns.take()).await?;
+        let stream = stream.filter(|_| !overlap.ended);
+        tracing::info!(resource = %self.key, events = applied, spooled, resource_version = rv,
+            seconds = started.elapsed().as_secs_f64(), following = stream.is_some(),
+            "applied the events watched during the list");
+        Ok((rv, stream.map(|s| (s, listed))))
     }
 
     /// Stores the table column definitions upstream sent (they come with the first event or
@@ -311,28 +338,32 @@ impl Reflector {
         Ok(())
     }
 
-    /// Opens a watch from `rv` and follows it.
-    async fn watch(&mut self, rv: u64) -> Phase {
+    /// Opens a watch of the events after `rv`.
+    async fn open_watch(&self, rv: u64) -> Result<EventStream, Error> {
         let query = self.query(&format!(
             "watch=1&resourceVersion={rv}&allowWatchBookmarks=true&includeObject=Object&timeoutSeconds={}",
             self.watch_timeout_seconds()
         ));
         let config = &self.shared.config;
-        match EventStream::open(
+        EventStream::open(
             &self.shared.client,
             &query,
             config.timeout,
             config.idle_timeout,
         )
         .await
-        {
+    }
+
+    /// Opens a watch from `rv` and follows it.
+    async fn watch(&mut self, rv: u64) -> Phase {
+        match self.open_watch(rv).await {
             Ok(stream) => {
                 self.failures = 0;
                 if self.state != Some(SyncState::Live) {
                     self.set_state(SyncState::Live, None).await;
                 }
                 self.shared.status.mark_synced(&self.key);
-                self.follow(rv, stream, false).await
+                self.follow(rv, stream, rv).await
             }
             Err(Error::Status { code: 410, .. }) => {
                 tracing::info!(resource = %self.key, resource_version = rv,
@@ -347,9 +378,8 @@ impl Reflector {
     }
 
     /// Applies a watch stream's events to the store until it ends; returns what comes next.
-    /// `listed`: the stream is a streaming list's, whose initial events were the list.
-    async fn follow(&mut self, mut rv: u64, mut stream: EventStream, listed: bool) -> Phase {
-        let started_at = rv;
+    /// `since`: the version the stream was opened at (`rv` is where the store is).
+    async fn follow(&mut self, mut rv: u64, mut stream: EventStream, since: u64) -> Phase {
         let mut health = self.shared.health.subscribe();
         let end = loop {
             let next = tokio::select! {
@@ -372,8 +402,7 @@ impl Reflector {
             // watch that version is recent, and re-watching from it costs one request where a
             // relist costs a full list. If the version is gone, the new watch is refused 410
             // and that relists. (After a long streaming list the version is as old as the list
-            // took, and usually gone: see docs/ARCHITECTURE.md.)
-            Ok(WatchEnd::Gone) if listed || rv > started_at => {
+            Ok(WatchEnd::Gone) if rv > since => {
                 tracing::info!(resource = %self.key, resource_version = rv,
                     "upstream ended the watch with 410 after it made progress; re-watching from the last version");
                 Phase::Watch(rv)
@@ -412,7 +441,7 @@ impl Reflector {
                     batch = batch.event(kind, object);
                     events += 1;
                 }
-                Some(WatchEvent::Bookmark(at, _)) => batch = batch.bookmark(at),
+                Some(WatchEvent::Bookmark(at)) => batch = batch.bookmark(at),
                 Some(WatchEvent::Error(status)) if status.code == 410 => {
                     end = Some(WatchEnd::Gone);
                     break;
@@ -429,19 +458,63 @@ impl Reflector {
             }
         }
         if !batch.ops.is_empty() {
-            // Applied events include bookmarks; skipped replays are older than `rv` already.
-            let applied = self.shared.store.write(batch).await?;
-            if let Some(last) = applied.iter().map(|e| e.resource_version).max() {
-                *rv = (*rv).max(last);
-            }
-            self.shared
-                .metrics
-                .events
-                .with_label_values(&[&self.key])
-                .inc_by(events);
+            self.apply(batch, events, rv).await?;
         }
         Ok(end)
     }
+
+    /// Writes a batch of `events` watch events (and bookmarks); `rv` advances to the newest
+    /// version applied (the store skips replays older than it already holds).
+    async fn apply(&mut self, batch: Batch, events: u64, rv: &mut u64) -> Result<(), Error> {
+        let applied = self.shared.store.write(batch).await?;
+        if let Some(last) = applied.iter().map(|e| e.resource_version).max() {
+            *rv = (*rv).max(last);
+        }
+        self.shared
+            .metrics
+            .events
+            .with_label_values(&[&self.key])
+            .inc_by(events);
+        Ok(())
+    }
+}
+
+/// The watch opened at a list's first page while the list goes on, and what it received that
+/// is not stored yet. See the `spool` module.
+struct Overlap {
+    /// The watch, until it ends.
+    tail: Option<Tail>,
+    spool: Spool,
+    /// The table columns the watch sent last (saved once the list is stored).
+    columns: Option<Vec<u8>>,
+    /// The watch ended or failed: what it spooled holds, but it cannot be followed.
+    ended: bool,
+}
+
+impl Overlap {
+    /// Spools an event the watch received, or notes that it ended.
+    fn take(&mut self, resource: &str, received: Received) -> Result<(), Error> {
+        let why = match received {
+            Received::Event(WatchEvent::Error(status), _) => {
+                format!("upstream answered {}: {}", status.code, status.message)
+            }
+            Received::Event(event, columns) => {
+                self.columns = columns.or(self.columns.take());
+                return self.spool.push(&event).map_err(spool_error);
+            }
+            Received::End(Ok(())) => "upstream closed it".into(),
+            Received::End(Err(e)) => e.to_string(),
+        };
+        tracing::info!(resource, reason = %why,
+            "the watch during the list ended; watching again after the list");
+        self.tail = None;
+        self.ended = true;
+        Ok(())
+    }
+}
+
+fn spool_error(e: std::io::Error) -> Error {
+    Error::Upstream(format!("spooling watch events during a list: {e}"))
 }
 
 /// Percent-encodes a query value (continue tokens are base64 and may hold `+`, `/`, `=`).

@@ -98,8 +98,8 @@ pub(crate) const TABLE_ACCEPT: &str =
 pub(crate) enum WatchEvent {
     /// ADDED, MODIFIED or DELETED.
     Object(vai_store::EventKind, Item),
-    /// A bookmark; `true` when it ends the initial events of a streaming list.
-    Bookmark(u64, bool),
+    /// A bookmark: everything up to its resource version has been sent.
+    Bookmark(u64),
     /// An ERROR event.
     Error(StatusBody),
 }
@@ -121,8 +121,6 @@ struct BookmarkObject {
 struct BookmarkMeta {
     #[serde(rename = "resourceVersion", default)]
     resource_version: Option<String>,
-    #[serde(default)]
-    annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// A `meta.k8s.io` Table: a list page, or one watch event's row.
@@ -169,9 +167,6 @@ fn is_table(object: &RawValue) -> bool {
         .get()
         .starts_with(r#"{"kind":"Table","apiVersion":"meta.k8s.io/"#)
 }
-
-/// The annotation on the bookmark that ends a streaming list's initial events.
-pub(crate) const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
 fn unreadable(e: serde_json::Error) -> Error {
     Error::Upstream(format!("unreadable watch event: {e}"))
@@ -229,7 +224,7 @@ fn parse_event(line: &[u8], columns: &mut Option<Vec<u8>>) -> Result<WatchEvent,
             item.expect("an object event has an item"),
         ));
     }
-    // A bookmark: its resource version, and whether it ends the initial events.
+    // A bookmark: its resource version.
     let meta = match &item {
         Some(item) => {
             serde_json::from_slice::<BookmarkObject>(&item.object)
@@ -238,15 +233,10 @@ fn parse_event(line: &[u8], columns: &mut Option<Vec<u8>>) -> Result<WatchEvent,
         }
         None => BookmarkMeta {
             resource_version: None,
-            annotations: Default::default(),
         },
     };
     let rv = parse_resource_version(table_rv.or(meta.resource_version).as_deref())?;
-    let end = meta
-        .annotations
-        .get(INITIAL_EVENTS_END)
-        .is_some_and(|v| v == "true");
-    Ok(WatchEvent::Bookmark(rv, end))
+    Ok(WatchEvent::Bookmark(rv))
 }
 
 /// One page of a list, as a table or a plain list.
@@ -479,7 +469,7 @@ mod tests {
         let (parsed, _) = event(
             r#"{"type":"BOOKMARK","object":{"kind":"Pod","metadata":{"resourceVersion":"9","annotations":{"k8s.io/initial-events-end":"true"}}}}"#,
         );
-        assert!(matches!(parsed, WatchEvent::Bookmark(9, true)));
+        assert!(matches!(parsed, WatchEvent::Bookmark(9)));
         let (parsed, _) =
             event(r#"{"type":"ERROR","object":{"kind":"Status","code":410,"message":"too old"}}"#);
         assert!(matches!(parsed, WatchEvent::Error(s) if s.code == 410));
@@ -506,15 +496,15 @@ mod tests {
             r#"{"type":"ADDED","object":{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"8"},"columnDefinitions":null,"rows":[{"cells":["b"],"object":{"kind":"ConfigMap","metadata":{"name":"b","resourceVersion":"8"}}}]}}"#,
         );
         assert_eq!(columns, None);
-        // The bookmark ending a streaming list's initial events, in table form.
+        // A bookmark in table form (this one ended a streaming list's initial events).
         let (parsed, _) = event(
             r#"{"type":"BOOKMARK","object":{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"10501"},"columnDefinitions":null,"rows":[{"cells":["",0,"<unknown>"],"object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"resourceVersion":"10501","annotations":{"k8s.io/initial-events-end":"true"}}}}]}}"#,
         );
-        assert!(matches!(parsed, WatchEvent::Bookmark(10501, true)));
+        assert!(matches!(parsed, WatchEvent::Bookmark(10501)));
         let (parsed, _) = event(
             r#"{"type":"BOOKMARK","object":{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"12"},"columnDefinitions":[],"rows":[]}}"#,
         );
-        assert!(matches!(parsed, WatchEvent::Bookmark(12, false)));
+        assert!(matches!(parsed, WatchEvent::Bookmark(12)));
     }
 
     #[test]

@@ -63,6 +63,10 @@ struct ServeArgs {
     /// Seconds upstream has to answer before it counts as unreachable.
     #[arg(long, default_value_t = 5)]
     upstream_timeout: u64,
+    /// Objects per page when listing a type from upstream (smaller pages: less memory on both
+    /// sides, more requests).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    list_page_size: u32,
     /// Also index these fields, for the query API's `filter=`, `sort=` and `summary=` (and field
     /// selectors where upstream has the field): `<resource>=<path>`, comma-separated, a bare
     /// path continuing the previous type (`pods=spec.serviceAccountName,spec.priority`,
@@ -180,6 +184,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             exclude: args.exclude,
         },
         timeout,
+        list_page_size: args.list_page_size as usize,
         ..Default::default()
     };
     let syncer = vai_sync::Syncer::start(client, store.clone(), sync_config, &registry)

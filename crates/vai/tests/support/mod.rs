@@ -379,24 +379,33 @@ spec:
     )
 }
 
-/// What [`faulty_proxy`] does to streaming lists (`watch` with `sendInitialEvents=true`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StreamingListFault {
-    /// Answers every one `504 Too large resource version`, as an overloaded apiserver whose
-    /// watch cache trails etcd does.
-    Refuse,
-    /// Lets the first one deliver its initial events, then ends it with a `410 Expired`
-    /// event, as an apiserver does to a watcher that read slower than events came.
-    CutFirstWith410,
+/// What [`faulty_proxy`] does to the requests for ConfigMaps.
+#[derive(Clone, Debug)]
+pub enum ProxyFault {
+    /// Ends the first watch with a `410 Expired` event just after its first MODIFIED event, as
+    /// an apiserver does to a watcher that read slower than events came.
+    CutFirstWatchWith410,
+    /// Holds every continued list page until the receiver turns `true`; from then on answers
+    /// every new watch with a `410 Expired` event, as an apiserver does when a list took
+    /// longer than it keeps history.
+    HoldPagesThenExpire(tokio::sync::watch::Receiver<bool>),
 }
 
-/// A plain-HTTP proxy in front of the test cluster that does `fault` to streaming lists and
-/// forwards everything else with the admin's credentials. Returns a kubeconfig for it and the
-/// query string of every request it received, in order.
+/// The watch event an apiserver sends for a version outside its window.
+fn expired_event() -> String {
+    let gone = serde_json::json!({"type": "ERROR", "object": {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "too old resource version", "reason": "Expired", "code": 410}});
+    format!("{gone}\n")
+}
+
+/// A plain-HTTP proxy in front of the test cluster that does `fault` to ConfigMap requests and
+/// forwards everything with the admin's credentials. Returns a kubeconfig for it and the path
+/// and query (`path?query`) of every request it received, in order.
 pub async fn faulty_proxy(
     upstream: kube::Client,
     dir: &Path,
-    fault: StreamingListFault,
+    fault: ProxyFault,
 ) -> (PathBuf, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use futures::StreamExt;
     use http_body_util::BodyExt;
@@ -404,40 +413,47 @@ pub async fn faulty_proxy(
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let log = seen.clone();
     let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-        let (upstream, log) = (upstream.clone(), log.clone());
+        let (upstream, log, fault) = (upstream.clone(), log.clone(), fault.clone());
         async move {
-            let query = request.uri().query().unwrap_or("").to_string();
-            let streaming = query.contains("sendInitialEvents=true");
-            let first_streaming = {
+            let target = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            let configmaps = request.uri().path().ends_with("/configmaps");
+            let watch = configmaps && target.contains("watch=1");
+            let first_watch = {
                 let mut log = log.lock().unwrap();
-                let first = !log.iter().any(|q| q.contains("sendInitialEvents=true"));
-                log.push(query.clone());
-                streaming && first
+                let first = !log
+                    .iter()
+                    .any(|q| q.contains("/configmaps?") && q.contains("watch=1"));
+                log.push(target.clone());
+                watch && first
             };
-            if streaming && fault == StreamingListFault::Refuse {
-                let status = serde_json::json!({
-                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                    "message": "Timeout: Too large resource version: 2, current: 1",
-                    "reason": "Timeout", "code": 504,
-                    "details": {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1},
-                });
-                return axum::response::Response::builder()
-                    .status(504)
-                    .header("content-type", "application/json")
-                    .body(axum::body::Body::from(status.to_string()))
-                    .unwrap();
+            if let ProxyFault::HoldPagesThenExpire(release) = &fault {
+                let mut release = release.clone();
+                if configmaps && target.contains("continue=") {
+                    let _ = release.wait_for(|released| *released).await;
+                } else if watch && *release.borrow() {
+                    return axum::response::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(axum::body::Body::from(expired_event()))
+                        .unwrap();
+                }
             }
             let (parts, body) = request.into_parts();
             let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
             let mut forward = http::Request::builder()
                 .method(parts.method)
-                .uri(parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+                .uri(target.as_str());
             for (name, value) in &parts.headers {
                 if name != http::header::HOST {
                     forward = forward.header(name, value);
                 }
             }
-            let forward = forward.body(kube::client::Body::from(body.to_vec())).unwrap();
+            let forward = forward
+                .body(kube::client::Body::from(body.to_vec()))
+                .unwrap();
             let response = match upstream.send(forward).await {
                 Ok(response) => response,
                 Err(e) => {
@@ -447,38 +463,34 @@ pub async fn faulty_proxy(
                         .unwrap();
                 }
             };
-            if !(first_streaming && fault == StreamingListFault::CutFirstWith410) {
+            if !(first_watch && matches!(fault, ProxyFault::CutFirstWatchWith410)) {
                 return response.map(axum::body::Body::new);
             }
-            // Pass whole lines up to and including the initial-events-end bookmark, then the
-            // 410 event, then end the stream.
+            // Pass whole lines up to and including the first MODIFIED event, then the 410
+            // event, then end the stream.
             let (parts, body) = response.into_parts();
-            let gone = serde_json::json!({"type": "ERROR", "object": {
-                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": "too old resource version", "reason": "Expired", "code": 410}});
             let cut = futures::stream::unfold(
                 (body.into_data_stream(), Vec::<u8>::new(), false),
-                move |(mut data, mut buffer, done)| {
-                    let gone = gone.clone();
-                    async move {
-                        if done {
-                            return None;
+                move |(mut data, mut buffer, done)| async move {
+                    if done {
+                        return None;
+                    }
+                    loop {
+                        if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                            let mut line: Vec<u8> = buffer.drain(..=end).collect();
+                            let modified = br#""type":"MODIFIED""#;
+                            let last = line.windows(modified.len()).any(|w| w == modified);
+                            if last {
+                                line.extend_from_slice(expired_event().as_bytes());
+                            }
+                            return Some((
+                                Ok::<_, std::io::Error>(bytes::Bytes::from(line)),
+                                (data, buffer, last),
+                            ));
                         }
-                        loop {
-                            if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                                let line: Vec<u8> = buffer.drain(..=end).collect();
-                                let end_marker = b"k8s.io/initial-events-end";
-                                if line.windows(end_marker.len()).any(|w| w == end_marker) {
-                                    let mut out = line;
-                                    out.extend_from_slice(format!("{gone}\n").as_bytes());
-                                    return Some((Ok::<_, std::io::Error>(bytes::Bytes::from(out)), (data, buffer, true)));
-                                }
-                                return Some((Ok(bytes::Bytes::from(line)), (data, buffer, false)));
-                            }
-                            match data.next().await {
-                                Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                                _ => return None,
-                            }
+                        match data.next().await {
+                            Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                            _ => return None,
                         }
                     }
                 },
