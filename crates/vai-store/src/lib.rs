@@ -413,7 +413,8 @@ pub struct StoreConfig {
     pub history_max_age: Duration,
     /// Read connections open at most (readers beyond wait for one; see `pool`).
     pub read_connections: usize,
-    /// WAL size past which a truncating checkpoint waits for old readers (see `checkpoint`).
+    /// Frames in the WAL (bytes) past which a truncating checkpoint waits for old readers
+    /// (see `checkpoint`).
     pub wal_limit_bytes: u64,
     /// Capacity of the live event channel (a subscriber further behind gets `WatchLagged`).
     pub event_buffer: usize,

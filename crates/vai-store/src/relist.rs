@@ -161,6 +161,11 @@ impl Relist {
     /// Ends the list, taken at resource version `rv`: the listed set replaces the stored one in
     /// one commit, and subscribers get the differences as events.
     pub async fn finish(mut self, rv: u64) -> Result<()> {
+        if self.pushed == 0 && matches!(self.mode, Mode::Staged) {
+            // An empty list still discards the rows an abandoned one staged (the first chunk
+            // does that), or the commit would make them visible.
+            self.push(Vec::new()).await?;
+        }
         // The commit must follow every chunk, and only chunks that were all stored.
         self.flush().await?;
         let op = match self.mode {
