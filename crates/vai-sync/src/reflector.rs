@@ -27,7 +27,9 @@ use vai_store::{Batch, Document, SyncState};
 use crate::discovery::{ResourceInfo, table_columns_key};
 use crate::spool::Spool;
 use crate::tail::{Received, Tail};
-use crate::upstream::{EventStream, ListPage, TABLE_ACCEPT, WatchEvent, parse_list_page};
+use crate::upstream::{
+    EventStream, ListPage, TABLE_ACCEPT, WatchEvent, parse_list_page, resource_version_of,
+};
 use crate::{Error, Shared};
 
 /// Events applied in one store batch at most.
@@ -225,12 +227,33 @@ impl Reflector {
                 tail: Some(Tail::start(stream)),
                 spool,
                 columns: None,
-                ended: false,
+                since: rv,
+                last: rv,
+                failed: false,
             }),
             Err(e) => {
                 tracing::warn!(resource = %self.key, resource_version = rv, error = %e,
                     "cannot watch during the list; watching after it");
                 None
+            }
+        }
+    }
+
+    /// Opens the overlapping watch again from the newest version it delivered, when upstream
+    /// ended it (its `timeoutSeconds` can be shorter than a list).
+    async fn renew(&mut self, overlap: &mut Overlap) {
+        if overlap.tail.is_some() || overlap.failed {
+            return;
+        }
+        match self.open_watch(overlap.last).await {
+            Ok(stream) => {
+                overlap.tail = Some(Tail::start(stream));
+                overlap.since = overlap.last;
+            }
+            Err(e) => {
+                tracing::info!(resource = %self.key, resource_version = overlap.last, error = %e,
+                    "cannot renew the watch during the list; watching again after it");
+                overlap.failed = true;
             }
         }
     }
@@ -258,6 +281,9 @@ impl Reflector {
         );
         tokio::pin!(fetch);
         let (_, body) = loop {
+            if let Some(o) = overlap.as_mut() {
+                self.renew(o).await;
+            }
             let Some(o) = overlap.as_mut().filter(|o| o.tail.is_some()) else {
                 break fetch.await?;
             };
@@ -280,44 +306,52 @@ impl Reflector {
     ) -> Result<(u64, Option<(EventStream, u64)>), Error> {
         let mut rv = listed;
         let (spooled, started) = (overlap.spool.len(), std::time::Instant::now());
-        let mut stream = None;
         let mut applied = 0u64;
-        loop {
+        let stream = loop {
+            self.renew(&mut overlap).await;
             while let Some(received) = overlap.tail.as_mut().and_then(Tail::try_recv) {
                 overlap.take(&self.key, received)?;
             }
-            if overlap.spool.len() == 0 {
-                let Some(tail) = overlap.tail.take() else {
-                    break;
-                };
-                let (open, rest) = tail.into_stream().await;
-                stream = open;
-                for received in rest {
-                    overlap.take(&self.key, received)?;
+            if overlap.spool.len() > 0 {
+                let mut batch = Batch::new(&self.key);
+                let mut events = 0;
+                while batch.ops.len() < MAX_BATCH {
+                    match overlap.spool.pop().map_err(spool_error)? {
+                        Some(WatchEvent::Object(kind, object)) => {
+                            batch = batch.event(kind, object);
+                            events += 1;
+                        }
+                        Some(WatchEvent::Bookmark(at)) => batch = batch.bookmark(at),
+                        Some(WatchEvent::Error(_)) | None => break,
+                    }
                 }
+                applied += events;
+                self.apply(batch, events, &mut rv).await?;
                 continue;
             }
-            let mut batch = Batch::new(&self.key);
-            let mut events = 0;
-            while batch.ops.len() < MAX_BATCH {
-                match overlap.spool.pop().map_err(spool_error)? {
-                    Some(WatchEvent::Object(kind, object)) => {
-                        batch = batch.event(kind, object);
-                        events += 1;
-                    }
-                    Some(WatchEvent::Bookmark(at)) => batch = batch.bookmark(at),
-                    Some(WatchEvent::Error(_)) | None => break,
+            // Caught up: take the watch back (unless it failed; one that ended is renewed).
+            let Some(tail) = overlap.tail.take() else {
+                if overlap.failed {
+                    break None;
                 }
+                continue;
+            };
+            let (open, rest) = tail.into_stream().await;
+            let more = !rest.is_empty();
+            for received in rest {
+                overlap.take(&self.key, received)?;
             }
-            applied += events;
-            self.apply(batch, events, &mut rv).await?;
-        }
+            match open {
+                Some(stream) if !more => break Some(stream),
+                Some(stream) => overlap.tail = Some(Tail::start(stream)),
+                None => {}
+            }
+        };
         self.save_columns(overlap.columns.take()).await?;
-        let stream = stream.filter(|_| !overlap.ended);
         tracing::info!(resource = %self.key, events = applied, spooled, resource_version = rv,
             seconds = started.elapsed().as_secs_f64(), following = stream.is_some(),
             "applied the events watched during the list");
-        Ok((rv, stream.map(|s| (s, listed))))
+        Ok((rv, stream.map(|s| (s, overlap.since))))
     }
 
     /// Stores the table column definitions upstream sent (they come with the first event or
@@ -482,33 +516,59 @@ impl Reflector {
 /// The watch opened at a list's first page while the list goes on, and what it received that
 /// is not stored yet. See the `spool` module.
 struct Overlap {
-    /// The watch, until it ends.
+    /// The watch, until it ends (then renewed) or fails.
     tail: Option<Tail>,
     spool: Spool,
     /// The table columns the watch sent last (saved once the list is stored).
     columns: Option<Vec<u8>>,
-    /// The watch ended or failed: what it spooled holds, but it cannot be followed.
-    ended: bool,
+    /// The version the watch was opened at, and the newest it delivered.
+    since: u64,
+    last: u64,
+    /// The watch failed: what it spooled holds, but it is not renewed.
+    failed: bool,
 }
 
 impl Overlap {
-    /// Spools an event the watch received, or notes that it ended.
+    /// Spools an event the watch received, or notes that it ended (to be renewed: upstream
+    /// closed it, or cut it with 410 after it delivered) or failed.
     fn take(&mut self, resource: &str, received: Received) -> Result<(), Error> {
-        let why = match received {
-            Received::Event(WatchEvent::Error(status), _) => {
-                format!("upstream answered {}: {}", status.code, status.message)
+        let failure = match received {
+            // Cut for reading slowly, after progress: renewed from the newest version.
+            Received::Event(WatchEvent::Error(status), _)
+                if status.code == 410 && self.last > self.since =>
+            {
+                None
             }
+            Received::Event(WatchEvent::Error(status), _) => Some(format!(
+                "upstream answered {}: {}",
+                status.code, status.message
+            )),
             Received::Event(event, columns) => {
                 self.columns = columns.or(self.columns.take());
+                let rv = match &event {
+                    WatchEvent::Object(_, item) => resource_version_of(&item.object),
+                    WatchEvent::Bookmark(rv) => Some(*rv),
+                    WatchEvent::Error(_) => None,
+                };
+                self.last = self.last.max(rv.unwrap_or(0));
                 return self.spool.push(&event).map_err(spool_error);
             }
-            Received::End(Ok(())) => "upstream closed it".into(),
-            Received::End(Err(e)) => e.to_string(),
+            Received::End(Ok(())) => None,
+            Received::End(Err(e)) => Some(e.to_string()),
         };
-        tracing::info!(resource, reason = %why,
-            "the watch during the list ended; watching again after the list");
         self.tail = None;
-        self.ended = true;
+        match failure {
+            Some(why) => {
+                tracing::info!(resource, reason = %why,
+                    "the watch during the list failed; watching again after the list");
+                self.failed = true;
+            }
+            None => tracing::debug!(
+                resource,
+                resource_version = self.last,
+                "upstream ended the watch during the list; renewing it"
+            ),
+        }
         Ok(())
     }
 }

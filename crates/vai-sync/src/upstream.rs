@@ -112,6 +112,7 @@ struct Line<'a> {
     object: &'a RawValue,
 }
 
+/// An object (or a bookmark's) reduced to its resource version.
 #[derive(Deserialize)]
 struct BookmarkObject {
     metadata: BookmarkMeta,
@@ -237,6 +238,14 @@ fn parse_event(line: &[u8], columns: &mut Option<Vec<u8>>) -> Result<WatchEvent,
     };
     let rv = parse_resource_version(table_rv.or(meta.resource_version).as_deref())?;
     Ok(WatchEvent::Bookmark(rv))
+}
+
+/// The resource version of an object's JSON (`metadata.resourceVersion`), if it has one.
+pub(crate) fn resource_version_of(object: &[u8]) -> Option<u64> {
+    let meta = serde_json::from_slice::<BookmarkObject>(object)
+        .ok()?
+        .metadata;
+    parse_resource_version(meta.resource_version.as_deref()).ok()
 }
 
 /// One page of a list, as a table or a plain list.

@@ -417,8 +417,9 @@ async fn a_watch_cut_with_410_after_progress_is_resumed_not_relisted() {
 /// two cores took minutes) must still end live. Found by the benchmark harness: vai listed,
 /// watched from the list's version, was refused 410 and listed again, for as long as the churn
 /// lasted. Now the watch opens at the list's first page and its events are kept on disk and
-/// applied after the list; here the proxy holds the list's later pages while objects change
-/// and refuses every watch opened after that.
+/// applied after the list; here the proxy holds the list's later pages while objects change,
+/// ends the first watch after one event (as at its `timeoutSeconds`: vai renews it), and
+/// refuses every watch opened after the list.
 #[tokio::test]
 async fn a_list_that_outlasts_upstreams_history_ends_live_with_what_changed_meanwhile() {
     let env = TestEnv::start().await.unwrap();
@@ -461,8 +462,18 @@ async fn a_list_that_outlasts_upstreams_history_ends_live_with_what_changed_mean
         },
     )
     .await;
-    // Changes on pages not served yet: the list (one snapshot) will not show them.
+    // Changes on pages not served yet: the list (one snapshot) will not show them. The first
+    // ends the first watch; the others arrive through the renewed one.
     patch_value(&cms, "l1", "2").await;
+    eventually(
+        "vai renewing its watch during the list",
+        Duration::from_secs(10),
+        async || {
+            let requests = configmap_requests(&seen);
+            (requests.iter().filter(|q| q.contains("watch=1")).count() == 2).then_some(())
+        },
+    )
+    .await;
     cms.delete("l4", &DeleteParams::default()).await.unwrap();
     cms.create(&PostParams::default(), &configmap("l5", "1"))
         .await
@@ -476,7 +487,7 @@ async fn a_list_that_outlasts_upstreams_history_ends_live_with_what_changed_mean
         async || (through_vai(&vai, ns).await? == expected).then_some(()),
     )
     .await;
-    // Live: a later change arrives through the same watch (any new one would be refused).
+    // Live: a later change arrives through the renewed watch (a new one would be refused).
     patch_value(&cms, "l2", "2").await;
     let expected = pairs(&[("l1", "2"), ("l2", "2"), ("l3", "1"), ("l5", "1")]);
     eventually(
@@ -495,7 +506,7 @@ async fn a_list_that_outlasts_upstreams_history_ends_live_with_what_changed_mean
         .filter(|&i| requests[i].contains("watch=1"))
         .collect();
     let first_continue = requests.iter().position(|q| q.contains("continue="));
-    assert_eq!(watches.len(), 1, "one watch: {requests:#?}");
+    assert_eq!(watches.len(), 2, "a watch and its renewal: {requests:#?}");
     assert!(
         Some(watches[0]) < first_continue,
         "the watch opened before the second page: {requests:#?}"

@@ -13,6 +13,8 @@
 //! reflector in a process of its own. Writes `target/vai-bench/report.json`, `report.md` and
 //! PNG charts beside them, and prints the markdown table. Scenarios: initial sync, memory and
 //! disk, full list, selective list, a UI page, watch fan-out with propagation delay, restart.
+//! The quick run asserts that every scenario measured something (it is CI's test); the full
+//! run reports what it found, misses included, and does not fail on them.
 
 mod chart;
 mod churn;
@@ -788,6 +790,10 @@ async fn main() {
         stats = Some(done);
     }
     report(&rows, n, stats.as_ref(), &out);
+    if full {
+        // The full run reports what it found, misses included, in its table.
+        return;
+    }
     // The quick run is a test: every scenario ran and measured something (under churn a
     // baseline may have failed every request; vai may not).
     assert!(rows.iter().all(|r| r.vai.is_finite()));

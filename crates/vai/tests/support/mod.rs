@@ -387,7 +387,8 @@ pub enum ProxyFault {
     CutFirstWatchWith410,
     /// Holds every continued list page until the receiver turns `true`; from then on answers
     /// every new watch with a `410 Expired` event, as an apiserver does when a list took
-    /// longer than it keeps history.
+    /// longer than it keeps history. Also ends the first watch just after its first MODIFIED
+    /// event, as upstream does at a watch's `timeoutSeconds`.
     HoldPagesThenExpire(tokio::sync::watch::Receiver<bool>),
 }
 
@@ -463,34 +464,41 @@ pub async fn faulty_proxy(
                         .unwrap();
                 }
             };
-            if !(first_watch && matches!(fault, ProxyFault::CutFirstWatchWith410)) {
+            if !first_watch {
                 return response.map(axum::body::Body::new);
             }
-            // Pass whole lines up to and including the first MODIFIED event, then the 410
-            // event, then end the stream.
+            let last = match fault {
+                ProxyFault::CutFirstWatchWith410 => expired_event(),
+                ProxyFault::HoldPagesThenExpire(_) => String::new(),
+            };
+            // Pass whole lines up to and including the first MODIFIED event, then `last`, then
+            // end the stream.
             let (parts, body) = response.into_parts();
             let cut = futures::stream::unfold(
                 (body.into_data_stream(), Vec::<u8>::new(), false),
-                move |(mut data, mut buffer, done)| async move {
-                    if done {
-                        return None;
-                    }
-                    loop {
-                        if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                            let mut line: Vec<u8> = buffer.drain(..=end).collect();
-                            let modified = br#""type":"MODIFIED""#;
-                            let last = line.windows(modified.len()).any(|w| w == modified);
-                            if last {
-                                line.extend_from_slice(expired_event().as_bytes());
-                            }
-                            return Some((
-                                Ok::<_, std::io::Error>(bytes::Bytes::from(line)),
-                                (data, buffer, last),
-                            ));
+                move |(mut data, mut buffer, done)| {
+                    let last = last.clone();
+                    async move {
+                        if done {
+                            return None;
                         }
-                        match data.next().await {
-                            Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                            _ => return None,
+                        loop {
+                            if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                                let mut line: Vec<u8> = buffer.drain(..=end).collect();
+                                let modified = br#""type":"MODIFIED""#;
+                                let cut = line.windows(modified.len()).any(|w| w == modified);
+                                if cut {
+                                    line.extend_from_slice(last.as_bytes());
+                                }
+                                return Some((
+                                    Ok::<_, std::io::Error>(bytes::Bytes::from(line)),
+                                    (data, buffer, cut),
+                                ));
+                            }
+                            match data.next().await {
+                                Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                                _ => return None,
+                            }
                         }
                     }
                 },
