@@ -5,9 +5,9 @@
 //! that commit 50× slower than the others (p99 of a single event). Here the writer's automatic
 //! checkpoints are off and this thread runs a PASSIVE checkpoint (concurrent with the writer and
 //! the readers) at most a second after anything was written, or sooner when the WAL grew by
-//! 8 MB (or a quarter of the limit). A WAL whose every frame is copied is restarted from its start by the next commit, so
-//! it stops growing — unless readers keep old snapshots open all the time (a stream of
-//! overlapping long lists). Only then, when the frames in the WAL pass `wal_limit_bytes`, a
+//! 8 MB (or a quarter of the limit). A WAL whose every frame is copied is restarted from its
+//! start by the next commit, so it stops growing — unless readers keep old snapshots open all
+//! the time (a stream of overlapping long lists). Only then, when the frames in the WAL pass `wal_limit_bytes`, a
 //! TRUNCATE checkpoint runs: it holds off the writer while it waits (up to the connection's
 //! busy timeout, 2 s) for the readers of old snapshots — new readers do not hold it — so a
 //! steady stream of readers cannot starve the WAL into growing without bound.

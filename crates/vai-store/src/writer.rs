@@ -748,19 +748,19 @@ fn prune(
     // per commit with 13,000 rows: the writer fell minutes behind a burst of deletes).
     let cutoff_ms = now_ms() - config.history_max_age.as_millis() as i64;
     let mut by_age: Option<i64> = None;
-    let mut oldest = tx.prepare_cached(
-        "SELECT prune_rv, prune_ms FROM versions WHERE resource_id = ?1 AND prune_rv IS NOT NULL
-         ORDER BY prune_rv",
-    )?;
-    let mut rows = oldest.query(params![rid])?;
-    while let Some(row) = rows.next()? {
-        match row.get::<_, Option<i64>>(1)? {
-            Some(ms) if ms <= cutoff_ms => by_age = Some(row.get(0)?),
-            _ => break,
+    {
+        let mut oldest = tx.prepare_cached(
+            "SELECT prune_rv, prune_ms FROM versions WHERE resource_id = ?1 AND prune_rv IS NOT NULL
+             ORDER BY prune_rv",
+        )?;
+        let mut rows = oldest.query(params![rid])?;
+        while let Some(row) = rows.next()? {
+            match row.get::<_, Option<i64>>(1)? {
+                Some(ms) if ms <= cutoff_ms => by_age = Some(row.get(0)?),
+                _ => break,
+            }
         }
     }
-    drop(rows);
-    drop(oldest);
     let Some(new_compacted) = by_count.max(by_age) else {
         return Ok(());
     };

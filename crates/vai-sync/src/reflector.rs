@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use vai_store::{Batch, Document, SyncState};
+use vai_store::{Batch, Document, Op, SyncState};
 
 use crate::discovery::{ResourceInfo, table_columns_key};
 use crate::spool::Spool;
@@ -314,19 +314,14 @@ impl Reflector {
             }
             if overlap.spool.len() > 0 {
                 let mut batch = Batch::new(&self.key);
-                let mut events = 0;
                 while batch.ops.len() < MAX_BATCH {
                     match overlap.spool.pop().map_err(spool_error)? {
-                        Some(WatchEvent::Object(kind, object)) => {
-                            batch = batch.event(kind, object);
-                            events += 1;
-                        }
+                        Some(WatchEvent::Object(kind, object)) => batch = batch.event(kind, object),
                         Some(WatchEvent::Bookmark(at)) => batch = batch.bookmark(at),
                         Some(WatchEvent::Error(_)) | None => break,
                     }
                 }
-                applied += events;
-                self.apply(batch, events, &mut rv).await?;
+                applied += self.apply(batch, &mut rv).await?;
                 continue;
             }
             // Caught up: take the watch back (unless it failed; one that ended is renewed).
@@ -462,7 +457,6 @@ impl Reflector {
     ) -> Result<Option<WatchEnd>, Error> {
         let mut batch = Batch::new(&self.key);
         let mut end = None;
-        let mut events = 0u64;
         loop {
             let event = stream.next().await?;
             self.save_columns(stream.take_columns()).await?;
@@ -471,10 +465,7 @@ impl Reflector {
                     end = Some(WatchEnd::Closed);
                     break;
                 }
-                Some(WatchEvent::Object(kind, object)) => {
-                    batch = batch.event(kind, object);
-                    events += 1;
-                }
+                Some(WatchEvent::Object(kind, object)) => batch = batch.event(kind, object),
                 Some(WatchEvent::Bookmark(at)) => batch = batch.bookmark(at),
                 Some(WatchEvent::Error(status)) if status.code == 410 => {
                     end = Some(WatchEnd::Gone);
@@ -492,14 +483,19 @@ impl Reflector {
             }
         }
         if !batch.ops.is_empty() {
-            self.apply(batch, events, rv).await?;
+            self.apply(batch, rv).await?;
         }
         Ok(end)
     }
 
-    /// Writes a batch of `events` watch events (and bookmarks); `rv` advances to the newest
-    /// version applied (the store skips replays older than it already holds).
-    async fn apply(&mut self, batch: Batch, events: u64, rv: &mut u64) -> Result<(), Error> {
+    /// Writes a batch of watch events and bookmarks; `rv` advances to the newest version
+    /// applied (the store skips replays older than it already holds). Returns the events in it.
+    async fn apply(&mut self, batch: Batch, rv: &mut u64) -> Result<u64, Error> {
+        let events = batch
+            .ops
+            .iter()
+            .filter(|op| matches!(op, Op::Event(..)))
+            .count() as u64;
         let applied = self.shared.store.write(batch).await?;
         if let Some(last) = applied.iter().map(|e| e.resource_version).max() {
             *rv = (*rv).max(last);
@@ -509,7 +505,7 @@ impl Reflector {
             .events
             .with_label_values(&[&self.key])
             .inc_by(events);
-        Ok(())
+        Ok(events)
     }
 }
 
