@@ -458,7 +458,7 @@ struct Inner {
     readers: pool::ReaderPool,
     events: broadcast::Sender<Arc<[Event]>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    checkpointer: Mutex<Option<(mpsc::Sender<()>, JoinHandle<()>)>>,
+    checkpointer: Mutex<Option<(checkpoint::Checkpointer, JoinHandle<()>)>>,
     /// The fields of each type (`None` when read-only: reads take them from the file).
     fields: Option<Arc<registry::FieldRegistry>>,
 }
@@ -478,19 +478,26 @@ impl Store {
         }
         let (events, _) = broadcast::channel(config.event_buffer.max(1));
         let fields = Arc::new(registry::FieldRegistry::new(config.indexed_fields.clone()));
-        let writer = Writer::new(conn, path, config.clone(), events.clone(), fields.clone())
-            .map_err(|e| e.about_file(path))?;
+        let (checkpoints, asks) = checkpoint::channel();
+        let writer = Writer::new(
+            conn,
+            path,
+            config.clone(),
+            events.clone(),
+            fields.clone(),
+            checkpoints.clone(),
+        )
+        .map_err(|e| e.about_file(path))?;
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("vai-store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| Error::Io("spawning the writer thread".into(), e))?;
         let checkpoint_conn = schema::open_checkpointer(path)?;
-        let (stop, stopped) = mpsc::channel();
         let (db_path, wal_limit) = (path.to_path_buf(), config.wal_limit_bytes);
         let checkpointer = std::thread::Builder::new()
             .name("vai-store-checkpoint".into())
-            .spawn(move || checkpoint::run(checkpoint_conn, db_path, wal_limit, stopped))
+            .spawn(move || checkpoint::run(checkpoint_conn, db_path, wal_limit, asks))
             .map_err(|e| Error::Io("spawning the checkpoint thread".into(), e))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -501,7 +508,7 @@ impl Store {
                 config,
                 events,
                 writer: Mutex::new(Some(handle)),
-                checkpointer: Mutex::new(Some((stop, checkpointer))),
+                checkpointer: Mutex::new(Some((checkpoints, checkpointer))),
                 fields: Some(fields),
             }),
         })

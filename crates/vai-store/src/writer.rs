@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::{broadcast, oneshot};
 
+use crate::checkpoint::Checkpointer;
 use crate::counts;
 use crate::object::StoredObject;
 use crate::registry::FieldRegistry;
@@ -76,14 +77,36 @@ pub(crate) struct Writer {
     config: StoreConfig,
     events: broadcast::Sender<Arc<[Event]>>,
     resource_ids: HashMap<String, i64>,
+    /// History rows (`prune_rv` set) per resource id, counted once and then kept here, so that
+    /// retention by count need not step over the whole history at every commit (20,000 rows:
+    /// ~1 ms, most of a single event's commit). Dropped with `resource_ids` on a rollback.
+    history: HashMap<i64, u64>,
     next_seq: u64,
     fields: Arc<FieldRegistry>,
+    checkpointer: Checkpointer,
+    /// WAL frame size, and the WAL's size (bytes) past which the writer next waits for a
+    /// checkpoint (see [`Writer::bound_wal`]).
+    frame_bytes: u64,
+    wal_mark: u64,
+}
+
+thread_local! {
+    /// Frames in the WAL after the writer's last commit, as SQLite's WAL hook reports them (on
+    /// the committing thread, which is the writer's).
+    static WAL_FRAMES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn count_frames(_: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.with(|f| f.set(frames.max(0) as u64));
+    Ok(())
 }
 
 /// What a batch produced: its events, and a staged list to publish once committed.
 struct Applied {
     events: Vec<Event>,
     staged: Option<StagedList>,
+    /// The resource id, and how many rows the batch made history.
+    history: Option<(i64, u64)>,
 }
 
 /// A committed staged list, whose events are read back and published in chunks after the
@@ -112,20 +135,42 @@ impl Writer {
         config: StoreConfig,
         events: broadcast::Sender<Arc<[Event]>>,
         fields: Arc<FieldRegistry>,
+        checkpointer: Checkpointer,
     ) -> Result<Writer> {
+        conn.wal_hook(Some(count_frames));
         discard_all_staged(&conn)?;
         fields.open(&mut conn)?;
         let max_seq: Option<i64> =
             conn.query_row("SELECT max(seq) FROM versions", [], |r| r.get(0))?;
+        let frame_bytes = crate::checkpoint::frame_bytes(&conn);
         Ok(Writer {
             conn,
             path: path.to_path_buf(),
-            config,
             events,
             resource_ids: HashMap::new(),
+            history: HashMap::new(),
             next_seq: max_seq.unwrap_or(0) as u64 + 1,
             fields,
+            checkpointer,
+            frame_bytes,
+            wal_mark: config.wal_limit_bytes,
+            config,
         })
+    }
+
+    /// After a commit that left more than the limit in the WAL, waits for the checkpointer (which
+    /// holds the next write while old snapshots keep it from truncating). If it could not bring
+    /// the WAL down, the writer waits again once the WAL has grown by another limit's worth: a
+    /// reader that never lets go slows writes down instead of stopping them.
+    fn bound_wal(&mut self) {
+        let limit = self.config.wal_limit_bytes;
+        let bytes = WAL_FRAMES.with(std::cell::Cell::get) * self.frame_bytes;
+        if bytes <= limit {
+            self.wal_mark = limit;
+        } else if bytes > self.wal_mark {
+            self.checkpointer.over_limit();
+            self.wal_mark = bytes + limit;
+        }
     }
 
     /// Runs until every sender is gone.
@@ -159,6 +204,11 @@ impl Writer {
         let seq_before = self.next_seq;
         let mut outcomes: Vec<(oneshot::Sender<_>, Result<Applied>)> = Vec::new();
         let mut touched = Vec::new();
+        // A batch alone in its group needs no savepoint: if it fails, the transaction is only
+        // its own. (A savepoint makes SQLite copy every page the batch changes into a journal
+        // first: a quarter of the writer's time while a list is stored.)
+        let alone = group.len() == 1;
+        let mut failed_alone = false;
         let result = (|| -> Result<()> {
             // IMMEDIATE: take the write lock up front, so waiting for a checkpoint goes through
             // the busy handler instead of failing on a stale read snapshot.
@@ -172,7 +222,9 @@ impl Writer {
                 if let Work::Batch { resource, .. } = &work {
                     self.fields.ensure(&tx, resource)?;
                 }
-                tx.execute_batch("SAVEPOINT batch")?;
+                if !alone {
+                    tx.execute_batch("SAVEPOINT batch")?;
+                }
                 let applied = match &mut work {
                     Work::Batch {
                         resource,
@@ -193,13 +245,19 @@ impl Writer {
                     Work::Documents(documents) => put_documents(&tx, documents).map(|()| Applied {
                         events: Vec::new(),
                         staged: None,
+                        history: None,
                     }),
                     Work::Fields(_) => unreachable!("declarations are applied alone"),
                 };
                 let applied = match applied {
+                    Ok(applied) if alone => Ok(applied),
                     Ok(applied) => {
                         tx.execute_batch("RELEASE batch")?;
                         Ok(applied)
+                    }
+                    Err(e) if alone => {
+                        failed_alone = true;
+                        return Err(e);
                     }
                     // Some failures (a full disk) end the whole transaction, savepoint and
                     // all: then the group fails, with that failure as its cause.
@@ -208,13 +266,24 @@ impl Writer {
                         Err(_) => return Err(e),
                     },
                 };
-                if let (Ok(_), Work::Batch { resource, .. }) = (&applied, &work) {
+                if let (Ok(applied), Work::Batch { resource, .. }) = (&applied, &work) {
                     touched.push(resource.clone());
+                    if let Some((rid, added)) = applied.history
+                        && let Some(rows) = self.history.get_mut(&rid)
+                    {
+                        *rows += added;
+                    }
                 }
                 outcomes.last_mut().expect("pushed above").1 = applied;
             }
             for resource in &touched {
-                prune(&tx, &self.resource_ids, resource, &self.config)?;
+                prune(
+                    &tx,
+                    &self.resource_ids,
+                    &mut self.history,
+                    resource,
+                    &self.config,
+                )?;
             }
             tx.commit()?;
             Ok(())
@@ -236,15 +305,24 @@ impl Writer {
                     });
                     let _ = reply.send(outcome);
                 }
+                self.bound_wal();
             }
             Err(e) => {
                 let e = e.about_file(&self.path);
-                tracing::error!(error = %e, "store commit failed; the batches are not applied");
+                if !failed_alone {
+                    tracing::error!(error = %e, "store commit failed; the batches are not applied");
+                }
                 self.next_seq = seq_before;
                 // The transaction rolled back: drop cached ids of resources it may have created,
                 // and the fields it recorded.
                 self.resource_ids.clear();
+                self.history.clear();
                 self.fields.rolled_back();
+                if alone && let Some((reply, _)) = outcomes.pop() {
+                    // The batch's own failure, or its commit's: its own error.
+                    let _ = reply.send(Err(e));
+                    return;
+                }
                 for (reply, _) in outcomes {
                     let _ = reply.send(Err(match &e {
                         Error::DiskFull(path) => Error::DiskFull(path.clone()),
@@ -359,6 +437,10 @@ struct Ctx<'a> {
     next_seq: &'a mut u64,
     now: i64,
     events: Vec<Event>,
+    /// The batch's changes to the counts, written at its end.
+    counts: counts::Deltas,
+    /// Rows this batch made history (superseded live versions, tombstones).
+    history_added: u64,
     /// On while staging a first list: its events are published from the file after commit,
     /// and its counts are computed whole at the commit (until then no read may see them).
     staging: bool,
@@ -396,11 +478,13 @@ impl Ctx<'_> {
             .execute(params![old, rv as i64, self.now])?;
             if old_kind != EventKind::Deleted as i64 {
                 old_fields = Some(counts::fields_of(tx, old)?);
+                self.history_added += 1;
             }
         }
         let seq = *self.next_seq;
         *self.next_seq += 1;
         let deleted = kind == EventKind::Deleted;
+        self.history_added += u64::from(deleted);
         tx.prepare_cached(
             "INSERT INTO versions (resource_id, namespace, name, rv, rv_to, kind, seq, prune_rv, prune_ms, created, body, cells)
              VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -434,13 +518,11 @@ impl Ctx<'_> {
         if self.staging {
             return Ok(());
         }
-        counts::replace_object(
-            tx,
-            rid,
+        self.counts.replace_object(
             &obj.namespace,
             old_fields.as_deref(),
             (!deleted).then_some(obj.fields.as_slice()),
-        )?;
+        );
         self.events.push(Event {
             resource: self.resource.clone(),
             seq,
@@ -509,6 +591,8 @@ fn apply_batch(
         next_seq,
         now: now_ms(),
         events: Vec::new(),
+        counts: counts::Deltas::default(),
+        history_added: 0,
         staging: false,
     };
     let mut state_update = None;
@@ -642,12 +726,14 @@ fn apply_batch(
         tx.prepare_cached("UPDATE resources SET state = ?2, last_error = ?3 WHERE id = ?1")?
             .execute(params![rid, state.as_str(), error])?;
     }
+    ctx.counts.write(tx, rid)?;
     if recount {
         counts::recount(tx, rid)?;
     }
     Ok(Applied {
         events: ctx.events,
         staged: published,
+        history: Some((rid, ctx.history_added)),
     })
 }
 
@@ -728,19 +814,31 @@ fn current_body(conn: &Connection, rid: i64, ns: &str, name: &str) -> Result<Opt
 fn prune(
     tx: &Transaction,
     ids: &HashMap<String, i64>,
+    history: &mut HashMap<i64, u64>,
     resource: &str,
     config: &StoreConfig,
 ) -> Result<()> {
     let Some(&rid) = ids.get(resource) else {
         return Ok(());
     };
-    let by_count: Option<i64> = tx
-        .prepare_cached(
-            "SELECT prune_rv FROM versions WHERE resource_id = ?1 AND prune_rv IS NOT NULL
-             ORDER BY prune_rv DESC LIMIT 1 OFFSET ?2",
-        )?
-        .query_row(params![rid, config.history_max_events as i64], |r| r.get(0))
-        .optional()?;
+    let rows_now = match history.get(&rid) {
+        Some(&rows) => rows,
+        None => history_rows(tx, rid)?,
+    };
+    debug_assert_eq!(rows_now, history_rows(tx, rid)?, "history rows kept by the writer");
+    history.insert(rid, rows_now);
+    // By count: the newest `history_max_events` rows stay, found from the oldest end (the
+    // excess is one row per event in a steady state; from the newest end it was every row).
+    let by_count: Option<i64> = match rows_now.checked_sub(config.history_max_events + 1) {
+        Some(excess) => tx
+            .prepare_cached(
+                "SELECT prune_rv FROM versions WHERE resource_id = ?1 AND prune_rv IS NOT NULL
+                 ORDER BY prune_rv LIMIT 1 OFFSET ?2",
+            )?
+            .query_row(params![rid, excess as i64], |r| r.get(0))
+            .optional()?,
+        None => None,
+    };
     // By age: the oldest history rows while they are past the age. History becomes history in
     // resource-version order, so `prune_ms` grows with `prune_rv` (a clock stepped back only
     // keeps some rows longer). Walking from the oldest reads one row when nothing is due;
@@ -772,11 +870,22 @@ fn prune(
             WHERE resource_id = ?1 AND prune_rv IS NOT NULL AND prune_rv <= ?2 AND kind != 2)",
     )?
     .execute(params![rid, new_compacted])?;
-    tx.prepare_cached(
-        "DELETE FROM versions WHERE resource_id = ?1 AND prune_rv IS NOT NULL AND prune_rv <= ?2",
-    )?
-    .execute(params![rid, new_compacted])?;
+    let deleted = tx
+        .prepare_cached(
+            "DELETE FROM versions WHERE resource_id = ?1 AND prune_rv IS NOT NULL AND prune_rv <= ?2",
+        )?
+        .execute(params![rid, new_compacted])?;
+    history.insert(rid, rows_now.saturating_sub(deleted as u64));
     Ok(())
+}
+
+/// Counts a resource's history rows.
+fn history_rows(tx: &Transaction, rid: i64) -> Result<u64> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT count(*) FROM versions WHERE resource_id = ?1 AND prune_rv IS NOT NULL",
+        )?
+        .query_row([rid], |r| r.get::<_, i64>(0))? as u64)
 }
 
 /// The default retention of history: 20,000 events per resource type, 30 minutes.
