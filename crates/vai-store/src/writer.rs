@@ -825,7 +825,11 @@ fn prune(
         Some(&rows) => rows,
         None => history_rows(tx, rid)?,
     };
-    debug_assert_eq!(rows_now, history_rows(tx, rid)?, "history rows kept by the writer");
+    debug_assert_eq!(
+        rows_now,
+        history_rows(tx, rid)?,
+        "history rows kept by the writer"
+    );
     history.insert(rid, rows_now);
     // By count: the newest `history_max_events` rows stay, found from the oldest end (the
     // excess is one row per event in a steady state; from the newest end it was every row).

@@ -886,7 +886,7 @@ async fn a_full_disk_fails_the_batch_whole_keeps_reads_and_resumes_when_space_re
 }
 
 #[test]
-fn the_wal_stays_bounded_under_a_stream_of_overlapping_long_readers() {
+fn the_wal_stays_bounded_under_a_stream_of_overlapping_long_readers_and_a_fast_writer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vai.db");
     let limit = 4 << 20;
@@ -946,8 +946,11 @@ fn the_wal_stays_bounded_under_a_stream_of_overlapping_long_readers() {
     for reader in readers {
         reader.join().unwrap();
     }
+    // The writer waits for a checkpoint after a commit past the limit: the WAL passes it by at
+    // most one group of batches (0.65 MB here). Polling alone let a fast writer reach 2.3× in a
+    // debug build and 9–18× in a release one.
     assert!(
-        largest < 4 * limit,
+        largest < 2 * limit,
         "the WAL grew to {largest} bytes (limit {limit})"
     );
 }
