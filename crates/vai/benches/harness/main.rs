@@ -263,23 +263,42 @@ mod reqwest_like {
     }
 }
 
+/// A baseline that failed this often in a row is not asked again in that scenario (under churn
+/// each of the apiserver's failed full lists took minutes: ten of them were a third of the run).
+const BASELINE_FAILURES: usize = 2;
+
 /// Times `runs` requests of `path` against vai and the apiserver, alternating; medians in ms.
 async fn side_by_side(vai: &Vai, upstream: &kube::Client, path: &str, runs: usize) -> (f64, f64) {
     let http = reqwest_like::Client;
     let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut failures = 0;
     for _ in 0..runs {
         let t = Instant::now();
         let (status, _) = http.get(&format!("{}{path}", vai.url)).await.unwrap();
         assert_eq!(status, 200, "vai {path}");
         a.push(t.elapsed().as_secs_f64() * 1000.0);
+        if failures == BASELINE_FAILURES {
+            continue;
+        }
         let t = Instant::now();
         // Under churn the apiserver may cut a large list; such a run is told, not timed.
         match upstream
             .request_text(http::Request::get(path).body(Vec::new()).unwrap())
             .await
         {
-            Ok(_) => b.push(t.elapsed().as_secs_f64() * 1000.0),
-            Err(e) => eprintln!("the apiserver failed {path}: {e}"),
+            Ok(_) => {
+                b.push(t.elapsed().as_secs_f64() * 1000.0);
+                failures = 0;
+            }
+            Err(e) => {
+                failures += 1;
+                eprintln!("the apiserver failed {path} after {:?}: {e}", t.elapsed());
+                if failures == BASELINE_FAILURES {
+                    eprintln!(
+                        "{BASELINE_FAILURES} failures in a row: the apiserver is not asked {path} again"
+                    );
+                }
+            }
         }
     }
     let baseline = if b.is_empty() { f64::NAN } else { median(b) };
@@ -336,7 +355,7 @@ where
 
 /// How long the reflector baseline may take to its first complete state (under churn at
 /// 100,000 pods its paged lists outlive etcd's compaction and it starts over, again and again).
-const REFLECTOR_DEADLINE: Duration = Duration::from_secs(600);
+const REFLECTOR_DEADLINE: Duration = Duration::from_secs(300);
 
 /// The reflector baseline's outcome.
 struct Reflected {
@@ -463,7 +482,7 @@ async fn run_phase(
     let reflector_name = if reflected.synced {
         "kube-rs reflector"
     } else {
-        "kube-rs reflector, not synced within 600 s"
+        "kube-rs reflector, not synced within 300 s"
     };
     assert!(
         !reflected.synced || reflected.held >= setup.objects * 95 / 100,
