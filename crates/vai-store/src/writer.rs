@@ -202,12 +202,16 @@ impl Writer {
 
     fn commit_group(&mut self, group: Vec<WriteRequest>) {
         let seq_before = self.next_seq;
-        let mut outcomes: Vec<(oneshot::Sender<_>, Result<Applied>)> = Vec::new();
+        // Every reply is owed an answer, even when the group fails before or half-way.
+        let (works, mut outcomes): (Vec<Work>, Vec<(oneshot::Sender<_>, Result<Applied>)>) = group
+            .into_iter()
+            .map(|request| (request.work, (request.reply, Err(Error::Closed))))
+            .unzip();
         let mut touched = Vec::new();
         // A batch alone in its group needs no savepoint: if it fails, the transaction is only
         // its own. (A savepoint makes SQLite copy every page the batch changes into a journal
         // first: a quarter of the writer's time while a list is stored.)
-        let alone = group.len() == 1;
+        let alone = works.len() == 1;
         let mut failed_alone = false;
         let result = (|| -> Result<()> {
             // IMMEDIATE: take the write lock up front, so waiting for a checkpoint goes through
@@ -215,10 +219,7 @@ impl Writer {
             let tx = self
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            for request in group {
-                let WriteRequest { mut work, reply } = request;
-                // Every reply is owed an answer, even when the group fails half-way.
-                outcomes.push((reply, Err(Error::Closed)));
+            for (at, mut work) in works.into_iter().enumerate() {
                 if let Work::Batch { resource, .. } = &work {
                     self.fields.ensure(&tx, resource)?;
                 }
@@ -262,7 +263,15 @@ impl Writer {
                     // Some failures (a full disk) end the whole transaction, savepoint and
                     // all: then the group fails, with that failure as its cause.
                     Err(e) => match tx.execute_batch("ROLLBACK TO batch; RELEASE batch") {
-                        Ok(()) => Err(e),
+                        Ok(()) => {
+                            // The batch may have created its resource's row: forget its id.
+                            if let Work::Batch { resource, .. } = &work
+                                && let Some(rid) = self.resource_ids.remove(resource)
+                            {
+                                self.history.remove(&rid);
+                            }
+                            Err(e)
+                        }
                         Err(_) => return Err(e),
                     },
                 };
@@ -274,7 +283,7 @@ impl Writer {
                         *rows += added;
                     }
                 }
-                outcomes.last_mut().expect("pushed above").1 = applied;
+                outcomes[at].1 = applied;
             }
             for resource in &touched {
                 prune(
@@ -309,7 +318,10 @@ impl Writer {
             }
             Err(e) => {
                 let e = e.about_file(&self.path);
-                if !failed_alone {
+                // A batch refused for what it holds is its caller's to report; anything else
+                // (a full disk, an I/O error, a corrupt file) is the store's.
+                let refused = failed_alone && matches!(e, Error::InvalidObject(_));
+                if !refused {
                     tracing::error!(error = %e, "store commit failed; the batches are not applied");
                 }
                 self.next_seq = seq_before;
@@ -414,18 +426,27 @@ fn resource_id(tx: &Transaction, ids: &mut HashMap<String, i64>, resource: &str)
     Ok(id)
 }
 
-/// The current row of a key: its resource version and whether it is a tombstone.
-fn current(tx: &Transaction, rid: i64, ns: &str, name: &str) -> Result<Option<(u64, bool)>> {
+/// A key's current row.
+#[derive(Clone, Copy)]
+struct Current {
+    id: i64,
+    rv: u64,
+    tombstone: bool,
+}
+
+/// The current row of a key (read from the key index alone).
+fn current(tx: &Transaction, rid: i64, ns: &str, name: &str) -> Result<Option<Current>> {
     Ok(tx
         .prepare_cached(
-            "SELECT rv, kind FROM versions
+            "SELECT id, rv, kind FROM versions
              WHERE resource_id = ?1 AND namespace = ?2 AND name = ?3 AND rv_to IS NULL",
         )?
         .query_row(params![rid, ns, name], |r| {
-            Ok((
-                r.get::<_, i64>(0)? as u64,
-                r.get::<_, i64>(1)? == EventKind::Deleted as i64,
-            ))
+            Ok(Current {
+                id: r.get(0)?,
+                rv: r.get::<_, i64>(1)? as u64,
+                tombstone: r.get::<_, i64>(2)? == EventKind::Deleted as i64,
+            })
         })
         .optional()?)
 }
@@ -447,26 +468,19 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Writes a new version of a key at `rv`, superseding the current one, and records the event.
+    /// Writes a new version of a key at `rv`, superseding its current row if it has one, and
+    /// records the event.
     fn put(
         &mut self,
         kind: EventKind,
         rv: u64,
         obj: &StoredObject,
-        had_current: bool,
+        superseded: Option<Current>,
     ) -> Result<()> {
         let (tx, rid) = (self.tx, self.rid);
         // The superseded version's indexed fields, if it was a live object (for the counts).
         let mut old_fields = None;
-        if had_current {
-            let (old, old_kind): (i64, i64) = tx
-                .prepare_cached(
-                    "SELECT id, kind FROM versions
-                     WHERE resource_id = ?1 AND namespace = ?2 AND name = ?3 AND rv_to IS NULL",
-                )?
-                .query_row(params![rid, obj.namespace, obj.name], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
+        if let Some(old) = superseded {
             // A superseded live version becomes history at `rv`; a superseded tombstone was
             // already history at its own rv.
             tx.prepare_cached(
@@ -475,9 +489,9 @@ impl Ctx<'_> {
                      prune_ms = CASE WHEN kind = 2 THEN prune_ms ELSE ?3 END
                  WHERE id = ?1",
             )?
-            .execute(params![old, rv as i64, self.now])?;
-            if old_kind != EventKind::Deleted as i64 {
-                old_fields = Some(counts::fields_of(tx, old)?);
+            .execute(params![old.id, rv as i64, self.now])?;
+            if !old.tombstone {
+                old_fields = Some(counts::fields_of(tx, old.id)?);
                 self.history_added += 1;
             }
         }
@@ -620,16 +634,16 @@ fn apply_batch(
                 // resumed watch never duplicates or reorders. So are events at or below the
                 // last list's version, which that list already reflects (whatever version its
                 // rows are stored at: a staged first list's sit below it).
-                if existing.is_some_and(|(cur, _)| cur >= rv)
+                if existing.is_some_and(|cur| cur.rv >= rv)
                     || listed.is_some_and(|at| rv <= at as u64)
                 {
                     last_rv = last_rv.max(rv);
                     continue;
                 }
-                let live = existing.is_some_and(|(_, tomb)| !tomb);
+                let live = existing.is_some_and(|cur| !cur.tombstone);
                 if *kind == EventKind::Deleted {
                     if live {
-                        ctx.put(EventKind::Deleted, rv, obj, true)?;
+                        ctx.put(EventKind::Deleted, rv, obj, existing)?;
                     }
                 } else {
                     let kind = if live {
@@ -637,7 +651,7 @@ fn apply_batch(
                     } else {
                         EventKind::Added
                     };
-                    ctx.put(kind, rv, obj, existing.is_some())?;
+                    ctx.put(kind, rv, obj, existing)?;
                 }
                 last_rv = last_rv.max(rv);
             }
@@ -677,7 +691,7 @@ fn apply_batch(
                 }
                 ctx.staging = true;
                 for obj in objects {
-                    ctx.put(EventKind::Added, staged_at, obj, false)?;
+                    ctx.put(EventKind::Added, staged_at, obj, None)?;
                 }
                 ctx.staging = false;
             }
@@ -747,38 +761,41 @@ fn replace(
     listed: &HashSet<(String, String)>,
 ) -> Result<()> {
     for obj in objects {
-        match current(ctx.tx, ctx.rid, &obj.namespace, &obj.name)? {
+        let existing = current(ctx.tx, ctx.rid, &obj.namespace, &obj.name)?;
+        match existing {
             // Already newer than the list, or unchanged: nothing to write.
-            Some((cur_rv, false)) if cur_rv >= rv => {}
-            Some((_, false)) => {
-                if current_body(ctx.tx, ctx.rid, &obj.namespace, &obj.name)?
-                    .is_none_or(|(body, _)| body != obj.body)
-                {
-                    ctx.put(EventKind::Modified, rv, obj, true)?;
+            Some(cur) if !cur.tombstone && cur.rv >= rv => {}
+            Some(cur) if !cur.tombstone => {
+                if body_of(ctx.tx, cur.id)?.0 != obj.body {
+                    ctx.put(EventKind::Modified, rv, obj, existing)?;
                 }
             }
-            Some((_, true)) => ctx.put(EventKind::Added, rv, obj, true)?,
-            None => ctx.put(EventKind::Added, rv, obj, false)?,
+            _ => ctx.put(EventKind::Added, rv, obj, existing)?,
         }
     }
     let mut vanished = Vec::new();
     {
         let mut stmt = ctx.tx.prepare_cached(
-            "SELECT namespace, name, rv FROM versions INDEXED BY versions_by_key
+            "SELECT namespace, name, rv, id FROM versions INDEXED BY versions_by_key
              WHERE resource_id = ?1 AND rv_to IS NULL AND kind != 2",
         )?;
         let mut rows = stmt.query([ctx.rid])?;
         while let Some(row) = rows.next()? {
             let key: (String, String) = (row.get(0)?, row.get(1)?);
-            if (row.get::<_, i64>(2)? as u64) < rv && !listed.contains(&key) {
-                vanished.push(key);
+            let cur_rv = row.get::<_, i64>(2)? as u64;
+            if cur_rv < rv && !listed.contains(&key) {
+                let cur = Current {
+                    id: row.get(3)?,
+                    rv: cur_rv,
+                    tombstone: false,
+                };
+                vanished.push((key, cur));
             }
         }
     }
-    vanished.sort();
-    for (namespace, name) in vanished {
-        let (body, cells) = current_body(ctx.tx, ctx.rid, &namespace, &name)?
-            .expect("a vanished key has a current version");
+    vanished.sort_by(|a, b| a.0.cmp(&b.0));
+    for ((namespace, name), cur) in vanished {
+        let (body, cells) = body_of(ctx.tx, cur.id)?;
         let obj = StoredObject {
             namespace,
             name,
@@ -789,7 +806,7 @@ fn replace(
             cells,
             fields: Vec::new(),
         };
-        ctx.put(EventKind::Deleted, rv, &obj, true)?;
+        ctx.put(EventKind::Deleted, rv, &obj, Some(cur))?;
     }
     Ok(())
 }
@@ -797,15 +814,11 @@ fn replace(
 /// A version's body and table cells.
 type BodyAndCells = (Vec<u8>, Option<Vec<u8>>);
 
-/// The body and cells of a key's current version.
-fn current_body(conn: &Connection, rid: i64, ns: &str, name: &str) -> Result<Option<BodyAndCells>> {
+/// The body and cells of a version.
+fn body_of(conn: &Connection, id: i64) -> Result<BodyAndCells> {
     Ok(conn
-        .prepare_cached(
-            "SELECT body, cells FROM versions
-             WHERE resource_id = ?1 AND namespace = ?2 AND name = ?3 AND rv_to IS NULL",
-        )?
-        .query_row(params![rid, ns, name], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?)
+        .prepare_cached("SELECT body, cells FROM versions WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
 /// Applies the retention limits to one resource's history: raises `compacted_rv` so that at
@@ -833,16 +846,17 @@ fn prune(
     history.insert(rid, rows_now);
     // By count: the newest `history_max_events` rows stay, found from the oldest end (the
     // excess is one row per event in a steady state; from the newest end it was every row).
-    let by_count: Option<i64> = match rows_now.checked_sub(config.history_max_events + 1) {
-        Some(excess) => tx
-            .prepare_cached(
-                "SELECT prune_rv FROM versions WHERE resource_id = ?1 AND prune_rv IS NOT NULL
+    let by_count: Option<i64> =
+        match rows_now.checked_sub(config.history_max_events.saturating_add(1)) {
+            Some(excess) => tx
+                .prepare_cached(
+                    "SELECT prune_rv FROM versions WHERE resource_id = ?1 AND prune_rv IS NOT NULL
                  ORDER BY prune_rv LIMIT 1 OFFSET ?2",
-            )?
-            .query_row(params![rid, excess as i64], |r| r.get(0))
-            .optional()?,
-        None => None,
-    };
+                )?
+                .query_row(params![rid, excess as i64], |r| r.get(0))
+                .optional()?,
+            None => None,
+        };
     // By age: the oldest history rows while they are past the age. History becomes history in
     // resource-version order, so `prune_ms` grows with `prune_rv` (a clock stepped back only
     // keeps some rows longer). Walking from the oldest reads one row when nothing is due;
