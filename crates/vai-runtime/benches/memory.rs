@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use vai_store::{Batch, EventKind, ListRequest, Store, StoreConfig};
-use vai_testenv::measure::{percentile, rss_mb};
+use vai_testenv::measure::{bench_pods, percentile, rss_mb};
 use vai_testenv::workload::{Rng, pod};
 
 const PODS: &str = "/v1/pods";
@@ -93,10 +93,9 @@ fn main() {
     ) {
         return child(&mode, db.as_ref());
     }
-    let n: u64 = std::env::var("VAI_BENCH_PODS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let Some(n) = bench_pods(100_000) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("pods.db");
     {

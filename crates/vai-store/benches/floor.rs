@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use rusqlite::{Connection, params};
 use vai_store::StoredObject;
+use vai_testenv::measure::bench_pods;
 use vai_testenv::workload::{Rng, pod};
 
 const BATCH: usize = 1000;
@@ -31,13 +32,9 @@ enum Way {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` probes; nothing to list.
-    }
-    let n: u64 = std::env::var("VAI_BENCH_PODS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let Some(n) = bench_pods(100_000) else {
+        return;
+    };
     let fields = vai_store::fields::builtin("/v1/pods");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let objects: Vec<StoredObject> = (0..n)

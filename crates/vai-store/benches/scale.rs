@@ -14,7 +14,7 @@ use vai_store::{
     SortKey, Store, StoreConfig,
 };
 
-use vai_testenv::measure::percentile;
+use vai_testenv::measure::{bench_pods, percentile};
 use vai_testenv::workload::{Rng, pod, with_managed_fields};
 
 const PODS: &str = "/v1/pods";
@@ -25,13 +25,9 @@ fn report(what: &str, samples: &mut [Duration], goal: &str) {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` probes; nothing to list.
-    }
-    let n: u64 = std::env::var("VAI_BENCH_PODS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let Some(n) = bench_pods(100_000) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.db");
     let store = Store::open(&path, StoreConfig::default()).unwrap();

@@ -15,6 +15,20 @@ pub fn rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// How many pods a benchmark binary generates: `VAI_BENCH_PODS`, or `default`. `None` when
+/// cargo only probes the binary (`cargo test --benches` passes `--list`): nothing to run.
+pub fn bench_pods(default: u64) -> Option<u64> {
+    if std::env::args().any(|a| a == "--list") {
+        return None;
+    }
+    Some(
+        std::env::var("VAI_BENCH_PODS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
 /// The `p` quantile (0.0–1.0) of `samples` (sorted in place).
 pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
