@@ -105,8 +105,8 @@ fn count_frames(_: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlite::
 struct Applied {
     events: Vec<Event>,
     staged: Option<StagedList>,
-    /// The resource id, and how many rows the batch made history.
-    history: Option<(i64, u64)>,
+    /// How many rows the batch made history.
+    history_added: u64,
 }
 
 /// A committed staged list, whose events are read back and published in chunks after the
@@ -212,7 +212,6 @@ impl Writer {
         // its own. (A savepoint makes SQLite copy every page the batch changes into a journal
         // first: a quarter of the writer's time while a list is stored.)
         let alone = works.len() == 1;
-        let mut failed_alone = false;
         let result = (|| -> Result<()> {
             // IMMEDIATE: take the write lock up front, so waiting for a checkpoint goes through
             // the busy handler instead of failing on a stale read snapshot.
@@ -246,7 +245,7 @@ impl Writer {
                     Work::Documents(documents) => put_documents(&tx, documents).map(|()| Applied {
                         events: Vec::new(),
                         staged: None,
-                        history: None,
+                        history_added: 0,
                     }),
                     Work::Fields(_) => unreachable!("declarations are applied alone"),
                 };
@@ -256,10 +255,7 @@ impl Writer {
                         tx.execute_batch("RELEASE batch")?;
                         Ok(applied)
                     }
-                    Err(e) if alone => {
-                        failed_alone = true;
-                        return Err(e);
-                    }
+                    Err(e) if alone => return Err(e),
                     // Some failures (a full disk) end the whole transaction, savepoint and
                     // all: then the group fails, with that failure as its cause.
                     Err(e) => match tx.execute_batch("ROLLBACK TO batch; RELEASE batch") {
@@ -277,10 +273,12 @@ impl Writer {
                 };
                 if let (Ok(applied), Work::Batch { resource, .. }) = (&applied, &work) {
                     touched.push(resource.clone());
-                    if let Some((rid, added)) = applied.history
-                        && let Some(rows) = self.history.get_mut(&rid)
+                    if let Some(rows) = self
+                        .resource_ids
+                        .get(resource)
+                        .and_then(|rid| self.history.get_mut(rid))
                     {
-                        *rows += added;
+                        *rows += applied.history_added;
                     }
                 }
                 outcomes[at].1 = applied;
@@ -320,7 +318,7 @@ impl Writer {
                 let e = e.about_file(&self.path);
                 // A batch refused for what it holds is its caller's to report; anything else
                 // (a full disk, an I/O error, a corrupt file) is the store's.
-                let refused = failed_alone && matches!(e, Error::InvalidObject(_));
+                let refused = alone && matches!(e, Error::InvalidObject(_));
                 if !refused {
                     tracing::error!(error = %e, "store commit failed; the batches are not applied");
                 }
@@ -747,7 +745,7 @@ fn apply_batch(
     Ok(Applied {
         events: ctx.events,
         staged: published,
-        history: Some((rid, ctx.history_added)),
+        history_added: ctx.history_added,
     })
 }
 
