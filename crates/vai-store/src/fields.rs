@@ -24,6 +24,9 @@
 //! (each indexed field is a row in two b-trees): measured, eight fields per pod cut ingest by
 //! 2.5×, so only what selects well is indexed among the built-in fields; declared and configured
 //! fields are always indexed (a CRD declares at most eight, and a user asks for what they query).
+//! Each version also carries its indexed values as one small JSON object (the `fields` column,
+//! see [`column`]), which an index walk checks in the index itself instead of looking each
+//! candidate's label row up; the label rows stay what selects by value and what is counted.
 //!
 //! Which fields a type has can change while objects are stored (a CRD declares a field, the
 //! configuration changes between runs): `crate::registry` keeps the label table in step.
@@ -39,6 +42,38 @@ use crate::{Error, Result};
 /// What a label key starts with when it holds an indexed field (never the case for a label:
 /// label keys start with an alphanumeric character).
 pub const PREFIX: &str = "#";
+
+/// The `fields` column of a version from its indexed field values (label keys with
+/// [`PREFIX`]): a JSON object by field name, `None` when the version has none.
+pub(crate) fn column(fields: &[(String, String)]) -> Option<String> {
+    let object: serde_json::Map<String, Value> = fields
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(PREFIX)?.to_string(), Value::from(v.as_str()))))
+        .collect();
+    (!object.is_empty()).then(|| Value::Object(object).to_string())
+}
+
+/// Rebuilds the `fields` column from the label rows, of every version of one type (or of all
+/// types): after the type's indexed fields changed, or when the column is new.
+pub(crate) fn fill_columns(
+    conn: &rusqlite::Connection,
+    resource_id: Option<i64>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE versions SET fields = (
+             SELECT NULLIF(json_group_object(substr(l.key, 2), l.value), '{}') FROM labels l
+             WHERE l.version_id = versions.id AND l.key >= '#' AND l.key < '$')
+         WHERE ?1 IS NULL OR resource_id = ?1",
+    )?
+    .execute([resource_id])?;
+    Ok(())
+}
+
+/// The JSON path of a field in the `fields` column, where SQLite's path syntax can name it
+/// (a quoted label cannot hold `"` or `\`): `$."status.phase"`.
+pub(crate) fn column_path(name: &str) -> Option<String> {
+    (!name.contains(['"', '\\'])).then(|| format!("$.\"{name}\""))
+}
 
 /// A field of a type that field selectors or the query API can name: indexed (kept in the
 /// label table) or evaluated on the objects read.

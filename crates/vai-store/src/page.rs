@@ -81,9 +81,12 @@ impl Column {
                 let p = bind(Value::Text(key.clone()));
                 format!("(SELECT l.value FROM labels l WHERE l.version_id = v.id AND l.key = {p})")
             }
-            Column::Field(name) => {
-                Column::Label(format!("{}{name}", crate::fields::PREFIX)).sql(bind)
-            }
+            // The version's own copy of its indexed values, checked in an index that covers
+            // it without a lookup; the label row where no JSON path can name the field.
+            Column::Field(name) => match crate::fields::column_path(name) {
+                Some(path) => format!("json_extract(v.fields, {})", bind(Value::Text(path))),
+                None => Column::Label(format!("{}{name}", crate::fields::PREFIX)).sql(bind),
+            },
         }
     }
 }
@@ -532,10 +535,10 @@ fn page_sql(
     total_counted: bool,
 ) -> Result<(u64, String, Vec<Value>)> {
     let walk = walks_newest_first(request, total_counted);
-    let scan = if walk {
-        crate::query::NEWEST_FIRST
-    } else {
-        crate::query::BY_KEY
+    let scan = match (walk, &request.list.namespace) {
+        (true, Some(_)) => crate::query::NEWEST_FIRST_IN_NAMESPACE,
+        (true, None) => crate::query::NEWEST_FIRST,
+        (false, _) => crate::query::BY_KEY,
     };
     let (resource_version, base_sql, extra, mut args) = filtered_sql(tx, resource, request, scan)?;
     let mut order = Vec::new();
@@ -676,8 +679,8 @@ mod tests {
         let newest = plan(&store, &sorted(Column::CreationTimestamp, true));
         assert!(newest.contains("versions_by_created"), "{newest}");
         assert!(!newest.contains("TEMP B-TREE"), "{newest}");
-        // One namespace's running pods, whose total is counted: the same walk, to the page's
-        // end.
+        // One namespace's running pods, whose total is counted: a walk of that namespace's
+        // entries only, to the page's end.
         let mut running = sorted(Column::CreationTimestamp, true);
         running.list.namespace = Some("team-01".into());
         running.filters = vec![Filter(vec![Condition {
@@ -686,7 +689,10 @@ mod tests {
             values: vec!["Running".into()],
         }])];
         let namespaced = plan(&store, &running);
-        assert!(namespaced.contains("versions_by_created"), "{namespaced}");
+        assert!(
+            namespaced.contains("versions_by_namespace_created"),
+            "{namespaced}"
+        );
         // (Pods created in the same second are put in name order among themselves.)
         assert!(
             !namespaced.contains("TEMP B-TREE FOR ORDER BY"),

@@ -114,6 +114,10 @@ pub(crate) const BY_KEY: &str = "versions v INDEXED BY versions_by_key";
 /// sorted that way, which then need no sort.
 pub(crate) const NEWEST_FIRST: &str = "versions v INDEXED BY versions_by_created";
 
+/// One namespace's rows in creation order, newest first (ties in name order).
+pub(crate) const NEWEST_FIRST_IN_NAMESPACE: &str =
+    "versions v INDEXED BY versions_by_namespace_created";
+
 /// When a label requirement that must hold (`k=v`, `k in (…)`) matches few versions, the list
 /// is driven from the label index instead of scanning keys: read those versions, then sort
 /// them. Few: at most this many times the page size (or any number for an unlimited list,

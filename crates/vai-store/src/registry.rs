@@ -298,8 +298,10 @@ fn reconcile(tx: &Connection, key: &str, set: &FieldSet) -> Result<()> {
             backfill(tx, rid, &FieldSet::new(added.clone()))?;
         }
         if !removed.is_empty() || !added.is_empty() {
-            // The writer's counts per field value follow the label rows.
+            // The writer's counts per field value, and each version's copy of its values,
+            // follow the label rows.
             crate::counts::recount(tx, rid)?;
+            fields::fill_columns(tx, Some(rid))?;
         }
     }
     record(tx, key, set)?;

@@ -25,7 +25,7 @@ use crate::{Error, Result};
 /// `vai1` in ASCII: marks a file as a vai database.
 pub const APPLICATION_ID: i32 = 0x7661_6931;
 /// The schema version this build writes. Older files are migrated; newer ones are refused.
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE resources (
@@ -113,6 +113,17 @@ CREATE TABLE current_counts (
 /// checked in the index. The counts gain rows per namespace (see `crate::counts`).
 const SCHEMA_V7: &str = "
 CREATE INDEX versions_by_created ON versions (resource_id, created DESC, namespace, name, rv, rv_to, kind);
+";
+
+/// Version 8: each version's indexed field values beside it (`fields`, a JSON object by field
+/// name, NULL without any; the label rows stay what selects by value), and one namespace's
+/// versions newest first, covering those values. A dashboard's page of one namespace's running
+/// pods, newest first, then walks that namespace's entries only and checks each one's phase in
+/// the index: ~170 entries and no other page, where version 7 walked ~8,300 entries of every
+/// namespace and looked each candidate's phase up in the label table.
+const SCHEMA_V8: &str = "
+ALTER TABLE versions ADD COLUMN fields TEXT;
+CREATE INDEX versions_by_namespace_created ON versions (resource_id, namespace, created DESC, name, rv, rv_to, kind, fields);
 ";
 
 /// Opens (creating if needed) the database for writing, checks what it is, and brings its
@@ -284,6 +295,11 @@ fn migrate(conn: &Connection, from: i32) -> rusqlite::Result<()> {
         crate::counts::recount_all(conn)?;
         conn.execute_batch("PRAGMA user_version = 7; COMMIT;")?;
     }
+    if from < 8 {
+        conn.execute_batch(&format!("BEGIN; {SCHEMA_V8}"))?;
+        crate::fields::fill_columns(conn, None)?;
+        conn.execute_batch("PRAGMA user_version = 8; COMMIT;")?;
+    }
     // Later schema versions add their steps here, each in its own transaction.
     Ok(())
 }
@@ -379,6 +395,13 @@ mod tests {
             )
             .unwrap();
         assert_eq!(node, "n7", "indexed fields are backfilled");
+        let column: String = conn
+            .query_row("SELECT fields FROM versions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            column, r#"{"spec.nodeName":"n7","status.phase":""}"#,
+            "and copied beside the version"
+        );
         let recorded: Vec<String> = conn
             .prepare("SELECT name FROM fields WHERE resource = '/v1/pods' AND indexed")
             .unwrap()

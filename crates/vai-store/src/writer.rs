@@ -498,8 +498,8 @@ impl Ctx<'_> {
         let deleted = kind == EventKind::Deleted;
         self.history_added += u64::from(deleted);
         tx.prepare_cached(
-            "INSERT INTO versions (resource_id, namespace, name, rv, rv_to, kind, seq, prune_rv, prune_ms, created, body, cells)
-             VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO versions (resource_id, namespace, name, rv, rv_to, kind, seq, prune_rv, prune_ms, created, body, cells, fields)
+             VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?
         .execute(params![
             rid,
@@ -512,7 +512,8 @@ impl Ctx<'_> {
             deleted.then_some(self.now),
             obj.created,
             obj.body,
-            obj.cells
+            obj.cells,
+            (!deleted).then(|| crate::fields::column(&obj.fields)).flatten()
         ])?;
         if !deleted {
             let version_id = tx.last_insert_rowid();
