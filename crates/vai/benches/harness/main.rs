@@ -575,6 +575,36 @@ async fn run_phase(
         "ms",
         Goal::Ratio(0.02, "≥ 50× faster"),
     );
+    // 5. The query API's dashboard page under 50 clients: at a stated rate (their latency,
+    // from when each page was due), and back to back (what the machine can serve).
+    let alone = concurrent_pages(&vai, 1, setup.runs * 10, None).await;
+    let (at_rate, _) =
+        concurrent_pages(&vai, UI_CLIENTS, UI_RATE as usize * 4, Some(UI_RATE)).await;
+    for (p, goal) in [
+        (0.5, Goal::Max(5.0, "p50 ≤ 5 ms")),
+        (0.99, Goal::Max(20.0, "p99 ≤ 20 ms")),
+    ] {
+        row(
+            format!(
+                "5. dashboard page, {UI_CLIENTS} clients asking {UI_RATE:.0} pages/s in all: p{:.0}",
+                p * 100.0
+            ),
+            percentile(&at_rate, p),
+            percentile(&alone.0, p),
+            "one client alone",
+            "ms",
+            goal,
+        );
+    }
+    let (back_to_back, rate) = concurrent_pages(&vai, UI_CLIENTS, UI_CLIENTS * 20, None).await;
+    row(
+        format!("5. dashboard page, {UI_CLIENTS} clients back to back ({rate:.0} pages/s): p50"),
+        percentile(&back_to_back, 0.5),
+        percentile(&alone.0, 0.5),
+        "one client alone",
+        "ms",
+        Goal::Note("queueing: 50 / pages per second"),
+    );
 
     // 6. Fan-out: many watchers on vai; upstream still sees one watch per type.
     let watchers = setup.watchers;
@@ -678,6 +708,61 @@ async fn ui_page(vai: &Vai, client: &kube::Client, runs: usize) -> (f64, f64) {
         client_side.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     (median(ui), median(client_side))
+}
+
+/// Clients of the dashboard page (issue 5's benchmark), and the pages per second they ask in all.
+const UI_CLIENTS: usize = 50;
+const UI_RATE: f64 = 250.0;
+
+/// The dashboard's page for namespace `k`: its running pods, newest first, 100, with the total.
+fn dashboard_page(k: usize) -> String {
+    format!(
+        "/api/v1/namespaces/team-{:02}/pods?filter=status.phase%3DRunning&sort=-metadata.creationTimestamp&page=1&pagesize=100",
+        k % 50
+    )
+}
+
+/// `clients` tasks asking for `pages` dashboard pages of vai in all: back to back (`rate:
+/// None`), or at `rate` pages/s on a fixed schedule, each page's latency counted from when it
+/// was due (a server that falls behind shows it). Latencies in ms, and the pages/s achieved.
+async fn concurrent_pages(
+    vai: &Vai,
+    clients: usize,
+    pages: usize,
+    rate: Option<f64>,
+) -> (Vec<f64>, f64) {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let url = vai.url.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                for k in (c..pages).step_by(clients) {
+                    let due = match rate {
+                        Some(rate) => {
+                            let due = started + Duration::from_secs_f64(k as f64 / rate);
+                            tokio::time::sleep_until(due.into()).await;
+                            due
+                        }
+                        None => Instant::now(),
+                    };
+                    let (status, _) = reqwest_like::Client
+                        .get(&format!("{url}{}", dashboard_page(k)))
+                        .await
+                        .unwrap();
+                    assert_eq!(status, 200);
+                    latencies.push(due.elapsed().as_secs_f64() * 1000.0);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let achieved = all.len() as f64 / started.elapsed().as_secs_f64();
+    (all, achieved)
 }
 
 /// The markdown table: one line per comparison, the quiet and the churn phase side by side.
