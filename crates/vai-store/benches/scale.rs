@@ -199,71 +199,7 @@ fn main() {
         report(what, &mut samples, "p50 ≤ 5 ms, p99 ≤ 20 ms");
     }
 
-    // The query API's dashboard counts: pods per status.phase (an indexed field), all pods.
-    let mut samples = Vec::new();
-    for _ in 0..20 {
-        let t = Instant::now();
-        let summary = store
-            .summary(
-                PODS,
-                &PageRequest::default(),
-                &Column::Field("status.phase".into()),
-            )
-            .unwrap();
-        samples.push(t.elapsed());
-        assert_eq!(
-            summary.counts.iter().map(|(_, c)| c).sum::<u64>(),
-            store.count(PODS).unwrap()
-        );
-    }
-    report("summary: pods per status.phase", &mut samples, "≤ 20 ms");
-
-    // 50 concurrent clients, each asking for filtered, sorted pages with the total count.
-    let clients = 50;
-    let started = Instant::now();
-    let mut samples: Vec<Duration> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..clients)
-            .map(|c: u64| {
-                let (store, newest_first) = (&store, &newest_first);
-                scope.spawn(move || {
-                    (0..10u64)
-                        .map(|k| {
-                            let req = PageRequest {
-                                list: ListRequest {
-                                    namespace: Some(format!("team-{:02}", (c + k) % 50)),
-                                    ..Default::default()
-                                },
-                                filters: vec![Filter(vec![Condition {
-                                    column: Column::Field("status.phase".into()),
-                                    operator: Operator::Eq,
-                                    values: vec!["Running".into()],
-                                }])],
-                                sort: newest_first.clone(),
-                                offset: 0,
-                                page_size: Some(100),
-                            };
-                            let t = Instant::now();
-                            store.page(PODS, &req, |_, _, _| Ok(())).unwrap();
-                            t.elapsed()
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    });
-    let wall = started.elapsed();
-    report(
-        &format!(
-            "UI page under {clients} concurrent clients (ns + status.phase, newest first, total); {:.0} pages/s",
-            samples.len() as f64 / wall.as_secs_f64()
-        ),
-        &mut samples,
-        "p50 ≤ 5 ms, p99 ≤ 20 ms",
-    );
+    // The query API's own goals (a summary, 50 concurrent clients): the `pages` bench.
 
     // A selective list: ~1% of all pods by label.
     let mut samples = Vec::new();

@@ -334,6 +334,10 @@ async fn reflector_child(kubeconfig: &str) {
         rss_mb(std::process::id()),
         u8::from(synced)
     );
+    // Exit now: a watcher that never synced may be relisting in a loop that never yields
+    // (its errors go unanswered here), and the runtime's shutdown would wait for it forever
+    // (session 7's full run hung there for 20 minutes).
+    std::process::exit(0);
 }
 
 /// A kube-runtime reflector of every `K`, running; its store.
