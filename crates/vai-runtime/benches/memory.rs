@@ -103,7 +103,7 @@ fn main() {
         store
             .write_blocking(Batch::new(PODS).replace(1, Vec::<Vec<u8>>::new()))
             .unwrap();
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng(vai_testenv::workload::SEED);
         for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
             let mut batch = Batch::new(PODS);
             for &i in chunk {

@@ -36,7 +36,7 @@ fn main() {
         return;
     };
     let fields = vai_store::fields::builtin("/v1/pods");
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(vai_testenv::workload::SEED);
     let objects: Vec<StoredObject> = (0..n)
         .map(|i| StoredObject::with_fields(pod(i, i + 1, &mut rng), false, &fields).unwrap())
         .collect();

@@ -15,15 +15,9 @@ use vai_store::{
     StoreConfig,
 };
 
-use vai_testenv::measure::{bench_pods, percentile};
-use vai_testenv::workload::{Rng, pod};
+use vai_testenv::measure::{bench_pods, print_row};
 
 const PODS: &str = "/v1/pods";
-
-fn report(what: &str, samples: &mut [Duration], goal: &str) {
-    let (p50, p99) = (percentile(samples, 0.5), percentile(samples, 0.99));
-    println!("| {what} | {p50:.2?} | {p99:.2?} | {goal} |");
-}
 
 /// The dashboard's page: one namespace's running pods, newest first, 100 with the total.
 fn running_page(namespace: u64) -> PageRequest {
@@ -105,8 +99,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.db");
     let store = Store::open(&path, StoreConfig::default()).unwrap();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let pods: Vec<Vec<u8>> = (0..n).map(|i| pod(i, i + 1, &mut rng)).collect();
+    let pods = vai_testenv::workload::pods(n);
     let started = Instant::now();
     store
         .write_blocking(Batch::new(PODS).replace(n, pods))
@@ -138,10 +131,10 @@ fn main() {
             store.count(PODS).unwrap()
         );
     }
-    report("summary: pods per status.phase", &mut samples, "≤ 20 ms");
+    print_row("summary: pods per status.phase", &mut samples, "≤ 20 ms");
     const GOAL: &str = "p50 ≤ 5 ms, p99 ≤ 20 ms";
     let (mut samples, rate) = clients(&store, 1, 1000, None);
-    report(
+    print_row(
         &format!(
             "UI page (ns + status.phase, newest first, total), one client back to back: {rate:.0} pages/s"
         ),
@@ -149,14 +142,14 @@ fn main() {
         "",
     );
     let (mut samples, rate) = clients(&store, 50, 4000, None);
-    report(
+    print_row(
         &format!("the same, 50 clients back to back: {rate:.0} pages/s"),
         &mut samples,
         GOAL,
     );
     for offered in [100.0, 250.0, 500.0, 1000.0] {
         let (mut samples, _) = clients(&store, 50, (offered * 4.0) as u64, Some(offered));
-        report(
+        print_row(
             &format!("the same, 50 clients asking {offered:.0} pages/s in all"),
             &mut samples,
             GOAL,

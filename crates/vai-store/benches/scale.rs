@@ -7,22 +7,17 @@
 //! VAI_BENCH_PODS=10000 cargo bench -p vai-store --bench scale
 //! ```
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use vai_store::{
     Batch, Column, Condition, EventKind, Filter, LabelSelector, ListRequest, Operator, PageRequest,
     SortKey, Store, StoreConfig,
 };
 
-use vai_testenv::measure::{bench_pods, percentile};
+use vai_testenv::measure::{bench_pods, print_row};
 use vai_testenv::workload::{Rng, pod, with_managed_fields};
 
 const PODS: &str = "/v1/pods";
-
-fn report(what: &str, samples: &mut [Duration], goal: &str) {
-    let (p50, p99) = (percentile(samples, 0.5), percentile(samples, 0.99));
-    println!("| {what} | {p50:.2?} | {p99:.2?} | {goal} |");
-}
 
 fn main() {
     let Some(n) = bench_pods(100_000) else {
@@ -31,8 +26,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.db");
     let store = Store::open(&path, StoreConfig::default()).unwrap();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let pods: Vec<Vec<u8>> = (0..n).map(|i| pod(i, i + 1, &mut rng)).collect();
+    let pods = vai_testenv::workload::pods(n);
     let raw: usize = pods.iter().map(Vec::len).sum();
     println!(
         "{n} pods, {:.0} bytes each on average, {:.1} MB of JSON\n",
@@ -120,7 +114,7 @@ fn main() {
             .unwrap();
         samples.push(t.elapsed());
     }
-    report(
+    print_row(
         "single event applied (commit included)",
         &mut samples,
         "p99 ≤ 2 ms",
@@ -144,7 +138,7 @@ fn main() {
         assert!(store.get(PODS, ns, name, None).unwrap().is_some());
         samples.push(t.elapsed());
     }
-    report("get by name", &mut samples, "p50 ≤ 20 µs");
+    print_row("get by name", &mut samples, "p50 ≤ 20 µs");
 
     // A UI page: 100 pods by label in one namespace, newest first, with the total count; then
     // page 500 of the whole list in the same order.
@@ -196,7 +190,7 @@ fn main() {
             samples.push(t.elapsed());
             assert!(count > 0 && meta.total >= count as u64);
         }
-        report(what, &mut samples, "p50 ≤ 5 ms, p99 ≤ 20 ms");
+        print_row(what, &mut samples, "p50 ≤ 5 ms, p99 ≤ 20 ms");
     }
 
     // The query API's own goals (a summary, 50 concurrent clients): the `pages` bench.
@@ -219,7 +213,7 @@ fn main() {
         samples.push(t.elapsed());
         assert!(count >= (n / 100) as usize - 1);
     }
-    report(
+    print_row(
         "selective list, label matching 1%",
         &mut samples,
         "(issue 6: 50× the apiserver)",
@@ -248,7 +242,7 @@ fn main() {
         samples.push(t.elapsed());
         assert!(out.len() > raw / 2);
     }
-    report("full list into a List body", &mut samples, "≤ 1 s");
+    print_row("full list into a List body", &mut samples, "≤ 1 s");
 
     store.close();
     let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);

@@ -35,6 +35,12 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples[((samples.len() - 1) as f64 * p) as usize]
 }
 
+/// Prints a markdown table row: `what`, the median and p99 of `samples`, and the goal.
+pub fn print_row(what: &str, samples: &mut [Duration], goal: &str) {
+    let (p50, p99) = (percentile(samples, 0.5), percentile(samples, 0.99));
+    println!("| {what} | {p50:.2?} | {p99:.2?} | {goal} |");
+}
+
 /// Sums a metric's series in a Prometheus text page, over the series whose labels contain every
 /// `label="value"` given (e.g. `verb="LIST"`).
 pub fn metric_sum(page: &str, name: &str, labels: &[&str]) -> f64 {

@@ -119,7 +119,7 @@ pub async fn load(env: &TestEnv, client: &kube::Client, n: u64) -> Loaded {
             .await
             .unwrap();
     }
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(vai_testenv::workload::SEED);
     let (mut pods, mut entries) = (Vec::new(), Vec::new());
     for i in 0..n {
         let (namespace, name, json) = stored_pod(i, &mut rng);
