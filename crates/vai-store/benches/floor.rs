@@ -19,7 +19,6 @@ use std::time::Instant;
 use rusqlite::{Connection, params};
 use vai_store::StoredObject;
 use vai_testenv::measure::bench_pods;
-use vai_testenv::workload::{Rng, pod};
 
 const BATCH: usize = 1000;
 
@@ -36,9 +35,9 @@ fn main() {
         return;
     };
     let fields = vai_store::fields::builtin("/v1/pods");
-    let mut rng = Rng(vai_testenv::workload::SEED);
-    let objects: Vec<StoredObject> = (0..n)
-        .map(|i| StoredObject::with_fields(pod(i, i + 1, &mut rng), false, &fields).unwrap())
+    let objects: Vec<StoredObject> = vai_testenv::workload::pods(n)
+        .into_iter()
+        .map(|body| StoredObject::with_fields(body, false, &fields).unwrap())
         .collect();
     println!("{n} pods, inserted in transactions of {BATCH}\n");
     println!("| insert | objects/s |\n|---|---|");

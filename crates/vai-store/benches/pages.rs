@@ -76,8 +76,8 @@ fn clients(store: &Store, clients: u64, pages: u64, rate: Option<f64>) -> (Vec<D
                             let due =
                                 started + Duration::from_secs_f64((k * clients + c) as f64 / rate);
                             std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                            let took = timed_page(store, &running_page(c + k));
-                            took + Instant::now().saturating_duration_since(due + took)
+                            timed_page(store, &running_page(c + k));
+                            due.elapsed()
                         })
                         .collect::<Vec<_>>()
                 })
