@@ -28,11 +28,12 @@ pub(crate) enum Form {
     Table(Arc<TableForm>),
 }
 
-/// What the answer holds: one object (a get) or a collection (a list or watch).
+/// What the answer holds: one object (a get), a list, or a watch's stream of objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Answer {
     Object,
-    Collection,
+    List,
+    Watch,
 }
 
 /// The media ranges of `Accept`, in order (an absent or empty header is none).
@@ -63,6 +64,34 @@ fn is_json(media: &str) -> bool {
     )
 }
 
+/// Refuses an `Accept` that takes no JSON at all, first, as the apiserver does (which media
+/// type is served is decided before anything is read; which form of it, when the answer is
+/// written, see [`negotiate`]).
+pub(crate) fn acceptable(headers: &HeaderMap, answer: Answer) -> Result<(), ApiError> {
+    let accept = media_ranges(headers);
+    if accept.is_empty() || accept.iter().any(|m| is_json(m)) {
+        return Ok(());
+    }
+    Err(not_acceptable(&accept, answer))
+}
+
+fn not_acceptable(accept: &[&str], answer: Answer) -> ApiError {
+    let metadata = match answer {
+        Answer::Object => "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        Answer::List | Answer::Watch => {
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+        }
+    };
+    ApiError::new(
+        StatusCode::NOT_ACCEPTABLE,
+        "NotAcceptable",
+        format!(
+            "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io, {metadata} (asked for {})",
+            accept.join(",")
+        ),
+    )
+}
+
 /// Whether `Accept` asks for a table anywhere (then the type's column definitions are read).
 pub(crate) fn wants_table(headers: &HeaderMap) -> bool {
     media_ranges(headers)
@@ -72,11 +101,12 @@ pub(crate) fn wants_table(headers: &HeaderMap) -> bool {
 
 /// Picks the first acceptable media type in `Accept`. Tables need the type's column
 /// definitions (`columns`, stored by sync from upstream); without them a client's JSON
-/// fallback is used.
+/// fallback is used. `include` is the `includeObject` parameter, which only a table reads
+/// (elsewhere the apiserver ignores it, bad values included).
 pub(crate) fn negotiate(
     headers: &HeaderMap,
     answer: Answer,
-    include: Include,
+    include: Option<&str>,
     columns: Option<&[u8]>,
 ) -> Result<Form, ApiError> {
     let accept = media_ranges(headers);
@@ -89,8 +119,10 @@ pub(crate) fn negotiate(
         }
         match param(media, "as") {
             None => return Ok(Form::Full),
-            Some("PartialObjectMetadata") => return Ok(Form::Metadata),
-            Some("PartialObjectMetadataList") if answer == Answer::Collection => {
+            // The apiserver takes the singular form for one object, the list form for a list,
+            // and either for a watch's events.
+            Some("PartialObjectMetadata") if answer != Answer::List => return Ok(Form::Metadata),
+            Some("PartialObjectMetadataList") if answer != Answer::Object => {
                 return Ok(Form::Metadata);
             }
             Some("Table") if param(media, "g") == Some("meta.k8s.io") => {
@@ -99,25 +131,16 @@ pub(crate) fn negotiate(
                     Some("v1beta1") => "meta.k8s.io/v1beta1",
                     _ => continue,
                 };
-                if let Some(form) = columns.and_then(|c| TableForm::new(api_version, c, include)) {
+                let Some(columns) = columns else { continue };
+                let include = Include::parse(include).map_err(ApiError::bad_request)?;
+                if let Some(form) = TableForm::new(api_version, columns, include) {
                     return Ok(Form::Table(Arc::new(form)));
                 }
             }
             Some(_) => continue,
         }
     }
-    let metadata = match answer {
-        Answer::Object => "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
-        Answer::Collection => "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
-    };
-    Err(ApiError::new(
-        StatusCode::NOT_ACCEPTABLE,
-        "NotAcceptable",
-        format!(
-            "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io, {metadata} (asked for {})",
-            accept.join(",")
-        ),
-    ))
+    Err(not_acceptable(&accept, answer))
 }
 
 /// An item as the client asked for it (for tables: a row).
@@ -201,12 +224,7 @@ mod tests {
         if let Some(v) = accept {
             headers.insert(header::ACCEPT, HeaderValue::from_str(v).unwrap());
         }
-        match negotiate(
-            &headers,
-            answer,
-            Include::Metadata,
-            columns.map(str::as_bytes),
-        ) {
+        match negotiate(&headers, answer, None, columns.map(str::as_bytes)) {
             Ok(Form::Full) => Ok("full"),
             Ok(Form::Metadata) => Ok("metadata"),
             Ok(Form::Table(t)) => Ok(t.api_version),
@@ -218,30 +236,27 @@ mod tests {
     fn negotiates_json_metadata_tables_and_refuses_what_it_cannot_serve() {
         use Answer::*;
         let columns = Some(r#"[{"name":"Name"}]"#);
-        assert_eq!(form(None, Collection, None), Ok("full"));
-        assert_eq!(form(Some(""), Collection, None), Ok("full"));
+        assert_eq!(form(None, List, None), Ok("full"));
+        assert_eq!(form(Some(""), List, None), Ok("full"));
         let proto_or_json = "application/vnd.kubernetes.protobuf, application/json";
-        assert_eq!(form(Some(proto_or_json), Collection, None), Ok("full"));
+        assert_eq!(form(Some(proto_or_json), List, None), Ok("full"));
         let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
         assert!(wants_table(&{
             let mut h = HeaderMap::new();
             h.insert(header::ACCEPT, HeaderValue::from_static(kubectl));
             h
         }));
-        assert_eq!(
-            form(Some(kubectl), Collection, columns),
-            Ok("meta.k8s.io/v1")
-        );
+        assert_eq!(form(Some(kubectl), List, columns), Ok("meta.k8s.io/v1"));
         // No stored columns for the type: kubectl's plain JSON fallback.
-        assert_eq!(form(Some(kubectl), Collection, None), Ok("full"));
+        assert_eq!(form(Some(kubectl), List, None), Ok("full"));
         let beta = "application/json;as=Table;v=v1beta1;g=meta.k8s.io";
         assert_eq!(form(Some(beta), Object, columns), Ok("meta.k8s.io/v1beta1"));
         assert_eq!(
-            form(Some(beta), Collection, None),
+            form(Some(beta), List, None),
             Err(StatusCode::NOT_ACCEPTABLE)
         );
         let list = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
-        assert_eq!(form(Some(list), Collection, columns), Ok("metadata"));
+        assert_eq!(form(Some(list), List, columns), Ok("metadata"));
         // The apiserver refuses the list form for one object.
         assert_eq!(
             form(Some(list), Object, None),
@@ -249,9 +264,13 @@ mod tests {
         );
         let one = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
         assert_eq!(form(Some(one), Object, None), Ok("metadata"));
+        // …and the singular form for a list; a watch's events take either.
+        assert_eq!(form(Some(one), List, None), Err(StatusCode::NOT_ACCEPTABLE));
+        assert_eq!(form(Some(one), Watch, None), Ok("metadata"));
+        assert_eq!(form(Some(list), Watch, None), Ok("metadata"));
         let proto = "application/vnd.kubernetes.protobuf";
         assert_eq!(
-            form(Some(proto), Collection, columns),
+            form(Some(proto), List, columns),
             Err(StatusCode::NOT_ACCEPTABLE)
         );
     }

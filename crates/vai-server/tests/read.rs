@@ -133,7 +133,6 @@ async fn bad_list_parameters_get_the_apiservers_errors() {
         ("labelSelector=%3D%3D%3D", 400, "BadRequest"),
         ("fieldSelector=metadata.name", 400, "BadRequest"),
         ("limit=ten", 400, "BadRequest"),
-        ("limit=-1", 400, "BadRequest"),
         ("continue=not-a-token", 400, "BadRequest"),
         ("resourceVersion=abc", 400, "BadRequest"),
         (
@@ -148,12 +147,18 @@ async fn bad_list_parameters_get_the_apiservers_errors() {
             "Invalid",
         ),
         ("watch=maybe", 400, "BadRequest"),
-        ("includeObject=All", 422, "Invalid"),
     ] {
         let answer = s.get(&format!("/api/v1/pods?{query}")).await;
         assert_eq!(answer.status.as_u16(), code, "{query}: {}", answer.json());
         answer.status_error(code, reason);
     }
+    // Read as the apiserver reads them: a negative limit is none, and includeObject matters
+    // (and is checked) only for tables.
+    assert_eq!(s.get("/api/v1/pods?limit=-1").await.names().len(), 7);
+    assert_eq!(s.get("/api/v1/pods?includeObject=All").await.status, 200);
+    s.get("/api/v1/pods?resourceVersion=abc&resourceVersionMatch=Sometimes")
+        .await
+        .status_error(422, "Invalid");
     // A continue token with a resource version.
     let first = s.get("/api/v1/pods?limit=2").await;
     let token = first.json()["metadata"]["continue"]

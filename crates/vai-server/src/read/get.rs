@@ -17,7 +17,7 @@ pub(crate) async fn get(
     target: &ResourcePath,
     name: &str,
     params: &Params,
-    form: Form,
+    form: Result<Form, ApiError>,
 ) -> Result<Response, ReadError> {
     let key = info.key();
     version::get_version(app, &key, params).await?;
@@ -31,7 +31,7 @@ pub(crate) async fn get(
         })
         .await?;
     match found {
-        Some(item) => Ok(json_response(match &form {
+        Some(item) => Ok(json_response(match &form? {
             Form::Table(table) => {
                 table.single(&item.object, item.cells.as_deref(), vai_sync::now_ms())
             }

@@ -29,17 +29,21 @@ pub(crate) async fn list(
     info: &ResourceInfo,
     target: &ResourcePath,
     params: &Params,
-    form: Form,
+    form: Result<Form, ApiError>,
     fields: &FieldSet,
 ) -> Result<Response, ReadError> {
     let key = info.key();
     let mut request = selection(target, params)?;
-    selectable(fields, &request)?;
-    request.limit = number("limit", &params.limit)?
-        .filter(|l| *l > 0)
-        .map(|l| l as usize);
+    selectable(info, fields, &request)?;
+    // The apiserver reads a negative limit as none.
+    request.limit = match params.limit.as_deref().map(str::parse::<i64>) {
+        Some(Ok(l)) if l > 0 => Some(l as usize),
+        Some(Ok(_)) => None,
+        _ => number("limit", &params.limit)?.map(|l| l as usize),
+    };
     request.continue_token = params.continue_token.clone().filter(|c| !c.is_empty());
     request.resource_version = version::list_version(app, &key, params).await?;
+    let form = form?;
     if !app.syncer.synced(&key) {
         return Err(ReadError::Proxy);
     }
@@ -67,11 +71,12 @@ pub(crate) async fn page(
     info: &ResourceInfo,
     target: &ResourcePath,
     params: &Params,
-    form: Form,
+    form: Result<Form, ApiError>,
     query: Query,
 ) -> Result<Response, ReadError> {
     let key = info.key();
     let mut list = selection(target, params)?;
+    let form = form?;
     list.resource_version = query.revision;
     if !app.syncer.synced(&key) {
         return Err(ReadError::Proxy);

@@ -30,9 +30,9 @@ use vai_sync::discovery::table_columns_key;
 use crate::form::{self, Answer, Form};
 use crate::path::ResourcePath;
 use crate::request_info::RequestInfo;
-use crate::table::{Include, TableForm};
+use crate::table::TableForm;
 use crate::{ApiError, App, freshness};
-use params::{Params, invalid};
+use params::Params;
 
 pub(crate) use version::wait_for;
 
@@ -115,33 +115,36 @@ pub(crate) async fn serve(
     parts: &Parts,
 ) -> Outcome {
     let reachable = app.syncer.health().borrow().reachable;
+    let answer = match (&target.name, request.verb) {
+        (Some(_), _) => Answer::Object,
+        (None, "watch") => Answer::Watch,
+        (None, _) => Answer::List,
+    };
     let result = async {
+        form::acceptable(&parts.headers, answer)?;
         let params = Params::parse(&parts.uri)?;
         // The verb came from `watch`; a value that is not a boolean is refused, as upstream does.
         let watch = params.watch()?;
-        let include = Include::parse(params.include_object.as_deref()).map_err(invalid)?;
         let prelude = prelude(app, info, form::wants_table(&parts.headers)).await?;
-        let answer = match target.name {
-            Some(_) => Answer::Object,
-            None => Answer::Collection,
-        };
+        let include = params.include_object.as_deref();
+        let columns = prelude.columns.as_deref();
         let form =
-            match form::negotiate(&parts.headers, answer, include, prelude.columns.as_deref())? {
+            form::negotiate(&parts.headers, answer, include, columns).map(|form| match form {
                 Form::Table(table) if prelude.crd.is_some() => {
-                    let dates = form::crd_date_columns(
-                        prelude.crd.as_deref().unwrap_or_default(),
-                        &info.version,
-                    );
+                    let crd = prelude.crd.as_deref().unwrap_or_default();
+                    let dates = form::crd_date_columns(crd, &info.version);
                     Form::Table(Arc::new(TableForm::clone(&table).with_date_columns(&dates)))
                 }
                 other => other,
-            };
+            });
         let fields = prelude.fields;
         match (&target.name, request.verb) {
             // Watching one object by path (`?watch=true` on it, or under `/watch/`): the
             // deprecated forms; upstream serves them.
             (Some(_), _) if watch => Err(ReadError::Proxy),
             (_, _) if request.watch_path => Err(ReadError::Proxy),
+            // Which form of JSON is checked once the request is found valid (and, for a get,
+            // its object found), as the apiserver checks it when it writes the answer.
             (Some(name), _) => get::get(app, info, target, name, &params, form).await,
             (None, "watch") => {
                 let filters = match crate::query_api::parse(&fields, &parts.uri)? {
@@ -187,10 +190,16 @@ fn json_response(body: Vec<u8>) -> Response {
 }
 
 /// Refuses a field selector on a field the type does not select on (upstream answers it while
-/// it can: it is the authority on its types' fields).
-fn selectable(fields: &FieldSet, request: &ListRequest) -> Result<(), ReadError> {
+/// it can: it is the authority on its types' fields). A cluster-scoped type has no
+/// `metadata.namespace` to select on.
+fn selectable(
+    info: &ResourceInfo,
+    fields: &FieldSet,
+    request: &ListRequest,
+) -> Result<(), ReadError> {
     match request.fields.0.iter().find_map(|r| match &r.field {
-        Field::Other(name) if fields.selectable(name).is_none() => Some(name),
+        Field::Other(name) if fields.selectable(name).is_none() => Some(name.as_str()),
+        Field::Namespace if !info.namespaced => Some("metadata.namespace"),
         _ => None,
     }) {
         Some(name) => Err(ReadError::Unsupported(format!(

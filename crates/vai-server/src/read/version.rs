@@ -17,8 +17,14 @@ pub(crate) async fn list_version(
     key: &str,
     params: &Params,
 ) -> Result<Option<u64>, ReadError> {
-    let rv = resource_version(params)?;
     let matching = params.resource_version_match.as_deref().unwrap_or("");
+    if !matches!(matching, "" | "Exact" | "NotOlderThan") {
+        return Err(invalid(format!(
+            "resourceVersionMatch: Unsupported value: {matching:?}: supported values: \"Exact\", \"NotOlderThan\""
+        ))
+        .into());
+    }
+    let rv = resource_version(params)?;
     if params
         .continue_token
         .as_deref()
@@ -30,10 +36,6 @@ pub(crate) async fn list_version(
         );
     }
     match (rv, matching) {
-        (_, m) if !matches!(m, "" | "Exact" | "NotOlderThan") => Err(invalid(format!(
-            "resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\""
-        ))
-        .into()),
         (None, m) if !m.is_empty() => Err(invalid(
             "resourceVersionMatch is forbidden unless resourceVersion is provided",
         )

@@ -27,14 +27,14 @@ pub(crate) async fn watch(
     info: &ResourceInfo,
     target: &ResourcePath,
     params: &Params,
-    form: Form,
+    form: Result<Form, ApiError>,
     filters: Vec<vai_store::Filter>,
     fields: Arc<FieldSet>,
 ) -> Result<Response, ReadError> {
     let key = info.key();
     let request = selection(target, params)?;
     // A field the type does not have: upstream answers (or, offline, refuses) it.
-    selectable(&fields, &request)?;
+    selectable(info, &fields, &request)?;
     let rv = number("resourceVersion", &params.resource_version)?;
     let bookmarks = flag(&params.allow_watch_bookmarks)?.unwrap_or(false);
     let send_initial = flag(&params.send_initial_events)?;
@@ -51,6 +51,7 @@ pub(crate) async fn watch(
     let timeout = number("timeoutSeconds", &params.timeout_seconds)?
         .map(Duration::from_secs)
         .unwrap_or(app.config.default_watch_timeout);
+    let form = form?;
     // Unset or "0": start with the current state as ADDED events ("get state and start at
     // most recent"); sendInitialEvents says so explicitly.
     let initial = send_initial.unwrap_or(matches!(rv, None | Some(0)));
