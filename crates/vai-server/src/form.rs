@@ -152,6 +152,38 @@ pub(crate) fn render<'a>(form: &Form, body: &'a [u8], cells: Option<&[u8]>) -> C
     }
 }
 
+/// A list item as the client asked for it. Items of built-in types go out without `kind` and
+/// `apiVersion`, as the apiserver lists them: the store keeps them at the front of such
+/// objects (`type_meta`, see [`type_meta_prefix`]); custom resources, whose keys upstream
+/// sorts, keep theirs, as upstream lists them.
+pub(crate) fn list_item<'a>(
+    form: &Form,
+    type_meta: &[u8],
+    body: &'a [u8],
+    cells: Option<&[u8]>,
+) -> Cow<'a, [u8]> {
+    match (form, body.strip_prefix(type_meta)) {
+        (Form::Full, Some(rest)) => {
+            let mut item = Vec::with_capacity(rest.len() + 1);
+            item.push(b'{');
+            item.extend_from_slice(rest);
+            item.into()
+        }
+        _ => render(form, body, cells),
+    }
+}
+
+/// The bytes a stored built-in object starts with: `{"kind":"Pod","apiVersion":"v1",`.
+pub(crate) fn type_meta_prefix(info: &ResourceInfo) -> Vec<u8> {
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    format!(
+        r#"{{"kind":{},"apiVersion":{},"#,
+        quote(&info.kind),
+        quote(&info.api_version())
+    )
+    .into_bytes()
+}
+
 /// The start of a list response, up to its first item.
 pub(crate) fn list_head(info: &ResourceInfo, form: &Form) -> String {
     match form {
@@ -273,6 +305,28 @@ mod tests {
             form(Some(proto), List, columns),
             Err(StatusCode::NOT_ACCEPTABLE)
         );
+    }
+
+    #[test]
+    fn built_in_list_items_lose_their_type_fields_and_custom_ones_keep_them() {
+        let pods = ResourceInfo {
+            group: String::new(),
+            version: "v1".into(),
+            plural: "pods".into(),
+            kind: "Pod".into(),
+            namespaced: true,
+        };
+        let prefix = type_meta_prefix(&pods);
+        let pod = br#"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a"}}"#;
+        assert_eq!(
+            &*list_item(&Form::Full, &prefix, pod, None),
+            br#"{"metadata":{"name":"a"}}"#
+        );
+        let custom = br#"{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"}}"#;
+        assert_eq!(&*list_item(&Form::Full, &prefix, custom, None), custom);
+        // Metadata-only items are built whole.
+        let metadata = list_item(&Form::Metadata, &prefix, pod, None);
+        assert!(metadata.starts_with(br#"{"kind":"PartialObjectMetadata""#));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use vai_store::FieldSet;
 use vai_sync::ResourceInfo;
 
-use crate::form::{Form, list_head, render};
+use crate::form::{Form, list_head, list_item, type_meta_prefix};
 use crate::path::ResourcePath;
 use crate::query_api::Query;
 use crate::read::params::{Params, number};
@@ -48,10 +48,11 @@ pub(crate) async fn list(
         return Err(ReadError::Proxy);
     }
     let head = list_head(info, &form);
+    let type_meta = type_meta_prefix(info);
     let store = app.store.clone();
     streamed(move |emit| {
         let meta = store.list_rows(&key, &request, |row| {
-            emit(&head, &render(&form, row.body, row.cells))
+            emit(&head, &list_item(&form, &type_meta, row.body, row.cells))
         })?;
         let mut metadata =
             serde_json::json!({"resourceVersion": meta.resource_version.to_string()});
@@ -89,11 +90,12 @@ pub(crate) async fn page(
         page_size: query.page_size,
     };
     let head = list_head(info, &form);
+    let type_meta = type_meta_prefix(info);
     let store = app.store.clone();
     let query = Arc::new(query);
     streamed(move |emit| {
         let meta = store.page_rows(&key, &request, |row| {
-            emit(&head, &render(&form, row.body, row.cells))
+            emit(&head, &list_item(&form, &type_meta, row.body, row.cells))
         })?;
         // Summaries of the same snapshot as the page.
         let mut pinned = request.clone();
