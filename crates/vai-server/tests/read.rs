@@ -404,3 +404,52 @@ async fn a_second_router_on_one_registry_is_refused() {
     assert!(vai_server::router(syncer.clone(), config.clone(), registry.clone()).is_ok());
     assert!(vai_server::router(syncer, config, registry).is_err());
 }
+
+#[tokio::test]
+async fn filtered_and_field_selected_watches_follow_live_events_in_and_out() {
+    let s = Server::start().await;
+    let (_, mut filtered) = s
+        .stream(&format!(
+            "/api/v1/namespaces/ns1/pods?watch=true&filter=metadata.labels[app]%3Ddb&resourceVersion={LISTED_AT}"
+        ))
+        .await;
+    let (_, mut running) = s
+        .stream(&format!(
+            "/api/v1/namespaces/ns1/pods?watch=true&fieldSelector=status.phase%3DRunning&resourceVersion={LISTED_AT}"
+        ))
+        .await;
+    // `b` becomes a running db pod, `c` (a running db pod) fails, `d` (running web) is relabelled.
+    s.event(EventKind::Modified, pod("ns1", "b", 160, "db", "Running"))
+        .await;
+    s.event(EventKind::Modified, pod("ns1", "c", 161, "db", "Failed"))
+        .await;
+    s.event(EventKind::Modified, pod("ns1", "d", 162, "db", "Running"))
+        .await;
+    s.event(EventKind::Modified, pod("ns1", "e", 163, "web", "Failed"))
+        .await;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(filtered.next_event().await.unwrap());
+    }
+    assert_eq!(
+        seen,
+        [
+            ("ADDED".to_string(), "b".to_string()),
+            ("MODIFIED".into(), "c".into()),
+            ("ADDED".into(), "d".into()),
+            ("DELETED".into(), "e".into()),
+        ]
+    );
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(running.next_event().await.unwrap());
+    }
+    assert_eq!(
+        seen,
+        [
+            ("ADDED".to_string(), "b".to_string()),
+            ("DELETED".into(), "c".into()),
+            ("MODIFIED".into(), "d".into()),
+        ]
+    );
+}
