@@ -208,6 +208,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             )
         })?;
     tracing::info!(address = %args.listen, "serving; point kubectl at it with --server http://{}", args.listen);
+    // Responses are written in several pieces (a streamed list's chunks): without TCP_NODELAY
+    // the last piece can wait for the client's delayed ACK, ~40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
