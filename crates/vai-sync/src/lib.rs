@@ -43,20 +43,62 @@ pub enum Error {
         /// Upstream's message.
         message: String,
     },
-    /// Upstream could not be reached, or sent something unreadable.
-    #[error("{0}")]
-    Upstream(String),
+    /// A request to upstream failed (connection, TLS, credentials), or its answer broke off.
+    #[error("{context}")]
+    Upstream {
+        /// What was asked, e.g. `GET /api/v1/pods?…`.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: kube::Error,
+    },
+    /// Upstream sent something vai cannot read.
+    #[error("{what}")]
+    Unreadable {
+        /// What it was, and what is wrong with it when there is no `source`.
+        what: String,
+        /// The parser's complaint, if a parser complained.
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+    /// The health probe found upstream not answering while a watch was open.
+    #[error("upstream stopped answering")]
+    Unreachable,
+    /// The spool of the events watched during a list failed (see `spool`).
+    #[error("spooling watch events during a list")]
+    Spool(#[source] std::io::Error),
+    /// The task reading the watch during a list stopped without saying how the watch ended.
+    #[error("the watch reader stopped")]
+    ReaderStopped,
     /// Upstream did not answer in time.
     #[error("{0}: no answer within {1:?}")]
     Timeout(String, Duration),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] vai_store::Error),
-    /// Upstream is unreachable and the store holds nothing to serve.
+    /// Upstream is unreachable and the store holds nothing to serve; the source says why
+    /// upstream could not be reached.
     #[error(
-        "cannot reach the cluster and the database holds no data yet ({0}) (hint: check the kubeconfig's server and the network)"
+        "cannot reach the cluster and the database holds no data yet (hint: check the kubeconfig's server and the network)"
     )]
-    NothingToServe(String),
+    NothingToServe(#[source] Box<Error>),
+}
+
+/// An error and its causes on one line, outermost first, separated by `: ` — what the logs and
+/// the recorded last error of a type say. A cause whose text its outer error already includes
+/// (many of kube's errors print their source too) is not repeated.
+pub(crate) fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = e.source();
+    }
+    line
 }
 
 /// Tuning of sync.
@@ -194,7 +236,7 @@ impl Syncer {
                 Err(e @ (Error::Store(_) | Error::Status { .. })) => return Err(e),
                 Err(e) => match discovery::stored(&store)? {
                     Some(found) => {
-                        tracing::warn!(error = %e,
+                        tracing::warn!(error = %one_line(&e),
                         "cannot reach the cluster; serving the stored data until it answers");
                         (
                             found,
@@ -202,11 +244,11 @@ impl Syncer {
                                 reachable: false,
                                 since_ms: now_ms(),
                                 last_ok_ms: None,
-                                error: Some(e.to_string()),
+                                error: Some(one_line(&e)),
                             },
                         )
                     }
-                    None => return Err(Error::NothingToServe(e.to_string())),
+                    None => return Err(Error::NothingToServe(Box::new(e))),
                 },
             };
         let fields = tokio::spawn(selectable::follow(store.clone()));
@@ -412,7 +454,7 @@ async fn rediscover(inner: std::sync::Weak<Inner>) {
             {
                 Ok(found) => Syncer { inner }.apply(found),
                 Err(e) => {
-                    tracing::warn!(error = %e, "rediscovery failed; keeping the cached types")
+                    tracing::warn!(error = %one_line(&e), "rediscovery failed; keeping the cached types")
                 }
             }
         }

@@ -12,12 +12,12 @@
 use vai_store::{Batch, SyncState};
 
 use super::record::{MAX_BATCH, Reflector};
-use crate::Error;
 use crate::spool::Spool;
 use crate::tail::{Received, Tail};
 use crate::upstream::{
     EventStream, ListPage, TABLE_ACCEPT, WatchEvent, parse_list_page, resource_version_of,
 };
+use crate::{Error, one_line};
 
 impl Reflector {
     /// A full list, paged, stored as the whole set; the type is then live and synced. The
@@ -86,7 +86,7 @@ impl Reflector {
                 failed: false,
             }),
             Err(e) => {
-                tracing::warn!(resource = %self.key, resource_version = rv, error = %e,
+                tracing::warn!(resource = %self.key, resource_version = rv, error = %one_line(&e),
                     "cannot watch during the list; watching after it");
                 None
             }
@@ -105,7 +105,7 @@ impl Reflector {
                 overlap.since = overlap.last;
             }
             Err(e) => {
-                tracing::info!(resource = %self.key, resource_version = overlap.last, error = %e,
+                tracing::info!(resource = %self.key, resource_version = overlap.last, error = %one_line(&e),
                     "cannot renew the watch during the list; watching again after it");
                 overlap.failed = true;
             }
@@ -169,7 +169,7 @@ impl Reflector {
             if overlap.spool.len() > 0 {
                 let mut batch = Batch::new(&self.key);
                 while batch.ops.len() < MAX_BATCH {
-                    match overlap.spool.pop().map_err(spool_error)? {
+                    match overlap.spool.pop().map_err(Error::Spool)? {
                         Some(WatchEvent::Object(kind, object)) => batch = batch.event(kind, object),
                         Some(WatchEvent::Bookmark(at)) => batch = batch.bookmark(at),
                         Some(WatchEvent::Error(_)) | None => break,
@@ -242,10 +242,10 @@ impl Overlap {
                     WatchEvent::Error(_) => None,
                 };
                 self.last = self.last.max(rv.unwrap_or(0));
-                return self.spool.push(&event).map_err(spool_error);
+                return self.spool.push(&event).map_err(Error::Spool);
             }
             Received::End(Ok(())) => None,
-            Received::End(Err(e)) => Some(e.to_string()),
+            Received::End(Err(e)) => Some(one_line(&e)),
         };
         self.tail = None;
         match failure {
@@ -262,10 +262,6 @@ impl Overlap {
         }
         Ok(())
     }
-}
-
-fn spool_error(e: std::io::Error) -> Error {
-    Error::Upstream(format!("spooling watch events during a list: {e}"))
 }
 
 /// Percent-encodes a query value (continue tokens are base64 and may hold `+`, `/`, `=`).

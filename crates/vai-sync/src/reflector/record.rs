@@ -11,7 +11,7 @@ use std::time::Duration;
 use vai_store::{Batch, Document, Op, SyncState};
 
 use crate::discovery::{ResourceInfo, table_columns_key};
-use crate::{Error, Shared};
+use crate::{Error, Shared, one_line};
 
 /// Events applied in one store batch at most.
 pub(super) const MAX_BATCH: usize = 512;
@@ -81,7 +81,7 @@ impl Reflector {
             .write(Batch::new(&self.key).state(state, error))
             .await
         {
-            tracing::error!(resource = %self.key, error = %e, "cannot record the sync state");
+            tracing::error!(resource = %self.key, error = %one_line(&e), "cannot record the sync state");
             return;
         }
         self.state = Some(state);
@@ -90,10 +90,10 @@ impl Reflector {
     /// Records a failure (the `failures`-th in a row), marks the type stale and waits a random
     /// time below `ceiling` (full jitter).
     pub async fn back_off(&mut self, error: Error, failures: u32, ceiling: Duration) {
+        let error = one_line(&error);
         tracing::warn!(resource = %self.key, error = %error, failures,
             "sync failed; serving last-good data");
-        self.set_state(SyncState::Stale, Some(error.to_string()))
-            .await;
+        self.set_state(SyncState::Stale, Some(error)).await;
         let delay = ceiling.mul_f64(fastrand::f64());
         let mut health = self.shared.health.subscribe();
         // A change of upstream's reachability ends the wait early: back, retry at once; gone,

@@ -51,7 +51,7 @@ impl Reflector {
             let next = tokio::select! {
                 next = self.next_batch(&mut stream, &mut rv) => next,
                 _ = health.wait_for(|h| !h.reachable) => {
-                    break WatchEnd::Failed(Error::Upstream("upstream stopped answering".into()));
+                    break WatchEnd::Failed(Error::Unreachable);
                 }
             };
             match next {
