@@ -1,7 +1,7 @@
 //! Keeps vai's store in step with an upstream kube-apiserver.
 //!
 //! [`Syncer::start`] runs discovery (which types to cache, and the discovery documents, stored
-//! for offline answers), then one list/watch loop per type ([`reflector`]): an explicit state
+//! for offline answers), then one list/watch loop per type (`reflector`): an explicit state
 //! machine that pages the initial list while already watching from its version, watches with
 //! bookmarks, resumes from the resource version persisted in the store after a restart, and on
 //! `410 Gone` relists and hands the store a replacement set to swap in atomically. A health probe ([`upstream`]) decides
