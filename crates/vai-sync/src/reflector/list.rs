@@ -12,6 +12,7 @@
 use vai_store::{Batch, SyncState};
 
 use super::record::{MAX_BATCH, Reflector};
+use super::state::{OverlapEnd, OverlapNext, after_overlap};
 use crate::spool::Spool;
 use crate::tail::{Received, Tail};
 use crate::upstream::{
@@ -220,20 +221,17 @@ pub(super) struct Overlap {
 }
 
 impl Overlap {
-    /// Spools an event the watch received, or notes that it ended (to be renewed: upstream
-    /// closed it, or cut it with 410 after it delivered) or failed.
+    /// Spools an event the watch received, or notes that it ended: to be renewed, or given up
+    /// (see `state::after_overlap`).
     fn take(&mut self, resource: &str, received: Received) -> Result<(), Error> {
-        let failure = match received {
-            // Cut for reading slowly, after progress: renewed from the newest version.
-            Received::Event(WatchEvent::Error(status), _)
-                if status.code == 410 && self.last > self.since =>
-            {
-                None
+        let (end, why) = match received {
+            Received::Event(WatchEvent::Error(status), _) => {
+                let why = format!("upstream answered {}: {}", status.code, status.message);
+                match status.code {
+                    410 => (OverlapEnd::Cut, why),
+                    _ => (OverlapEnd::Failed, why),
+                }
             }
-            Received::Event(WatchEvent::Error(status), _) => Some(format!(
-                "upstream answered {}: {}",
-                status.code, status.message
-            )),
             Received::Event(event, columns) => {
                 self.columns = columns.or(self.columns.take());
                 let rv = match &event {
@@ -244,17 +242,17 @@ impl Overlap {
                 self.last = self.last.max(rv.unwrap_or(0));
                 return self.spool.push(&event).map_err(Error::Spool);
             }
-            Received::End(Ok(())) => None,
-            Received::End(Err(e)) => Some(one_line(&e)),
+            Received::End(Ok(())) => (OverlapEnd::Closed, "closed".into()),
+            Received::End(Err(e)) => (OverlapEnd::Failed, one_line(&e)),
         };
         self.tail = None;
-        match failure {
-            Some(why) => {
+        match after_overlap(end, self.since, self.last) {
+            OverlapNext::GiveUp => {
                 tracing::info!(resource, reason = %why,
                     "the watch during the list failed; watching again after the list");
                 self.failed = true;
             }
-            None => tracing::debug!(
+            OverlapNext::Renew => tracing::debug!(
                 resource,
                 resource_version = self.last,
                 "upstream ended the watch during the list; renewing it"

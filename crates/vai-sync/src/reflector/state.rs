@@ -26,6 +26,10 @@
 //! from it costs one request where a relist costs a full list. If the version is gone, that
 //! watch is refused 410 when it opens, and that relists.
 //!
+//! The watch opened at a list's first page, read while the list is stored, follows the same
+//! rule ([`after_overlap`]): closed, or cut by 410 after progress, it is opened again; any
+//! other end gives it up until the list is stored.
+//!
 //! This module never performs I/O, never reads a clock and never draws a random number: every
 //! outcome comes in as an [`Input`] and every effect goes out as an [`Action`] for the driver
 //! (`run`, in the parent module) to perform, so each transition is a unit test. The handles
@@ -268,7 +272,7 @@ impl State {
             (Phase::Following { .. }, Input::Closed { rv }) => {
                 watch(rv, failures, WatchCause::Closed)
             }
-            (Phase::Following { since }, Input::Cut { rv }) if rv > since => {
+            (Phase::Following { since }, Input::Cut { rv }) if progressed(since, rv) => {
                 watch(rv, failures, WatchCause::Cut)
             }
             (Phase::Following { .. }, Input::Cut { rv }) => {
@@ -300,6 +304,44 @@ impl State {
             },
         )
     }
+}
+
+/// How the watch overlapping a list ended (it is read while the list is stored; see `list`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OverlapEnd {
+    /// Upstream closed it normally (its `timeoutSeconds` can be shorter than a list).
+    Closed,
+    /// Upstream ended it with a `410` ERROR event.
+    Cut,
+    /// It failed otherwise.
+    Failed,
+}
+
+/// What follows the end of the watch overlapping a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OverlapNext {
+    /// Open it again from the newest version it delivered; the list goes on meanwhile.
+    Renew,
+    /// Give it up: what it spooled is applied after the list, and a watch opens after that.
+    GiveUp,
+}
+
+/// The rule for the watch overlapping a list, opened at `since`, that delivered up to `last`:
+/// the same as for any watch (closed, or cut by 410 after progress: watched again), except
+/// that a failure is not retried during the list: the list goes on, and the loop watches
+/// after it.
+pub(crate) fn after_overlap(end: OverlapEnd, since: u64, last: u64) -> OverlapNext {
+    match end {
+        OverlapEnd::Closed => OverlapNext::Renew,
+        OverlapEnd::Cut if progressed(since, last) => OverlapNext::Renew,
+        OverlapEnd::Cut | OverlapEnd::Failed => OverlapNext::GiveUp,
+    }
+}
+
+/// A watch opened at `since` made progress when the store (or the spool) reached past it:
+/// a 410 then more likely means it was cut for reading slowly than that `since` expired.
+fn progressed(since: u64, reached: u64) -> bool {
+    reached > since
 }
 
 /// To the `Listing` phase, listing.
@@ -651,6 +693,17 @@ mod tests {
         inputs.extend([Input::Expired, Input::Failed("c")]);
         let (_, actions) = drive(Some(3), inputs);
         assert_eq!(actions.last(), Some(&back_off("c", 3)));
+    }
+
+    #[test]
+    fn the_watch_during_a_list_is_renewed_when_closed_or_cut_after_progress_else_given_up() {
+        use OverlapEnd::*;
+        use OverlapNext::*;
+        assert_eq!(after_overlap(Closed, 10, 10), Renew);
+        assert_eq!(after_overlap(Closed, 10, 12), Renew);
+        assert_eq!(after_overlap(Cut, 10, 12), Renew);
+        assert_eq!(after_overlap(Cut, 10, 10), GiveUp);
+        assert_eq!(after_overlap(Failed, 10, 12), GiveUp);
     }
 
     #[test]
