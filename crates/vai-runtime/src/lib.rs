@@ -50,11 +50,13 @@
 //!
 //! This crate reads and syncs; it never serves HTTP (that is `vai-server`).
 
+mod changes;
 pub mod indexer;
 mod reflector;
 mod store;
 
-pub use reflector::{Change, Reflector, reflector, reflector_with};
+pub use changes::Change;
+pub use reflector::{Reflector, reflector, reflector_with};
 pub use store::{Store, resource_key};
 pub use vai_store::{Column, Condition, Filter, ListRequest, Operator, PageRequest, SortKey};
 

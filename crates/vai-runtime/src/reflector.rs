@@ -5,27 +5,15 @@
 //! Several reflectors (for different types) may share one store file. Dropping a reflector stops
 //! its sync; its data stays, readable and resumable.
 
-use std::collections::VecDeque;
-
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 use serde::de::DeserializeOwned;
-use tokio::sync::broadcast::error::RecvError;
-use vai_store::EventKind;
 use vai_sync::{ResourceInfo, SyncConfig, Syncer};
 
-use crate::store::{Store, decode, resource_key};
-
-/// A change to an object, in commit order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Change<K> {
-    /// Created or updated (or, after the stream fell behind, re-announced).
-    Applied(K),
-    /// Deleted (its last state).
-    Deleted(K),
-}
+use crate::changes::Change;
+use crate::store::{Store, resource_key};
 
 /// A running sync of one type into a store.
 pub struct Reflector<K: Resource> {
@@ -103,52 +91,8 @@ where
             .boxed()
     }
 
-    /// The changes committed from now on, decoded, in commit order — what a controller
-    /// reconciles on. If the stream falls behind the store's live buffer, every current object
-    /// is announced again as `Applied` (a resync), so nothing is silently missed.
+    /// The changes committed from now on, decoded, in commit order: [`Store::changes`].
     pub fn changes(&self) -> BoxStream<'static, Change<K>> {
-        struct State<K: Resource> {
-            events: tokio::sync::broadcast::Receiver<std::sync::Arc<[vai_store::Event]>>,
-            pending: VecDeque<Change<K>>,
-            store: Store<K>,
-        }
-        let state = State {
-            events: self.store.inner().subscribe(),
-            pending: VecDeque::new(),
-            store: self.store.clone(),
-        };
-        futures::stream::unfold(state, |mut state| async move {
-            loop {
-                if let Some(change) = state.pending.pop_front() {
-                    return Some((change, state));
-                }
-                match state.events.recv().await {
-                    Ok(batch) => {
-                        for event in batch.iter().filter(|e| *e.resource == *state.store.key()) {
-                            let Ok(object) = decode::<K>(&event.body) else {
-                                continue;
-                            };
-                            match event.kind {
-                                EventKind::Added | EventKind::Modified => {
-                                    state.pending.push_back(Change::Applied(object))
-                                }
-                                EventKind::Deleted => {
-                                    state.pending.push_back(Change::Deleted(object))
-                                }
-                                EventKind::Bookmark => {}
-                            }
-                        }
-                    }
-                    Err(RecvError::Lagged(_)) => {
-                        let all = state.store.state();
-                        state
-                            .pending
-                            .extend(all.into_iter().map(|o| Change::Applied((*o).clone())));
-                    }
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        })
-        .boxed()
+        self.store.changes()
     }
 }

@@ -67,6 +67,7 @@ async fn apiserver_pod_lists(client: &kube::Client) -> f64 {
         "apiserver_request_total",
         &[r#"verb="LIST""#, r#"resource="pods""#],
     )
+    .expect("the apiserver counts LISTs of pods")
 }
 
 #[tokio::test]
@@ -129,6 +130,10 @@ async fn a_reflector_resumes_without_relisting_and_relists_across_410() {
         .await
         .unwrap();
     let upstream_lists = apiserver_pod_lists(&client).await;
+    assert!(
+        upstream_lists >= 1.0,
+        "the first reflector's list was counted"
+    );
 
     let registry = prometheus::Registry::new();
     let second = start(&registry);

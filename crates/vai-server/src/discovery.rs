@@ -3,36 +3,73 @@
 //! served to clients that ask for it (and that upstream offered); the classic documents to
 //! the others.
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use vai_sync::discovery::document_key;
 
-use crate::App;
+use crate::{ApiError, App};
 
-/// The stored document for a discovery path, if it is one and it is stored.
-pub(crate) fn serve(app: &App, path: &str, headers: &HeaderMap) -> Option<Response> {
-    let path = path.trim_end_matches('/');
+/// The stored document for a discovery path, if it is one and it is stored; `406` to an
+/// `Accept` that takes neither JSON nor aggregated discovery.
+pub(crate) async fn serve(app: &App, path: &str, headers: &HeaderMap) -> Option<Response> {
+    let path = path.trim_end_matches('/').to_string();
+    let path = path.as_str();
     let is_discovery = matches!(path, "/version" | "/api" | "/apis")
         || path.starts_with("/api/") && path.matches('/').count() == 2
         || path.starts_with("/apis/") && path.matches('/').count() == 3;
     if !is_discovery {
         return None;
     }
-    let wants_aggregated = headers
+    let accept: Vec<&str> = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .collect();
+    let wants_aggregated = accept
+        .iter()
         .any(|v| v.contains("as=APIGroupDiscoveryList"));
-    let lookup = |aggregated| {
-        app.store
-            .document(&document_key(path, aggregated))
-            .ok()
-            .flatten()
+    let plain = accept.is_empty()
+        || accept.iter().any(|m| {
+            let mut parts = m.split(';').map(str::trim);
+            matches!(
+                parts.next(),
+                Some("application/json" | "application/*" | "*/*")
+            ) && !parts.any(|p| p.starts_with("as="))
+        });
+    if !plain && !wants_aggregated {
+        return Some(
+            ApiError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                "NotAcceptable",
+                format!(
+                    "only the following media types are accepted: application/json, application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList (asked for {})",
+                    accept.join(",")
+                ),
+            )
+            .into_response(),
+        );
+    }
+    let keys = [
+        wants_aggregated.then(|| document_key(path, true)),
+        plain.then(|| document_key(path, false)),
+    ];
+    let document = app
+        .blocking(move |store| -> Result<_, ApiError> {
+            for key in keys.into_iter().flatten() {
+                if let Some(document) = store.document(&key)? {
+                    return Ok(Some(document));
+                }
+            }
+            Ok(None)
+        })
+        .await;
+    let document = match document {
+        Ok(found) => found?,
+        Err(e) => return Some(e.into_response()),
     };
-    let document = wants_aggregated
-        .then(|| lookup(true))
-        .flatten()
-        .or_else(|| lookup(false))?;
     let content_type = HeaderValue::from_str(&document.content_type)
         .unwrap_or(HeaderValue::from_static("application/json"));
     Some(([(header::CONTENT_TYPE, content_type)], document.body).into_response())

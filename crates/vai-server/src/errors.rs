@@ -54,6 +54,11 @@ impl ApiError {
         }
     }
 
+    /// 500 `InternalError`: vai's own fault (a failed task, a broken invariant).
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message)
+    }
+
     /// 503 `ServiceUnavailable` with `Retry-After`.
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError {
@@ -125,11 +130,7 @@ impl From<vai_store::Error> for ApiError {
             )),
             other => {
                 tracing::error!(error = %other, "store failure while serving");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalError",
-                    format!("vai's store failed: {other}"),
-                )
+                ApiError::internal(format!("vai's store failed: {other}"))
             }
         }
     }

@@ -1,9 +1,10 @@
 //! Honesty about the age of answers: when a cached type's data may be stale (upstream does not
 //! answer, or the type's watch is unhealthy), responses carry a `Warning` header (kubectl
-//! prints it) and machine-readable `X-Vai-*` headers.
+//! prints it) and machine-readable `X-Vai-*` headers. What is stale is decided by
+//! [`vai_sync::Freshness`]; this module only writes the headers.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use vai_store::SyncState;
+use vai_sync::Freshness;
 
 use crate::App;
 
@@ -22,36 +23,15 @@ fn rfc3339(ms: i64) -> String {
 
 /// Adds the freshness headers of the type with store key `key`.
 pub(crate) fn annotate(app: &App, key: &str, headers: &mut HeaderMap) {
-    let health = app.syncer.health().borrow().clone();
-    let status = app.syncer.status().get(key);
-    let (state, stale_since, cause) = if !health.reachable {
-        (
-            "stale",
-            Some(health.since_ms),
-            format!(
-                "upstream unreachable ({})",
-                health.error.as_deref().unwrap_or("no answer")
-            ),
-        )
-    } else {
-        match &status {
-            Some(s) if s.state == SyncState::Stale => (
-                "stale",
-                Some(s.since_ms),
-                s.error.clone().unwrap_or_else(|| "watch unhealthy".into()),
-            ),
-            Some(s) if s.state == SyncState::Syncing => ("syncing", None, String::new()),
-            _ => ("live", None, String::new()),
-        }
-    };
-    headers.insert(STATE, HeaderValue::from_static(state));
-    if let Some(ms) = health.last_ok_ms
+    let freshness = app.syncer.freshness(key);
+    headers.insert(STATE, HeaderValue::from_static(freshness.as_str()));
+    if let Some(ms) = app.syncer.health().borrow().last_ok_ms
         && let Ok(v) = HeaderValue::from_str(&rfc3339(ms))
     {
         headers.insert(LAST_CONTACT, v);
     }
-    if let Some(since) = stale_since {
-        let since = rfc3339(since);
+    if let Freshness::Stale { since_ms, cause } = freshness {
+        let since = rfc3339(since_ms);
         if let Ok(v) = HeaderValue::from_str(&since) {
             headers.insert(STALE_SINCE, v);
         }

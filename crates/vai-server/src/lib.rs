@@ -1,6 +1,9 @@
 //! The HTTP face of vai: the Kubernetes REST read API served from the store, with writes and
 //! everything uncached proxied upstream.
 //!
+//! - Every request is resolved once, first, into a [`RequestInfo`] ([`request_info`]: verb,
+//!   group, version, resource, namespace, name, as the apiserver's authorizer sees them),
+//!   which handlers take from the request's extensions.
 //! - `GET` on a cached type ([`read`]) — list, get, watch, with the apiserver's parameters —
 //!   is answered from the store, streamed, whether or not upstream answers. When the data may
 //!   be stale, responses say so ([`freshness`]): a `Warning` header kubectl prints, and
@@ -13,14 +16,18 @@
 //! Every error is a Kubernetes `Status` ([`errors`]). This crate never writes to the store and
 //! never talks to upstream except through the proxy.
 
+mod app;
 mod discovery;
 pub mod errors;
+mod form;
 mod freshness;
+mod metadata;
 mod ops;
 pub mod path;
 mod proxy;
-pub mod query;
+pub mod query_api;
 mod read;
+pub mod request_info;
 pub mod table;
 
 use std::sync::Arc;
@@ -30,8 +37,11 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::response::Response;
-use vai_store::Store;
 use vai_sync::Syncer;
+
+use app::App;
+use ops::ServedBy;
+use request_info::RequestInfo;
 
 pub use errors::ApiError;
 
@@ -59,63 +69,83 @@ impl Default for ServerConfig {
     }
 }
 
-/// What every handler shares.
-#[derive(Clone)]
-struct App {
+/// The router serving vai's HTTP API over a [`Syncer`] (a running one, or
+/// [`Syncer::detached`] to serve a store alone); its metrics go to `registry` (which
+/// `/metrics` exposes). Fails if `registry` holds the server's metrics already.
+pub fn router(
     syncer: Syncer,
-    store: Store,
     config: ServerConfig,
-    metrics: Arc<ops::Metrics>,
     registry: prometheus::Registry,
-}
-
-/// The router serving vai's HTTP API over a running [`Syncer`]; its metrics go to `registry`
-/// (which `/metrics` exposes).
-pub fn router(syncer: Syncer, config: ServerConfig, registry: prometheus::Registry) -> Router {
+) -> prometheus::Result<Router> {
     let app = App {
         store: syncer.store().clone(),
         syncer,
         config,
-        metrics: Arc::new(ops::Metrics::new(&registry)),
+        metrics: Arc::new(ops::Metrics::new(&registry)?),
         registry,
     };
-    Router::new()
+    Ok(Router::new()
         .route("/healthz", axum::routing::get(ops::healthz))
         .route("/livez", axum::routing::get(ops::healthz))
         .route("/readyz", axum::routing::get(ops::readyz))
         .route("/metrics", axum::routing::get(ops::metrics))
         .route("/vai/v1/status", axum::routing::get(ops::status))
         .fallback(dispatch)
-        .with_state(app)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(request_info::resolve))
+        .with_state(app))
 }
 
 /// Serves from the store what it can, proxies the rest; records the latency.
-async fn dispatch(State(app): State<App>, request: Request) -> Response {
+async fn dispatch(State(app): State<App>, info: RequestInfo, request: Request) -> Response {
     let started = Instant::now();
-    let (verb, response) = route(&app, request).await;
+    let (served_by, response) = route(&app, &info, request).await;
     app.metrics
-        .observe(verb, response.status(), started.elapsed());
+        .observe(info.verb, response.status(), served_by, started.elapsed());
     response
 }
 
-async fn route(app: &App, request: Request) -> (&'static str, Response) {
-    if request.method() == Method::GET {
-        let uri = request.uri().clone();
-        if let Some(response) = discovery::serve(app, uri.path(), request.headers()) {
-            return ("discovery", response);
-        }
-        if let Some(target) = path::parse(uri.path())
-            && target.subresource.is_none()
-            && let Some(info) = app
+/// Another method on one of vai's own paths (`/healthz`, `/metrics`, …).
+async fn method_not_allowed(request: Request) -> Response {
+    use axum::response::IntoResponse;
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!(
+            "{} is not supported on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+    .into_response()
+}
+
+async fn route(app: &App, info: &RequestInfo, request: Request) -> (ServedBy, Response) {
+    if request.method() != Method::GET {
+        return (ServedBy::Upstream, proxy::forward(app, request).await);
+    }
+    if let Some(response) = discovery::serve(app, request.uri().path(), request.headers()).await {
+        return (ServedBy::Cache, response);
+    }
+    let cached = info
+        .resource
+        .as_ref()
+        .filter(|target| target.subresource.is_none() && info.is_read())
+        .and_then(|target| {
+            let resource = app
                 .syncer
-                .resolve(&target.group, &target.version, &target.plural)
-            && (info.namespaced || target.namespace.is_none())
-        {
-            match read::serve(app, &info, &target, &uri, request.headers()).await {
-                read::Outcome::Served(verb, response) => return (verb, response),
-                read::Outcome::Proxy => {}
-            }
+                .resolve(&target.group, &target.version, &target.plural)?;
+            (resource.namespaced || target.namespace.is_none()).then_some((target, resource))
+        });
+    let Some((target, resource)) = cached else {
+        return (ServedBy::Upstream, proxy::forward(app, request).await);
+    };
+    let (parts, body) = request.into_parts();
+    match read::serve(app, info, &resource, target, &parts).await {
+        read::Outcome::Served(response) => (ServedBy::Cache, response),
+        read::Outcome::Proxy => {
+            let request = Request::from_parts(parts, body);
+            (ServedBy::Upstream, proxy::forward(app, request).await)
         }
     }
-    ("proxy", proxy::forward(app, request).await)
 }

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use vai_store::SyncState;
+use vai_sync::Freshness;
 
 use crate::{ApiError, App};
 
@@ -20,17 +20,28 @@ pub(crate) struct Metrics {
     contact_age: prometheus::Gauge,
 }
 
+/// Who answered a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServedBy {
+    /// vai, from its store.
+    Cache,
+    /// Upstream, through the proxy.
+    Upstream,
+}
+
 impl Metrics {
-    pub fn new(registry: &prometheus::Registry) -> Metrics {
+    /// The server's metrics, registered in `registry`; fails if they are registered there
+    /// already (a second router on one registry would count nothing of its own).
+    pub fn new(registry: &prometheus::Registry) -> prometheus::Result<Metrics> {
         let requests = prometheus::HistogramVec::new(
             prometheus::HistogramOpts::new(
                 "vai_request_duration_seconds",
-                "Time to answer a request (to its headers, for streams), by verb and code.",
+                "Time to answer a request (to its headers, for streams), by verb, code and who answered (cache or upstream).",
             )
             .buckets(vec![
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
             ]),
-            &["verb", "code"],
+            &["verb", "code", "served_by"],
         )
         .expect("valid metric");
         let db_bytes =
@@ -55,19 +66,23 @@ impl Metrics {
             Box::new(stale_seconds.clone()),
             Box::new(contact_age.clone()),
         ] {
-            let _ = registry.register(m);
+            registry.register(m)?;
         }
-        Metrics {
+        Ok(Metrics {
             requests,
             db_bytes,
             stale_seconds,
             contact_age,
-        }
+        })
     }
 
-    pub fn observe(&self, verb: &str, code: StatusCode, elapsed: Duration) {
+    pub fn observe(&self, verb: &str, code: StatusCode, served_by: ServedBy, elapsed: Duration) {
+        let served_by = match served_by {
+            ServedBy::Cache => "cache",
+            ServedBy::Upstream => "upstream",
+        };
         self.requests
-            .with_label_values(&[verb, code.as_str()])
+            .with_label_values(&[verb, code.as_str(), served_by])
             .observe(elapsed.as_secs_f64());
     }
 }
@@ -107,20 +122,18 @@ pub(crate) async fn metrics(State(app): State<App>) -> Response {
             .map_or(f64::NAN, |ms| (now - ms) as f64 / 1000.0),
     );
     for (key, status) in app.syncer.status().all() {
-        let stale_since = if !health.reachable {
-            Some(health.since_ms)
-        } else {
-            (status.state == SyncState::Stale).then_some(status.since_ms)
-        };
+        let stale_since = Freshness::of(&health, Some(&status)).stale_since_ms();
         app.metrics
             .stale_seconds
             .with_label_values(&[&key])
             .set(stale_since.map_or(0.0, |s| (now - s) as f64 / 1000.0));
     }
-    let path = app.store.path();
-    app.metrics
-        .db_bytes
-        .set((file_size(path, "") + file_size(path, "-wal")) as i64);
+    let path = app.store.path().to_path_buf();
+    let bytes =
+        tokio::task::spawn_blocking(move || file_size(&path, "") + file_size(&path, "-wal"))
+            .await
+            .unwrap_or(0);
+    app.metrics.db_bytes.set(bytes as i64);
     let mut text = String::new();
     if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&app.registry.gather(), &mut text) {
         return ApiError::new(
@@ -141,42 +154,31 @@ fn rfc3339(ms: Option<i64>) -> serde_json::Value {
 pub(crate) async fn status(State(app): State<App>) -> Response {
     let health = app.syncer.health().borrow().clone();
     let board = app.syncer.status().all();
-    let stored = tokio::task::spawn_blocking({
-        let store = app.store.clone();
-        let keys: Vec<String> = board.keys().cloned().collect();
-        move || -> Result<_, vai_store::Error> {
+    let keys: Vec<String> = board.keys().cloned().collect();
+    let stored = app
+        .blocking(move |store| -> Result<_, ApiError> {
             let states = store.resource_states()?;
             let counts = keys
                 .iter()
                 .map(|k| Ok((k.clone(), store.count(k)?)))
                 .collect::<Result<std::collections::HashMap<_, _>, vai_store::Error>>()?;
             Ok((states, counts))
-        }
-    })
-    .await;
+        })
+        .await;
     let (states, counts) = match stored {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return ApiError::from(e).into_response(),
-        Err(e) => return ApiError::bad_request(format!("status task failed: {e}")).into_response(),
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
     };
     let resources: Vec<serde_json::Value> = board
         .iter()
         .map(|(key, live)| {
             let persisted = states.iter().find(|s| &s.resource == key);
-            let (state, stale_since) = if !health.reachable {
-                ("stale", Some(health.since_ms))
-            } else {
-                match live.state {
-                    SyncState::Live => ("live", None),
-                    SyncState::Stale => ("stale", Some(live.since_ms)),
-                    SyncState::Syncing => ("syncing", None),
-                }
-            };
+            let freshness = Freshness::of(&health, Some(live));
             json!({
                 "resource": key,
-                "state": state,
+                "state": freshness.as_str(),
                 "since": rfc3339(Some(live.since_ms)),
-                "staleSince": rfc3339(stale_since),
+                "staleSince": rfc3339(freshness.stale_since_ms()),
                 "synced": live.synced,
                 "objects": counts.get(key),
                 "loadedByLastList": live.loaded,

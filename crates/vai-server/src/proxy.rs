@@ -163,7 +163,7 @@ async fn try_forward(app: &App, request: Request) -> Result<Response, ApiError> 
         None => Body::new(body.map_err(axum::Error::new)),
     };
     out.body(body)
-        .map_err(|e| ApiError::bad_request(format!("cannot relay the response: {e}")))
+        .map_err(|e| ApiError::internal(format!("cannot relay the response: {e}")))
 }
 
 /// The store key of the cached type a path addresses, if it addresses one.

@@ -162,7 +162,7 @@ impl TableForm {
         let object = match self.include {
             Include::None => None,
             Include::Object => Some(body.to_vec()),
-            Include::Metadata => Some(crate::read::metadata_only(body)),
+            Include::Metadata => Some(crate::metadata::metadata_only(body)),
         };
         let mut row = format!(r#"{{"cells":{}"#, Value::Array(cells)).into_bytes();
         if let Some(object) = object {

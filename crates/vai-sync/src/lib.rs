@@ -13,6 +13,7 @@
 //! This crate talks to upstream and writes to the store; it never serves HTTP.
 
 pub mod discovery;
+mod freshness;
 mod reflector;
 mod selectable;
 mod spool;
@@ -29,6 +30,7 @@ use tokio::task::JoinHandle;
 use vai_store::Store;
 
 pub use discovery::{ResourceInfo, Selection};
+pub use freshness::Freshness;
 pub use status::{ResourceStatus, StatusBoard};
 pub use upstream::UpstreamHealth;
 
@@ -82,6 +84,9 @@ pub enum Error {
         "cannot reach the cluster and the database holds no data yet (hint: check the kubeconfig's server and the network)"
     )]
     NothingToServe(#[source] Box<Error>),
+    /// A syncer made by [`Syncer::detached`] has no upstream to send requests to.
+    #[error("vai runs without an upstream")]
+    Detached,
 }
 
 /// An error and its causes on one line, outermost first, separated by `: ` — what the logs and
@@ -348,7 +353,7 @@ impl Syncer {
                             UpstreamHealth {
                                 reachable: false,
                                 since_ms: now_ms(),
-                                last_ok_ms: None,
+                                last_ok_ms: last_contact(&store)?,
                                 error: Some(one_line(&e)),
                             },
                         )
@@ -386,6 +391,57 @@ impl Syncer {
             error: None,
         };
         Syncer::launch(client, store, config, registry, health, types)
+    }
+
+    /// A handle over what `store` holds of `types`, with no upstream: no loops and no probe.
+    /// Upstream counts as unreachable (reads are answered from the store and marked stale,
+    /// writes get `503`); a type is synced if the store holds a list of it. For serving a
+    /// database without its cluster, and for testing the server in-process.
+    pub fn detached(store: Store, types: Vec<ResourceInfo>) -> Result<Syncer, Error> {
+        let health = UpstreamHealth {
+            reachable: false,
+            since_ms: now_ms(),
+            last_ok_ms: last_contact(&store)?,
+            error: Some("vai runs without an upstream".into()),
+        };
+        let client = kube::Client::new(
+            tower::service_fn(|_: http::Request<kube::client::Body>| async {
+                Err::<http::Response<kube::client::Body>, _>(Error::Detached)
+            }),
+            "default",
+        );
+        let (health, _) = watch::channel(health);
+        let syncer = Syncer {
+            inner: Arc::new(Inner {
+                shared: Arc::new(Shared {
+                    client,
+                    store,
+                    config: SyncConfig::default(),
+                    health,
+                    status: StatusBoard::default(),
+                    metrics: Metrics::new(&prometheus::Registry::new()),
+                }),
+                resources: RwLock::new(HashMap::new()),
+                loops: Mutex::new(HashMap::new()),
+                background: Mutex::new(Vec::new()),
+            }),
+        };
+        syncer.index(&types);
+        let synced = syncer.inner.shared.store.resource_states()?;
+        for info in types {
+            let key = info.key();
+            syncer.inner.shared.status.add(&key);
+            let state = synced.iter().find(|s| s.resource == key);
+            if let Some(state) = state.filter(|s| s.list_resource_version.is_some()) {
+                syncer.inner.shared.status.mark_synced(&key);
+                syncer
+                    .inner
+                    .shared
+                    .status
+                    .set(&key, state.state, state.last_error.clone());
+            }
+        }
+        Ok(syncer)
     }
 
     fn launch(
@@ -432,7 +488,6 @@ impl Syncer {
     /// Starts loops for new types and stops those of types that went away.
     fn apply(&self, found: Vec<ResourceInfo>) {
         let mut loops = self.inner.loops.lock().expect("loops lock");
-        let mut resources = self.inner.resources.write().expect("resources lock");
         let keys: std::collections::HashSet<String> = found.iter().map(|i| i.key()).collect();
         loops.retain(|key, task| {
             let keep = keys.contains(key);
@@ -443,25 +498,51 @@ impl Syncer {
             }
             keep
         });
-        resources.clear();
+        self.index(&found);
+        // A type the store has listed before is served from the moment it is known (its loop
+        // resumes it), not only once its loop has started.
+        let listed: std::collections::HashSet<String> = match self
+            .inner
+            .shared
+            .store
+            .resource_states()
+        {
+            Ok(states) => states
+                .into_iter()
+                .filter(|s| s.list_resource_version.is_some())
+                .map(|s| s.resource)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %one_line(&e), "cannot read which types the store has listed");
+                Default::default()
+            }
+        };
         for info in found {
-            let key = info.key();
-            if let std::collections::hash_map::Entry::Vacant(slot) = loops.entry(key) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = loops.entry(info.key()) {
                 tracing::debug!(resource = %slot.key(), "starting its list/watch loop");
                 self.inner.shared.status.add(slot.key());
+                if listed.contains(slot.key()) {
+                    self.inner.shared.status.mark_synced(slot.key());
+                }
                 slot.insert(tokio::spawn(reflector::run(
                     self.inner.shared.clone(),
-                    info.clone(),
+                    info,
                 )));
             }
-            resources.insert(
-                (
-                    info.group.clone(),
-                    info.version.clone(),
-                    info.plural.clone(),
-                ),
-                info,
+        }
+    }
+
+    /// Makes `types` the cached types that [`Syncer::resolve`] finds.
+    fn index(&self, types: &[ResourceInfo]) {
+        let mut resources = self.inner.resources.write().expect("resources lock");
+        resources.clear();
+        for info in types {
+            let at = (
+                info.group.clone(),
+                info.version.clone(),
+                info.plural.clone(),
             );
+            resources.insert(at, info.clone());
         }
     }
 
@@ -513,6 +594,29 @@ impl Syncer {
     pub fn ready(&self) -> bool {
         self.inner.shared.status.all_synced()
     }
+
+    /// Whether the store holds a whole set of the type with store key `key` (listed since
+    /// start, or listed before and resumed): what may be served from the cache.
+    pub fn synced(&self, key: &str) -> bool {
+        self.inner.shared.status.get(key).is_some_and(|s| s.synced)
+    }
+
+    /// The freshness of the data of the type with store key `key`.
+    pub fn freshness(&self, key: &str) -> Freshness {
+        Freshness::of(
+            &self.inner.shared.health.borrow(),
+            self.inner.shared.status.get(key).as_ref(),
+        )
+    }
+}
+
+/// The last time any type's sync heard from upstream, as the store recorded it.
+fn last_contact(store: &Store) -> Result<Option<i64>, Error> {
+    Ok(store
+        .resource_states()?
+        .iter()
+        .filter_map(|s| s.last_contact_ms)
+        .max())
 }
 
 /// Refreshes discovery when CRDs or APIServices change, when upstream comes back, and

@@ -42,14 +42,15 @@ pub fn print_row(what: &str, samples: &mut [Duration], goal: &str) {
 }
 
 /// Sums a metric's series in a Prometheus text page, over the series whose labels contain every
-/// `label="value"` given (e.g. `verb="LIST"`).
-pub fn metric_sum(page: &str, name: &str, labels: &[&str]) -> f64 {
+/// `label="value"` given (e.g. `verb="LIST"`); `None` when no series matches, so that a
+/// comparison cannot pass on a metric that is not there.
+pub fn metric_sum(page: &str, name: &str, labels: &[&str]) -> Option<f64> {
     page.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
         .filter(|l| labels.iter().all(|want| l.contains(want)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .fold(None, |sum, v| Some(sum.unwrap_or(0.0) + v))
 }
 
 /// The apiserver's `/metrics` page, read with an admin client.
@@ -70,10 +71,14 @@ mod tests {
     #[test]
     fn sums_series_by_labels() {
         let page = "# HELP x\napiserver_request_total{resource=\"pods\",verb=\"LIST\"} 3\napiserver_request_total{resource=\"pods\",verb=\"GET\"} 5\napiserver_request_total_other 9\n";
-        assert_eq!(metric_sum(page, "apiserver_request_total", &[]), 8.0);
+        assert_eq!(metric_sum(page, "apiserver_request_total", &[]), Some(8.0));
         assert_eq!(
             metric_sum(page, "apiserver_request_total", &["verb=\"LIST\""]),
-            3.0
+            Some(3.0)
+        );
+        assert_eq!(
+            metric_sum(page, "apiserver_request_total", &["verb=\"WATCH\""]),
+            None
         );
         let mut xs = vec![
             Duration::from_millis(3),

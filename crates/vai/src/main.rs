@@ -34,8 +34,9 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ClusterArgs {
-    /// The kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
-    #[arg(long, env = "KUBECONFIG")]
+    /// The kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster). An
+    /// empty $KUBECONFIG counts as unset, as kubectl takes it.
+    #[arg(long)]
     kubeconfig: Option<PathBuf>,
     /// The kubeconfig context (default: its current context).
     #[arg(long)]
@@ -196,7 +197,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         syncer.clone(),
         vai_server::ServerConfig::default(),
         registry,
-    );
+    )
+    .context("registering the server's metrics")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -239,6 +241,12 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
         Some(db) => db.clone(),
         None => default_db(&client_config(&args.cluster).await?)?,
     };
+    if !db.exists() {
+        anyhow::bail!(
+            "no database at {} (hint: `vai serve` creates it on its first start; pass --db for another file)",
+            db.display()
+        );
+    }
     let store = Store::open_read_only(&db)?;
     let states = store.resource_states()?;
     if states.is_empty() {
@@ -281,13 +289,46 @@ async fn main() {
         Command::Status(args) => status(args).await,
     };
     if let Err(error) = result {
-        // One line: the cause chain, outermost first. (Some causes add a multi-line excerpt,
-        // e.g. YAML errors; their first line already says what and where.)
-        let message = format!("{error:#}");
-        eprintln!(
-            "vai: {}",
-            message.lines().next().unwrap_or_default().trim_end()
-        );
+        eprintln!("vai: {}", one_line(&error));
         std::process::exit(1);
+    }
+}
+
+/// An error as one line: its cause chain, outermost first, each cause once. (Some errors
+/// print their source inside their own message, so a cause already said is not repeated;
+/// some add a multi-line excerpt, e.g. YAML errors, whose first line says what and where.)
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        let text = text.lines().next().unwrap_or_default().trim_end();
+        if text.is_empty() || line.contains(text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_is_one_line_with_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let error = anyhow::Error::new(io)
+            .context("failed to read kubeconfig from /x: No such file or directory")
+            .context("no kubeconfig found (hint: pass --kubeconfig)");
+        assert_eq!(
+            one_line(&error),
+            "no kubeconfig found (hint: pass --kubeconfig): failed to read kubeconfig from /x: No such file or directory"
+        );
+        let multi =
+            anyhow::anyhow!("bad YAML at line 3\n  | excerpt").context("reading kubeconfig");
+        assert_eq!(one_line(&multi), "reading kubeconfig: bad YAML at line 3");
     }
 }

@@ -22,6 +22,53 @@ fn vai(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Runs vai with `env` set (and `KUBECONFIG` and `HOME` as given), expecting it to fail;
+/// returns its stderr.
+fn fails_with_env(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vai"))
+        .args(args)
+        .env("RUST_LOG", "off")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "vai {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn an_empty_kubeconfig_variable_counts_as_unset_and_causes_are_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().display().to_string();
+    let db = dir.path().join("vai.db").display().to_string();
+    let err = fails_with_env(
+        &["serve", "--db", &db],
+        &[("KUBECONFIG", ""), ("HOME", &home)],
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains("a value is required"), "{err}");
+    assert!(err.starts_with("vai: no kubeconfig found"), "{err}");
+    assert!(err.contains("hint: pass --kubeconfig"), "{err}");
+    // Each cause once: a cause that repeats would say "No such file" (or its kin) twice.
+    for words in ["No such file", "os error", "not found"] {
+        assert!(err.matches(words).count() <= 1, "{words:?} repeated: {err}");
+    }
+}
+
+#[test]
+fn status_of_a_missing_database_says_so_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("missing.db").display().to_string();
+    let err = fails(&["status", "--db", &db]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("vai: no database at {db}")),
+        "{err}"
+    );
+    assert!(err.contains("hint: `vai serve` creates it"), "{err}");
+    assert!(!std::path::Path::new(&db).exists(), "nothing was created");
+}
+
 /// Runs vai expecting it to fail; returns its stderr.
 fn fails(args: &[&str]) -> String {
     let (ok, _, err) = vai(args);

@@ -102,7 +102,9 @@ async fn a_restart_resumes_without_relisting_and_410_relists_with_deletions_deli
         &apiserver_metrics(&client).await.unwrap(),
         "apiserver_request_total",
         &[r#"verb="LIST""#, r#"resource="configmaps""#],
-    );
+    )
+    .expect("the apiserver counts LISTs of configmaps");
+    assert!(lists_before >= 1.0, "vai's first start listed configmaps");
 
     let vai = Vai::start(&env, dir.path(), &only).await;
     let want = pairs(&[("r1", "2"), ("r3", "1"), ("r4", "1")]);
@@ -116,13 +118,15 @@ async fn a_restart_resumes_without_relisting_and_410_relists_with_deletions_deli
         &apiserver_metrics(&client).await.unwrap(),
         "apiserver_request_total",
         &[r#"verb="LIST""#, r#"resource="configmaps""#],
-    );
+    )
+    .expect("the apiserver counts LISTs of configmaps");
     assert_eq!(
         lists_after, lists_before,
         "the apiserver served no LIST of configmaps"
     );
     assert_eq!(
-        metric_sum(&vai_metrics(&vai).await, "vai_sync_lists_total", &[]),
+        // A counter never incremented has no series: no list at all.
+        metric_sum(&vai_metrics(&vai).await, "vai_sync_lists_total", &[]).unwrap_or(0.0),
         0.0,
         "vai listed nothing after its restart (it resumed every type)"
     );
@@ -154,7 +158,8 @@ async fn a_restart_resumes_without_relisting_and_410_relists_with_deletions_deli
             &vai_metrics(&vai).await,
             "vai_sync_lists_total",
             &[r#"resource="/v1/configmaps""#]
-        ) >= 1.0,
+        )
+        .is_some_and(|lists| lists >= 1.0),
         "vai relisted configmaps after the 410"
     );
     // A client that was watching vai resumes from its last resource version and receives
@@ -186,6 +191,11 @@ async fn a_restart_resumes_without_relisting_and_410_relists_with_deletions_deli
         "{events:?}"
     );
 }
+
+/// Shorter than anything that waits on a frozen upstream (the proxy's 30 s deadline), and
+/// long enough for a busy machine: answered by the store, not by upstream. How fast offline
+/// reads are is the benchmark harness's to measure.
+const NEVER_WAITS: Duration = Duration::from_secs(15);
 
 /// Reads a list through vai and returns (status, elapsed, warning header, state header).
 async fn timed_list(vai: &Vai, ns: &str) -> (u16, Duration, Option<String>, String) {
@@ -225,10 +235,7 @@ async fn check_offline(vai: &Vai, ns: &str) {
     for _ in 0..20 {
         let (status, elapsed, warning, state) = timed_list(vai, ns).await;
         assert_eq!(status, 200);
-        assert!(
-            elapsed < Duration::from_millis(100),
-            "a read took {elapsed:?}"
-        );
+        assert!(elapsed < NEVER_WAITS, "a read took {elapsed:?}");
         let warning = warning.expect("a Warning header while upstream is down");
         assert!(
             warning.starts_with("299 - \"vai: data may be stale since "),
@@ -256,7 +263,7 @@ async fn check_offline(vai: &Vai, ns: &str) {
     .await
     .unwrap();
     assert!(
-        started.elapsed() < Duration::from_millis(100),
+        started.elapsed() < NEVER_WAITS,
         "a write waited {:?}",
         started.elapsed()
     );
@@ -321,7 +328,7 @@ async fn a_frozen_or_dead_apiserver_gets_last_good_answers_with_a_warning() {
     let (status, elapsed, _, _) = timed_list(&vai, ns).await;
     assert_eq!(status, 200);
     assert!(
-        elapsed < Duration::from_millis(100),
+        elapsed < NEVER_WAITS,
         "a read right after the freeze took {elapsed:?}"
     );
     check_offline(&vai, ns).await;

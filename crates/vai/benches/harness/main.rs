@@ -639,6 +639,7 @@ async fn run_phase(
     // 7. Restart: time to the first answered list, and LISTs upstream.
     vai.stop();
     let lists_before = apiserver_lists(client).await;
+    assert!(lists_before >= 1.0, "vai's first sync listed pods");
     let started = Instant::now();
     let vai = Vai::start(env, &db, &log);
     loop {
@@ -977,6 +978,7 @@ async fn fan_out(
     );
     let deadline = tokio::time::Instant::now() + PROBE_DEADLINE;
     let before = apiserver_pod_watches(client).await;
+    assert!(before >= 1.0, "vai's own watch on pods is counted upstream");
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(n);
     let mut tasks = Vec::new();
     for _ in 0..n {
@@ -1221,6 +1223,7 @@ async fn apiserver_pod_watches(client: &kube::Client) -> f64 {
         "apiserver_longrunning_requests",
         &[r#"verb="WATCH""#, r#"resource="pods""#],
     )
+    .expect("the apiserver counts its watches on pods (vai's own is one)")
 }
 
 /// LIST requests on pods the apiserver has served.
@@ -1231,4 +1234,5 @@ async fn apiserver_lists(client: &kube::Client) -> f64 {
         "apiserver_request_total",
         &[r#"verb="LIST""#, r#"resource="pods""#],
     )
+    .expect("the apiserver counts LISTs of pods (vai's first sync made some)")
 }

@@ -187,12 +187,26 @@ pub async fn request(
     path: &str,
     body: Option<&str>,
 ) -> Result<Answer, String> {
-    send(base, method, path, body, "application/json").await
+    send(
+        base,
+        method,
+        path,
+        body,
+        "application/json",
+        "application/json",
+    )
+    .await
+}
+
+/// A JSON merge patch.
+pub async fn merge_patch(base: &str, path: &str, body: &str) -> Result<Answer, String> {
+    let merge = "application/merge-patch+json";
+    send(base, "PATCH", path, Some(body), "application/json", merge).await
 }
 
 /// A GET with an `Accept` header.
 pub async fn request_with_accept(base: &str, path: &str, accept: &str) -> Result<Answer, String> {
-    send(base, "GET", path, None, accept).await
+    send(base, "GET", path, None, accept, "application/json").await
 }
 
 async fn send(
@@ -201,6 +215,7 @@ async fn send(
     path: &str,
     body: Option<&str>,
     accept: &str,
+    content_type: &str,
 ) -> Result<Answer, String> {
     let url: http::Uri = format!("{base}{path}").parse().unwrap();
     let host = url.authority().unwrap().as_str().to_string();
@@ -216,7 +231,7 @@ async fn send(
         .method(method)
         .uri(path)
         .header("host", host)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .header("accept", accept)
         .body(http_body_util::Full::new(bytes::Bytes::from(
             body.unwrap_or("").to_string(),

@@ -1,0 +1,220 @@
+//! Reads of cached types — get, list, the query API's page, watch — answered from the store
+//! with the apiserver's semantics, whether or not upstream answers.
+//!
+//! [`serve`] reads what the request needs from the store first (the type's fields, its table
+//! columns and CRD when a table is asked for) in one blocking call, negotiates the form, and
+//! hands over to [`get`], [`list`] or [`watch`]; resource versions are in [`version`] and
+//! parameters in [`params`]. A field selector on a field the type does not have (see
+//! [`vai_store::fields`]: built in, declared by its CRD, configured) is proxied to upstream
+//! while it answers, and refused as upstream refuses it while it does not.
+//!
+//! Nothing here runs the store on an async worker: every store call goes through
+//! [`App::blocking`] or a blocking thread of its own.
+
+mod get;
+mod list;
+pub(crate) mod params;
+mod version;
+mod watch;
+
+use std::sync::Arc;
+
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use vai_store::selector::Field;
+use vai_store::{FieldSelector, FieldSet, LabelSelector, ListRequest};
+use vai_sync::ResourceInfo;
+use vai_sync::discovery::table_columns_key;
+
+use crate::form::{self, Answer, Form};
+use crate::path::ResourcePath;
+use crate::request_info::RequestInfo;
+use crate::table::TableForm;
+use crate::{ApiError, App, freshness};
+use params::Params;
+
+pub(crate) use version::wait_for;
+
+/// What `serve` did.
+pub(crate) enum Outcome {
+    /// Answered.
+    Served(Response),
+    /// Better answered by upstream (an unindexed field selector, a type not synced yet).
+    Proxy,
+}
+
+/// Why a read was not answered from the store.
+pub(crate) enum ReadError {
+    Api(ApiError),
+    /// Upstream should answer it.
+    Proxy,
+    /// A field selector on a field the store does not index: upstream answers it (it may know
+    /// the field); with upstream unreachable, upstream's own error for unknown fields.
+    Unsupported(String),
+}
+
+impl From<ApiError> for ReadError {
+    fn from(e: ApiError) -> ReadError {
+        ReadError::Api(e)
+    }
+}
+
+impl From<vai_store::Error> for ReadError {
+    fn from(e: vai_store::Error) -> ReadError {
+        match e {
+            vai_store::Error::UnsupportedField(message) => ReadError::Unsupported(message),
+            vai_store::Error::UnknownResource(_) => ReadError::Proxy,
+            other => ReadError::Api(other.into()),
+        }
+    }
+}
+
+/// The store key of CustomResourceDefinitions.
+const CRDS: &str = "apiextensions.k8s.io/v1/customresourcedefinitions";
+
+/// What a read needs from the store before it starts.
+struct Prelude {
+    /// The type's fields (what selectors and the query API accept).
+    fields: Arc<FieldSet>,
+    /// Its table column definitions, when a table is asked for and sync stored them.
+    columns: Option<Vec<u8>>,
+    /// Its CRD, when a table of a custom resource is asked for.
+    crd: Option<Vec<u8>>,
+}
+
+async fn prelude(app: &App, info: &ResourceInfo, table: bool) -> Result<Prelude, ReadError> {
+    let key = info.key();
+    let crd_name =
+        (table && !info.group.is_empty()).then(|| format!("{}.{}", info.plural, info.group));
+    app.blocking(move |store| {
+        let fields = store.fields(&key);
+        let columns = match table {
+            true => store.document(&table_columns_key(&key))?.map(|d| d.body),
+            false => None,
+        };
+        let crd = match crd_name {
+            Some(name) => store.get(CRDS, "", &name, None).unwrap_or_default(),
+            None => None,
+        };
+        Ok(Prelude {
+            fields,
+            columns,
+            crd,
+        })
+    })
+    .await
+}
+
+/// Serves a read (`request.verb` get, list or watch) on a cached type.
+pub(crate) async fn serve(
+    app: &App,
+    request: &RequestInfo,
+    info: &ResourceInfo,
+    target: &ResourcePath,
+    parts: &Parts,
+) -> Outcome {
+    let reachable = app.syncer.health().borrow().reachable;
+    let answer = match (&target.name, request.verb) {
+        (Some(_), _) => Answer::Object,
+        (None, "watch") => Answer::Watch,
+        (None, _) => Answer::List,
+    };
+    let result = async {
+        form::acceptable(&parts.headers, answer)?;
+        let params = Params::parse(&parts.uri)?;
+        // The verb came from `watch`; a value that is not a boolean is refused, as upstream does.
+        let watch = params.watch()?;
+        let prelude = prelude(app, info, form::wants_table(&parts.headers)).await?;
+        let include = params.include_object.as_deref();
+        let columns = prelude.columns.as_deref();
+        let form =
+            form::negotiate(&parts.headers, answer, include, columns).map(|form| match form {
+                Form::Table(table) if prelude.crd.is_some() => {
+                    let crd = prelude.crd.as_deref().unwrap_or_default();
+                    let dates = form::crd_date_columns(crd, &info.version);
+                    Form::Table(Arc::new(TableForm::clone(&table).with_date_columns(&dates)))
+                }
+                other => other,
+            });
+        let fields = prelude.fields;
+        match (&target.name, request.verb) {
+            // Watching one object by path (`?watch=true` on it, or under `/watch/`): the
+            // deprecated forms; upstream serves them.
+            (Some(_), _) if watch => Err(ReadError::Proxy),
+            (_, _) if request.watch_path => Err(ReadError::Proxy),
+            // Which form of JSON is checked once the request is found valid (and, for a get,
+            // its object found), as the apiserver checks it when it writes the answer.
+            (Some(name), _) => get::get(app, info, target, name, &params, form).await,
+            (None, "watch") => {
+                let filters = match crate::query_api::parse(&fields, &parts.uri)? {
+                    Some(q) if q.page_size.is_some() || q.revision.is_some() => {
+                        return Err(ApiError::bad_request(
+                            "a watch takes filter=, not page, pagesize or revision",
+                        )
+                        .into());
+                    }
+                    Some(q) => q.filters,
+                    None => Vec::new(),
+                };
+                watch::watch(app, info, target, &params, form, filters, fields).await
+            }
+            (None, _) => match crate::query_api::parse(&fields, &parts.uri)? {
+                Some(query) => list::page(app, info, target, &params, form, query).await,
+                None => list::list(app, info, target, &params, form, &fields).await,
+            },
+        }
+    }
+    .await;
+    match result {
+        Ok(mut response) => {
+            freshness::annotate(app, &info.key(), response.headers_mut());
+            Outcome::Served(response)
+        }
+        Err(ReadError::Proxy | ReadError::Unsupported(_)) if reachable => Outcome::Proxy,
+        Err(ReadError::Proxy) => Outcome::Served(
+            ApiError::unavailable(
+                "vai cannot answer this from its cache (a type not synced yet) and upstream is unreachable",
+            )
+            .into_response(),
+        ),
+        Err(ReadError::Unsupported(message)) => {
+            Outcome::Served(ApiError::bad_request(message).into_response())
+        }
+        Err(ReadError::Api(e)) => Outcome::Served(e.into_response()),
+    }
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Refuses a field selector on a field the type does not select on (upstream answers it while
+/// it can: it is the authority on its types' fields). A cluster-scoped type has no
+/// `metadata.namespace` to select on.
+fn selectable(
+    info: &ResourceInfo,
+    fields: &FieldSet,
+    request: &ListRequest,
+) -> Result<(), ReadError> {
+    match request.fields.0.iter().find_map(|r| match &r.field {
+        Field::Other(name) if fields.selectable(name).is_none() => Some(name.as_str()),
+        Field::Namespace if !info.namespaced => Some("metadata.namespace"),
+        _ => None,
+    }) {
+        Some(name) => Err(ReadError::Unsupported(format!(
+            "field label not supported: {name}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Builds the store request from the selectors and the namespace.
+fn selection(target: &ResourcePath, params: &Params) -> Result<ListRequest, ReadError> {
+    Ok(ListRequest {
+        namespace: target.namespace.clone(),
+        labels: LabelSelector::parse(params.label_selector.as_deref().unwrap_or(""))?,
+        fields: FieldSelector::parse(params.field_selector.as_deref().unwrap_or(""))?,
+        ..ListRequest::default()
+    })
+}

@@ -1,0 +1,418 @@
+//! Watches of a cached type: history replayed from the asked resource version, then live
+//! events, in the form the client asked for; bookmarks; `sendInitialEvents`; an object that
+//! enters or leaves a selection arrives as `ADDED` or `DELETED`, as upstream sends. Too old a
+//! version is an `ERROR` event with `410`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use vai_store::selector::Field;
+use vai_store::{Event, EventKind, FieldSet, ListRequest, StoredObject};
+use vai_sync::ResourceInfo;
+
+use crate::form::{Form, render};
+use crate::path::ResourcePath;
+use crate::read::params::{Params, flag, invalid, number};
+use crate::read::{ReadError, selectable, selection, version};
+use crate::{ApiError, App};
+
+pub(crate) async fn watch(
+    app: &App,
+    info: &ResourceInfo,
+    target: &ResourcePath,
+    params: &Params,
+    form: Result<Form, ApiError>,
+    filters: Vec<vai_store::Filter>,
+    fields: Arc<FieldSet>,
+) -> Result<Response, ReadError> {
+    let key = info.key();
+    let request = selection(target, params)?;
+    // A field the type does not have: upstream answers (or, offline, refuses) it.
+    selectable(info, &fields, &request)?;
+    let rv = number("resourceVersion", &params.resource_version)?;
+    let bookmarks = flag(&params.allow_watch_bookmarks)?.unwrap_or(false);
+    let send_initial = flag(&params.send_initial_events)?;
+    let matching = params.resource_version_match.as_deref().unwrap_or("");
+    if send_initial.is_some() && matching != "NotOlderThan" {
+        return Err(invalid(
+            "sendInitialEvents is forbidden unless resourceVersionMatch is \"NotOlderThan\"",
+        )
+        .into());
+    }
+    if send_initial.is_none() && !matching.is_empty() {
+        return Err(invalid("resourceVersionMatch is forbidden for watch").into());
+    }
+    let timeout = number("timeoutSeconds", &params.timeout_seconds)?
+        .map(Duration::from_secs)
+        .unwrap_or(app.config.default_watch_timeout);
+    let form = form?;
+    // Unset or "0": start with the current state as ADDED events ("get state and start at
+    // most recent"); sendInitialEvents says so explicitly.
+    let initial = send_initial.unwrap_or(matches!(rv, None | Some(0)));
+    if !app.syncer.synced(&key) {
+        return Err(ReadError::Proxy);
+    }
+    if let Some(v) = rv.filter(|v| *v > 0 && send_initial == Some(true)) {
+        version::wait_for(app, &key, v).await?;
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let store = app.store.clone();
+    let mut lines = WatchLines {
+        form,
+        info: info.clone(),
+        columns_sent: false,
+    };
+    tokio::spawn(async move {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        // With a label or indexed-field selector, an object can enter or leave the selection by
+        // changing: the watch keeps the keys the client holds, to send ADDED and DELETED as
+        // upstream does.
+        let track = !request.labels.0.is_empty()
+            || !filters.is_empty()
+            || request
+                .fields
+                .0
+                .iter()
+                .any(|r| matches!(r.field, Field::Other(_)));
+        // The initial state (if asked, or if the watch tracks membership) and the watch's
+        // history are read on a blocking thread.
+        let started = {
+            let (store, key, request, tx) =
+                (store.clone(), key.clone(), request.clone(), tx.clone());
+            let from = rv.filter(|v| *v > 0 && !initial);
+            let initial_filters = filters.clone();
+            let fields = fields.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut members = HashSet::new();
+                let listed = if !initial && !track {
+                    match from {
+                        Some(v) => Ok(v),
+                        None => store
+                            .resource_state(&key)
+                            .map(|s| s.map_or(0, |s| s.last_resource_version)),
+                    }
+                } else {
+                    let request = ListRequest {
+                        resource_version: from,
+                        ..request
+                    };
+                    store
+                        .list_rows(&key, &request, |row| {
+                            if !object_passes(
+                                &initial_filters,
+                                &fields,
+                                row.namespace,
+                                row.name,
+                                row.body,
+                            ) {
+                                return Ok(());
+                            }
+                            if track {
+                                members.insert((row.namespace.to_string(), row.name.to_string()));
+                            }
+                            if initial {
+                                tx.blocking_send(lines.object("ADDED", row.body, row.cells, None))
+                                    .map_err(|_| vai_store::Error::Closed)?;
+                            }
+                            Ok(())
+                        })
+                        .map(|meta| meta.resource_version)
+                };
+                let started = listed.and_then(|start| {
+                    let watch = store.watch(&key, start)?;
+                    Ok((start, track.then_some(members), watch))
+                });
+                (started, lines)
+            })
+            .await
+        };
+        let (start, mut members, mut watch) = match started {
+            Ok((Ok(started), returned)) => {
+                lines = returned;
+                started
+            }
+            Ok((Err(e), _)) => {
+                let _ = tx.send(error_line(e)).await;
+                return;
+            }
+            Err(e) => {
+                let internal = ApiError::internal(format!("a watch task failed: {e}"));
+                let _ = tx
+                    .send(event_line("ERROR", internal.body().to_string().as_bytes()))
+                    .await;
+                return;
+            }
+        };
+        if send_initial == Some(true)
+            && bookmarks
+            && tx.send(lines.bookmark(start, true)).await.is_err()
+        {
+            return;
+        }
+        loop {
+            let event = tokio::select! {
+                event = watch.next() => event,
+                _ = &mut deadline => return,
+                _ = tx.closed() => return,
+            };
+            let line = match event {
+                Ok(e) if e.kind == EventKind::Bookmark => {
+                    if !bookmarks {
+                        continue;
+                    }
+                    lines.bookmark(e.resource_version, false)
+                }
+                Ok(e) => match transition(&mut members, &request, &fields, &filters, &e) {
+                    Some(kind) => {
+                        lines.object(kind, &e.body, e.cells.as_deref(), Some(e.resource_version))
+                    }
+                    None => continue,
+                },
+                // Lagged or closed: end the stream; the client re-watches from its last RV.
+                Err(_) => return,
+            };
+            if tx.send(line).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    let mut response = (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+/// One line of a watch stream.
+fn event_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object.len() + 32);
+    line.extend_from_slice(br#"{"type":""#);
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(br#"","object":"#);
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
+}
+
+/// An `ERROR` event carrying the error's `Status`.
+fn error_line(e: vai_store::Error) -> Bytes {
+    event_line("ERROR", ApiError::from(e).body().to_string().as_bytes())
+}
+
+/// Writes a watch's lines in the form the client asked for. In table form every event is a
+/// `Table` of one row, and only the first carries the column definitions, as upstream does.
+struct WatchLines {
+    form: Form,
+    info: ResourceInfo,
+    columns_sent: bool,
+}
+
+impl WatchLines {
+    fn object(&mut self, kind: &str, body: &[u8], cells: Option<&[u8]>, rv: Option<u64>) -> Bytes {
+        let Form::Table(table) = &self.form else {
+            return event_line(kind, &render(&self.form, body, cells));
+        };
+        let mut object = table.head(!self.columns_sent).into_bytes();
+        self.columns_sent = true;
+        object.extend_from_slice(&table.row(body, cells, vai_sync::now_ms()));
+        let metadata = rv.map_or_else(String::new, |rv| format!(r#""resourceVersion":"{rv}""#));
+        object.extend_from_slice(format!(r#"],"metadata":{{{metadata}}}}}"#).as_bytes());
+        event_line(kind, &object)
+    }
+
+    /// A bookmark: only a resource version (and, ending initial events, the annotation).
+    fn bookmark(&mut self, rv: u64, initial_events_end: bool) -> Bytes {
+        let mut metadata = serde_json::json!({"resourceVersion": rv.to_string()});
+        if initial_events_end {
+            metadata["annotations"] = serde_json::json!({"k8s.io/initial-events-end": "true"});
+        }
+        let (kind, api_version) = match &self.form {
+            Form::Full => (self.info.kind.clone(), self.info.api_version()),
+            Form::Metadata => ("PartialObjectMetadata".into(), "meta.k8s.io/v1".into()),
+            Form::Table(table) => {
+                let object = serde_json::json!({
+                    "kind": "Table", "apiVersion": table.api_version,
+                    "metadata": {"resourceVersion": rv.to_string()},
+                    "columnDefinitions": null,
+                    "rows": [{"cells": [], "object": {
+                        "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                        "metadata": metadata}}],
+                });
+                return event_line("BOOKMARK", object.to_string().as_bytes());
+            }
+        };
+        let object =
+            serde_json::json!({"kind": kind, "apiVersion": api_version, "metadata": metadata});
+        event_line("BOOKMARK", object.to_string().as_bytes())
+    }
+}
+
+/// Whether a watch event passes the watch's namespace and selectors (`fields`: the type's).
+fn selected(request: &ListRequest, fields: &FieldSet, event: &Event) -> bool {
+    if request
+        .namespace
+        .as_ref()
+        .is_some_and(|ns| *ns != event.namespace)
+    {
+        return false;
+    }
+    // Indexed fields are read from the object (parsed once, only when needed).
+    let mut parsed: Option<serde_json::Value> = None;
+    let fields_ok = request.fields.0.iter().all(|r| {
+        let actual = match &r.field {
+            Field::Name => event.name.clone(),
+            Field::Namespace => event.namespace.clone(),
+            Field::Other(name) => match fields.selectable(name) {
+                Some(field) => field
+                    .value_in(parsed.get_or_insert_with(|| {
+                        serde_json::from_slice(&event.body).unwrap_or_default()
+                    }))
+                    .unwrap_or_default(),
+                None => return false,
+            },
+        };
+        (actual == r.value) != r.negate
+    });
+    if !fields_ok {
+        return false;
+    }
+    if request.labels.0.is_empty() {
+        return true;
+    }
+    match StoredObject::from_json(event.body.to_vec(), true) {
+        Ok(object) => request
+            .labels
+            .matches(|k| object.labels.get(k).map(String::as_str)),
+        Err(_) => false,
+    }
+}
+
+/// Whether an event's object passes the query API's filters.
+fn passes(filters: &[vai_store::Filter], fields: &FieldSet, event: &Event) -> bool {
+    object_passes(filters, fields, &event.namespace, &event.name, &event.body)
+}
+
+/// Whether an object passes the query API's filters (the SQL's semantics, in Rust).
+fn object_passes(
+    filters: &[vai_store::Filter],
+    fields: &FieldSet,
+    namespace: &str,
+    name: &str,
+    body: &[u8],
+) -> bool {
+    if filters.is_empty() {
+        return true;
+    }
+    let object: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let value_of = |column: &vai_store::Column| -> Option<String> {
+        use vai_store::Column::*;
+        match column {
+            Name => Some(name.to_string()),
+            Namespace => Some(namespace.to_string()),
+            CreationTimestamp => object["metadata"]["creationTimestamp"]
+                .as_str()
+                .map(String::from),
+            Label(key) => object["metadata"]["labels"][key].as_str().map(String::from),
+            Field(field) => fields.get(field).and_then(|f| f.value_in(&object)),
+        }
+    };
+    filters.iter().all(|f| f.matches(&value_of))
+}
+
+/// The event type a watcher receives for `event`, or `None` when it is not for it. With
+/// `members` (the keys the watcher holds, kept when a label selector is in play), a change that
+/// brings an object into the selection is `ADDED` and one that takes it out is `DELETED`.
+fn transition(
+    members: &mut Option<HashSet<(String, String)>>,
+    request: &ListRequest,
+    fields: &FieldSet,
+    filters: &[vai_store::Filter],
+    event: &Event,
+) -> Option<&'static str> {
+    let selected_now = selected(request, fields, event) && passes(filters, fields, event);
+    let Some(members) = members else {
+        return selected_now.then_some(match event.kind {
+            EventKind::Added => "ADDED",
+            EventKind::Modified => "MODIFIED",
+            _ => "DELETED",
+        });
+    };
+    let key = (event.namespace.clone(), event.name.clone());
+    let held = members.contains(&key);
+    let now = event.kind != EventKind::Deleted && selected_now;
+    match (held, now) {
+        (false, false) => None,
+        (false, true) => {
+            members.insert(key);
+            Some("ADDED")
+        }
+        (true, true) => Some("MODIFIED"),
+        (true, false) => {
+            members.remove(&key);
+            Some("DELETED")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vai_store::LabelSelector;
+
+    fn event(kind: EventKind, name: &str, app: &str) -> Event {
+        let body = format!(
+            r#"{{"kind":"Pod","metadata":{{"name":"{name}","namespace":"ns","resourceVersion":"1","labels":{{"app":"{app}"}}}}}}"#
+        );
+        Event {
+            resource: "/v1/pods".into(),
+            seq: 1,
+            kind,
+            resource_version: 1,
+            namespace: "ns".into(),
+            name: name.into(),
+            body: body.into_bytes().into(),
+            cells: None,
+        }
+    }
+
+    #[test]
+    fn objects_entering_or_leaving_a_label_selection_are_added_or_deleted() {
+        let request = ListRequest {
+            labels: LabelSelector::parse("app=web").unwrap(),
+            ..ListRequest::default()
+        };
+        let mut members = Some(HashSet::new());
+        let pods = vai_store::fields::builtin("/v1/pods");
+        let mut step =
+            |kind, app| transition(&mut members, &request, &pods, &[], &event(kind, "p", app));
+        assert_eq!(step(EventKind::Added, "db"), None);
+        assert_eq!(step(EventKind::Modified, "web"), Some("ADDED"));
+        assert_eq!(step(EventKind::Modified, "web"), Some("MODIFIED"));
+        assert_eq!(step(EventKind::Modified, "db"), Some("DELETED"));
+        assert_eq!(step(EventKind::Deleted, "db"), None);
+        assert_eq!(step(EventKind::Added, "web"), Some("ADDED"));
+        assert_eq!(step(EventKind::Deleted, "web"), Some("DELETED"));
+        // Without tracking (no label selector), events pass through as they are.
+        let mut untracked = None;
+        let all = ListRequest::default();
+        let e = event(EventKind::Modified, "p", "x");
+        assert_eq!(
+            transition(&mut untracked, &all, &pods, &[], &e),
+            Some("MODIFIED")
+        );
+    }
+}
