@@ -159,7 +159,7 @@ pub(crate) async fn discover(
             Ok(body) => parse(&body, &path)?,
             Err(e) => {
                 // An aggregated API whose backend is down answers 503; the rest still syncs.
-                tracing::warn!(%path, error = %e, "skipping an unavailable group version");
+                tracing::warn!(%path, error = %crate::one_line(&e), "skipping an unavailable group version");
                 continue;
             }
         };
@@ -200,7 +200,10 @@ pub(crate) fn stored(store: &Store) -> Result<Option<Vec<ResourceInfo>>, Error> 
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Error> {
-    serde_json::from_slice(body).map_err(|e| Error::Upstream(format!("unreadable {what}: {e}")))
+    serde_json::from_slice(body).map_err(|e| Error::Unreadable {
+        what: format!("unreadable {what}"),
+        source: Some(e),
+    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Keeps vai's store in step with an upstream kube-apiserver.
 //!
 //! [`Syncer::start`] runs discovery (which types to cache, and the discovery documents, stored
-//! for offline answers), then one list/watch loop per type ([`reflector`]): an explicit state
+//! for offline answers), then one list/watch loop per type (`reflector`): an explicit state
 //! machine that pages the initial list while already watching from its version, watches with
 //! bookmarks, resumes from the resource version persisted in the store after a restart, and on
 //! `410 Gone` relists and hands the store a replacement set to swap in atomically. A health probe ([`upstream`]) decides
@@ -45,23 +45,65 @@ pub enum Error {
         /// Upstream's message.
         message: String,
     },
-    /// Upstream could not be reached, or sent something unreadable.
-    #[error("{0}")]
-    Upstream(String),
+    /// A request to upstream failed (connection, TLS, credentials), or its answer broke off.
+    #[error("{context}")]
+    Upstream {
+        /// What was asked, e.g. `GET /api/v1/pods?…`.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: kube::Error,
+    },
+    /// Upstream sent something vai cannot read.
+    #[error("{what}")]
+    Unreadable {
+        /// What it was, and what is wrong with it when there is no `source`.
+        what: String,
+        /// The parser's complaint, if a parser complained.
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+    /// The health probe found upstream not answering while a watch was open.
+    #[error("upstream stopped answering")]
+    Unreachable,
+    /// The spool of the events watched during a list failed (see `spool`).
+    #[error("spooling watch events during a list")]
+    Spool(#[source] std::io::Error),
+    /// The task reading the watch during a list stopped without saying how the watch ended.
+    #[error("the watch reader stopped")]
+    ReaderStopped,
     /// Upstream did not answer in time.
     #[error("{0}: no answer within {1:?}")]
     Timeout(String, Duration),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] vai_store::Error),
-    /// Upstream is unreachable and the store holds nothing to serve.
+    /// Upstream is unreachable and the store holds nothing to serve; the source says why
+    /// upstream could not be reached.
     #[error(
-        "cannot reach the cluster and the database holds no data yet ({0}) (hint: check the kubeconfig's server and the network)"
+        "cannot reach the cluster and the database holds no data yet (hint: check the kubeconfig's server and the network)"
     )]
-    NothingToServe(String),
+    NothingToServe(#[source] Box<Error>),
     /// A syncer made by [`Syncer::detached`] has no upstream to send requests to.
     #[error("vai runs without an upstream")]
     Detached,
+}
+
+/// An error and its causes on one line, outermost first, separated by `: ` — what the logs and
+/// the recorded last error of a type say. A cause whose text its outer error already includes
+/// (many of kube's errors print their source too) is not repeated.
+pub(crate) fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = e.source();
+    }
+    line
 }
 
 /// Tuning of sync.
@@ -100,7 +142,8 @@ impl Default for SyncConfig {
     }
 }
 
-/// Sync's Prometheus metrics.
+/// Sync's Prometheus metrics. Every syncer on one registry shares them: the counts are per
+/// resource type, whichever syncer made them.
 #[derive(Debug, Clone)]
 struct Metrics {
     lists: prometheus::IntCounterVec,
@@ -108,16 +151,15 @@ struct Metrics {
 }
 
 impl Metrics {
+    /// The metrics registered in `registry`: registered now, or the ones a syncer registered
+    /// there before. Should a collector that is not sync's hold their names, the counts are
+    /// kept but not exported, and an error says so.
     fn new(registry: &prometheus::Registry) -> Metrics {
         let counter = |name: &str, help: &str| {
-            let c =
-                prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), &["resource"])
-                    .expect("valid metric");
-            // Registering twice (a second syncer on one registry) keeps the first; fine.
-            let _ = registry.register(Box::new(c.clone()));
-            c
+            prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), &["resource"])
+                .expect("valid metric")
         };
-        Metrics {
+        let metrics = Metrics {
             lists: counter(
                 "vai_sync_lists_total",
                 "Full lists (initial syncs and relists) made upstream, per resource type.",
@@ -126,7 +168,112 @@ impl Metrics {
                 "vai_sync_events_total",
                 "Watch events received from upstream, per resource type.",
             ),
+        };
+        match registry.register(Box::new(Registered(metrics.clone()))) {
+            Ok(()) => metrics,
+            Err(prometheus::Error::AlreadyReg) => match Registered::find(registry) {
+                Some(registered) => registered,
+                None => {
+                    tracing::error!(
+                        "the registry holds other collectors named vai_sync_lists_total or vai_sync_events_total; sync's counts are not exported"
+                    );
+                    metrics
+                }
+            },
+            Err(e) => {
+                tracing::error!(error = %one_line(&e), "cannot register sync's metrics; they are not exported");
+                metrics
+            }
         }
+    }
+}
+
+thread_local! {
+    /// The metrics a [`Registered`] collector was last asked for on this thread.
+    static COLLECTED: std::cell::RefCell<Option<Metrics>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Sync's metrics as one collector, which can tell which of them a registry holds: a
+/// registry that refuses a second registration does not give back the first, but gathering
+/// it calls the registered collector, on the gathering thread.
+struct Registered(Metrics);
+
+impl Registered {
+    /// The metrics registered in `registry` by an earlier syncer, if it holds sync's.
+    fn find(registry: &prometheus::Registry) -> Option<Metrics> {
+        COLLECTED.with(|c| c.borrow_mut().take());
+        registry.gather();
+        COLLECTED.with(|c| c.borrow_mut().take())
+    }
+}
+
+impl prometheus::core::Collector for Registered {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let Metrics { lists, events } = &self.0;
+        lists.desc().into_iter().chain(events.desc()).collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        COLLECTED.with(|c| *c.borrow_mut() = Some(self.0.clone()));
+        let Metrics { lists, events } = &self.0;
+        lists
+            .collect()
+            .into_iter()
+            .chain(events.collect())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod metrics_tests {
+    use super::*;
+
+    /// The `vai_sync_lists_total` count of `resource` the registry exports, if it exports one.
+    fn lists(registry: &prometheus::Registry, resource: &str) -> Option<u64> {
+        let families = registry.gather();
+        let family = families
+            .iter()
+            .find(|f| f.name() == "vai_sync_lists_total")?;
+        family
+            .get_metric()
+            .iter()
+            .find(|m| m.get_label().iter().any(|l| l.value() == resource))
+            .map(|m| m.get_counter().get_value() as u64)
+    }
+
+    #[test]
+    fn syncers_on_one_registry_share_their_counters_and_other_registries_are_apart() {
+        let registry = prometheus::Registry::new();
+        let (first, second) = (Metrics::new(&registry), Metrics::new(&registry));
+        first.lists.with_label_values(&["v1/pods"]).inc();
+        second.lists.with_label_values(&["v1/pods"]).inc();
+        second.lists.with_label_values(&["v1/configmaps"]).inc();
+        assert_eq!(lists(&registry, "v1/pods"), Some(2));
+        assert_eq!(lists(&registry, "v1/configmaps"), Some(1));
+        let third = Metrics::new(&registry);
+        assert_eq!(third.lists.with_label_values(&["v1/pods"]).get(), 2);
+
+        let other = prometheus::Registry::new();
+        let apart = Metrics::new(&other);
+        apart.lists.with_label_values(&["v1/pods"]).inc();
+        assert_eq!(lists(&other, "v1/pods"), Some(1));
+        assert_eq!(lists(&registry, "v1/pods"), Some(2));
+    }
+
+    #[test]
+    fn a_foreign_collector_under_the_names_leaves_it_in_place() {
+        let registry = prometheus::Registry::new();
+        let foreign = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("vai_sync_lists_total", "Someone else's."),
+            &["resource"],
+        )
+        .unwrap();
+        registry.register(Box::new(foreign.clone())).unwrap();
+        foreign.with_label_values(&["v1/pods"]).inc_by(7);
+        let metrics = Metrics::new(&registry);
+        metrics.lists.with_label_values(&["v1/pods"]).inc();
+        assert_eq!(lists(&registry, "v1/pods"), Some(7));
+        assert_eq!(metrics.lists.with_label_values(&["v1/pods"]).get(), 1);
     }
 }
 
@@ -199,7 +346,7 @@ impl Syncer {
                 Err(e @ (Error::Store(_) | Error::Status { .. })) => return Err(e),
                 Err(e) => match discovery::stored(&store)? {
                     Some(found) => {
-                        tracing::warn!(error = %e,
+                        tracing::warn!(error = %one_line(&e),
                         "cannot reach the cluster; serving the stored data until it answers");
                         (
                             found,
@@ -207,11 +354,11 @@ impl Syncer {
                                 reachable: false,
                                 since_ms: now_ms(),
                                 last_ok_ms: last_contact(&store)?,
-                                error: Some(e.to_string()),
+                                error: Some(one_line(&e)),
                             },
                         )
                     }
-                    None => return Err(Error::NothingToServe(e.to_string())),
+                    None => return Err(Error::NothingToServe(Box::new(e))),
                 },
             };
         let fields = tokio::spawn(selectable::follow(store.clone()));
@@ -354,18 +501,22 @@ impl Syncer {
         self.index(&found);
         // A type the store has listed before is served from the moment it is known (its loop
         // resumes it), not only once its loop has started.
-        let listed: std::collections::HashSet<String> =
-            match self.inner.shared.store.resource_states() {
-                Ok(states) => states
-                    .into_iter()
-                    .filter(|s| s.list_resource_version.is_some())
-                    .map(|s| s.resource)
-                    .collect(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read which types the store has listed");
-                    Default::default()
-                }
-            };
+        let listed: std::collections::HashSet<String> = match self
+            .inner
+            .shared
+            .store
+            .resource_states()
+        {
+            Ok(states) => states
+                .into_iter()
+                .filter(|s| s.list_resource_version.is_some())
+                .map(|s| s.resource)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %one_line(&e), "cannot read which types the store has listed");
+                Default::default()
+            }
+        };
         for info in found {
             if let std::collections::hash_map::Entry::Vacant(slot) = loops.entry(info.key()) {
                 tracing::debug!(resource = %slot.key(), "starting its list/watch loop");
@@ -512,7 +663,7 @@ async fn rediscover(inner: std::sync::Weak<Inner>) {
             {
                 Ok(found) => Syncer { inner }.apply(found),
                 Err(e) => {
-                    tracing::warn!(error = %e, "rediscovery failed; keeping the cached types")
+                    tracing::warn!(error = %one_line(&e), "rediscovery failed; keeping the cached types")
                 }
             }
         }

@@ -79,7 +79,7 @@ fn declared(store: &Store) -> Result<BTreeMap<String, Vec<String>>, vai_store::E
     let listed = store.list(CRDS, &ListRequest::default(), |_, name, body| {
         match of_crd(body) {
             Ok(fields) => out.extend(fields),
-            Err(e) => tracing::warn!(crd = name, error = %e, "a CRD vai cannot read; its selectable fields are ignored"),
+            Err(e) => tracing::warn!(crd = name, error = %crate::one_line(&e), "a CRD vai cannot read; its selectable fields are ignored"),
         }
         Ok(())
     });
@@ -98,7 +98,7 @@ async fn declare(store: &Store) {
         Err(_) => return,
     };
     if let Err(e) = result {
-        tracing::warn!(error = %e, "declaring the CRDs' selectable fields failed; will retry when CRDs change");
+        tracing::warn!(error = %crate::one_line(&e), "declaring the CRDs' selectable fields failed; will retry when CRDs change");
     }
 }
 

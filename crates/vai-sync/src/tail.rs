@@ -66,9 +66,7 @@ impl Tail {
         self.events
             .recv()
             .await
-            .unwrap_or(Received::End(Err(Error::Upstream(
-                "the watch reader stopped".into(),
-            ))))
+            .unwrap_or(Received::End(Err(Error::ReaderStopped)))
     }
 
     /// What was received and not taken yet, without waiting.

@@ -46,7 +46,10 @@ async fn send(
     let response = tokio::time::timeout(timeout, client.send(request(path_and_query, accept)))
         .await
         .map_err(|_| Error::Timeout(format!("GET {path_and_query}"), timeout))?
-        .map_err(|e| Error::Upstream(format!("GET {path_and_query}: {e}")))?;
+        .map_err(|source| Error::Upstream {
+            context: format!("GET {path_and_query}"),
+            source,
+        })?;
     if response.status().is_success() {
         return Ok(response);
     }
@@ -83,7 +86,10 @@ pub(crate) async fn get(
     let body = tokio::time::timeout(timeout, response.into_body().collect())
         .await
         .map_err(|_| Error::Timeout(format!("reading {path_and_query}"), timeout))?
-        .map_err(|e| Error::Upstream(format!("reading {path_and_query}: {e}")))?
+        .map_err(|source| Error::Upstream {
+            context: format!("reading {path_and_query}"),
+            source,
+        })?
         .to_bytes();
     Ok((content_type, body))
 }
@@ -154,7 +160,7 @@ impl TableRow<'_> {
     fn item(&self) -> Result<Item, Error> {
         let object = self
             .object
-            .ok_or_else(|| Error::Upstream("a table row without its object".into()))?;
+            .ok_or_else(|| malformed("a table row without its object".into()))?;
         Ok(Item {
             object: object.get().as_bytes().to_vec(),
             cells: Some(self.cells.get().as_bytes().to_vec()),
@@ -170,12 +176,20 @@ fn is_table(object: &RawValue) -> bool {
 }
 
 fn unreadable(e: serde_json::Error) -> Error {
-    Error::Upstream(format!("unreadable watch event: {e}"))
+    Error::Unreadable {
+        what: "unreadable watch event".into(),
+        source: Some(e),
+    }
+}
+
+/// Upstream sent well-formed JSON that is not what the API promises.
+fn malformed(what: String) -> Error {
+    Error::Unreadable { what, source: None }
 }
 
 fn parse_resource_version(rv: Option<&str>) -> Result<u64, Error> {
     rv.and_then(|v| v.parse().ok())
-        .ok_or_else(|| Error::Upstream(format!("resource version {rv:?} is not an integer")))
+        .ok_or_else(|| malformed(format!("resource version {rv:?} is not an integer")))
 }
 
 /// Parses one watch line; column definitions of a table event go to `columns`.
@@ -193,9 +207,7 @@ fn parse_event(line: &[u8], columns: &mut Option<Vec<u8>>) -> Result<WatchEvent,
             ));
         }
         other => {
-            return Err(Error::Upstream(format!(
-                "unknown watch event type {other:?}"
-            )));
+            return Err(malformed(format!("unknown watch event type {other:?}")));
         }
     };
     let (item, table_rv) = if is_table(parsed.object) {
@@ -211,7 +223,7 @@ fn parse_event(line: &[u8], columns: &mut Option<Vec<u8>>) -> Result<WatchEvent,
                 table.metadata.resource_version,
             ),
             (_, Some(row)) => (Some(row.item()?), None),
-            (_, None) => return Err(Error::Upstream("a table event without a row".into())),
+            (_, None) => return Err(malformed("a table event without a row".into())),
         }
     } else {
         (
@@ -269,7 +281,10 @@ pub(crate) fn parse_list_page(
         #[serde(borrow, default)]
         items: Vec<&'a RawValue>,
     }
-    let bad = |e: serde_json::Error| Error::Upstream(format!("unreadable list page: {e}"));
+    let bad = |e: serde_json::Error| Error::Unreadable {
+        what: "unreadable list page".into(),
+        source: Some(e),
+    };
     let raw: &RawValue = serde_json::from_slice(body).map_err(bad)?;
     let (meta, items, columns) = if is_table(raw) {
         let table: Table = serde_json::from_str(raw.get()).map_err(bad)?;
@@ -386,7 +401,12 @@ impl EventStream {
                         parse_event(rest.chunk(), &mut self.columns).map(Some)
                     };
                 }
-                Some(Err(e)) => return Err(Error::Upstream(format!("watch stream: {e}"))),
+                Some(Err(source)) => {
+                    return Err(Error::Upstream {
+                        context: "watch stream".into(),
+                        source,
+                    });
+                }
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         self.buffer.extend_from_slice(&data);
@@ -436,11 +456,11 @@ pub(crate) async fn probe(
                 }
                 Err(e) => {
                     if was {
-                        tracing::warn!(error = %e, "upstream does not answer; serving last-good data");
+                        tracing::warn!(error = %crate::one_line(e), "upstream does not answer; serving last-good data");
                         h.reachable = false;
                         h.since_ms = now;
                     }
-                    h.error = Some(e.to_string());
+                    h.error = Some(crate::one_line(e));
                 }
             }
             // Wake waiters only on a change of reachability.
@@ -514,6 +534,53 @@ mod tests {
             r#"{"type":"BOOKMARK","object":{"kind":"Table","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"12"},"columnDefinitions":[],"rows":[]}}"#,
         );
         assert!(matches!(parsed, WatchEvent::Bookmark(12)));
+    }
+
+    #[test]
+    fn errors_keep_their_causes_and_one_line_says_each_once() {
+        use std::error::Error as _;
+        let mut columns = None;
+        let e = parse_event(b"not json", &mut columns).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unreadable watch event",
+            "the cause is not repeated"
+        );
+        let cause = e.source().expect("the parser's error is kept").to_string();
+        assert_eq!(
+            crate::one_line(&e),
+            format!("unreadable watch event: {cause}")
+        );
+        // Malformed but parseable: no cause to keep.
+        let e = parse_event(br#"{"type":"WHAT","object":{}}"#, &mut columns).unwrap_err();
+        assert!(e.source().is_none());
+        assert_eq!(crate::one_line(&e), r#"unknown watch event type "WHAT""#);
+
+        let nothing = Error::NothingToServe(Box::new(Error::Timeout(
+            "GET /api".into(),
+            Duration::from_secs(1),
+        )));
+        assert!(!nothing.to_string().contains("GET /api"), "{nothing}");
+        assert_eq!(
+            crate::one_line(&nothing),
+            format!("{nothing}: GET /api: no answer within 1s")
+        );
+
+        // A cause whose text the outer error already prints (as kube's errors do) once.
+        #[derive(Debug)]
+        struct Echo(std::io::Error);
+        impl std::fmt::Display for Echo {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "HyperError: {}", self.0)
+            }
+        }
+        impl std::error::Error for Echo {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let echo = Echo(std::io::Error::other("connection refused"));
+        assert_eq!(crate::one_line(&echo), "HyperError: connection refused");
     }
 
     #[test]
