@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use vai_sync::discovery::document_key;
 
-use crate::{ApiError, App};
+use crate::{ApiError, App, form};
 
 /// The stored document for a discovery path, if it is one and it is stored; `406` to an
 /// `Accept` that takes neither JSON nor aggregated discovery.
@@ -20,25 +20,14 @@ pub(crate) async fn serve(app: &App, path: &str, headers: &HeaderMap) -> Option<
     if !is_discovery {
         return None;
     }
-    let accept: Vec<&str> = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .collect();
+    let accept = form::media_ranges(headers);
     let wants_aggregated = accept
         .iter()
-        .any(|v| v.contains("as=APIGroupDiscoveryList"));
+        .any(|m| form::param(m, "as") == Some("APIGroupDiscoveryList"));
     let plain = accept.is_empty()
-        || accept.iter().any(|m| {
-            let mut parts = m.split(';').map(str::trim);
-            matches!(
-                parts.next(),
-                Some("application/json" | "application/*" | "*/*")
-            ) && !parts.any(|p| p.starts_with("as="))
-        });
+        || accept
+            .iter()
+            .any(|m| form::is_json(m) && form::param(m, "as").is_none());
     if !plain && !wants_aggregated {
         return Some(
             ApiError::new(

@@ -37,7 +37,7 @@ pub(crate) enum Answer {
 }
 
 /// The media ranges of `Accept`, in order (an absent or empty header is none).
-fn media_ranges(headers: &HeaderMap) -> Vec<&str> {
+pub(crate) fn media_ranges(headers: &HeaderMap) -> Vec<&str> {
     headers
         .get_all(header::ACCEPT)
         .iter()
@@ -49,7 +49,7 @@ fn media_ranges(headers: &HeaderMap) -> Vec<&str> {
 }
 
 /// A media range's base type and its parameter `name`.
-fn param<'a>(media: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(media: &'a str, name: &str) -> Option<&'a str> {
     media
         .split(';')
         .skip(1)
@@ -57,7 +57,8 @@ fn param<'a>(media: &'a str, name: &str) -> Option<&'a str> {
         .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
 }
 
-fn is_json(media: &str) -> bool {
+/// Whether a media range takes JSON.
+pub(crate) fn is_json(media: &str) -> bool {
     matches!(
         media.split(';').next().map(str::trim),
         Some("application/json" | "application/*" | "*/*")

@@ -126,6 +126,11 @@ fn requests(seed: u64, n: usize) -> Vec<(String, Option<&'static str>)> {
         "/api/v1/namespaces/t-diff/configmaps/nope",
         "/api/v1/namespaces/t-diff",
         "/api/v1/namespaces",
+        // Discovery: compared by status and kind (its content is upstream's at vai's last
+        // look, and other tests on this control plane add types meanwhile).
+        "/api",
+        "/api/v1",
+        "/apis",
     ];
     let params = [
         "labelSelector=app%3Dweb",
@@ -259,9 +264,11 @@ async fn vai_answers_generated_reads_as_the_apiserver_does() {
         let upstream = ask(&admin, &uri, accept).await;
         let ours = ask(&through_vai, &uri, accept).await;
         compared += 1;
+        let discovery = !uri.starts_with("/api/v1/namespaces");
         let same = ours.code == upstream.code
             && ours.what == upstream.what
-            && (ours.code != 200
+            && (discovery
+                || ours.code != 200
                 || (ours.names == upstream.names && ours.objects == upstream.objects));
         if !same && !allowed(&uri, accept, &ours, &upstream) {
             let _ = writeln!(
