@@ -340,7 +340,7 @@ pub(crate) fn classify(path: &Path, e: rusqlite::Error) -> Error {
         Some(ErrorCode::NotADatabase) => Error::ForeignFile(path.display().to_string()),
         Some(ErrorCode::DatabaseCorrupt) => Error::Corrupt(path.display().to_string()),
         Some(ErrorCode::DiskFull) => Error::DiskFull(path.display().to_string()),
-        _ => Error::Sqlite(e),
+        _ => Error::from(e),
     }
 }
 

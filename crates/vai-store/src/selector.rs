@@ -4,7 +4,7 @@
 //! `.../fields`): comma-separated requirements, all of which must hold. Label requirements:
 //! `k`, `!k`, `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k>n`, `k<n`. Field
 //! requirements: `f=v`, `f==v`, `f!=v`. `!=` and `notin` also match objects without the label,
-//! as upstream. This module only parses; [`crate::query`] turns the result into SQL parameters.
+//! as upstream. This module only parses; `crate::sql` turns the result into SQL parameters.
 
 use crate::{Error, Result};
 
