@@ -107,7 +107,7 @@ impl Error {
     pub(crate) fn about_file(self, path: &Path) -> Error {
         match self {
             Error::Backend(e) => match e.downcast::<rusqlite::Error>() {
-                Ok(e) => crate::schema::classify(path, *e),
+                Ok(e) => classify(path, *e),
                 Err(e) => Error::Backend(e),
             },
             other => other,
@@ -127,3 +127,14 @@ impl From<rusqlite::Error> for Error {
 
 /// This crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Turns SQLite's error codes for bad files into errors that say what is wrong with the file.
+pub(crate) fn classify(path: &Path, e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => Error::ForeignFile(path.display().to_string()),
+        Some(ErrorCode::DatabaseCorrupt) => Error::Corrupt(path.display().to_string()),
+        Some(ErrorCode::DiskFull) => Error::DiskFull(path.display().to_string()),
+        _ => Error::from(e),
+    }
+}

@@ -41,6 +41,7 @@
 
 mod batch;
 mod checkpoint;
+mod comma_list;
 mod config;
 mod counts;
 mod error;

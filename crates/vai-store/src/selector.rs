@@ -6,6 +6,7 @@
 //! requirements: `f=v`, `f==v`, `f!=v`. `!=` and `notin` also match objects without the label,
 //! as upstream. This module only parses; `crate::sql` turns the result into SQL parameters.
 
+use crate::comma_list::split_top_level;
 use crate::{Error, Result};
 
 /// One label requirement.
@@ -33,7 +34,7 @@ impl LabelSelector {
     /// Parses the apiserver's label selector syntax.
     pub fn parse(input: &str) -> Result<LabelSelector> {
         let mut requirements = Vec::new();
-        for part in split_top_level(input) {
+        for part in split_top_level(input, '(', ')') {
             let part = part.trim();
             if part.is_empty() {
                 if input.trim().is_empty() {
@@ -68,25 +69,6 @@ fn invalid_label(input: &str, why: &str) -> Error {
     Error::InvalidSelector(format!(
         "unable to parse requirement in label selector {input:?}: {why}"
     ))
-}
-
-/// Splits on commas that are not inside parentheses.
-fn split_top_level(input: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut depth, mut start) = (0i32, 0);
-    for (i, c) in input.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(&input[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&input[start..]);
-    parts
 }
 
 fn parse_label_requirement(part: &str) -> std::result::Result<LabelRequirement, String> {

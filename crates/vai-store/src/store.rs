@@ -79,9 +79,9 @@ impl Store {
         if let Some(bytes) = config.max_size_bytes {
             let page_size: u64 = conn
                 .query_row("PRAGMA page_size", [], |r| r.get(0))
-                .map_err(|e| schema::classify(path, e))?;
+                .map_err(|e| crate::error::classify(path, e))?;
             conn.pragma_update(None, "max_page_count", (bytes / page_size).max(1))
-                .map_err(|e| schema::classify(path, e))?;
+                .map_err(|e| crate::error::classify(path, e))?;
         }
         let (events, _) = broadcast::channel(config.event_buffer.max(1));
         let fields = Arc::new(registry::FieldRegistry::new(config.indexed_fields.clone()));
