@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, params};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::checkpoint::Checkpointer;
+use crate::checkpoint::{self, Checkpointer};
 use crate::registry::FieldRegistry;
 use crate::work::{Work, WriteRequest};
 use crate::{Error, Event, EventKind, Result, StoreConfig};
@@ -82,7 +82,7 @@ impl Writer {
         fields.open(&mut conn)?;
         let max_seq: Option<i64> =
             conn.query_row("SELECT max(seq) FROM versions", [], |r| r.get(0))?;
-        let frame_bytes = crate::checkpoint::frame_bytes(&conn);
+        let frame_bytes = checkpoint::frame_bytes(&conn);
         Ok(Writer {
             conn,
             path: path.to_path_buf(),
@@ -98,18 +98,39 @@ impl Writer {
         })
     }
 
-    /// After a commit that left more than the limit in the WAL, waits for the checkpointer (which
-    /// holds the next write while old snapshots keep it from truncating). If it could not bring
-    /// the WAL down, the writer waits again once the WAL has grown by another limit's worth: a
-    /// reader that never lets go slows writes down instead of stopping them.
+    /// After a commit that left more than the limit in the WAL, waits until the checkpointer
+    /// has brought it back under the limit: each attempt is a truncating checkpoint that holds
+    /// the next write while it waits for the readers of old snapshots, and the writer asks
+    /// again until one succeeds. So however the threads are scheduled, the WAL holds at most
+    /// the limit plus one group of batches — unless a reader keeps one snapshot longer than
+    /// [`checkpoint::JOURNAL_WAIT_MAX`]: then the writer gives up, goes on, and waits again once
+    /// the WAL has grown by another limit's worth. A reader that never lets go slows writes
+    /// down instead of stopping them.
     fn bound_wal(&mut self) {
         let limit = self.config.journal_limit_bytes;
         let bytes = WAL_FRAMES.with(std::cell::Cell::get) * self.frame_bytes;
         if bytes <= limit {
             self.wal_mark = limit;
-        } else if bytes > self.wal_mark {
-            self.checkpointer.over_limit();
-            self.wal_mark = bytes + limit;
+            return;
+        }
+        if bytes <= self.wal_mark {
+            return;
+        }
+        let started = std::time::Instant::now();
+        loop {
+            if self.checkpointer.over_limit() {
+                self.wal_mark = limit;
+                return;
+            }
+            if started.elapsed() >= checkpoint::JOURNAL_WAIT_MAX {
+                tracing::warn!(wal_bytes = bytes, waited = ?started.elapsed(),
+                    "a reader held an old snapshot past the journal wait; writes go on and the WAL grows");
+                self.wal_mark = bytes + limit;
+                return;
+            }
+            // A failed attempt already waited for the readers (the checkpointer's busy
+            // timeout), unless it failed outright: then not in a tight loop.
+            std::thread::sleep(checkpoint::RETRY_PAUSE);
         }
     }
 
