@@ -1044,6 +1044,7 @@ mod tests {
             name: name.into(),
             body: body.into_bytes().into(),
             cells: None,
+            attributes: Default::default(),
         }
     }
 

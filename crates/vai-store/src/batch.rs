@@ -5,7 +5,10 @@
 //!
 //! Plain data: this module must never reach for the database or the writer.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use crate::{FieldSet, Result};
 
 /// The kind of a stored event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,6 +53,67 @@ pub struct Event {
     pub body: Arc<[u8]>,
     /// The table cells upstream printed for this version, if sync captured them.
     pub cells: Option<Arc<[u8]>>,
+    /// What selectors and filters read of the object, as the writer extracted it (shared, so
+    /// a broadcast to many watchers copies a pointer); empty for a bookmark. See
+    /// [`ListRequest::matches`](crate::ListRequest::matches).
+    pub attributes: Arc<Attributes>,
+}
+
+/// What label selectors, field selectors and the query API's filters read of an object, as
+/// the store indexed it: its labels, its indexed fields' values and its creation time. (The
+/// apiserver's name for the same is an object's attributes.)
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attributes {
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// The type's indexed fields, by field name (`status.phase`), as stored: with upstream's
+    /// default where the object lacks one that has a default, absent otherwise.
+    pub fields: BTreeMap<String, String>,
+    /// `metadata.creationTimestamp`.
+    pub created: Option<String>,
+}
+
+impl Attributes {
+    /// Reads an object's attributes from its JSON, extracting the indexed fields of `fields`
+    /// (the type's [`crate::Store::fields`]) as the writer does.
+    pub fn read(fields: &FieldSet, body: &[u8]) -> Result<Attributes> {
+        let mut metadata = None;
+        let pairs = crate::fields::read(body, fields, Some(&mut metadata))?;
+        let (labels, created) = metadata
+            .map(|m| (m.labels.unwrap_or_default(), m.creation_timestamp))
+            .unwrap_or_default();
+        Ok(Attributes::from_pairs(labels, pairs, created))
+    }
+
+    /// From label-table pairs: labels as they are, and indexed fields under their key with
+    /// [`crate::fields::PREFIX`].
+    pub(crate) fn from_pairs(
+        mut labels: BTreeMap<String, String>,
+        pairs: impl IntoIterator<Item = (String, String)>,
+        created: Option<String>,
+    ) -> Attributes {
+        let mut fields = BTreeMap::new();
+        for (key, value) in pairs {
+            match key.strip_prefix(crate::fields::PREFIX) {
+                Some(name) => fields.insert(name.to_string(), value),
+                None => labels.insert(key, value),
+            };
+        }
+        Attributes {
+            labels,
+            fields,
+            created,
+        }
+    }
+
+    /// From a version's label rows as `json_group_object(key, value)` returns them (`None`: no
+    /// rows).
+    pub(crate) fn from_label_json(json: Option<&str>, created: Option<String>) -> Attributes {
+        let pairs: BTreeMap<String, String> = json
+            .and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or_default();
+        Attributes::from_pairs(BTreeMap::new(), pairs, created)
+    }
 }
 
 impl Event {
@@ -63,6 +127,7 @@ impl Event {
             name: String::new(),
             body: Arc::from(&[][..]),
             cells: None,
+            attributes: Arc::default(),
         }
     }
 }

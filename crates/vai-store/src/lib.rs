@@ -46,6 +46,7 @@ mod config;
 mod counts;
 mod error;
 pub mod fields;
+mod matching;
 pub mod object;
 mod pool;
 mod registry;
@@ -59,7 +60,9 @@ mod watch;
 mod work;
 mod writer;
 
-pub use batch::{Batch, Document, Event, EventKind, Item, Op, ResourceState, SyncState};
+pub use batch::{
+    Attributes, Batch, Document, Event, EventKind, Item, Op, ResourceState, SyncState,
+};
 pub use config::StoreConfig;
 pub use error::{Error, Result};
 pub use fields::{ConfiguredField, FieldSet};

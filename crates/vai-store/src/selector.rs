@@ -55,14 +55,20 @@ impl LabelSelector {
             LabelRequirement::NotExists(k) => get(k).is_none(),
             LabelRequirement::In(k, vs) => get(k).is_some_and(|v| vs.iter().any(|x| x == v)),
             LabelRequirement::NotIn(k, vs) => get(k).is_none_or(|v| vs.iter().all(|x| x != v)),
-            LabelRequirement::GreaterThan(k, n) => get(k)
-                .and_then(|v| v.parse::<i64>().ok())
-                .is_some_and(|v| v > *n),
-            LabelRequirement::LessThan(k, n) => get(k)
-                .and_then(|v| v.parse::<i64>().ok())
-                .is_some_and(|v| v < *n),
+            LabelRequirement::GreaterThan(k, n) => {
+                get(k).and_then(canonical_integer).is_some_and(|v| v > *n)
+            }
+            LabelRequirement::LessThan(k, n) => {
+                get(k).and_then(canonical_integer).is_some_and(|v| v < *n)
+            }
         })
     }
+}
+
+/// A label value as `>`/`<` compare it: an integer in canonical form only (no sign, no leading
+/// zero), as the SQL compares it (`crate::sql::list`), so that lists and watches agree.
+fn canonical_integer(v: &str) -> Option<i64> {
+    v.parse::<i64>().ok().filter(|n| n.to_string() == v)
 }
 
 fn invalid_label(input: &str, why: &str) -> Error {

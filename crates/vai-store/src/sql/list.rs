@@ -325,7 +325,7 @@ fn matches_evaluated(
 ) -> bool {
     let object: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     evaluated.iter().all(|(field, negate, value)| {
-        (field.value_in(&object).as_deref() == Some(value.as_str())) != *negate
+        crate::matching::evaluated_holds(field, *negate, value, &object)
     })
 }
 

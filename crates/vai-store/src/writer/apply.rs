@@ -194,6 +194,11 @@ impl Ctx<'_> {
             name: obj.name.clone(),
             body: obj.body.clone().into(),
             cells: obj.cells.clone().map(Into::into),
+            attributes: Arc::new(crate::Attributes::from_pairs(
+                obj.labels.clone(),
+                obj.fields.iter().cloned(),
+                obj.created.clone(),
+            )),
         });
         Ok(())
     }
@@ -451,20 +456,50 @@ fn replace(
     vanished.sort_by(|a, b| a.0.cmp(&b.0));
     for ((namespace, name), cur) in vanished {
         let (body, cells) = body_of(ctx.tx, cur.id)?;
+        // Its last state's labels and fields, as indexed: what its DELETED event is selected
+        // by (the tombstone itself keeps no label rows).
+        let (labels, fields) = label_rows(ctx.tx, cur.id)?;
+        let created: Option<String> = ctx
+            .tx
+            .prepare_cached("SELECT created FROM versions WHERE id = ?1")?
+            .query_row([cur.id], |r| r.get(0))?;
         let obj = StoredObject {
             namespace,
             name,
             resource_version: rv,
-            labels: Default::default(),
-            created: None,
+            labels,
+            created,
             body,
             cells,
-            fields: Vec::new(),
+            fields,
         };
         ctx.put(EventKind::Deleted, rv, &obj, Some(cur))?;
     }
     Ok(())
 }
+
+/// A version's labels and its indexed fields' label rows (keys with [`crate::fields::PREFIX`]).
+fn label_rows(conn: &Connection, id: i64) -> Result<LabelsAndFields> {
+    let mut labels = std::collections::BTreeMap::new();
+    let mut fields = Vec::new();
+    let mut stmt = conn.prepare_cached("SELECT key, value FROM labels WHERE version_id = ?1")?;
+    let mut rows = stmt.query([id])?;
+    while let Some(r) = rows.next()? {
+        let (key, value): (String, String) = (r.get(0)?, r.get(1)?);
+        if key.starts_with(crate::fields::PREFIX) {
+            fields.push((key, value));
+        } else {
+            labels.insert(key, value);
+        }
+    }
+    Ok((labels, fields))
+}
+
+/// Labels by key, and indexed fields' label rows.
+type LabelsAndFields = (
+    std::collections::BTreeMap<String, String>,
+    Vec<(String, String)>,
+);
 
 /// A version's body and table cells.
 type BodyAndCells = (Vec<u8>, Option<Vec<u8>>);

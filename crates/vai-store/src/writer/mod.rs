@@ -319,8 +319,10 @@ impl Writer {
         }
         let result = (|| -> Result<()> {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT seq, namespace, name, body, cells FROM versions
-                 WHERE resource_id = ?1 AND rv = ?2 ORDER BY seq",
+                "SELECT v.seq, v.namespace, v.name, v.body, v.cells, v.created,
+                     (SELECT json_group_object(l.key, l.value) FROM labels l
+                      WHERE l.version_id = v.id)
+                 FROM versions v WHERE v.resource_id = ?1 AND v.rv = ?2 ORDER BY v.seq",
             )?;
             let mut rows = stmt.query(params![list.rid, list.stored_rv as i64])?;
             let mut chunk = Vec::with_capacity(PUBLISH_CHUNK);
@@ -334,6 +336,10 @@ impl Writer {
                     name: r.get(2)?,
                     body: r.get::<_, Vec<u8>>(3)?.into(),
                     cells: r.get::<_, Option<Vec<u8>>>(4)?.map(Into::into),
+                    attributes: Arc::new(crate::Attributes::from_label_json(
+                        r.get::<_, Option<String>>(6)?.as_deref(),
+                        r.get(5)?,
+                    )),
                 });
                 if chunk.len() == PUBLISH_CHUNK {
                     let _ = self.events.send(std::mem::take(&mut chunk).into());
