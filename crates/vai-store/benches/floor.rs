@@ -47,7 +47,7 @@ fn main() {
         ("bytes only (no index)", Way::BytesOnly),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let conn = vai_store::schema::open_writer(&dir.path().join("floor.db")).unwrap();
+        let conn = vai_store::bench_support::open_writer(&dir.path().join("floor.db")).unwrap();
         match way {
             Way::Schema => {}
             Way::ByValueOnly => conn

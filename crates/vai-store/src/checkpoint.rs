@@ -8,14 +8,20 @@
 //! 8 MB (or a quarter of the limit). A WAL whose every frame is copied is restarted from its
 //! start by the next commit, so it stops growing — unless readers keep old snapshots open all
 //! the time (a stream of overlapping long lists). Only then, when the frames in the WAL pass
-//! `wal_limit_bytes`, a TRUNCATE checkpoint runs: it holds off the writer while it waits (up to
+//! `journal_limit_bytes`, a TRUNCATE checkpoint runs: it holds off the writer while it waits (up to
 //! the connection's busy timeout, 2 s) for the readers of old snapshots — new readers do not
 //! hold it — so a steady stream of readers cannot starve the WAL into growing without bound.
 //!
 //! A writer faster than this thread's polling (a release build writes 30 MB a second) would
 //! still outrun it, so the writer asks too ([`Checkpointer::over_limit`]): after a commit that
-//! leaves more than the limit in the WAL it waits until this thread has checkpointed. The WAL's
-//! bound is then the limit plus one group of batches, however fast the writes.
+//! leaves more than the limit in the WAL it waits until a checkpoint has actually brought the WAL
+//! back under the limit, asking again after each attempt that could not (readers of old
+//! snapshots outlasted its wait). What is guaranteed, whatever the scheduling: the WAL holds at
+//! most the limit plus one group of batches, as long as no reader keeps one snapshot for longer
+//! than [`JOURNAL_WAIT_MAX`]. One that does makes the writer give up waiting and go on (writes
+//! are slowed down by such a reader, never stopped), and the WAL may then grow by another
+//! limit's worth before the writer waits again. (Before, the writer waited for one attempt only:
+//! on a busy 2-core machine an attempt that timed out let the WAL reach 2.2× the limit.)
 //!
 //! Why not on the file's size: the file keeps its size after a restart, so a size trigger saw
 //! no growth, ran no passive checkpoint, and the WAL went past the limit every 64 MB written —
@@ -37,23 +43,31 @@ const PASSIVE_AFTER_BYTES: u64 = 8 << 20;
 const PASSIVE_EVERY: Duration = Duration::from_secs(1);
 /// A truncating checkpoint that held the writer longer than this is logged as a warning.
 const SLOW_TRUNCATE: Duration = Duration::from_secs(1);
+/// Longest the writer keeps asking for the WAL to be brought under its limit: what a reader
+/// must hold one snapshot for to let the WAL grow past the limit plus one group.
+pub(crate) const JOURNAL_WAIT_MAX: Duration = Duration::from_secs(10);
+/// Pause between two of the writer's asks.
+pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// The writer's line to the checkpointer; the checkpointer stops once every one is dropped.
 #[derive(Clone, Debug)]
-pub(crate) struct Checkpointer(Sender<Sender<()>>);
+pub(crate) struct Checkpointer(Sender<Sender<bool>>);
 
 impl Checkpointer {
-    /// Asks for a checkpoint now and waits until it has run (whatever its outcome).
-    pub(crate) fn over_limit(&self) {
+    /// Asks for a checkpoint now and waits until it has run: true when the WAL is then within
+    /// the limit (truncated, or found small). True too when the checkpointer is gone (the
+    /// store is closing: nothing to wait for).
+    pub(crate) fn over_limit(&self) -> bool {
         let (done, wait) = mpsc::channel();
-        if self.0.send(done).is_ok() {
-            let _ = wait.recv();
+        if self.0.send(done).is_err() {
+            return true;
         }
+        wait.recv().unwrap_or(true)
     }
 }
 
 /// A checkpointer's channel: the handle to give out, and the end [`run`] reads.
-pub(crate) fn channel() -> (Checkpointer, Receiver<Sender<()>>) {
+pub(crate) fn channel() -> (Checkpointer, Receiver<Sender<bool>>) {
     let (tx, rx) = mpsc::channel();
     (Checkpointer(tx), rx)
 }
@@ -63,7 +77,7 @@ pub(crate) fn run(
     conn: Connection,
     db_path: PathBuf,
     wal_limit_bytes: u64,
-    asks: Receiver<Sender<()>>,
+    asks: Receiver<Sender<bool>>,
 ) {
     let wal = PathBuf::from(format!("{}-wal", db_path.display()));
     let frame_bytes = frame_bytes(&conn);
@@ -84,11 +98,12 @@ pub(crate) fn run(
             continue;
         }
         (size_then, modified_then, passive_at) = (size, modified, Instant::now());
-        if bound(&conn, frame_bytes, wal_limit_bytes) {
+        let outcome = bound(&conn, frame_bytes, wal_limit_bytes);
+        if outcome == Bound::Truncated {
             size_then = 0;
         }
         if let Some(done) = asked {
-            let _ = done.send(());
+            let _ = done.send(outcome != Bound::Over);
         }
     }
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
@@ -101,14 +116,24 @@ pub(crate) fn frame_bytes(conn: &Connection) -> u64 {
         + 24
 }
 
+/// Where a checkpoint left the WAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    /// Within the limit without truncating.
+    Within,
+    /// Truncated (empty).
+    Truncated,
+    /// Still over the limit (old snapshots outlasted the wait), or the checkpoint failed.
+    Over,
+}
+
 /// A passive checkpoint, then a truncating one if old snapshots kept the WAL over the limit.
-/// True when the WAL was truncated.
-fn bound(conn: &Connection, frame_bytes: u64, wal_limit_bytes: u64) -> bool {
+fn bound(conn: &Connection, frame_bytes: u64, wal_limit_bytes: u64) -> Bound {
     let Some((_, frames, _)) = checkpoint(conn, "PASSIVE") else {
-        return false;
+        return Bound::Over;
     };
     if frames.saturating_mul(frame_bytes) <= wal_limit_bytes {
-        return false;
+        return Bound::Within;
     }
     // Old snapshots kept the WAL from restarting: wait for their readers, writer held off.
     let started = Instant::now();
@@ -119,7 +144,7 @@ fn bound(conn: &Connection, frame_bytes: u64, wal_limit_bytes: u64) -> bool {
         tracing::warn!(wal_bytes = frames * frame_bytes, held = ?held, truncated = done,
             "a truncating checkpoint held writes while it waited for long readers");
     }
-    done
+    if done { Bound::Truncated } else { Bound::Over }
 }
 
 /// Runs a checkpoint: `(busy, frames in the WAL, frames copied)`, `None` when it failed.

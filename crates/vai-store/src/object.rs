@@ -4,9 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-use serde::de::IgnoredAny;
-
 use crate::{Error, Result};
 
 /// An object ready to store: its metadata and the bytes to keep.
@@ -28,22 +25,6 @@ pub struct StoredObject {
     pub cells: Option<Vec<u8>>,
     /// Its indexed fields' values, keyed as in the label table (see [`crate::fields`]).
     pub fields: Vec<(String, String)>,
-}
-
-/// What the store reads of `metadata`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Metadata {
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    resource_version: Option<String>,
-    #[serde(default)]
-    creation_timestamp: Option<String>,
-    #[serde(default)]
-    labels: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    managed_fields: Option<IgnoredAny>,
 }
 
 impl StoredObject {

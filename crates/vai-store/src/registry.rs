@@ -31,7 +31,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::Result;
 use crate::fields::{self, ConfiguredField, FieldSet, IndexedField};
-use crate::writer::ParsedOp;
+use crate::work::ParsedOp;
 
 /// The fields of every type of one store (see the [module](self)).
 #[derive(Debug)]

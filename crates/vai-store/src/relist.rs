@@ -23,11 +23,13 @@ use std::collections::HashSet;
 
 use rusqlite::params;
 
-use crate::fields::FieldSet;
-use crate::writer::{ParsedOp, Work};
-use crate::{Error, Item, Result, Store, StoredObject, query};
+use crate::store::Store;
+use crate::work::{ParsedOp, Work};
+use crate::{Error, Item, Result, StoredObject, sql};
 
-/// A full list of one resource type being written chunk by chunk. See the [module](self).
+/// A full list of one resource type being written chunk by chunk, started by
+/// [`crate::Store::relist`]: a first list is staged invisibly, a relist compared with what is
+/// stored; either way the set is swapped at [`Relist::finish`] in one commit.
 #[derive(Debug)]
 pub struct Relist {
     store: Store,
@@ -195,7 +197,7 @@ fn unchanged(
     resource: &str,
     objects: &[StoredObject],
 ) -> Result<Vec<bool>> {
-    let row = query::resource_row(tx, resource)?;
+    let row = sql::resource_row(tx, resource)?;
     let mut stmt = tx.prepare_cached(
         "SELECT body FROM versions
          WHERE resource_id = ?1 AND namespace = ?2 AND name = ?3 AND rv_to IS NULL AND kind != 2",
@@ -210,23 +212,4 @@ fn unchanged(
             })
         })
         .collect()
-}
-
-impl Store {
-    /// Parses a chunk's objects as [`Store::write`] does, extracting `fields`.
-    pub(crate) fn parse_with(
-        &self,
-        fields: &FieldSet,
-        items: Vec<Item>,
-    ) -> Result<Vec<StoredObject>> {
-        let keep = self.inner.config.keep_managed_fields;
-        items
-            .into_iter()
-            .map(|item| {
-                let mut object = StoredObject::with_fields(item.object, keep, fields)?;
-                object.cells = item.cells;
-                Ok(object)
-            })
-            .collect()
-    }
 }

@@ -142,8 +142,8 @@ pub fn open_writer(path: &Path) -> Result<Connection> {
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| classify(path, e))?;
-    let (app_id, version, tables) = identify(&conn).map_err(|e| classify(path, e))?;
+    .map_err(|e| crate::error::classify(path, e))?;
+    let (app_id, version, tables) = identify(&conn).map_err(|e| crate::error::classify(path, e))?;
     if tables > 0 && app_id != APPLICATION_ID {
         return Err(Error::ForeignFile(path.display().to_string()));
     }
@@ -156,9 +156,9 @@ pub fn open_writer(path: &Path) -> Result<Connection> {
     }
     // Larger pages suit multi-KB JSON objects; only takes effect on a new file.
     conn.execute_batch("PRAGMA page_size = 16384;")
-        .map_err(|e| classify(path, e))?;
-    configure(&conn).map_err(|e| classify(path, e))?;
-    migrate(&conn, version).map_err(|e| classify(path, e))?;
+        .map_err(|e| crate::error::classify(path, e))?;
+    configure(&conn).map_err(|e| crate::error::classify(path, e))?;
+    migrate(&conn, version).map_err(|e| crate::error::classify(path, e))?;
     Ok(conn)
 }
 
@@ -170,9 +170,11 @@ fn open_secondary(
     pragmas: &str,
 ) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| classify(path, e))?;
-    conn.busy_timeout(busy).map_err(|e| classify(path, e))?;
-    conn.execute_batch(pragmas).map_err(|e| classify(path, e))?;
+        .map_err(|e| crate::error::classify(path, e))?;
+    conn.busy_timeout(busy)
+        .map_err(|e| crate::error::classify(path, e))?;
+    conn.execute_batch(pragmas)
+        .map_err(|e| crate::error::classify(path, e))?;
     Ok(conn)
 }
 
@@ -196,7 +198,7 @@ pub fn check_readable(path: &Path) -> Result<()> {
         ));
     }
     let conn = open_reader(path)?;
-    let (app_id, version, tables) = identify(&conn).map_err(|e| classify(path, e))?;
+    let (app_id, version, tables) = identify(&conn).map_err(|e| crate::error::classify(path, e))?;
     if tables == 0 || app_id != APPLICATION_ID {
         return Err(Error::ForeignFile(path.display().to_string()));
     }
@@ -331,17 +333,6 @@ fn backfill_indexed_fields(conn: &Connection) -> rusqlite::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Turns SQLite's error codes for bad files into errors that say what is wrong with the file.
-pub(crate) fn classify(path: &Path, e: rusqlite::Error) -> Error {
-    use rusqlite::ErrorCode;
-    match e.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) => Error::ForeignFile(path.display().to_string()),
-        Some(ErrorCode::DatabaseCorrupt) => Error::Corrupt(path.display().to_string()),
-        Some(ErrorCode::DiskFull) => Error::DiskFull(path.display().to_string()),
-        _ => Error::Sqlite(e),
-    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 //! `.../fields`): comma-separated requirements, all of which must hold. Label requirements:
 //! `k`, `!k`, `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k>n`, `k<n`. Field
 //! requirements: `f=v`, `f==v`, `f!=v`. `!=` and `notin` also match objects without the label,
-//! as upstream. This module only parses; [`crate::query`] turns the result into SQL parameters.
+//! as upstream. This module only parses; `crate::sql` turns the result into SQL parameters.
 
+use crate::comma_list::split_top_level;
 use crate::{Error, Result};
 
 /// One label requirement.
@@ -33,7 +34,7 @@ impl LabelSelector {
     /// Parses the apiserver's label selector syntax.
     pub fn parse(input: &str) -> Result<LabelSelector> {
         let mut requirements = Vec::new();
-        for part in split_top_level(input) {
+        for part in split_top_level(input, '(', ')') {
             let part = part.trim();
             if part.is_empty() {
                 if input.trim().is_empty() {
@@ -54,39 +55,26 @@ impl LabelSelector {
             LabelRequirement::NotExists(k) => get(k).is_none(),
             LabelRequirement::In(k, vs) => get(k).is_some_and(|v| vs.iter().any(|x| x == v)),
             LabelRequirement::NotIn(k, vs) => get(k).is_none_or(|v| vs.iter().all(|x| x != v)),
-            LabelRequirement::GreaterThan(k, n) => get(k)
-                .and_then(|v| v.parse::<i64>().ok())
-                .is_some_and(|v| v > *n),
-            LabelRequirement::LessThan(k, n) => get(k)
-                .and_then(|v| v.parse::<i64>().ok())
-                .is_some_and(|v| v < *n),
+            LabelRequirement::GreaterThan(k, n) => {
+                get(k).and_then(canonical_integer).is_some_and(|v| v > *n)
+            }
+            LabelRequirement::LessThan(k, n) => {
+                get(k).and_then(canonical_integer).is_some_and(|v| v < *n)
+            }
         })
     }
+}
+
+/// A label value as `>`/`<` compare it: an integer in canonical form only (no sign, no leading
+/// zero), as the SQL compares it (`crate::sql::list`), so that lists and watches agree.
+fn canonical_integer(v: &str) -> Option<i64> {
+    v.parse::<i64>().ok().filter(|n| n.to_string() == v)
 }
 
 fn invalid_label(input: &str, why: &str) -> Error {
     Error::InvalidSelector(format!(
         "unable to parse requirement in label selector {input:?}: {why}"
     ))
-}
-
-/// Splits on commas that are not inside parentheses.
-fn split_top_level(input: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut depth, mut start) = (0i32, 0);
-    for (i, c) in input.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(&input[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&input[start..]);
-    parts
 }
 
 fn parse_label_requirement(part: &str) -> std::result::Result<LabelRequirement, String> {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use vai_store::selector::Field;
-use vai_store::{Event, EventKind, FieldSet, ListRequest, StoredObject};
+use vai_store::{Attributes, Event, EventKind, FieldSet, ListRequest};
 use vai_sync::ResourceInfo;
 
 use crate::form::{Form, render};
@@ -261,52 +261,8 @@ impl WatchLines {
     }
 }
 
-/// Whether a watch event passes the watch's namespace and selectors (`fields`: the type's).
-fn selected(request: &ListRequest, fields: &FieldSet, event: &Event) -> bool {
-    if request
-        .namespace
-        .as_ref()
-        .is_some_and(|ns| *ns != event.namespace)
-    {
-        return false;
-    }
-    // Indexed fields are read from the object (parsed once, only when needed).
-    let mut parsed: Option<serde_json::Value> = None;
-    let fields_ok = request.fields.0.iter().all(|r| {
-        let actual = match &r.field {
-            Field::Name => event.name.clone(),
-            Field::Namespace => event.namespace.clone(),
-            Field::Other(name) => match fields.selectable(name) {
-                Some(field) => field
-                    .value_in(parsed.get_or_insert_with(|| {
-                        serde_json::from_slice(&event.body).unwrap_or_default()
-                    }))
-                    .unwrap_or_default(),
-                None => return false,
-            },
-        };
-        (actual == r.value) != r.negate
-    });
-    if !fields_ok {
-        return false;
-    }
-    if request.labels.0.is_empty() {
-        return true;
-    }
-    match StoredObject::from_json(event.body.to_vec(), true) {
-        Ok(object) => request
-            .labels
-            .matches(|k| object.labels.get(k).map(String::as_str)),
-        Err(_) => false,
-    }
-}
-
-/// Whether an event's object passes the query API's filters.
-fn passes(filters: &[vai_store::Filter], fields: &FieldSet, event: &Event) -> bool {
-    object_passes(filters, fields, &event.namespace, &event.name, &event.body)
-}
-
-/// Whether an object passes the query API's filters (the SQL's semantics, in Rust).
+/// Whether a listed object passes the query API's filters (the store's semantics: see
+/// [`vai_store::Filter::matches_attributes`]); its body is read only when there are filters.
 fn object_passes(
     filters: &[vai_store::Filter],
     fields: &FieldSet,
@@ -317,20 +273,12 @@ fn object_passes(
     if filters.is_empty() {
         return true;
     }
-    let object: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let value_of = |column: &vai_store::Column| -> Option<String> {
-        use vai_store::Column::*;
-        match column {
-            Name => Some(name.to_string()),
-            Namespace => Some(namespace.to_string()),
-            CreationTimestamp => object["metadata"]["creationTimestamp"]
-                .as_str()
-                .map(String::from),
-            Label(key) => object["metadata"]["labels"][key].as_str().map(String::from),
-            Field(field) => fields.get(field).and_then(|f| f.value_in(&object)),
-        }
-    };
-    filters.iter().all(|f| f.matches(&value_of))
+    match Attributes::read(fields, body) {
+        Ok(attributes) => filters
+            .iter()
+            .all(|f| f.matches_attributes(namespace, name, &attributes)),
+        Err(_) => false,
+    }
 }
 
 /// The event type a watcher receives for `event`, or `None` when it is not for it. With
@@ -343,7 +291,8 @@ fn transition(
     filters: &[vai_store::Filter],
     event: &Event,
 ) -> Option<&'static str> {
-    let selected_now = selected(request, fields, event) && passes(filters, fields, event);
+    let selected_now =
+        request.matches(fields, event) && filters.iter().all(|f| f.matches_event(event));
     let Some(members) = members else {
         return selected_now.then_some(match event.kind {
             EventKind::Added => "ADDED",
@@ -377,6 +326,7 @@ mod tests {
         let body = format!(
             r#"{{"kind":"Pod","metadata":{{"name":"{name}","namespace":"ns","resourceVersion":"1","labels":{{"app":"{app}"}}}}}}"#
         );
+        let pods = vai_store::fields::builtin("/v1/pods");
         Event {
             resource: "/v1/pods".into(),
             seq: 1,
@@ -384,6 +334,7 @@ mod tests {
             resource_version: 1,
             namespace: "ns".into(),
             name: name.into(),
+            attributes: Attributes::read(&pods, body.as_bytes()).unwrap().into(),
             body: body.into_bytes().into(),
             cells: None,
         }

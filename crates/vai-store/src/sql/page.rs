@@ -1,114 +1,43 @@
-//! The query API's primitives, for UIs: filters (equality, inequality, substring, sets,
-//! comparisons, label existence), multi-key sort, offset pages with the total count, at the
-//! latest state or as of a resource version — all evaluated in SQL, in one snapshot.
+//! The query API's SQL, for UIs: filters (equality, inequality, substring, sets,
+//! comparisons, label existence), multi-key sort, offset pages with the total count, and
+//! summaries, at the latest state or as of a resource version — all evaluated in SQL, in one
+//! snapshot.
 //!
 //! Columns are a closed set ([`Column`]): the always-indexed metadata fields, labels, and the
 //! type's indexed fields (pods' `spec.nodeName`, `status.phase`, fields CRDs declare, configured
-//! ones; see [`crate::fields`]).
+//! ones; see [`crate::fields`]). This module must never accept a column its snapshot does not
+//! index.
 
 use rusqlite::Transaction;
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
-use crate::query::ListRequest;
+use crate::request::{
+    Column, Condition, Filter, ItemSink, ListRequest, Operator, PageMeta, PageRequest, Row,
+    SortKey, Summary, indexed_names, not_indexed,
+};
 use crate::{Error, FieldSet, Result};
 
-/// What a filter or a sort key can name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Column {
-    /// `metadata.name`
-    Name,
-    /// `metadata.namespace`
-    Namespace,
-    /// `metadata.creationTimestamp`
-    CreationTimestamp,
-    /// `metadata.labels[key]`
-    Label(String),
-    /// An indexed field of the type (`status.phase`).
-    Field(String),
-}
-
-impl Column {
-    /// Parses a field path for a resource type with these fields ([`crate::Store::fields`]):
-    /// its indexed fields, and what [`Column::parse`] accepts. An unknown field is refused with
-    /// the list of what is indexed.
-    pub fn parse_for(fields: &FieldSet, path: &str) -> Result<Column> {
-        match fields.indexed(path) {
-            Some(field) => Ok(Column::Field(field.name.clone())),
-            None => Column::parse(path).map_err(|_| not_indexed(fields, path)),
+/// The SQL expression for a column of version `v`; binds a label key if needed.
+pub(crate) fn column_sql(column: &Column, bind: &mut dyn FnMut(Value) -> String) -> String {
+    match column {
+        Column::Name => "v.name".into(),
+        Column::Namespace => "v.namespace".into(),
+        Column::CreationTimestamp => "v.created".into(),
+        Column::Label(key) => {
+            let p = bind(Value::Text(key.clone()));
+            format!("(SELECT l.value FROM labels l WHERE l.version_id = v.id AND l.key = {p})")
         }
+        // The version's own copy of its indexed values, checked in an index that covers
+        // it without a lookup; the label row where no JSON path can name the field.
+        Column::Field(name) => match crate::fields::column_path(name) {
+            Some(path) => format!("json_extract(v.fields, {})", bind(Value::Text(path))),
+            None => column_sql(
+                &Column::Label(format!("{}{name}", crate::fields::PREFIX)),
+                bind,
+            ),
+        },
     }
-
-    /// Its name in field paths (`metadata.labels[app]`, `status.phase`).
-    pub fn path(&self) -> String {
-        match self {
-            Column::Name => "metadata.name".into(),
-            Column::Namespace => "metadata.namespace".into(),
-            Column::CreationTimestamp => "metadata.creationTimestamp".into(),
-            Column::Label(k) => format!("metadata.labels[{k}]"),
-            Column::Field(f) => f.clone(),
-        }
-    }
-
-    /// Parses a field path: `metadata.name`, `metadata.namespace`,
-    /// `metadata.creationTimestamp`, `metadata.labels[key]` (or `metadata.labels.key`).
-    pub fn parse(path: &str) -> Result<Column> {
-        match path {
-            "metadata.name" => Ok(Column::Name),
-            "metadata.namespace" => Ok(Column::Namespace),
-            "metadata.creationTimestamp" => Ok(Column::CreationTimestamp),
-            _ => path
-                .strip_prefix("metadata.labels[")
-                .and_then(|k| k.strip_suffix(']'))
-                .or_else(|| path.strip_prefix("metadata.labels."))
-                .filter(|k| !k.is_empty())
-                .map(|k| Column::Label(k.to_string()))
-                .ok_or_else(|| {
-                    Error::UnsupportedField(format!(
-                        "field {path:?} is not indexed; indexed fields: metadata.name, metadata.namespace, metadata.creationTimestamp, metadata.labels[<key>]"
-                    ))
-                }),
-        }
-    }
-
-    /// The SQL expression for this column of version `v`; binds a label key if needed.
-    fn sql(&self, bind: &mut dyn FnMut(Value) -> String) -> String {
-        match self {
-            Column::Name => "v.name".into(),
-            Column::Namespace => "v.namespace".into(),
-            Column::CreationTimestamp => "v.created".into(),
-            Column::Label(key) => {
-                let p = bind(Value::Text(key.clone()));
-                format!("(SELECT l.value FROM labels l WHERE l.version_id = v.id AND l.key = {p})")
-            }
-            // The version's own copy of its indexed values, checked in an index that covers
-            // it without a lookup; the label row where no JSON path can name the field.
-            Column::Field(name) => match crate::fields::column_path(name) {
-                Some(path) => format!("json_extract(v.fields, {})", bind(Value::Text(path))),
-                None => Column::Label(format!("{}{name}", crate::fields::PREFIX)).sql(bind),
-            },
-        }
-    }
-}
-
-/// What a type's pages can filter and sort on, for error messages.
-pub(crate) fn indexed_names(fields: &FieldSet) -> String {
-    let mut names = vec![
-        "metadata.name",
-        "metadata.namespace",
-        "metadata.creationTimestamp",
-        "metadata.labels[<key>]",
-    ];
-    names.extend(fields.iter().filter(|f| f.indexed).map(|f| f.name.as_str()));
-    names.join(", ")
-}
-
-/// The error for a column that is not indexed.
-fn not_indexed(fields: &FieldSet, path: &str) -> Error {
-    Error::UnsupportedField(format!(
-        "field {path:?} is not indexed; indexed fields: {}",
-        indexed_names(fields)
-    ))
 }
 
 /// Refuses columns naming fields this snapshot does not index (a request parsed against the
@@ -127,129 +56,8 @@ fn check_columns<'a>(
     Ok(())
 }
 
-/// A comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operator {
-    /// Equal to the value.
-    Eq,
-    /// Not equal (also true when the column is absent).
-    NotEq,
-    /// Contains the value as a substring.
-    Contains,
-    /// Does not contain the value (also true when absent).
-    NotContains,
-    /// One of the values.
-    In,
-    /// None of the values (also true when absent).
-    NotIn,
-    /// Less than the value: numerically if both are integers, else as text (RFC 3339 times
-    /// compare correctly as text).
-    Lt,
-    /// Greater than the value, as for `Lt`.
-    Gt,
-    /// The column is present (labels).
-    Exists,
-    /// The column is absent (labels).
-    NotExists,
-}
-
-/// One condition: `column operator values`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Condition {
-    /// What is compared.
-    pub column: Column,
-    /// How.
-    pub operator: Operator,
-    /// With what (one value, several for `In`/`NotIn`, none for `Exists`/`NotExists`).
-    pub values: Vec<String>,
-}
-
-/// Conditions of which at least one must hold (a filter's commas are ORs).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Filter(pub Vec<Condition>);
-
-impl Filter {
-    /// Whether an object passes, given its columns' values (`None`: absent) — the SQL's
-    /// semantics, for what is not read through SQL (watch events).
-    pub fn matches(&self, value_of: &dyn Fn(&Column) -> Option<String>) -> bool {
-        self.0.iter().any(|c| c.matches(&value_of(&c.column)))
-    }
-}
-
-impl Condition {
-    /// Whether a column value (`None`: absent) satisfies this condition.
-    pub fn matches(&self, value: &Option<String>) -> bool {
-        let first = self.values.first().map(String::as_str).unwrap_or("");
-        match (self.operator, value.as_deref()) {
-            (Operator::Exists, v) => v.is_some(),
-            (Operator::NotExists, v) => v.is_none(),
-            (Operator::Eq, v) => v == Some(first),
-            (Operator::NotEq, v) => v != Some(first),
-            (Operator::Contains, v) => v.is_some_and(|v| v.contains(first)),
-            (Operator::NotContains, v) => !v.is_some_and(|v| v.contains(first)),
-            (Operator::In, v) => v.is_some_and(|v| self.values.iter().any(|x| x == v)),
-            (Operator::NotIn, v) => !v.is_some_and(|v| self.values.iter().any(|x| x == v)),
-            (Operator::Lt | Operator::Gt, None) => false,
-            (op, Some(v)) => {
-                let ordering = match first.parse::<i64>() {
-                    // Numerically, and only canonical integers (as the SQL).
-                    Ok(n) => match v.parse::<i64>() {
-                        Ok(m) if m.to_string() == v => m.cmp(&n),
-                        _ => return false,
-                    },
-                    Err(_) => v.cmp(first),
-                };
-                ordering
-                    == if op == Operator::Lt {
-                        std::cmp::Ordering::Less
-                    } else {
-                        std::cmp::Ordering::Greater
-                    }
-            }
-        }
-    }
-}
-
-/// One sort key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SortKey {
-    /// The column.
-    pub column: Column,
-    /// Largest first.
-    pub descending: bool,
-    /// Compare ignoring ASCII case.
-    pub case_insensitive: bool,
-}
-
-/// A page request: the list's selection plus filters, sort and an offset page.
-#[derive(Debug, Clone, Default)]
-pub struct PageRequest {
-    /// Namespace, selectors and resource version (its `limit` and `continue_token` are unused).
-    pub list: ListRequest,
-    /// All must hold.
-    pub filters: Vec<Filter>,
-    /// Sort keys, most significant first; ties are broken by namespace and name (stable).
-    pub sort: Vec<SortKey>,
-    /// Items to skip.
-    pub offset: usize,
-    /// Items per page (`None`: all).
-    pub page_size: Option<usize>,
-}
-
-/// What a page returns besides its items.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageMeta {
-    /// The snapshot the page comes from (pass it back as the list's `resource_version` to get
-    /// more pages of the same snapshot).
-    pub resource_version: u64,
-    /// How many items match in all (every page).
-    pub total: u64,
-    /// How many items this page holds.
-    pub count: usize,
-}
-
 fn condition_sql(c: &Condition, bind: &mut dyn FnMut(Value) -> String) -> Result<String> {
-    let col = c.column.sql(bind);
+    let col = column_sql(&c.column, bind);
     let one = |bind: &mut dyn FnMut(Value) -> String| -> Result<String> {
         match c.values.as_slice() {
             [v] => Ok(bind(Value::Text(v.clone()))),
@@ -314,7 +122,7 @@ fn filtered_sql(
 ) -> Result<(u64, String, String, Vec<Value>)> {
     let fields = crate::registry::stored(tx, resource)?;
     if let Some((field, ..)) =
-        crate::query::evaluated_fields(tx, resource, &request.list.fields)?.first()
+        super::list::evaluated_fields(tx, resource, &request.list.fields)?.first()
     {
         return Err(Error::UnsupportedField(format!(
             "field {:?} is not indexed, so pages cannot select on it; indexed: {}",
@@ -331,7 +139,7 @@ fn filtered_sql(
     )?;
     // The selection (namespace, selectors, visibility) is the list's: reuse its SQL.
     let (resource_version, base_sql, mut args) =
-        crate::query::selection_sql(tx, resource, &request.list, "v.id", scan)?;
+        super::list::selection_sql(tx, resource, &request.list, "v.id", scan)?;
     let mut extra = String::new();
     {
         let mut bind = |v: Value| {
@@ -352,15 +160,6 @@ fn filtered_sql(
     Ok((resource_version, base_sql, extra, args))
 }
 
-/// Counts per value of a column (see [`crate::Store::summary`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
-    /// The snapshot counted.
-    pub resource_version: u64,
-    /// `(value, count)`, largest count first, then by value; `None` for objects without it.
-    pub counts: Vec<(Option<String>, u64)>,
-}
-
 /// Counts a page request's matches (all pages) per value of `column`, in one snapshot; objects
 /// without the column count under `None`. Largest counts first, then by value.
 pub(crate) fn summary(
@@ -374,7 +173,7 @@ pub(crate) fn summary(
         (column, request.filters.is_empty() && counted(&request.list))
     {
         // Kept by the writer (`crate::counts`): a few rows, not a walk over every object.
-        let row = crate::query::resource_row(tx, resource)?;
+        let row = super::resource_row(tx, resource)?;
         let namespace = request.list.namespace.as_deref();
         let key = crate::counts::scoped(namespace, &format!("{}{field}", crate::fields::PREFIX));
         let mut counts: Vec<(Option<String>, u64)> = crate::counts::values(tx, row.id, &key)?
@@ -392,7 +191,7 @@ pub(crate) fn summary(
         });
     }
     let (resource_version, base_sql, extra, mut args) =
-        filtered_sql(tx, resource, request, crate::query::BY_KEY)?;
+        filtered_sql(tx, resource, request, super::BY_KEY)?;
     let bind = |args: &mut Vec<Value>, v: Value| {
         args.push(v);
         format!("?{}", args.len())
@@ -407,7 +206,7 @@ pub(crate) fn summary(
         // order, keeping the versions the selection holds (one set of ids, built once) — not a
         // lookup per selected object.
         Some(key) => {
-            let rid = crate::query::resource_row(tx, resource)?.id;
+            let rid = super::resource_row(tx, resource)?.id;
             let (rid, key) = (
                 bind(&mut args, Value::Integer(rid)),
                 bind(&mut args, Value::Text(key)),
@@ -437,7 +236,7 @@ pub(crate) fn summary(
             counts
         }
         None => {
-            let value = column.sql(&mut |v: Value| bind(&mut args, v));
+            let value = column_sql(column, &mut |v: Value| bind(&mut args, v));
             let sql = format!(
                 "SELECT {value} AS value, count(*) AS n FROM versions v
                  WHERE v.id IN ({base_sql}{extra}) GROUP BY value"
@@ -503,7 +302,7 @@ fn counted_total(tx: &Transaction, resource: &str, request: &PageRequest) -> Res
     if !counted(&request.list) {
         return Ok(None);
     }
-    let rid = crate::query::resource_row(tx, resource)?.id;
+    let rid = super::resource_row(tx, resource)?.id;
     let namespace = request.list.namespace.as_deref();
     Ok(match request.filters.as_slice() {
         [] => Some(crate::counts::objects(tx, rid, namespace)?),
@@ -536,9 +335,9 @@ fn page_sql(
 ) -> Result<(u64, String, Vec<Value>)> {
     let walk = walks_newest_first(request, total_counted);
     let scan = match (walk, &request.list.namespace) {
-        (true, Some(_)) => crate::query::NEWEST_FIRST_IN_NAMESPACE,
-        (true, None) => crate::query::NEWEST_FIRST,
-        (false, _) => crate::query::BY_KEY,
+        (true, Some(_)) => super::NEWEST_FIRST_IN_NAMESPACE,
+        (true, None) => super::NEWEST_FIRST,
+        (false, _) => super::BY_KEY,
     };
     let (resource_version, base_sql, extra, mut args) = filtered_sql(tx, resource, request, scan)?;
     let mut order = Vec::new();
@@ -552,12 +351,12 @@ fn page_sql(
             format!("?{}", args.len())
         };
         for key in &request.sort {
-            let mut col = key.column.sql(&mut bind);
+            let mut col = column_sql(&key.column, &mut bind);
             if key.case_insensitive {
                 col = format!("{col} COLLATE NOCASE");
             }
             // Absent values sort last either way.
-            order.push(format!("({}) IS NULL", key.column.sql(&mut bind)));
+            order.push(format!("({}) IS NULL", column_sql(&key.column, &mut bind)));
             order.push(format!(
                 "{col} {}",
                 if key.descending { "DESC" } else { "ASC" }
@@ -575,7 +374,7 @@ pub(crate) fn page_each(
     tx: &Transaction,
     resource: &str,
     request: &PageRequest,
-    each: &mut crate::query::ItemSink,
+    each: &mut ItemSink,
 ) -> Result<PageMeta> {
     if request.list.continue_token.is_some() {
         return Err(Error::InvalidContinue(
@@ -624,7 +423,7 @@ pub(crate) fn page_each(
             .get_ref(3)?
             .as_blob_or_null()
             .map_err(rusqlite::Error::from)?;
-        each(crate::query::Row {
+        each(Row {
             namespace: text(0)?,
             name: text(1)?,
             body,

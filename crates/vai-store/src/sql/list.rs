@@ -1,7 +1,8 @@
-//! Reads: get, list (selectors, limit/continue, "as of" a resource version) and history replay,
-//! each run inside one read transaction, so each sees one snapshot.
+//! Lists and gets: selectors, `limit`/`continue`, "as of" a resource version, and the
+//! selection SQL pages reuse.
 //!
-//! This is the one place that turns typed requests into SQL; every value is a bound parameter.
+//! This module must never decide what a request means (that is `crate::request`'s and
+//! [`crate::selector`]'s); it only compiles it.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -9,57 +10,10 @@ use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, Transaction, params, params_from_iter};
 use serde::{Deserialize, Serialize};
 
+use super::{BY_KEY, VISIBLE_AT, check_window, resource_row};
+use crate::request::{ItemSink, ListMeta, ListRequest, Row};
 use crate::selector::{Field, FieldSelector, LabelRequirement, LabelSelector};
-use crate::{Error, Event, EventKind, Result};
-
-/// What to list.
-#[derive(Debug, Clone, Default)]
-pub struct ListRequest {
-    /// Only this namespace (`None`: all namespaces).
-    pub namespace: Option<String>,
-    /// Label selector.
-    pub labels: LabelSelector,
-    /// Field selector.
-    pub fields: FieldSelector,
-    /// At most this many items; the page then carries a continue token if more remain.
-    pub limit: Option<usize>,
-    /// A token from a previous page: continues that list, at that list's snapshot.
-    pub continue_token: Option<String>,
-    /// List the state exactly as of this resource version (must lie inside the history
-    /// window). `None`: the latest state.
-    pub resource_version: Option<u64>,
-}
-
-/// What a list returns besides its items.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListMeta {
-    /// The resource version the list is a snapshot of.
-    pub resource_version: u64,
-    /// Set when more items remain: pass it back to get the next page.
-    pub continue_token: Option<String>,
-    /// How many items were returned.
-    pub count: usize,
-}
-
-/// A resource type's row: its id and window.
-pub(crate) struct ResourceRow {
-    pub id: i64,
-    pub last_rv: u64,
-    pub compacted_rv: u64,
-}
-
-pub(crate) fn resource_row(tx: &Transaction, resource: &str) -> Result<ResourceRow> {
-    tx.prepare_cached("SELECT id, last_rv, compacted_rv FROM resources WHERE key = ?1")?
-        .query_row([resource], |r| {
-            Ok(ResourceRow {
-                id: r.get(0)?,
-                last_rv: r.get::<_, i64>(1)? as u64,
-                compacted_rv: r.get::<_, i64>(2)? as u64,
-            })
-        })
-        .optional()?
-        .ok_or_else(|| Error::UnknownResource(resource.to_string()))
-}
+use crate::{Error, Result};
 
 /// The state of a list chain, carried by its continue token: which resource, at which
 /// snapshot, after which key.
@@ -84,39 +38,6 @@ impl ContinueToken {
             .map_err(|_| Error::InvalidContinue("not a continue token".into()))
     }
 }
-
-/// Checks that `rv` can be answered exactly: inside the window, not in the future.
-fn check_window(row: &ResourceRow, rv: u64) -> Result<()> {
-    if rv < row.compacted_rv {
-        return Err(Error::Gone {
-            requested: rv,
-            oldest: row.compacted_rv,
-        });
-    }
-    if rv > row.last_rv {
-        return Err(Error::TooLargeResourceVersion {
-            requested: rv,
-            current: row.last_rv,
-        });
-    }
-    Ok(())
-}
-
-/// The conditions that select the versions of one resource visible at a resource version.
-const VISIBLE_AT: &str = "v.resource_id = ?1 AND v.rv <= ?2
-     AND (v.rv_to IS NULL OR v.rv_to > ?2) AND v.kind != 2";
-
-/// The rows a list scans, in key order. The index is named: the planner would otherwise
-/// sometimes prefer `versions_by_rv` and sort every row (bodies included) to restore key order.
-pub(crate) const BY_KEY: &str = "versions v INDEXED BY versions_by_key";
-
-/// The rows in creation order, newest first (ties in key order): for pages of a whole type
-/// sorted that way, which then need no sort.
-pub(crate) const NEWEST_FIRST: &str = "versions v INDEXED BY versions_by_created";
-
-/// One namespace's rows in creation order, newest first (ties in name order).
-pub(crate) const NEWEST_FIRST_IN_NAMESPACE: &str =
-    "versions v INDEXED BY versions_by_namespace_created";
 
 /// When a label requirement that must hold (`k=v`, `k in (…)`) matches few versions, the list
 /// is driven from the label index instead of scanning keys: read those versions, then sort
@@ -180,22 +101,6 @@ pub(crate) fn get(
         })
         .optional()?)
 }
-
-/// One listed item, borrowed from the database row.
-#[derive(Debug, Clone, Copy)]
-pub struct Row<'a> {
-    /// `metadata.namespace` (`""` if cluster-scoped).
-    pub namespace: &'a str,
-    /// `metadata.name`.
-    pub name: &'a str,
-    /// The object's JSON.
-    pub body: &'a [u8],
-    /// Its table cells, if captured.
-    pub cells: Option<&'a [u8]>,
-}
-
-/// Receives each listed item.
-pub type ItemSink<'a> = dyn FnMut(Row) -> Result<()> + 'a;
 
 /// Lists objects in Kubernetes key order, calling `each(namespace, name, body)` per item.
 pub(crate) fn list_each(
@@ -420,7 +325,7 @@ fn matches_evaluated(
 ) -> bool {
     let object: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     evaluated.iter().all(|(field, negate, value)| {
-        (field.value_in(&object).as_deref() == Some(value.as_str())) != *negate
+        crate::matching::evaluated_holds(field, *negate, value, &object)
     })
 }
 
@@ -471,41 +376,4 @@ fn push_labels(sql: &mut String, args: &mut Vec<Value>, labels: &LabelSelector, 
         let not = if negate { "NOT " } else { "" };
         *sql += &format!(" AND {not}EXISTS ({LABEL} AND l.key = {key}{condition})");
     }
-}
-
-/// Every event of `resource` after `rv`, in commit order, and the highest sequence number of
-/// the resource in this snapshot.
-pub(crate) fn events_since(tx: &Transaction, resource: &str, rv: u64) -> Result<(Vec<Event>, u64)> {
-    let row = resource_row(tx, resource)?;
-    if rv < row.compacted_rv {
-        return Err(Error::Gone {
-            requested: rv,
-            oldest: row.compacted_rv,
-        });
-    }
-    let name: std::sync::Arc<str> = resource.into();
-    let mut stmt = tx.prepare_cached(
-        "SELECT seq, kind, rv, namespace, name, body, cells FROM versions
-         WHERE resource_id = ?1 AND rv > ?2 AND rv <= ?3 ORDER BY rv, seq",
-    )?;
-    // Rows above the last resource version belong to a list still being staged (see
-    // `crate::Relist`): not visible yet, not even to a replay.
-    let events = stmt
-        .query_map(params![row.id, rv as i64, row.last_rv as i64], |r| {
-            Ok(Event {
-                resource: name.clone(),
-                seq: r.get::<_, i64>(0)? as u64,
-                kind: EventKind::from_i64(r.get(1)?),
-                resource_version: r.get::<_, i64>(2)? as u64,
-                namespace: r.get(3)?,
-                name: r.get(4)?,
-                body: r.get::<_, Vec<u8>>(5)?.into(),
-                cells: r.get::<_, Option<Vec<u8>>>(6)?.map(Into::into),
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let max_seq: Option<i64> = tx
-        .prepare_cached("SELECT max(seq) FROM versions WHERE resource_id = ?1 AND rv <= ?2")?
-        .query_row(params![row.id, row.last_rv as i64], |r| r.get(0))?;
-    Ok((events, max_seq.unwrap_or(0) as u64))
 }

@@ -1,0 +1,478 @@
+//! The front of the store: [`Store`], which opens the file, hands writes to the one writer
+//! thread and runs every read in one read transaction on the reader pool.
+//!
+//! Everything a caller does goes through here; this module must never expose the engine's
+//! types (connections, transactions, engine errors) in a public signature.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rusqlite::TransactionBehavior;
+use tokio::sync::{broadcast, oneshot};
+
+use crate::fields::{self, FieldSet};
+use crate::object::StoredObject;
+use crate::request::{Column, ListMeta, ListRequest, PageMeta, PageRequest, Row, Summary};
+use crate::watch::Watch;
+use crate::work::{ParsedOp, Work, WriteRequest};
+use crate::writer::Writer;
+use crate::{
+    Batch, Document, Error, Event, EventKind, Item, Op, ResourceState, Result, StoreConfig,
+    SyncState, checkpoint, counts, pool, registry, schema, sql,
+};
+
+/// Takes the exclusive lock that makes one process the file's only writer. The lock is held
+/// by an open file (`<db>.lock`, created 0600), so the kernel releases it when the process
+/// dies, however it dies.
+fn lock_file(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| Error::Io(PathBuf::from(&lock_path).display().to_string(), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(path.display().to_string())),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::Io(
+            PathBuf::from(&lock_path).display().to_string(),
+            e,
+        )),
+    }
+}
+
+/// A vai database. Cheap to clone; every clone is the same store.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    /// Held (with an exclusive lock) while this process may write the file.
+    _lock: Option<std::fs::File>,
+    config: StoreConfig,
+    requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    readers: pool::ReaderPool,
+    events: broadcast::Sender<Arc<[Event]>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<(checkpoint::Checkpointer, JoinHandle<()>)>>,
+    /// The fields of each type (`None` when read-only: reads take them from the file).
+    fields: Option<Arc<registry::FieldRegistry>>,
+}
+
+impl Store {
+    /// Opens (or creates) a database file for writing. Only one process may do so at a time:
+    /// a second gets [`Error::Locked`].
+    pub fn open(path: &Path, config: StoreConfig) -> Result<Store> {
+        let lock = lock_file(path)?;
+        let conn = schema::open_writer(path)?;
+        if let Some(bytes) = config.max_size_bytes {
+            let page_size: u64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(|e| crate::error::classify(path, e))?;
+            conn.pragma_update(None, "max_page_count", (bytes / page_size).max(1))
+                .map_err(|e| crate::error::classify(path, e))?;
+        }
+        let (events, _) = broadcast::channel(config.event_buffer.max(1));
+        let fields = Arc::new(registry::FieldRegistry::new(config.indexed_fields.clone()));
+        let (checkpoints, asks) = checkpoint::channel();
+        let writer = Writer::new(
+            conn,
+            path,
+            config.clone(),
+            events.clone(),
+            fields.clone(),
+            checkpoints.clone(),
+        )
+        .map_err(|e| e.about_file(path))?;
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("vai-store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| Error::Io("spawning the writer thread".into(), e))?;
+        let checkpoint_conn = schema::open_checkpointer(path)?;
+        let (db_path, journal_limit) = (path.to_path_buf(), config.journal_limit_bytes);
+        let checkpointer = std::thread::Builder::new()
+            .name("vai-store-checkpoint".into())
+            .spawn(move || checkpoint::run(checkpoint_conn, db_path, journal_limit, asks))
+            .map_err(|e| Error::Io("spawning the checkpoint thread".into(), e))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                _lock: Some(lock),
+                requests: Mutex::new(Some(tx)),
+                readers: pool::ReaderPool::new(config.read_connections),
+                config,
+                events,
+                writer: Mutex::new(Some(handle)),
+                checkpointer: Mutex::new(Some((checkpoints, checkpointer))),
+                fields: Some(fields),
+            }),
+        })
+    }
+
+    /// Opens an existing database for reading only, alongside a process that writes it (this
+    /// is how `vai status` reads a running server's file). Writes fail with [`Error::ReadOnly`].
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        schema::check_readable(path)?;
+        let (events, _) = broadcast::channel(1);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                _lock: None,
+                config: StoreConfig::default(),
+                requests: Mutex::new(None),
+                readers: pool::ReaderPool::new(StoreConfig::default().read_connections),
+                events,
+                writer: Mutex::new(None),
+                checkpointer: Mutex::new(None),
+                fields: None,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Parses items as [`Store::write`] does, extracting `fields` (on the calling thread, so
+    /// the writer only applies).
+    pub(crate) fn parse_with(
+        &self,
+        fields: &FieldSet,
+        items: Vec<Item>,
+    ) -> Result<Vec<StoredObject>> {
+        let keep = self.inner.config.keep_managed_fields;
+        items
+            .into_iter()
+            .map(|item| {
+                let mut object = StoredObject::with_fields(item.object, keep, fields)?;
+                object.cells = item.cells;
+                Ok(object)
+            })
+            .collect()
+    }
+
+    fn submit(&self, batch: Batch) -> Result<oneshot::Receiver<Result<Arc<[Event]>>>> {
+        let (parsed_with, fields) = self.field_registry()?.get(&batch.resource);
+        let parse = |item: Item| -> Result<StoredObject> {
+            Ok(self
+                .parse_with(&fields, vec![item])?
+                .pop()
+                .expect("one item parses into one object"))
+        };
+        let mut ops = Vec::with_capacity(batch.ops.len());
+        for op in batch.ops {
+            ops.push(match op {
+                Op::Event(EventKind::Bookmark, _) => {
+                    return Err(Error::InvalidObject(
+                        "a bookmark is not an object event".into(),
+                    ));
+                }
+                Op::Event(kind, item) => ParsedOp::Apply(kind, parse(item)?),
+                Op::Bookmark(rv) => ParsedOp::Bookmark(rv),
+                Op::Replace(rv, objects) => {
+                    ParsedOp::Replace(rv, self.parse_with(&fields, objects)?)
+                }
+                Op::State(state, error) => ParsedOp::State { state, error },
+            });
+        }
+        self.send(Work::Batch {
+            resource: batch.resource,
+            ops,
+            parsed_with,
+        })
+    }
+
+    /// The field registry (writable stores only).
+    pub(crate) fn field_registry(&self) -> Result<&registry::FieldRegistry> {
+        self.inner.fields.as_deref().ok_or(Error::ReadOnly)
+    }
+
+    /// The fields of a resource type (`group/version/plural`): its built-in field selectors,
+    /// the fields its CRD declares selectable, and the configured ones (see [`fields`]). What
+    /// field selectors and the query API accept for the type.
+    pub fn fields(&self, resource: &str) -> Arc<FieldSet> {
+        match &self.inner.fields {
+            Some(registry) => registry.get(resource).1,
+            None => Arc::new(
+                self.read(|tx| registry::stored(tx, resource))
+                    .unwrap_or_else(|_| fields::builtin(resource)),
+            ),
+        }
+    }
+
+    /// Sets the fields CRDs declare selectable (`spec.versions[].selectableFields`): their
+    /// `jsonPath`s per store key of the custom resource's version (`example.com/v1/widgets` →
+    /// `[".spec.color"]`). Replaces every earlier declaration (a key left out has none). Returns
+    /// once the types whose fields changed are reindexed (their stored objects backfilled) and
+    /// the change is committed: from then on field selectors and filters on them are answered.
+    pub async fn declare_fields(&self, declared: BTreeMap<String, Vec<String>>) -> Result<()> {
+        self.send(Work::Fields(declared))?
+            .await
+            .map_err(|_| Error::Closed)?
+            .map(|_| ())
+    }
+
+    pub(crate) fn send(&self, work: Work) -> Result<oneshot::Receiver<Result<Arc<[Event]>>>> {
+        if self.inner._lock.is_none() {
+            return Err(Error::ReadOnly);
+        }
+        let (reply, receiver) = oneshot::channel();
+        self.inner
+            .requests
+            .lock()
+            .expect("requests lock")
+            .as_ref()
+            .ok_or(Error::Closed)?
+            .send(WriteRequest { work, reply })
+            .map_err(|_| Error::Closed)?;
+        Ok(receiver)
+    }
+
+    /// Stores documents (replacing earlier versions with the same keys) and waits for the commit.
+    pub async fn put_documents(&self, documents: Vec<Document>) -> Result<()> {
+        self.send(Work::Documents(documents))?
+            .await
+            .map_err(|_| Error::Closed)?
+            .map(|_| ())
+    }
+
+    /// A stored document, if there is one with this key.
+    pub fn document(&self, key: &str) -> Result<Option<Document>> {
+        use rusqlite::OptionalExtension;
+        self.read(|tx| {
+            Ok(tx
+                .prepare_cached("SELECT key, content_type, body FROM documents WHERE key = ?1")?
+                .query_row([key], |r| {
+                    Ok(Document {
+                        key: r.get(0)?,
+                        content_type: r.get(1)?,
+                        body: r.get(2)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    /// How many objects of `resource` exist now.
+    pub fn count(&self, resource: &str) -> Result<u64> {
+        self.read(|tx| match sql::resource_row(tx, resource) {
+            Ok(row) => Ok(counts::objects(tx, row.id, None)?),
+            Err(Error::UnknownResource(_)) => Ok(0),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Applies a batch and waits for its commit; returns the events it produced (what
+    /// subscribers receive). Objects are parsed on the calling thread.
+    pub async fn write(&self, batch: Batch) -> Result<Arc<[Event]>> {
+        self.submit(batch)?.await.map_err(|_| Error::Closed)?
+    }
+
+    /// [`Store::write`] for callers outside an async runtime.
+    pub fn write_blocking(&self, batch: Batch) -> Result<Arc<[Event]>> {
+        self.submit(batch)?
+            .blocking_recv()
+            .map_err(|_| Error::Closed)?
+    }
+
+    /// Live events, in commit order, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<[Event]>> {
+        self.inner.events.subscribe()
+    }
+
+    /// Runs `f` in one read transaction (one snapshot). Crate-private: the engine's
+    /// transaction is no caller's business.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = self.inner.readers.take(&self.inner.path)?;
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let out = f(&tx)?;
+            tx.finish()?;
+            Ok(out)
+        })();
+        self.inner.readers.give(conn);
+        result.map_err(|e: Error| e.about_file(&self.inner.path))
+    }
+
+    /// One object, latest (`resource_version: None`) or as of a resource version.
+    pub fn get(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        resource_version: Option<u64>,
+    ) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .get_row(resource, namespace, name, resource_version)?
+            .map(|item| item.object))
+    }
+
+    /// [`Store::get`] with the object's table cells, if captured.
+    pub fn get_row(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        resource_version: Option<u64>,
+    ) -> Result<Option<Item>> {
+        self.read(|tx| sql::list::get(tx, resource, namespace, name, resource_version))
+    }
+
+    /// Lists objects in Kubernetes key order (namespace, name), calling `each(namespace, name,
+    /// json)` per item without collecting them, so a huge list streams.
+    pub fn list(
+        &self,
+        resource: &str,
+        request: &ListRequest,
+        mut each: impl FnMut(&str, &str, &[u8]) -> Result<()>,
+    ) -> Result<ListMeta> {
+        self.list_rows(resource, request, |r| each(r.namespace, r.name, r.body))
+    }
+
+    /// [`Store::list`] with each item's table cells too.
+    pub fn list_rows(
+        &self,
+        resource: &str,
+        request: &ListRequest,
+        mut each: impl FnMut(Row) -> Result<()>,
+    ) -> Result<ListMeta> {
+        self.read(|tx| sql::list::list_each(tx, resource, request, &mut each))
+    }
+
+    /// A page for a UI: filters, sort and an offset page, with the total count, in one
+    /// snapshot (see [`PageRequest`]).
+    pub fn page(
+        &self,
+        resource: &str,
+        request: &PageRequest,
+        mut each: impl FnMut(&str, &str, &[u8]) -> Result<()>,
+    ) -> Result<PageMeta> {
+        self.page_rows(resource, request, |r| each(r.namespace, r.name, r.body))
+    }
+
+    /// [`Store::page`] with each item's table cells too.
+    pub fn page_rows(
+        &self,
+        resource: &str,
+        request: &PageRequest,
+        mut each: impl FnMut(Row) -> Result<()>,
+    ) -> Result<PageMeta> {
+        self.read(|tx| sql::page::page_each(tx, resource, request, &mut each))
+    }
+
+    /// Counts a page request's matches (every page) per value of `column` — e.g. pods per
+    /// `status.phase` — in one snapshot.
+    pub fn summary(
+        &self,
+        resource: &str,
+        request: &PageRequest,
+        column: &Column,
+    ) -> Result<Summary> {
+        self.read(|tx| sql::page::summary(tx, resource, request, column))
+    }
+
+    /// Every stored event of `resource` after `resource_version`, in commit order.
+    pub fn events_since(&self, resource: &str, resource_version: u64) -> Result<Vec<Event>> {
+        self.read(|tx| sql::events::events_since(tx, resource, resource_version).map(|(e, _)| e))
+    }
+
+    /// Watches `resource` from `resource_version`: first the stored events after it, then live
+    /// events, with no gap and no duplicate.
+    pub fn watch(&self, resource: &str, resource_version: u64) -> Result<Watch> {
+        // Subscribe before reading, so nothing committed in between is missed; the snapshot's
+        // highest sequence number tells which live events the replay already holds.
+        let live = self.subscribe();
+        let (replay, seen_seq) =
+            self.read(|tx| sql::events::events_since(tx, resource, resource_version))?;
+        Ok(Watch::new(
+            resource,
+            replay,
+            seen_seq,
+            resource_version,
+            live,
+        ))
+    }
+
+    /// The sync state of one resource type.
+    pub fn resource_state(&self, resource: &str) -> Result<Option<ResourceState>> {
+        Ok(self
+            .resource_states()?
+            .into_iter()
+            .find(|s| s.resource == resource))
+    }
+
+    /// The sync state of every resource type.
+    pub fn resource_states(&self) -> Result<Vec<ResourceState>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT key, list_rv, last_rv, compacted_rv, last_contact_ms, last_error, state
+                 FROM resources ORDER BY key",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ResourceState {
+                    resource: r.get(0)?,
+                    list_resource_version: r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+                    last_resource_version: r.get::<_, i64>(2)? as u64,
+                    oldest_resource_version: r.get::<_, i64>(3)? as u64,
+                    last_contact_ms: r.get(4)?,
+                    last_error: r.get(5)?,
+                    state: SyncState::parse(&r.get::<_, String>(6)?),
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// Runs SQLite's full integrity check; `Ok` means the file is sound.
+    pub fn check_integrity(&self) -> Result<()> {
+        let path = self.inner.path.display().to_string();
+        self.read(|tx| {
+            let verdict: String = tx.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+            if verdict == "ok" {
+                Ok(())
+            } else {
+                Err(Error::Corrupt(format!("{path}: {verdict}")))
+            }
+        })
+    }
+
+    /// Stops the writer after the queued batches and closes the file. Other clones of this
+    /// store can still read; writes fail with [`Error::Closed`].
+    pub fn close(&self) {
+        self.inner.shut_down();
+    }
+}
+
+impl Inner {
+    /// Stops the writer (after its queued batches), then the checkpointer (so the writer's
+    /// last commits are checkpointed too). Idempotent.
+    fn shut_down(&self) {
+        self.requests.lock().expect("requests lock").take();
+        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+        if let Some((stop, handle)) = self.checkpointer.lock().expect("checkpointer lock").take() {
+            drop(stop);
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
