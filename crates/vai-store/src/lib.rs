@@ -54,6 +54,7 @@ mod relist;
 mod request;
 mod schema;
 pub mod selector;
+mod snapshot;
 mod sql;
 mod store;
 mod watch;
@@ -73,6 +74,7 @@ pub use request::{
     SortKey, Summary,
 };
 pub use selector::{FieldSelector, LabelSelector};
+pub use snapshot::Snapshot;
 pub use store::Store;
 pub use watch::Watch;
 

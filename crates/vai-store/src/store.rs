@@ -20,8 +20,8 @@ use crate::watch::Watch;
 use crate::work::{ParsedOp, Work, WriteRequest};
 use crate::writer::Writer;
 use crate::{
-    Batch, Document, Error, Event, EventKind, Item, Op, ResourceState, Result, StoreConfig,
-    SyncState, checkpoint, counts, pool, registry, schema, sql,
+    Batch, Document, Error, Event, EventKind, Item, Op, ResourceState, Result, Snapshot,
+    StoreConfig, checkpoint, counts, pool, registry, schema, sql,
 };
 
 /// Takes the exclusive lock that makes one process the file's only writer. The lock is held
@@ -251,19 +251,14 @@ impl Store {
 
     /// A stored document, if there is one with this key.
     pub fn document(&self, key: &str) -> Result<Option<Document>> {
-        use rusqlite::OptionalExtension;
-        self.read(|tx| {
-            Ok(tx
-                .prepare_cached("SELECT key, content_type, body FROM documents WHERE key = ?1")?
-                .query_row([key], |r| {
-                    Ok(Document {
-                        key: r.get(0)?,
-                        content_type: r.get(1)?,
-                        body: r.get(2)?,
-                    })
-                })
-                .optional()?)
-        })
+        self.snapshot(|s| s.document(key))
+    }
+
+    /// Runs `f` over one snapshot of the store: every read through the [`Snapshot`] sees the
+    /// same state (what a request that needs several things read together wants, e.g. a
+    /// type's state and its table columns).
+    pub fn snapshot<T>(&self, f: impl FnOnce(&Snapshot) -> Result<T>) -> Result<T> {
+        self.read(|tx| f(&Snapshot::new(tx)))
     }
 
     /// How many objects of `resource` exist now.
@@ -328,7 +323,7 @@ impl Store {
         name: &str,
         resource_version: Option<u64>,
     ) -> Result<Option<Item>> {
-        self.read(|tx| sql::list::get(tx, resource, namespace, name, resource_version))
+        self.snapshot(|s| s.get_row(resource, namespace, name, resource_version))
     }
 
     /// Lists objects in Kubernetes key order (namespace, name), calling `each(namespace, name,
@@ -408,32 +403,12 @@ impl Store {
 
     /// The sync state of one resource type.
     pub fn resource_state(&self, resource: &str) -> Result<Option<ResourceState>> {
-        Ok(self
-            .resource_states()?
-            .into_iter()
-            .find(|s| s.resource == resource))
+        self.snapshot(|s| s.resource_state(resource))
     }
 
     /// The sync state of every resource type.
     pub fn resource_states(&self) -> Result<Vec<ResourceState>> {
-        self.read(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "SELECT key, list_rv, last_rv, compacted_rv, last_contact_ms, last_error, state
-                 FROM resources ORDER BY key",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(ResourceState {
-                    resource: r.get(0)?,
-                    list_resource_version: r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
-                    last_resource_version: r.get::<_, i64>(2)? as u64,
-                    oldest_resource_version: r.get::<_, i64>(3)? as u64,
-                    last_contact_ms: r.get(4)?,
-                    last_error: r.get(5)?,
-                    state: SyncState::parse(&r.get::<_, String>(6)?),
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
+        self.snapshot(|s| s.resource_states())
     }
 
     /// Runs SQLite's full integrity check; `Ok` means the file is sound.

@@ -651,6 +651,51 @@ async fn documents_are_stored_replaced_and_survive_reopening() {
     assert_eq!(store.document("/version").unwrap(), Some(doc("{\"a\":2}")));
 }
 
+#[tokio::test]
+async fn a_snapshot_reads_documents_objects_and_states_from_one_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .write(Batch::new(PODS).replace(3, vec![pod("a", "p", 3, "x")]))
+        .await
+        .unwrap();
+    let doc = vai_store::Document {
+        key: "k".into(),
+        content_type: "application/json".into(),
+        body: b"{}".to_vec(),
+    };
+    store.put_documents(vec![doc.clone()]).await.unwrap();
+    // A write committed while the snapshot is open is not in it.
+    let (before, object, after) = store
+        .snapshot(|s| {
+            let before = s.resource_state(PODS)?.unwrap().last_resource_version;
+            let writer = store.clone();
+            std::thread::spawn(move || {
+                writer
+                    .write_blocking(Batch::new(PODS).event(EventKind::Added, pod("a", "q", 9, "x")))
+                    .unwrap()
+            })
+            .join()
+            .unwrap();
+            let object = s.get_row(PODS, "a", "q", None)?;
+            let after = s.resource_state(PODS)?.unwrap().last_resource_version;
+            assert_eq!(s.document("k")?, Some(doc.clone()));
+            Ok((before, object, after))
+        })
+        .unwrap();
+    assert_eq!((before, after), (3, 3), "the snapshot's state stays");
+    assert_eq!(object, None, "the later object is not in the snapshot");
+    assert!(store.get_row(PODS, "a", "q", None).unwrap().is_some());
+    assert_eq!(
+        store
+            .resource_state(PODS)
+            .unwrap()
+            .unwrap()
+            .last_resource_version,
+        9
+    );
+}
+
 #[test]
 fn a_state_change_alone_is_not_contact_with_upstream() {
     let dir = tempfile::tempdir().unwrap();

@@ -89,14 +89,23 @@ async fn prelude(app: &App, info: &ResourceInfo, table: bool) -> Result<Prelude,
         (table && !info.group.is_empty()).then(|| format!("{}.{}", info.plural, info.group));
     app.blocking(move |store| {
         let fields = store.fields(&key);
-        let columns = match table {
-            true => store.document(&table_columns_key(&key))?.map(|d| d.body),
-            false => None,
-        };
-        let crd = match crd_name {
-            Some(name) => store.get(CRDS, "", &name, None).unwrap_or_default(),
-            None => None,
-        };
+        // The type's table columns and its CRD, from one snapshot.
+        let (columns, crd) = store.snapshot(|s| {
+            let columns = match table {
+                true => s.document(&table_columns_key(&key))?.map(|d| d.body),
+                false => None,
+            };
+            // CRDs not cached (`--resources` left them out): tables print as captured.
+            let crd = match crd_name
+                .as_deref()
+                .map(|name| s.get_row(CRDS, "", name, None))
+            {
+                Some(Ok(found)) => found.map(|item| item.object),
+                Some(Err(vai_store::Error::UnknownResource(_))) | None => None,
+                Some(Err(e)) => return Err(e),
+            };
+            Ok((columns, crd))
+        })?;
         Ok(Prelude {
             fields,
             columns,
