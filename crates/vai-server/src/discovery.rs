@@ -5,7 +5,7 @@
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use vai_sync::discovery::document_key;
+use vai_store::keys::discovery_document;
 
 use crate::{ApiError, App, form};
 
@@ -42,8 +42,8 @@ pub(crate) async fn serve(app: &App, path: &str, headers: &HeaderMap) -> Option<
         );
     }
     let keys = [
-        wants_aggregated.then(|| document_key(path, true)),
-        plain.then(|| document_key(path, false)),
+        wants_aggregated.then(|| discovery_document(path, true)),
+        plain.then(|| discovery_document(path, false)),
     ];
     let document = app
         .blocking(move |store| -> Result<_, ApiError> {

@@ -46,6 +46,7 @@ mod config;
 mod counts;
 mod error;
 pub mod fields;
+pub mod keys;
 mod matching;
 pub mod object;
 mod pool;

@@ -74,20 +74,6 @@ pub fn group_version_path(group: &str, version: &str) -> String {
 /// The `Accept` that asks for aggregated discovery (one document for all groups).
 pub const AGGREGATED_ACCEPT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
 
-/// The store key of a discovery document: its path, with a suffix for the aggregated form.
-pub fn document_key(path: &str, aggregated: bool) -> String {
-    if aggregated {
-        format!("{path}#aggregated")
-    } else {
-        path.to_string()
-    }
-}
-
-/// The store key of a cached type's table column definitions (as upstream prints the type).
-pub fn table_columns_key(resource_key: &str) -> String {
-    format!("table-columns:{resource_key}")
-}
-
 /// The store key under which the list of cached types is kept (for offline starts).
 const RESOURCES_KEY: &str = "vai:cached-resources";
 
@@ -124,7 +110,7 @@ pub(crate) async fn discover(
         let (content_type, body) = upstream::get(client, path, accept, timeout).await?;
         if !aggregated || content_type.contains("APIGroupDiscoveryList") {
             documents.push(Document {
-                key: document_key(path, aggregated),
+                key: vai_store::keys::discovery_document(path, aggregated),
                 content_type,
                 body: body.to_vec(),
             });

@@ -25,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 use vai_store::selector::Field;
 use vai_store::{FieldSelector, FieldSet, LabelSelector, ListRequest};
 use vai_sync::ResourceInfo;
-use vai_sync::discovery::table_columns_key;
 
 use crate::form::{self, Answer, Form};
 use crate::path::ResourcePath;
@@ -92,7 +91,9 @@ async fn prelude(app: &App, info: &ResourceInfo, table: bool) -> Result<Prelude,
         // The type's table columns and its CRD, from one snapshot.
         let (columns, crd) = store.snapshot(|s| {
             let columns = match table {
-                true => s.document(&table_columns_key(&key))?.map(|d| d.body),
+                true => s
+                    .document(&vai_store::keys::table_columns(&key))?
+                    .map(|d| d.body),
                 false => None,
             };
             // CRDs not cached (`--resources` left them out): tables print as captured.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use vai_store::{Batch, Document, Op, SyncState};
 
-use crate::discovery::{ResourceInfo, table_columns_key};
+use crate::discovery::ResourceInfo;
 use crate::{Error, Shared, one_line};
 
 /// Events applied in one store batch at most.
@@ -113,7 +113,7 @@ impl Reflector {
         self.shared
             .store
             .put_documents(vec![Document {
-                key: table_columns_key(&self.key),
+                key: vai_store::keys::table_columns(&self.key),
                 content_type: "application/json".into(),
                 body: columns.clone(),
             }])

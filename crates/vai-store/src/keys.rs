@@ -1,0 +1,33 @@
+//! The keys of the documents vai keeps beside objects ([`crate::Store::put_documents`]): the
+//! discovery documents and a type's table column definitions. Sync writes them, the server
+//! reads them; both name them through here, so neither owns the other's storage layout. This
+//! module only names keys; it never reads or writes.
+
+/// The key of a discovery document: its request path (`/apis/apps/v1`), with a suffix for the
+/// aggregated form.
+pub fn discovery_document(path: &str, aggregated: bool) -> String {
+    if aggregated {
+        format!("{path}#aggregated")
+    } else {
+        path.to_string()
+    }
+}
+
+/// The key of a cached type's table column definitions (as upstream prints the type), by the
+/// type's store key (`/v1/pods`).
+pub fn table_columns(resource: &str) -> String {
+    format!("table-columns:{resource}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_as_stored_by_earlier_versions() {
+        // Files written before these keys moved here keep their documents under these names.
+        assert_eq!(discovery_document("/api/v1", false), "/api/v1");
+        assert_eq!(discovery_document("/apis", true), "/apis#aggregated");
+        assert_eq!(table_columns("/v1/pods"), "table-columns:/v1/pods");
+    }
+}
