@@ -144,7 +144,8 @@ pub enum SyncState {
 }
 
 impl SyncState {
-    pub(crate) fn as_str(self) -> &'static str {
+    /// `syncing`, `live` or `stale`, as stored and printed.
+    pub fn as_str(self) -> &'static str {
         match self {
             SyncState::Syncing => "syncing",
             SyncState::Live => "live",

@@ -265,15 +265,10 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
         "RESOURCE", "STATE", "OBJECTS", "LAST-RV", "LAST-CONTACT"
     );
     for s in states {
-        let state = match s.state {
-            vai_store::SyncState::Live => "live",
-            vai_store::SyncState::Stale => "stale",
-            vai_store::SyncState::Syncing => "syncing",
-        };
         println!(
             "{:<58} {:<8} {:>9} {:>12} {:<21} {}",
             s.resource,
-            state,
+            s.state.as_str(),
             store.count(&s.resource)?,
             s.last_resource_version,
             when(s.last_contact_ms),
