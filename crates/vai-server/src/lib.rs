@@ -4,14 +4,14 @@
 //! - Every request is resolved once, first, into a [`RequestInfo`] ([`request_info`]: verb,
 //!   group, version, resource, namespace, name, as the apiserver's authorizer sees them),
 //!   which handlers take from the request's extensions.
-//! - `GET` on a cached type ([`read`]) — list, get, watch, with the apiserver's parameters —
+//! - `GET` on a cached type (`read`) — list, get, watch, with the apiserver's parameters —
 //!   is answered from the store, streamed, whether or not upstream answers. When the data may
-//!   be stale, responses say so ([`freshness`]): a `Warning` header kubectl prints, and
+//!   be stale, responses say so (`freshness`): a `Warning` header kubectl prints, and
 //!   `X-Vai-*` headers for programs.
-//! - Discovery and `/version` come from the documents sync stored ([`discovery`]).
-//! - Everything else goes to upstream ([`proxy`]), streaming both ways; with upstream
+//! - Discovery and `/version` come from the documents sync stored (`discovery`).
+//! - Everything else goes to upstream (`proxy`), streaming both ways; with upstream
 //!   unreachable it gets `503` at once, never a hang.
-//! - `/healthz`, `/readyz`, `/metrics` and `/vai/v1/status` ([`ops`]).
+//! - `/healthz`, `/readyz`, `/metrics` and `/vai/v1/status` (`ops`).
 //!
 //! Every error is a Kubernetes `Status` ([`errors`]). This crate never writes to the store and
 //! never talks to upstream except through the proxy.

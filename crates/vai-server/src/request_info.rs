@@ -4,7 +4,7 @@
 //! the method in lower case), and for resource requests the group, version, resource,
 //! subresource, namespace and name.
 //!
-//! [`resolve`] puts a [`RequestInfo`] in every request's extensions before any handler runs;
+//! `resolve` puts a [`RequestInfo`] in every request's extensions before any handler runs;
 //! handlers take it as an extractor. Authentication and authorization plug in here: they need
 //! exactly this, decided once. This module only reads the request; it never answers one.
 
