@@ -10,7 +10,8 @@ use kube::Resource;
 use serde::de::DeserializeOwned;
 use vai_store::EventKind;
 
-use crate::store::{Store, decode};
+use crate::decode;
+use crate::store::Store;
 
 /// A change to an object, in commit order.
 #[derive(Debug, Clone, PartialEq)]

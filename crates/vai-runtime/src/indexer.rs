@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use vai_store::{EventKind, ListRequest};
 
 use crate::Error;
-use crate::store::decode;
+use crate::decode;
 
 /// An index function: the values an object is indexed under (client-go's `IndexFunc`).
 pub type IndexFn<K> = Arc<dyn Fn(&K) -> Vec<String> + Send + Sync>;

@@ -60,6 +60,11 @@ pub use reflector::{Reflector, reflector, reflector_with};
 pub use store::{Store, resource_key};
 pub use vai_store::{Column, Condition, Filter, ListRequest, Operator, PageRequest, SortKey};
 
+/// Decodes stored JSON into `K`.
+pub(crate) fn decode<K: serde::de::DeserializeOwned>(body: &[u8]) -> Result<K, Error> {
+    serde_json::from_slice(body).map_err(Error::Decode)
+}
+
 /// What can go wrong reading the cache.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

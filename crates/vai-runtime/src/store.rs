@@ -15,8 +15,8 @@ use kube::runtime::reflector::ObjectRef;
 use serde::de::DeserializeOwned;
 use vai_store::{ListRequest, PageMeta, PageRequest};
 
-use crate::Error;
 use crate::indexer::Indexers;
+use crate::{Error, decode};
 
 /// Objects of type `K` in a vai store. Cheap to clone; clones share indexers.
 pub struct Store<K: Resource> {
@@ -45,11 +45,6 @@ pub fn resource_key<K: Resource>(dyntype: &K::DynamicType) -> String {
         K::version(dyntype),
         K::plural(dyntype)
     )
-}
-
-/// Decodes stored JSON into `K`.
-pub(crate) fn decode<K: DeserializeOwned>(body: &[u8]) -> Result<K, Error> {
-    serde_json::from_slice(body).map_err(Error::Decode)
 }
 
 impl<K> Store<K>

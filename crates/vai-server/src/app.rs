@@ -8,7 +8,9 @@ use std::sync::Arc;
 use vai_store::Store;
 use vai_sync::Syncer;
 
-use crate::{ApiError, ServerConfig, ops};
+use crate::config::ServerConfig;
+use crate::errors::ApiError;
+use crate::metrics::Metrics;
 
 /// The state of the server, cloned into every handler.
 #[derive(Clone)]
@@ -16,7 +18,7 @@ pub(crate) struct App {
     pub syncer: Syncer,
     pub store: Store,
     pub config: ServerConfig,
-    pub metrics: Arc<ops::Metrics>,
+    pub metrics: Arc<Metrics>,
     pub registry: prometheus::Registry,
 }
 

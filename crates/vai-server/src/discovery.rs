@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use vai_store::keys::discovery_document;
 
-use crate::{ApiError, App, form};
+use crate::app::App;
+use crate::errors::ApiError;
+use crate::form;
 
 /// The stored document for a discovery path, if it is one and it is stored; `406` to an
 /// `Accept` that takes neither JSON nor aggregated discovery.

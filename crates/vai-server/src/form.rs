@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use vai_sync::ResourceInfo;
 
-use crate::ApiError;
+use crate::errors::ApiError;
 use crate::metadata::metadata_only;
 use crate::table::{Include, TableForm};
 

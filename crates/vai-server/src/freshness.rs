@@ -6,7 +6,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use vai_sync::Freshness;
 
-use crate::App;
+use crate::app::App;
 
 /// `X-Vai-State`: `live`, `stale` or `syncing`.
 pub const STATE: HeaderName = HeaderName::from_static("x-vai-state");

@@ -17,11 +17,13 @@
 //! never talks to upstream except through the proxy.
 
 mod app;
+mod config;
 mod discovery;
 pub mod errors;
 mod form;
 mod freshness;
 mod metadata;
+mod metrics;
 mod ops;
 pub mod path;
 mod proxy;
@@ -31,7 +33,7 @@ pub mod request_info;
 pub mod table;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -40,34 +42,11 @@ use axum::response::Response;
 use vai_sync::Syncer;
 
 use app::App;
-use ops::ServedBy;
+use metrics::ServedBy;
 use request_info::RequestInfo;
 
+pub use config::ServerConfig;
 pub use errors::ApiError;
-
-/// Tuning of the server.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Deadline for upstream's response headers on a proxied request.
-    pub proxy_timeout: Duration,
-    /// Largest request body proxied upstream.
-    pub max_request_bytes: usize,
-    /// How long a watch lasts when the client gives no `timeoutSeconds`.
-    pub default_watch_timeout: Duration,
-    /// How long a list with a resource version newer than the store's waits for it.
-    pub wait_for_resource_version: Duration,
-}
-
-impl Default for ServerConfig {
-    fn default() -> ServerConfig {
-        ServerConfig {
-            proxy_timeout: Duration::from_secs(30),
-            max_request_bytes: 16 << 20,
-            default_watch_timeout: Duration::from_secs(1800),
-            wait_for_resource_version: Duration::from_secs(3),
-        }
-    }
-}
 
 /// The router serving vai's HTTP API over a [`Syncer`] (a running one, or
 /// [`Syncer::detached`] to serve a store alone); its metrics go to `registry` (which
@@ -81,7 +60,7 @@ pub fn router(
         store: syncer.store().clone(),
         syncer,
         config,
-        metrics: Arc::new(ops::Metrics::new(&registry)?),
+        metrics: Arc::new(metrics::Metrics::new(&registry)?),
         registry,
     };
     Ok(Router::new()

@@ -2,90 +2,14 @@
 //! once), Prometheus `/metrics`, and `/vai/v1/status` (per type: state, stale since, resource
 //! versions, last contact, last error, object count).
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use vai_sync::Freshness;
 
-use crate::{ApiError, App};
-
-/// The server's metrics.
-pub(crate) struct Metrics {
-    requests: prometheus::HistogramVec,
-    db_bytes: prometheus::IntGauge,
-    stale_seconds: prometheus::GaugeVec,
-    contact_age: prometheus::Gauge,
-}
-
-/// Who answered a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ServedBy {
-    /// vai, from its store.
-    Cache,
-    /// Upstream, through the proxy.
-    Upstream,
-}
-
-impl Metrics {
-    /// The server's metrics, registered in `registry`; fails if they are registered there
-    /// already (a second router on one registry would count nothing of its own).
-    pub fn new(registry: &prometheus::Registry) -> prometheus::Result<Metrics> {
-        let requests = prometheus::HistogramVec::new(
-            prometheus::HistogramOpts::new(
-                "vai_request_duration_seconds",
-                "Time to answer a request (to its headers, for streams), by verb, code and who answered (cache or upstream).",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-            ]),
-            &["verb", "code", "served_by"],
-        )
-        .expect("valid metric");
-        let db_bytes =
-            prometheus::IntGauge::new("vai_store_bytes", "Size of the database file and its WAL.")
-                .expect("valid metric");
-        let stale_seconds = prometheus::GaugeVec::new(
-            prometheus::Opts::new(
-                "vai_stale_seconds",
-                "How long a cached type's data has been possibly stale (0 when live).",
-            ),
-            &["resource"],
-        )
-        .expect("valid metric");
-        let contact_age = prometheus::Gauge::new(
-            "vai_upstream_contact_age_seconds",
-            "Seconds since upstream last answered the health probe.",
-        )
-        .expect("valid metric");
-        for m in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(db_bytes.clone()),
-            Box::new(stale_seconds.clone()),
-            Box::new(contact_age.clone()),
-        ] {
-            registry.register(m)?;
-        }
-        Ok(Metrics {
-            requests,
-            db_bytes,
-            stale_seconds,
-            contact_age,
-        })
-    }
-
-    pub fn observe(&self, verb: &str, code: StatusCode, served_by: ServedBy, elapsed: Duration) {
-        let served_by = match served_by {
-            ServedBy::Cache => "cache",
-            ServedBy::Upstream => "upstream",
-        };
-        self.requests
-            .with_label_values(&[verb, code.as_str(), served_by])
-            .observe(elapsed.as_secs_f64());
-    }
-}
+use crate::app::App;
+use crate::errors::ApiError;
 
 pub(crate) async fn healthz() -> &'static str {
     "ok"

@@ -17,7 +17,8 @@ use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
-use crate::{ApiError, App};
+use crate::app::App;
+use crate::errors::ApiError;
 
 /// Request headers not passed upstream: hop-by-hop ones, and credentials (upstream sees vai's).
 /// `Connection` and `Upgrade` pass on upgrade requests only.
@@ -156,7 +157,7 @@ async fn try_forward(app: &App, request: Request) -> Result<Response, ApiError> 
                 && let Some(rv) = resource_version_of(&bytes)
             {
                 // Read-your-writes through vai; a timeout only means the read may lag.
-                let _ = crate::read::wait_for(app, &key, rv).await;
+                let _ = crate::read::version::wait_for(app, &key, rv).await;
             }
             Body::from(bytes)
         }

@@ -18,7 +18,7 @@
 use axum::http::Uri;
 use vai_store::{Column, Condition, FieldSet, Filter, Operator, SortKey};
 
-use crate::ApiError;
+use crate::errors::ApiError;
 
 /// Largest page.
 pub const MAX_PAGE_SIZE: usize = 10_000;

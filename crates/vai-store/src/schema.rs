@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// `vai1` in ASCII: marks a file as a vai database.
 pub const APPLICATION_ID: i32 = 0x7661_6931;

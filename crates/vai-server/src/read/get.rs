@@ -1,13 +1,16 @@
 //! A get of one cached object, in the form the client asked for.
 
-use axum::response::Response;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use vai_sync::ResourceInfo;
 
+use crate::app::App;
+use crate::errors::ApiError;
 use crate::form::{Form, render};
 use crate::path::ResourcePath;
+use crate::read::error::ReadError;
 use crate::read::params::Params;
-use crate::read::{ReadError, json_response, version};
-use crate::{ApiError, App};
+use crate::read::version;
 
 /// Answers a get: the newest version the store holds, once it is not older than the asked
 /// `resourceVersion`.
@@ -40,4 +43,8 @@ pub(crate) async fn get(
         None if !app.syncer.synced(&info.key()) => Err(ReadError::Proxy),
         None => Err(ApiError::not_found(&info.group, &info.plural, name).into()),
     }
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

@@ -13,12 +13,15 @@ use tokio::sync::mpsc;
 use vai_store::FieldSet;
 use vai_sync::ResourceInfo;
 
+use crate::app::App;
+use crate::errors::ApiError;
 use crate::form::{Form, list_head, list_item, type_meta_prefix};
 use crate::path::ResourcePath;
 use crate::query_api::Query;
+use crate::read::error::ReadError;
 use crate::read::params::{Params, number};
-use crate::read::{ReadError, selectable, selection, version};
-use crate::{ApiError, App};
+use crate::read::selection::{selectable, selection};
+use crate::read::version;
 
 /// Bytes per chunk of a streamed response.
 const CHUNK: usize = 64 << 10;

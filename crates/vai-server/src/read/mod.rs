@@ -11,29 +11,31 @@
 //! Nothing here runs the store on an async worker: every store call goes through
 //! [`App::blocking`] or a blocking thread of its own.
 
+mod error;
 mod get;
 mod list;
 pub(crate) mod params;
-mod version;
+mod selection;
+pub(crate) mod version;
 mod watch;
 
 use std::sync::Arc;
 
-use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use vai_store::selector::Field;
-use vai_store::{FieldSelector, FieldSet, LabelSelector, ListRequest};
+use vai_store::FieldSet;
 use vai_sync::ResourceInfo;
 
+use crate::app::App;
+use crate::errors::ApiError;
 use crate::form::{self, Answer, Form};
+use crate::freshness;
 use crate::path::ResourcePath;
 use crate::request_info::RequestInfo;
 use crate::table::TableForm;
-use crate::{ApiError, App, freshness};
 use params::Params;
 
-pub(crate) use version::wait_for;
+pub(crate) use error::ReadError;
 
 /// What `serve` did.
 pub(crate) enum Outcome {
@@ -41,32 +43,6 @@ pub(crate) enum Outcome {
     Served(Response),
     /// Better answered by upstream (an unindexed field selector, a type not synced yet).
     Proxy,
-}
-
-/// Why a read was not answered from the store.
-pub(crate) enum ReadError {
-    Api(ApiError),
-    /// Upstream should answer it.
-    Proxy,
-    /// A field selector on a field the store does not index: upstream answers it (it may know
-    /// the field); with upstream unreachable, upstream's own error for unknown fields.
-    Unsupported(String),
-}
-
-impl From<ApiError> for ReadError {
-    fn from(e: ApiError) -> ReadError {
-        ReadError::Api(e)
-    }
-}
-
-impl From<vai_store::Error> for ReadError {
-    fn from(e: vai_store::Error) -> ReadError {
-        match e {
-            vai_store::Error::UnsupportedField(message) => ReadError::Unsupported(message),
-            vai_store::Error::UnknownResource(_) => ReadError::Proxy,
-            other => ReadError::Api(other.into()),
-        }
-    }
 }
 
 /// The store key of CustomResourceDefinitions.
@@ -193,38 +169,4 @@ pub(crate) async fn serve(
         }
         Err(ReadError::Api(e)) => Outcome::Served(e.into_response()),
     }
-}
-
-fn json_response(body: Vec<u8>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// Refuses a field selector on a field the type does not select on (upstream answers it while
-/// it can: it is the authority on its types' fields). A cluster-scoped type has no
-/// `metadata.namespace` to select on.
-fn selectable(
-    info: &ResourceInfo,
-    fields: &FieldSet,
-    request: &ListRequest,
-) -> Result<(), ReadError> {
-    match request.fields.0.iter().find_map(|r| match &r.field {
-        Field::Other(name) if fields.selectable(name).is_none() => Some(name.as_str()),
-        Field::Namespace if !info.namespaced => Some("metadata.namespace"),
-        _ => None,
-    }) {
-        Some(name) => Err(ReadError::Unsupported(format!(
-            "field label not supported: {name}"
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// Builds the store request from the selectors and the namespace.
-fn selection(target: &ResourcePath, params: &Params) -> Result<ListRequest, ReadError> {
-    Ok(ListRequest {
-        namespace: target.namespace.clone(),
-        labels: LabelSelector::parse(params.label_selector.as_deref().unwrap_or(""))?,
-        fields: FieldSelector::parse(params.field_selector.as_deref().unwrap_or(""))?,
-        ..ListRequest::default()
-    })
 }

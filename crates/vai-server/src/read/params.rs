@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use crate::ApiError;
+use crate::errors::ApiError;
 
 /// The query parameters of list, get and watch.
 #[derive(Debug, Default, Deserialize)]

@@ -16,11 +16,14 @@ use vai_store::selector::Field;
 use vai_store::{Attributes, Event, EventKind, FieldSet, ListRequest};
 use vai_sync::ResourceInfo;
 
+use crate::app::App;
+use crate::errors::ApiError;
 use crate::form::{Form, render};
 use crate::path::ResourcePath;
+use crate::read::error::ReadError;
 use crate::read::params::{Params, flag, invalid, number};
-use crate::read::{ReadError, selectable, selection, version};
-use crate::{ApiError, App};
+use crate::read::selection::{selectable, selection};
+use crate::read::version;
 
 pub(crate) async fn watch(
     app: &App,
