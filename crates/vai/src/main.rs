@@ -291,34 +291,13 @@ async fn main() {
         Command::Status(args) => status(args).await,
     };
     if let Err(error) = result {
-        eprintln!("vai: {}", one_line(&error));
+        eprintln!("vai: {}", vai_sync::one_line(error.as_ref()));
         std::process::exit(1);
     }
 }
 
-/// An error as one line: its cause chain, outermost first, each cause once. (Some errors
-/// print their source inside their own message, so a cause already said is not repeated;
-/// some add a multi-line excerpt, e.g. YAML errors, whose first line says what and where.)
-fn one_line(error: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        let text = text.lines().next().unwrap_or_default().trim_end();
-        if text.is_empty() || line.contains(text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(text);
-    }
-    line
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn an_error_is_one_line_with_each_cause_once() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
@@ -326,11 +305,14 @@ mod tests {
             .context("failed to read kubeconfig from /x: No such file or directory")
             .context("no kubeconfig found (hint: pass --kubeconfig)");
         assert_eq!(
-            one_line(&error),
+            vai_sync::one_line(error.as_ref()),
             "no kubeconfig found (hint: pass --kubeconfig): failed to read kubeconfig from /x: No such file or directory"
         );
         let multi =
             anyhow::anyhow!("bad YAML at line 3\n  | excerpt").context("reading kubeconfig");
-        assert_eq!(one_line(&multi), "reading kubeconfig: bad YAML at line 3");
+        assert_eq!(
+            vai_sync::one_line(multi.as_ref()),
+            "reading kubeconfig: bad YAML at line 3"
+        );
     }
 }
