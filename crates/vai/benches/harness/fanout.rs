@@ -27,6 +27,8 @@ const PROBE_PREFIX: &str = "fanout-";
 
 /// What a fan-out saw.
 pub struct FanOut {
+    /// The apiserver's pod watches just before vai's watchers opened (vai's own among them).
+    pub watches_before: f64,
     /// The pod watches the apiserver gained while vai's watchers were open.
     pub watches_added: f64,
     /// The probes' delays.
@@ -44,9 +46,9 @@ pub struct Delays {
 }
 
 /// Opens `n` watches on vai, creates probe pods upstream, and returns how many pod watches the
-/// apiserver gained while they run, and the probes' delays at vai's watchers
-/// and at `upstream` (a watch on the apiserver open since the phase began). Under churn the apiserver may refuse
-/// a create; what never arrives is counted as lost, not fatal.
+/// apiserver had before and gained while they run, and the probes' delays at vai's watchers and
+/// at `upstream` (a watch on the apiserver open since the phase began). Under churn the
+/// apiserver may refuse a create; what never arrives is counted as lost, not fatal.
 pub async fn fan_out(
     vai: &Vai,
     client: &kube::Client,
@@ -99,6 +101,7 @@ pub async fn fan_out(
         tell_where_lost(vai, &names[0], lost.0).await;
     }
     FanOut {
+        watches_before,
         watches_added,
         delays: Delays {
             through_vai,

@@ -13,8 +13,10 @@
 //! reflector in a process of its own. Writes `target/vai-bench/report.json`, `report.md` and
 //! PNG charts beside them, and prints the markdown table. Scenarios: initial sync, memory and
 //! disk, full list, selective list, a UI page, watch fan-out with propagation delay, restart.
-//! The quick run asserts that every scenario measured something (it is CI's test); the full
-//! run reports what it found, misses included, and does not fail on them.
+//! The quick run is CI's test: it fails, one line per miss, on the goals in [`goals`] (every
+//! scenario measured something, no LIST at restart, no upstream watch added by fan-out, a floor
+//! for the full list); the full run reports what it found, misses included, and does not fail
+//! on them.
 //!
 //! The modules, in the order a run uses them: [`load`] fills the cluster, [`scenarios`] runs
 //! the numbered scenarios against [`vai`] (the child process) and the [`baseline`]s, with
@@ -26,6 +28,7 @@ mod baseline;
 mod chart;
 mod churn;
 mod fanout;
+mod goals;
 mod http1;
 mod load;
 mod pages;
@@ -93,31 +96,15 @@ async fn main() -> ExitCode {
         // The full run reports what it found, misses included, in its table.
         return ExitCode::SUCCESS;
     }
-    // The quick run is a test: every scenario ran and measured something (under churn a
-    // baseline may have failed every request; vai may not).
-    assert!(rows.iter().all(|r| r.vai.is_finite()));
-    let quiet_rows = rows.iter().filter(|r| r.phase == Phase::Quiet);
-    assert!(
-        quiet_rows.clone().count() > 0
-            && quiet_rows
-                .clone()
-                .all(|r| r.baseline > 0.0 || r.unit == "events"),
-        "every baseline measured something on a quiet cluster"
-    );
-    assert!(
-        rows.iter()
-            .filter(|r| r.unit == "events")
-            .all(|r| r.vai == 0.0),
-        "every watcher on vai received every probe"
-    );
-    assert_eq!(
-        quiet.lists_at_restart, 0.0,
-        "a restart made no LIST upstream"
-    );
-    assert_eq!(
-        quiet.upstream_watches, 0.0,
-        "{} downstream watchers opened upstream watches",
-        setup.watchers
-    );
-    ExitCode::SUCCESS
+    let misses = goals::misses(&rows, &quiet, setup.watchers);
+    for miss in &misses {
+        eprintln!("quick-run goal missed: {miss}");
+    }
+    println!("quick run, quiet phase: {}", goals::measured_line(&quiet));
+    if misses.is_empty() {
+        println!("quick run: every goal met");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -28,11 +28,17 @@ pub struct Setup {
     pub watchers: usize,
 }
 
-/// What a phase saw that the quick run asserts on; NaN where it was not measured (vai never
-/// became ready).
+/// What a phase saw that the quick run asserts on (see [`crate::goals`]); NaN where it was not
+/// measured (vai never became ready).
 pub struct Outcome {
-    /// The pod watches the apiserver gained while vai's downstream watchers were open.
+    /// Median ms of the full list of pods: (through vai, from the apiserver).
+    pub full_list: (f64, f64),
+    /// The apiserver's pod watches before vai's downstream watchers opened.
+    pub watches_before: f64,
+    /// The pod watches the apiserver gained while they were open.
     pub upstream_watches: f64,
+    /// LISTs of pods the apiserver had served before vai restarted.
+    pub lists_before: f64,
     /// LISTs of pods it served while vai restarted.
     pub lists_at_restart: f64,
 }
@@ -40,7 +46,10 @@ pub struct Outcome {
 impl Outcome {
     fn not_measured() -> Outcome {
         Outcome {
+            full_list: (f64::NAN, f64::NAN),
+            watches_before: f64::NAN,
             upstream_watches: f64::NAN,
+            lists_before: f64::NAN,
             lists_at_restart: f64::NAN,
         }
     }
@@ -113,13 +122,16 @@ pub async fn run_phase(
     };
     memory_and_disk(&mut run, &synced);
     let vai = &synced.vai;
-    full_list(&mut run, vai).await;
+    let full_list = full_list(&mut run, vai).await;
     selective_list(&mut run, vai).await;
     ui_pages(&mut run, vai).await;
     let fan_out = fan_out(&mut run, vai, &synced.upstream_watch).await;
-    let lists_at_restart = restart(&mut run, synced).await;
+    let (lists_before, lists_at_restart) = restart(&mut run, synced).await;
     Outcome {
+        full_list,
+        watches_before: fan_out.watches_before,
         upstream_watches: fan_out.watches_added,
+        lists_before,
         lists_at_restart,
     }
 }
@@ -209,8 +221,8 @@ fn memory_and_disk(run: &mut PhaseRun<'_>, synced: &Synced) {
     );
 }
 
-/// Scenario 3, the full list of pods, alternating with the apiserver.
-async fn full_list(run: &mut PhaseRun<'_>, vai: &Vai) {
+/// Scenario 3, the full list of pods, alternating with the apiserver; median ms of both.
+async fn full_list(run: &mut PhaseRun<'_>, vai: &Vai) -> (f64, f64) {
     let medians = side_by_side(vai, run.client, "/api/v1/pods", run.setup.runs).await;
     run.row(
         "3. full list of pods".into(),
@@ -219,6 +231,7 @@ async fn full_list(run: &mut PhaseRun<'_>, vai: &Vai) {
         "ms",
         Goal::Ratio(1.0 / 3.0, "≥ 3× faster"),
     );
+    medians
 }
 
 /// Scenario 4, a selective list (1% of pods), alternating with the apiserver.
@@ -306,8 +319,8 @@ async fn fan_out(
 }
 
 /// Scenario 7, restart: time to the first answered list, and LISTs upstream. Returns the LISTs
-/// of pods the apiserver served during the restart.
-async fn restart(run: &mut PhaseRun<'_>, synced: Synced) -> f64 {
+/// of pods the apiserver had served before, and those it served during the restart.
+async fn restart(run: &mut PhaseRun<'_>, synced: Synced) -> (f64, f64) {
     synced.vai.stop();
     let lists_before = apiserver::pod_lists(run.client).await;
     assert!(lists_before >= 1.0, "vai's first sync listed pods");
@@ -343,5 +356,5 @@ async fn restart(run: &mut PhaseRun<'_>, synced: Synced) -> f64 {
         Goal::Max(0.0, "0"),
     );
     vai.stop();
-    lists_at_restart
+    (lists_before, lists_at_restart)
 }
