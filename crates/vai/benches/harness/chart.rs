@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 
-use crate::{Phase, Row};
+use crate::row::{Phase, Row};
 
 /// Where Debian, Fedora and Arch keep a sans-serif TrueType font.
 const FONTS: &[&str] = &[
