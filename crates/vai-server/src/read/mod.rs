@@ -114,15 +114,15 @@ pub(crate) async fn serve(
         let prelude = prelude(app, info, form::wants_table(&parts.headers)).await?;
         let include = params.include_object.as_deref();
         let columns = prelude.columns.as_deref();
-        let form =
-            form::negotiate(&parts.headers, answer, include, columns).map(|form| match form {
-                Form::Table(table) if prelude.crd.is_some() => {
-                    let crd = prelude.crd.as_deref().unwrap_or_default();
+        let form = form::negotiate(&parts.headers, answer, include, columns).map(|form| {
+            match (form, prelude.crd.as_deref()) {
+                (Form::Table(table), Some(crd)) => {
                     let dates = form::crd_date_columns(crd, &info.version);
                     Form::Table(Arc::new(TableForm::clone(&table).with_date_columns(&dates)))
                 }
-                other => other,
-            });
+                (other, _) => other,
+            }
+        });
         let fields = prelude.fields;
         match (&target.name, request.verb) {
             // Watching one object by path (`?watch=true` on it, or under `/watch/`): the
