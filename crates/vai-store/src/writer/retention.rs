@@ -95,3 +95,113 @@ fn history_rows(tx: &Transaction, rid: i64) -> Result<u64> {
         )?
         .query_row([rid], |r| r.get::<_, i64>(0))? as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A resource with history rows at resource versions 1..=n (row k became history at
+    /// `k * 1000` ms) and one current row at n + 1.
+    fn fixture(conn: &mut rusqlite::Connection, n: i64) -> Transaction<'_> {
+        let tx = conn.transaction().unwrap();
+        tx.execute("INSERT INTO resources (id, key) VALUES (1, '/v1/pods')", [])
+            .unwrap();
+        for k in 1..=n + 1 {
+            let (prune_rv, prune_ms) = if k <= n {
+                (Some(k), Some(k * 1000))
+            } else {
+                (None, None)
+            };
+            tx.execute(
+                "INSERT INTO versions (resource_id, namespace, name, rv, kind, seq, prune_rv, prune_ms, body)
+                 VALUES (1, 'ns', 'p', ?1, 1, ?1, ?2, ?3, x'7b7d')",
+                params![k, prune_rv, prune_ms],
+            )
+            .unwrap();
+        }
+        tx
+    }
+
+    fn compacted(tx: &Transaction) -> (i64, u64) {
+        let rv = tx
+            .query_row("SELECT compacted_rv FROM resources WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        (rv, history_rows(tx, 1).unwrap())
+    }
+
+    fn config(events: u64, age: Duration) -> StoreConfig {
+        StoreConfig {
+            history_max_events: events,
+            history_max_age: age,
+            ..StoreConfig::default()
+        }
+    }
+
+    #[test]
+    fn by_count_the_newest_rows_stay_and_by_age_the_old_ones_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::schema::open_writer(&dir.path().join("r.db")).unwrap();
+        let tx = fixture(&mut conn, 10);
+        let ids = HashMap::from([("/v1/pods".to_string(), 1)]);
+        let mut history = HashMap::new();
+        let long = Duration::from_secs(3600);
+        // Within both limits: nothing moves.
+        prune(
+            &tx,
+            &ids,
+            &mut history,
+            "/v1/pods",
+            &config(20, long),
+            10_000,
+        )
+        .unwrap();
+        assert_eq!(compacted(&tx), (0, 10));
+        // By count: 4 history rows stay (versions 7..=10); the window starts after 6.
+        prune(
+            &tx,
+            &ids,
+            &mut history,
+            "/v1/pods",
+            &config(4, long),
+            10_000,
+        )
+        .unwrap();
+        assert_eq!(compacted(&tx), (6, 4));
+        assert_eq!(history[&1], 4, "the writer's count follows the rows");
+        // By age: rows that became history more than 2.5 s before 10 s (versions 7) go.
+        let age = Duration::from_millis(2500);
+        prune(
+            &tx,
+            &ids,
+            &mut history,
+            "/v1/pods",
+            &config(20, age),
+            10_000,
+        )
+        .unwrap();
+        assert_eq!(compacted(&tx), (7, 3));
+        // The current version is never pruned, whatever the limits.
+        prune(
+            &tx,
+            &ids,
+            &mut history,
+            "/v1/pods",
+            &config(0, Duration::ZERO),
+            99_000,
+        )
+        .unwrap();
+        assert_eq!(compacted(&tx), (10, 0));
+        let current: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM versions WHERE prune_rv IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(current, 1);
+    }
+}
