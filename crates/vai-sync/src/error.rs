@@ -53,7 +53,7 @@ pub enum Error {
         "cannot reach the cluster and the database holds no data yet (hint: check the kubeconfig's server and the network)"
     )]
     NothingToServe(#[source] Box<Error>),
-    /// A syncer made by [`Syncer::detached`] has no upstream to send requests to.
+    /// A syncer made by [`Syncer::detached`](crate::Syncer::detached) has no upstream to send requests to.
     #[error("vai runs without an upstream")]
     Detached,
 }
