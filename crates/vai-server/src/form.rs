@@ -162,15 +162,11 @@ pub(crate) fn list_item<'a>(
     type_meta: &[u8],
     body: &'a [u8],
     cells: Option<&[u8]>,
-) -> Cow<'a, [u8]> {
+) -> (&'static [u8], Cow<'a, [u8]>) {
+    // The item is `{` and the rest of the stored bytes: no copy of the object.
     match (form, body.strip_prefix(type_meta)) {
-        (Form::Full, Some(rest)) => {
-            let mut item = Vec::with_capacity(rest.len() + 1);
-            item.push(b'{');
-            item.extend_from_slice(rest);
-            item.into()
-        }
-        _ => render(form, body, cells),
+        (Form::Full, Some(rest)) => (b"{", rest.into()),
+        _ => (b"", render(form, body, cells)),
     }
 }
 
@@ -319,14 +315,15 @@ mod tests {
         };
         let prefix = type_meta_prefix(&pods);
         let pod = br#"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"a"}}"#;
+        let whole = |(start, rest): (&[u8], Cow<[u8]>)| [start, &rest].concat();
         assert_eq!(
-            &*list_item(&Form::Full, &prefix, pod, None),
+            whole(list_item(&Form::Full, &prefix, pod, None)),
             br#"{"metadata":{"name":"a"}}"#
         );
         let custom = br#"{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"}}"#;
-        assert_eq!(&*list_item(&Form::Full, &prefix, custom, None), custom);
+        assert_eq!(whole(list_item(&Form::Full, &prefix, custom, None)), custom);
         // Metadata-only items are built whole.
-        let metadata = list_item(&Form::Metadata, &prefix, pod, None);
+        let metadata = whole(list_item(&Form::Metadata, &prefix, pod, None));
         assert!(metadata.starts_with(br#"{"kind":"PartialObjectMetadata""#));
     }
 

@@ -55,7 +55,8 @@ pub(crate) async fn list(
     let store = app.store.clone();
     streamed(move |emit| {
         let meta = store.list_rows(&key, &request, |row| {
-            emit(&head, &list_item(&form, &type_meta, row.body, row.cells))
+            let (start, rest) = list_item(&form, &type_meta, row.body, row.cells);
+            emit(&head, start, &rest)
         })?;
         let mut metadata =
             serde_json::json!({"resourceVersion": meta.resource_version.to_string()});
@@ -98,7 +99,8 @@ pub(crate) async fn page(
     let query = Arc::new(query);
     streamed(move |emit| {
         let meta = store.page_rows(&key, &request, |row| {
-            emit(&head, &list_item(&form, &type_meta, row.body, row.cells))
+            let (start, rest) = list_item(&form, &type_meta, row.body, row.cells);
+            emit(&head, start, &rest)
         })?;
         // Summaries of the same snapshot as the page.
         let mut pinned = request.clone();
@@ -134,9 +136,9 @@ pub(crate) async fn page(
     .await
 }
 
-/// Emits one item of a streamed list: `emit(head, item)` writes the head before the first item
-/// and commas between items.
-type Emit<'a> = dyn FnMut(&str, &[u8]) -> vai_store::Result<()> + 'a;
+/// Emits one item of a streamed list, given in two pieces written one after the other:
+/// `emit(head, start, rest)` writes the head before the first item and commas between items.
+type Emit<'a> = dyn FnMut(&str, &[u8], &[u8]) -> vai_store::Result<()> + 'a;
 
 /// Streams a list produced by `produce` on a blocking thread, in 64 KiB chunks. `produce` emits
 /// items and returns `(head, tail)`: the head is written first if no item was, the tail last.
@@ -149,9 +151,10 @@ async fn streamed(
         let mut buffer = Vec::with_capacity(CHUNK + 8192);
         let mut items = 0usize;
         let mut sent = false;
-        let result = produce(&mut |head: &str, item: &[u8]| {
+        let result = produce(&mut |head: &str, start: &[u8], rest: &[u8]| {
             buffer.extend_from_slice(if items == 0 { head.as_bytes() } else { b"," });
-            buffer.extend_from_slice(item);
+            buffer.extend_from_slice(start);
+            buffer.extend_from_slice(rest);
             items += 1;
             if buffer.len() >= CHUNK {
                 let chunk = std::mem::replace(&mut buffer, Vec::with_capacity(CHUNK + 8192));
