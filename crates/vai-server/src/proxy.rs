@@ -153,10 +153,18 @@ async fn try_forward(app: &App, request: Request) -> Result<Response, ApiError> 
                 .await
                 .map_err(|e| ApiError::unavailable(format!("reading upstream's answer: {e}")))?
                 .to_bytes();
-            if bytes.len() <= MAX_WRITE_RESPONSE
+            // Read-your-writes through vai; a timeout only means the read may lag.
+            let deleted = crate::path::parse(&target)
+                .filter(|t| method == Method::DELETE && t.subresource.is_none())
+                .and_then(|t| Some((t.namespace.unwrap_or_default(), t.name?)))
+                .filter(|_| !held_by_finalizers(&bytes));
+            if let Some((namespace, name)) = deleted {
+                // Gone at once: its answer carries the object's last version, which the
+                // cache already holds; what shows the delete is the object's absence.
+                let _ = crate::read::version::wait_for_absence(app, &key, &namespace, &name).await;
+            } else if bytes.len() <= MAX_WRITE_RESPONSE
                 && let Some(rv) = resource_version_of(&bytes)
             {
-                // Read-your-writes through vai; a timeout only means the read may lag.
                 let _ = crate::read::version::wait_for(app, &key, rv).await;
             }
             Body::from(bytes)
@@ -174,6 +182,21 @@ fn cached_key(app: &App, path: &str) -> Option<String> {
         .syncer
         .resolve(&target.group, &target.version, &target.plural)?;
     Some(info.key())
+}
+
+/// Whether a deleted object stays, marked for deletion, until its finalizers are done (then the
+/// delete was an update, and its answer's version is the one to wait for).
+fn held_by_finalizers(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Object {
+        metadata: Meta,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(default)]
+        finalizers: Vec<String>,
+    }
+    serde_json::from_slice::<Object>(body).is_ok_and(|o| !o.metadata.finalizers.is_empty())
 }
 
 /// `metadata.resourceVersion` of an object in a response body.

@@ -93,6 +93,31 @@ pub(crate) async fn wait_for(app: &App, key: &str, rv: u64) -> Result<(), ReadEr
     }
 }
 
+/// Waits (a bounded time) until the store no longer holds the object `namespace/name` of `key`
+/// (a delete's read-your-writes); gives up silently after the wait, as [`wait_for`] would.
+pub(crate) async fn wait_for_absence(
+    app: &App,
+    key: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ReadError> {
+    let mut events = app.store.subscribe();
+    let deadline = tokio::time::Instant::now() + app.config.wait_for_resource_version;
+    loop {
+        let (k, ns, n) = (key.to_string(), namespace.to_string(), name.to_string());
+        let present = app
+            .blocking(move |store| Ok::<_, ReadError>(store.get_row(&k, &ns, &n, None)?.is_some()))
+            .await?;
+        if !present
+            || tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .is_err()
+        {
+            return Ok(());
+        }
+    }
+}
+
 /// The newest resource version the store holds of `key` (`0` before its first list).
 pub(crate) async fn last_resource_version(app: &App, key: &str) -> Result<u64, ReadError> {
     let key = key.to_string();
