@@ -1,0 +1,1 @@
+//! The apiserver's RBAC authorizer, evaluated locally.
