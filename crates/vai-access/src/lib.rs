@@ -3,6 +3,7 @@
 //!
 //! - [`rbac`]: the apiserver's RBAC authorizer, evaluated locally over the Roles,
 //!   ClusterRoles, RoleBindings and ClusterRoleBindings vai caches — online and offline alike.
+//! - [`authn`]: client certificates and ServiceAccount tokens verified locally.
 //! - [`Attributes`]: what a request asks, in the authorizer's terms (verb, API group,
 //!   resource, subresource, namespace, name; or a non-resource path).
 //!
@@ -10,6 +11,7 @@
 //! upstream. What it is given (RBAC objects, keys, reviews) comes from its callers.
 
 mod attributes;
+pub mod authn;
 pub mod rbac;
 mod user;
 
