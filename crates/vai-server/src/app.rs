@@ -8,6 +8,7 @@ use std::sync::Arc;
 use vai_store::Store;
 use vai_sync::Syncer;
 
+use crate::access::Access;
 use crate::config::ServerConfig;
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
@@ -20,6 +21,7 @@ pub(crate) struct App {
     pub config: ServerConfig,
     pub metrics: Arc<Metrics>,
     pub registry: prometheus::Registry,
+    pub access: Arc<Access>,
 }
 
 impl App {

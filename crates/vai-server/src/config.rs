@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::access::AccessConfig;
+
 /// Tuning of the server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -14,6 +16,8 @@ pub struct ServerConfig {
     pub default_watch_timeout: Duration,
     /// How long a list with a resource version newer than the store's waits for it.
     pub wait_for_resource_version: Duration,
+    /// Authentication and authorization.
+    pub access: AccessConfig,
 }
 
 impl Default for ServerConfig {
@@ -23,6 +27,7 @@ impl Default for ServerConfig {
             max_request_bytes: 16 << 20,
             default_watch_timeout: Duration::from_secs(1800),
             wait_for_resource_version: Duration::from_secs(3),
+            access: AccessConfig::default(),
         }
     }
 }

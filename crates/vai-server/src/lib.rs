@@ -16,12 +16,14 @@
 //! Every error is a Kubernetes `Status` ([`errors`]). This crate never writes to the store and
 //! never talks to upstream except through the proxy.
 
+pub mod access;
 mod app;
 mod config;
 mod discovery;
 pub mod errors;
 mod form;
 mod freshness;
+mod listen;
 mod metadata;
 mod metrics;
 mod ops;
@@ -47,6 +49,7 @@ use request_info::RequestInfo;
 
 pub use config::ServerConfig;
 pub use errors::ApiError;
+pub use listen::{PeerCertificate, Tls, TlsError, serve};
 
 /// The router serving vai's HTTP API over a [`Syncer`] (a running one, or
 /// [`Syncer::detached`] to serve a store alone); its metrics go to `registry` (which
@@ -59,10 +62,12 @@ pub fn router(
     let app = App {
         store: syncer.store().clone(),
         syncer,
+        access: access::Access::new(config.access.clone()),
         config,
         metrics: Arc::new(metrics::Metrics::new(&registry)?),
         registry,
     };
+    access::start(&app);
     Ok(Router::new()
         .route("/healthz", axum::routing::get(ops::healthz))
         .route("/livez", axum::routing::get(ops::healthz))
@@ -71,6 +76,10 @@ pub fn router(
         .route("/vai/v1/status", axum::routing::get(ops::status))
         .fallback(dispatch)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            access::guard,
+        ))
         .layer(axum::middleware::from_fn(request_info::resolve))
         .with_state(app))
 }
@@ -101,6 +110,10 @@ async fn method_not_allowed(request: Request) -> Response {
 
 async fn route(app: &App, info: &RequestInfo, request: Request) -> (ServedBy, Response) {
     if request.method() != Method::GET {
+        let request = match access::answer_self_review(app, request).await {
+            Ok(response) => return (ServedBy::Cache, response),
+            Err(request) => request,
+        };
         return (ServedBy::Upstream, proxy::forward(app, request).await);
     }
     if let Some(response) = discovery::serve(app, request.uri().path(), request.headers()).await {

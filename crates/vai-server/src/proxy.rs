@@ -7,6 +7,10 @@
 //! Connection upgrades (`exec`, `attach`, `port-forward`: WebSocket or SPDY) are passed through:
 //! once upstream answers `101`, bytes are copied both ways until either side closes.
 //!
+//! With authorization on, a request goes upstream as its caller: vai's credentials with
+//! `Impersonate-User`, `-Uid`, `-Group` and `-Extra-*` naming the caller, so upstream
+//! authorizes (and audits) it as that user.
+//!
 //! A successful write to a cached type returns once the cache holds the written version (or a
 //! short wait has passed), so a client that writes through vai and then reads through vai sees
 //! its own write.
@@ -77,8 +81,19 @@ async fn try_forward(app: &App, request: Request) -> Result<Response, ApiError> 
     let mut upstream = http::Request::builder()
         .method(parts.method.clone())
         .uri(&path_and_query);
+    let caller = parts.extensions.get::<crate::access::Caller>();
     for (name, value) in &parts.headers {
-        if !DROPPED_REQUEST_HEADERS.contains(name) && (upgrade.is_some() || !hop_by_hop(name)) {
+        // A caller's own impersonation was checked (`access`); upstream gets its outcome.
+        let impersonation = caller.is_some() && crate::access::is_impersonation(name.as_str());
+        if !DROPPED_REQUEST_HEADERS.contains(name)
+            && !impersonation
+            && (upgrade.is_some() || !hop_by_hop(name))
+        {
+            upstream = upstream.header(name, value);
+        }
+    }
+    if let Some(caller) = caller {
+        for (name, value) in crate::access::impersonation_headers(&caller.user) {
             upstream = upstream.header(name, value);
         }
     }

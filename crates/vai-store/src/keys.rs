@@ -1,5 +1,5 @@
 //! The keys of the documents vai keeps beside objects ([`crate::Store::put_documents`]): the
-//! discovery documents and a type's table column definitions. Sync writes them, the server
+//! discovery documents, a type's table column definitions and the cluster's identity documents. Sync writes them, the server
 //! reads them; both name them through here, so neither owns the other's storage layout. This
 //! module only names keys; it never reads or writes.
 
@@ -18,6 +18,16 @@ pub fn discovery_document(path: &str, aggregated: bool) -> String {
 pub fn table_columns(resource: &str) -> String {
     format!("table-columns:{resource}")
 }
+
+/// The cluster's `kube-system/extension-apiserver-authentication` ConfigMap, as upstream
+/// sent it: the client CA (`client-ca-file`) and the front proxy's CA and headers.
+pub const IDENTITY_CLIENT_CA: &str = "identity:extension-apiserver-authentication";
+
+/// The ServiceAccount issuer's discovery document (`/.well-known/openid-configuration`).
+pub const IDENTITY_OPENID_CONFIGURATION: &str = "identity:openid-configuration";
+
+/// The ServiceAccount issuer's signing keys (`/openid/v1/jwks`).
+pub const IDENTITY_JWKS: &str = "identity:jwks";
 
 #[cfg(test)]
 mod tests {

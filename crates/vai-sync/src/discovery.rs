@@ -84,12 +84,16 @@ pub struct Selection {
     pub include: Vec<String>,
     /// Never these.
     pub exclude: Vec<String>,
+    /// Always these, whatever `include` and `exclude` say (what authorization decides from:
+    /// the RBAC objects, and the objects a token is bound to).
+    pub required: Vec<String>,
 }
 
 impl Selection {
     fn wants(&self, info: &ResourceInfo) -> bool {
-        (self.include.is_empty() || self.include.iter().any(|e| info.is_named_by(e)))
-            && !self.exclude.iter().any(|e| info.is_named_by(e))
+        self.required.iter().any(|e| info.is_named_by(e))
+            || (self.include.is_empty() || self.include.iter().any(|e| info.is_named_by(e)))
+                && !self.exclude.iter().any(|e| info.is_named_by(e))
     }
 }
 
@@ -218,15 +222,24 @@ mod tests {
         let selection = Selection {
             include: vec!["pods".into(), "deployments.apps".into()],
             exclude: vec![],
+            required: vec![],
         };
         assert!(selection.wants(&pods) && selection.wants(&deployments));
         assert!(!selection.wants(&info("batch", "jobs")));
         let selection = Selection {
             include: vec![],
             exclude: vec!["events".into(), "deployments.extensions".into()],
+            required: vec![],
         };
         assert!(!selection.wants(&info("", "events")));
         assert!(!selection.wants(&info("events.k8s.io", "events")));
         assert!(selection.wants(&deployments));
+        let selection = Selection {
+            include: vec!["pods".into()],
+            exclude: vec!["roles.rbac.authorization.k8s.io".into()],
+            required: vec!["roles.rbac.authorization.k8s.io".into()],
+        };
+        assert!(selection.wants(&info("rbac.authorization.k8s.io", "roles")));
+        assert!(!selection.wants(&info("batch", "jobs")));
     }
 }

@@ -15,6 +15,7 @@
 pub mod discovery;
 mod error;
 mod freshness;
+mod identity;
 mod metrics;
 mod reflector;
 mod selectable;
@@ -58,6 +59,9 @@ pub struct SyncConfig {
     pub probe_interval: Duration,
     /// How often discovery is refreshed besides CRD and APIService changes.
     pub rediscovery_interval: Duration,
+    /// Also fetch and store the cluster's identity documents (client CA, ServiceAccount
+    /// issuer keys) with every discovery, for authenticating callers offline.
+    pub identity_documents: bool,
 }
 
 impl Default for SyncConfig {
@@ -71,6 +75,7 @@ impl Default for SyncConfig {
             watch_timeout: Duration::from_secs(300),
             probe_interval: Duration::from_secs(2),
             rediscovery_interval: Duration::from_secs(300),
+            identity_documents: false,
         }
     }
 }
@@ -159,6 +164,9 @@ impl Syncer {
                     None => return Err(Error::NothingToServe(Box::new(e))),
                 },
             };
+        if config.identity_documents && health.reachable {
+            identity::refresh(&client, &store, config.timeout).await?;
+        }
         let fields = tokio::spawn(selectable::follow(store.clone()));
         let syncer = Syncer::launch(client, store, config, registry, health, initial);
         let rediscover = tokio::spawn(rediscover(Arc::downgrade(&syncer.inner)));
@@ -459,7 +467,16 @@ async fn rediscover(inner: std::sync::Weak<Inner>) {
             )
             .await
             {
-                Ok(found) => Syncer { inner }.apply(found),
+                Ok(found) => {
+                    if shared.config.identity_documents
+                        && let Err(e) =
+                            identity::refresh(&shared.client, &shared.store, shared.config.timeout)
+                                .await
+                    {
+                        tracing::warn!(error = %one_line(&e), "cannot store the identity documents");
+                    }
+                    Syncer { inner }.apply(found)
+                }
                 Err(e) => {
                     tracing::warn!(error = %one_line(&e), "rediscovery failed; keeping the cached types")
                 }

@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Sync a cluster into the local store and serve it as a read-only Kubernetes API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Show what the database holds and how fresh it is (reads the file; needs no server or cluster).
     Status(StatusArgs),
 }
@@ -50,10 +50,37 @@ struct ClusterArgs {
 struct ServeArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
-    /// Address to listen on. Loopback by default (kubectl proxy's port); vai has no
-    /// authentication yet, so other addresses are refused.
+    /// Address to listen on. Loopback by default (kubectl proxy's port); any other address
+    /// needs TLS and `--authorization-mode=RBAC`.
     #[arg(long, default_value = "127.0.0.1:8001")]
     listen: SocketAddr,
+    /// `AlwaysAllow`: every caller is vai's one local user (loopback only, like `kubectl
+    /// proxy`). `RBAC`: callers are authenticated (client certificate, ServiceAccount token,
+    /// other tokens by TokenReview) and authorized by the cluster's RBAC, evaluated locally,
+    /// online and offline; forwarded requests are made as the caller.
+    #[arg(long, value_enum, default_value = "AlwaysAllow")]
+    authorization_mode: AuthorizationMode,
+    /// Serve TLS with this certificate (PEM; re-read when it changes).
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key of `--tls-cert-file` (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// Also trust client certificates signed by this CA (PEM), besides the cluster's client CA.
+    #[arg(long, requires = "tls_cert_file")]
+    client_ca_file: Option<PathBuf>,
+    /// Audiences a ServiceAccount token may be for (default: the cluster's issuer, as the
+    /// apiserver's `--api-audiences`).
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
+    /// Deny every request once vai's copy of the cluster's RBAC has been stale this long
+    /// (`30m`, `24h`; default: decisions stand however long the cluster is away).
+    #[arg(long, value_parser = parse_duration)]
+    max_authz_staleness: Option<Duration>,
+    /// How long a token reviewed upstream (TokenReview) stays accepted, capped by the token's
+    /// own expiry; offline, not a moment longer (the apiserver's flag name).
+    #[arg(long, value_parser = parse_duration, default_value = "2m")]
+    authentication_token_webhook_cache_ttl: Duration,
     /// Cache only these types (comma-separated `plural` or `plural.group`; default: all that
     /// can be listed and watched).
     #[arg(long, value_delimiter = ',')]
@@ -74,6 +101,20 @@ struct ServeArgs {
     /// `deployments.apps=spec.replicas`). Repeatable.
     #[arg(long = "index-field", value_name = "RESOURCE=PATH[,...]")]
     index_fields: Vec<String>,
+}
+
+/// `--authorization-mode`, with the apiserver's names.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AuthorizationMode {
+    #[value(name = "AlwaysAllow")]
+    AlwaysAllow,
+    #[value(name = "RBAC")]
+    Rbac,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let span: jiff::SignedDuration = text.parse().map_err(|e| format!("{e} (e.g. 30m, 24h)"))?;
+    Duration::try_from(span).map_err(|_| "a duration cannot be negative".to_string())
 }
 
 #[derive(clap::Args)]
@@ -147,9 +188,11 @@ fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if !args.listen.ip().is_loopback() {
+    let rbac = args.authorization_mode == AuthorizationMode::Rbac;
+    let secured = rbac && args.tls_cert_file.is_some();
+    if !(args.listen.ip().is_loopback() || secured) {
         anyhow::bail!(
-            "refusing to listen on {}: vai has no authentication yet, so it serves loopback only (hint: --listen 127.0.0.1:{})",
+            "refusing to listen on {} without TLS and authorization (hint: pass --tls-cert-file, --tls-private-key-file and --authorization-mode=RBAC, or --listen 127.0.0.1:{})",
             args.listen,
             args.listen.port()
         );
@@ -183,7 +226,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         selection: vai_sync::Selection {
             include: args.resources,
             exclude: args.exclude,
+            // Authorization decides from these, whatever else is cached.
+            required: if rbac {
+                vai_server::access::RBAC_RESOURCES
+                    .iter()
+                    .filter_map(|key| key.rsplit('/').next().zip(key.split('/').next()))
+                    .map(|(plural, group)| format!("{plural}.{group}"))
+                    .chain(["serviceaccounts".to_string()])
+                    .collect()
+            } else {
+                Vec::new()
+            },
         },
+        identity_documents: rbac,
         timeout,
         list_page_size: args.list_page_size as usize,
         ..Default::default()
@@ -193,12 +248,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("starting sync with {cluster}"))?;
     tracing::info!(types = syncer.resources().len(), "caching");
     let progress = tokio::spawn(progress::show(syncer.clone()));
-    let app = vai_server::router(
-        syncer.clone(),
-        vai_server::ServerConfig::default(),
-        registry,
-    )
-    .context("registering the server's metrics")?;
+    let server_config = vai_server::ServerConfig {
+        access: vai_server::access::AccessConfig {
+            mode: if rbac {
+                vai_server::access::Mode::Rbac
+            } else {
+                vai_server::access::Mode::AlwaysAllow
+            },
+            api_audiences: args.api_audiences,
+            max_authz_staleness: args.max_authz_staleness,
+            token_success_ttl: args.authentication_token_webhook_cache_ttl,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let app = vai_server::router(syncer.clone(), server_config, registry)
+        .context("registering the server's metrics")?;
+    let tls = args.tls_cert_file.map(|cert_file| vai_server::Tls {
+        cert_file,
+        key_file: args.tls_private_key_file.clone().unwrap_or_default(),
+        client_ca_files: args.client_ca_file.into_iter().collect(),
+        extra_client_cas: Box::new({
+            let store = store.clone();
+            move || vai_server::access::cluster_client_ca(&store)
+        }),
+    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -207,16 +281,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 args.listen
             )
         })?;
-    tracing::info!(address = %args.listen, "serving; point kubectl at it with --server http://{}", args.listen);
-    // Responses are written in several pieces (a streamed list's chunks): without TCP_NODELAY
-    // the last piece can wait for the client's delayed ACK, ~40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %args.listen, "serving; point kubectl at it with --server {scheme}://{}", args.listen);
+    vai_server::serve(listener, app, tls, shutdown_signal())
         .await
         .context("serving")?;
     progress.abort();
@@ -287,7 +354,7 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Status(args) => status(args).await,
     };
     if let Err(error) = result {

@@ -132,21 +132,15 @@ pub(crate) async fn serve(
             // Which form of JSON is checked once the request is found valid (and, for a get,
             // its object found), as the apiserver checks it when it writes the answer.
             (Some(name), _) => get::get(app, info, target, name, &params, form).await,
-            (None, "watch") => {
-                let filters = match crate::query_api::parse(&fields, &parts.uri)? {
-                    Some(q) if q.page_size.is_some() || q.revision.is_some() => {
-                        return Err(ApiError::bad_request(
-                            "a watch takes filter=, not page, pagesize or revision",
-                        )
-                        .into());
-                    }
-                    Some(q) => q.filters,
-                    None => Vec::new(),
-                };
-                watch::watch(app, info, target, &params, form, filters, fields).await
-            }
+            (None, "watch") => watch::watch(app, info, target, &params, form, fields, parts).await,
             (None, _) => match crate::query_api::parse(&fields, &parts.uri)? {
-                Some(query) => list::page(app, info, target, &params, form, query).await,
+                Some(mut query) => {
+                    // Narrowed to what the caller may list (`access`), in the page's SQL.
+                    if let Some(scope) = parts.extensions.get::<crate::access::ListScope>() {
+                        query.filters.extend(scope.filter());
+                    }
+                    list::page(app, info, target, &params, form, query).await
+                }
                 None => list::list(app, info, target, &params, form, &fields).await,
             },
         }

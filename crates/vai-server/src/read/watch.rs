@@ -17,6 +17,8 @@ use vai_store::{Attributes, Event, EventKind, FieldSet, ListRequest};
 use vai_sync::ResourceInfo;
 
 use crate::app::App;
+use axum::http::request::Parts;
+
 use crate::errors::ApiError;
 use crate::form::{Form, render};
 use crate::path::ResourcePath;
@@ -31,9 +33,20 @@ pub(crate) async fn watch(
     target: &ResourcePath,
     params: &Params,
     form: Result<Form, ApiError>,
-    filters: Vec<vai_store::Filter>,
     fields: Arc<FieldSet>,
+    parts: &Parts,
 ) -> Result<Response, ReadError> {
+    let filters = match crate::query_api::parse(&fields, &parts.uri)? {
+        Some(q) if q.page_size.is_some() || q.revision.is_some() => {
+            return Err(ApiError::bad_request(
+                "a watch takes filter=, not page, pagesize or revision",
+            )
+            .into());
+        }
+        Some(q) => q.filters,
+        None => Vec::new(),
+    };
+    let revoked = crate::access::revoked(app, parts);
     let key = info.key();
     let request = selection(target, params)?;
     // A field the type does not have: upstream answers (or, offline, refuses) it.
@@ -74,6 +87,7 @@ pub(crate) async fn watch(
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
+        tokio::pin!(revoked);
         // With a label or indexed-field selector, an object can enter or leave the selection by
         // changing: the watch keeps the keys the client holds, to send ADDED and DELETED as
         // upstream does.
@@ -163,6 +177,11 @@ pub(crate) async fn watch(
             let event = tokio::select! {
                 event = watch.next() => event,
                 _ = &mut deadline => return,
+                // The caller lost the right to watch: say so, as the stream's last event.
+                forbidden = &mut revoked => {
+                    let _ = tx.send(event_line("ERROR", forbidden.body().to_string().as_bytes())).await;
+                    return;
+                }
                 _ = tx.closed() => return,
             };
             let line = match event {

@@ -1,0 +1,383 @@
+//! Identity and access through vai against the real apiserver: TLS, ServiceAccount tokens
+//! verified locally (online and with the apiserver paused), other tokens through TokenReview,
+//! 401 for what vai cannot verify, RBAC decided as the apiserver decides it (403 worded the
+//! same), access reviews answered for the caller, writes made upstream as the caller, and an
+//! RBAC change taking effect at once, open watches included.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, DeleteParams, PostParams};
+use support::{Vai, ensure_namespace, eventually};
+use vai_testenv::TestEnv;
+
+const NS: &str = "access-tokens";
+
+fn pki(env: &TestEnv, file: &str) -> PathBuf {
+    env.control_plane().dir().join("pki").join(file)
+}
+
+/// A client for `url` (vai or the apiserver) presenting `token` (or nothing).
+fn client_as(env: &TestEnv, url: &str, token: Option<&str>) -> kube::Client {
+    let ca = std::fs::read(pki(env, "ca.crt")).unwrap();
+    let mut config = kube::Config::new(url.parse().unwrap());
+    config.root_cert = Some(
+        rustls_pemfile_certs(&ca)
+            .into_iter()
+            .map(|c| c.to_vec())
+            .collect(),
+    );
+    if let Some(token) = token {
+        config.auth_info.token = Some(token.to_string().into());
+    }
+    kube::Client::try_from(config).unwrap()
+}
+
+fn rustls_pemfile_certs(pem: &[u8]) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    let text = String::from_utf8_lossy(pem);
+    text.split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .filter_map(|block| block.split("-----END CERTIFICATE-----").next())
+        .map(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.split_whitespace().collect::<String>())
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Status code and body of `method path` (with `body`).
+async fn call(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Content-Type", "application/json")
+        .body(body.unwrap_or("").as_bytes().to_vec())
+        .unwrap();
+    match client.send(request.map(kube::client::Body::from)).await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+                .unwrap_or_default();
+            (status, body)
+        }
+        Err(kube::Error::Api(status)) => (status.code, status.message),
+        // Not listening yet, or the connection failed: no status.
+        Err(e) => (0, format!("{method} {path}: {e}")),
+    }
+}
+
+fn message(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body).unwrap()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn token_for(admin: &kube::Client, sa: &str, pod: Option<(&str, &str)>) -> String {
+    let api: Api<ServiceAccount> = Api::namespaced(admin.clone(), NS);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: None,
+            expiration_seconds: Some(3600),
+            bound_object_ref: pod.map(|(name, uid)| BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(name.into()),
+                uid: Some(uid.into()),
+            }),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    api.create_token_request(sa, &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token
+        .unwrap()
+}
+
+/// A token with the claims of `token`, signed by a key the cluster never had.
+fn forged(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_der(&key.serialize_der()),
+    )
+    .unwrap()
+}
+
+async fn setup(admin: &kube::Client) -> String {
+    ensure_namespace(admin, NS).await;
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), NS);
+    for name in ["reader", "writer"] {
+        let sa: ServiceAccount =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        let _ = sas.create(&PostParams::default(), &sa).await;
+    }
+    let roles: Api<Role> = Api::namespaced(admin.clone(), NS);
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), NS);
+    for (name, resource, verbs) in [
+        ("pod-reader", "pods", vec!["get", "list", "watch"]),
+        ("configmap-writer", "configmaps", vec!["create"]),
+    ] {
+        let role: Role = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "rules": [{"apiGroups": [""], "resources": [resource], "verbs": verbs}],
+        }))
+        .unwrap();
+        let _ = roles.create(&PostParams::default(), &role).await;
+    }
+    for (name, role, sa) in [
+        ("reader-reads", "pod-reader", "reader"),
+        ("writer-writes", "configmap-writer", "writer"),
+    ] {
+        let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": NS}],
+        }))
+        .unwrap();
+        let _ = bindings.create(&PostParams::default(), &binding).await;
+    }
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), NS);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "holder"},
+        "spec": {"containers": [{"name": "c", "image": "example.invalid/none"}],
+                 "serviceAccountName": "reader"},
+    }))
+    .unwrap();
+    let _ = pods.create(&PostParams::default(), &pod).await;
+    pods.get("holder").await.unwrap().metadata.uid.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_are_authenticated_and_authorized_as_the_apiserver_would_online_and_offline() {
+    let env = TestEnv::shared().await;
+    let admin = env.client().await.unwrap();
+    let pod_uid = setup(&admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (pki(env, "apiserver.crt"), pki(env, "apiserver.key"));
+    let vai = Vai::spawn(
+        env,
+        dir.path(),
+        support::free_port(),
+        &[
+            "--authorization-mode",
+            "RBAC",
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-private-key-file",
+            key.to_str().unwrap(),
+            "--authentication-token-webhook-cache-ttl",
+            "3s",
+        ],
+    );
+    let vai_url = format!("https://127.0.0.1:{}", vai.port);
+    let upstream = env.control_plane().apiserver_url();
+    let admin_token = env.control_plane().admin_token().to_string();
+    let reader = token_for(&admin, "reader", Some(("holder", &pod_uid))).await;
+    let writer = token_for(&admin, "writer", None).await;
+    let through = |token: &str| client_as(env, &vai_url, Some(token));
+    let direct = |token: &str| client_as(env, &upstream, Some(token));
+    let as_admin = through(&admin_token);
+    eventually(
+        "vai serves the pods as the admin",
+        Duration::from_secs(60),
+        async || {
+            let (code, body) = call(
+                &as_admin,
+                "GET",
+                &format!("/api/v1/namespaces/{NS}/pods"),
+                None,
+            )
+            .await;
+            (code == 200 && body.contains("holder")).then_some(())
+        },
+    )
+    .await;
+
+    let in_ns = format!("/api/v1/namespaces/{NS}/pods");
+    let (code, body) = call(&through(&reader), "GET", &in_ns, None).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"holder\""), "{body}");
+    // Denied as upstream denies it, in the same words.
+    for path in [
+        "/api/v1/pods",
+        &format!("/api/v1/namespaces/{NS}/configmaps"),
+    ] {
+        let (vai_code, vai_body) = call(&through(&reader), "GET", path, None).await;
+        let (up_code, up_body) = call(&direct(&reader), "GET", path, None).await;
+        assert_eq!(
+            (vai_code, up_code),
+            (403, 403),
+            "{path}: {vai_body} / {up_body}"
+        );
+        assert_eq!(message(&vai_body), message(&up_body), "{path}");
+    }
+    let anonymous = client_as(env, &vai_url, None);
+    for (who, client) in [
+        ("no credentials", anonymous),
+        ("garbage", through("garbage")),
+        ("a forged token", through(&forged(&reader))),
+    ] {
+        let (code, body) = call(&client, "GET", &in_ns, None).await;
+        assert_eq!(code, 401, "{who}: {body}");
+    }
+    // The static admin token goes through a TokenReview.
+    assert_eq!(call(&as_admin, "GET", "/api/v1/pods", None).await.0, 200);
+
+    // Access reviews answer for the caller, not for vai.
+    let review = |verb: &str, resource: &str| {
+        serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"verb": verb, "resource": resource, "namespace": NS}}})
+        .to_string()
+    };
+    let path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    for (verb, resource, allowed) in [("list", "pods", true), ("list", "secrets", false)] {
+        let (code, body) = call(
+            &through(&reader),
+            "POST",
+            path,
+            Some(&review(verb, resource)),
+        )
+        .await;
+        assert_eq!(code, 201, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            answer["status"]["allowed"], allowed,
+            "{verb} {resource}: {body}"
+        );
+    }
+
+    // Writes are made upstream as the caller.
+    let configmap = |name: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}})
+            .to_string()
+    };
+    let cms = format!("/api/v1/namespaces/{NS}/configmaps");
+    let (code, body) = call(
+        &through(&reader),
+        "POST",
+        &cms,
+        Some(&configmap("by-reader")),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        message(&body).contains("system:serviceaccount:access-tokens:reader"),
+        "{body}"
+    );
+    let (code, body) = call(
+        &through(&writer),
+        "POST",
+        &cms,
+        Some(&configmap("by-writer")),
+    )
+    .await;
+    assert!(code == 201 || code == 409, "{body}");
+
+    // Offline: bound tokens are still verified, decisions still made; a reviewed token lasts
+    // only as long as its cached review.
+    env.pause_apiserver().unwrap();
+    let offline = async {
+        let (code, body) = call(&through(&reader), "GET", &in_ns, None).await;
+        assert_eq!(code, 200, "offline: {body}");
+        assert_eq!(
+            call(&through(&reader), "GET", "/api/v1/pods", None).await.0,
+            403
+        );
+        assert_eq!(call(&through("garbage"), "GET", &in_ns, None).await.0, 401);
+        assert_eq!(
+            call(&through(&forged(&reader)), "GET", &in_ns, None)
+                .await
+                .0,
+            401
+        );
+        eventually(
+            "the static token's review expires offline",
+            Duration::from_secs(30),
+            async || (call(&as_admin, "GET", &in_ns, None).await.0 == 401).then_some(()),
+        )
+        .await;
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(90), offline).await;
+    env.resume_apiserver().unwrap();
+    outcome.expect("offline answers within 90 s");
+
+    // An RBAC change takes effect at once: the binding goes, and so do the reads and the watch.
+    let watch = tokio::spawn({
+        let client = through(&reader);
+        let path = format!("{in_ns}?watch=true&timeoutSeconds=120");
+        async move { call(&client, "GET", &path, None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), NS);
+    let removed = Instant::now();
+    bindings
+        .delete("reader-reads", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the reader loses its reads",
+        Duration::from_secs(30),
+        async || (call(&through(&reader), "GET", &in_ns, None).await.0 == 403).then_some(()),
+    )
+    .await;
+    println!(
+        "RBAC change effective through vai after {:?}",
+        removed.elapsed()
+    );
+    let (code, stream) = tokio::time::timeout(Duration::from_secs(30), watch)
+        .await
+        .expect("the watch ends")
+        .unwrap();
+    assert_eq!(code, 200);
+    let last: serde_json::Value =
+        serde_json::from_str(stream.lines().last().expect("an event")).unwrap();
+    assert_eq!(last["type"], "ERROR", "{stream}");
+    assert_eq!(last["object"]["code"], 403, "{stream}");
+
+    // A token of a deleted pod stops working.
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), NS);
+    pods.delete(
+        "holder",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    eventually(
+        "the deleted pod's token is refused",
+        Duration::from_secs(30),
+        async || (call(&through(&reader), "GET", "/version", None).await.0 == 401).then_some(()),
+    )
+    .await;
+}
