@@ -31,6 +31,10 @@ pub struct StoreConfig {
     /// filters, sorts and summaries ([`ConfiguredField::parse_list`] reads `--index-field`'s
     /// syntax). A file opened with a different list is reindexed at open.
     pub indexed_fields: Vec<ConfiguredField>,
+    /// Types whose rows are encrypted in the file, and the keys (`--encryption-provider-config`,
+    /// read by [`crate::Encryption::from_file`]). `None`: nothing is encrypted, and a file
+    /// that holds encrypted rows is refused at open.
+    pub encryption: Option<crate::Encryption>,
 }
 
 impl Default for StoreConfig {
@@ -44,6 +48,7 @@ impl Default for StoreConfig {
             event_buffer: 4096,
             max_size_bytes: None,
             indexed_fields: Vec::new(),
+            encryption: None,
         }
     }
 }

@@ -96,6 +96,48 @@ pub enum Error {
     /// The store was opened read-only.
     #[error("the store is open read-only")]
     ReadOnly,
+    /// The key file (`--encryption-provider-config`) cannot be used.
+    #[error("{path}: {reason}")]
+    EncryptionConfig {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The database holds encrypted rows and was opened without a key file.
+    #[error(
+        "{path} is encrypted with key `{key}` (hint: pass --encryption-provider-config with the key file it was written with; or move the file aside: vai rebuilds the cache from the cluster)"
+    )]
+    Encrypted {
+        /// The database.
+        path: String,
+        /// A key its rows are encrypted with.
+        key: String,
+    },
+    /// A key the database is encrypted with is not in the key file.
+    #[error(
+        "{path} is encrypted with key `{key}`, which the key file does not hold (hint: keep it in the file's aesgcm keys, after the one that encrypts, until vai has started once)"
+    )]
+    KeyMissing {
+        /// The database.
+        path: String,
+        /// The key's name.
+        key: String,
+    },
+    /// The key file has a key of the name the database records, with another secret.
+    #[error(
+        "{path}: key `{key}` does not match the key the database was encrypted with (hint: use the key file it was written with)"
+    )]
+    KeyMismatch {
+        /// The database.
+        path: String,
+        /// The key's name.
+        key: String,
+    },
+    /// A stored row that does not decrypt (its key is not in the key file, or the row was
+    /// altered): it is not served.
+    #[error("{0}: the stored object cannot be decrypted: {1}")]
+    Undecryptable(String, String),
     /// The store is closed.
     #[error("the store is closed")]
     Closed,

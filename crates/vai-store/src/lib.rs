@@ -22,6 +22,9 @@
 //!   objects backfilled) when a type's fields change.
 //! - **Files** (`schema`): private (0600), marked and versioned; foreign, corrupt or newer
 //!   files are refused with an error that says so.
+//! - **Encryption at rest** (`sealed`, [`Encryption`]): the bodies of the types a key file
+//!   names (`secrets`) are AES-256-GCM encrypted before SQLite sees them; names, namespaces and
+//!   labels stay readable for the indexes. A missing or wrong key is refused at open.
 //!
 //! ```
 //! # fn main() -> Result<(), vai_store::Error> {
@@ -44,6 +47,7 @@ mod checkpoint;
 mod comma_list;
 mod config;
 mod counts;
+mod encryption;
 mod error;
 pub mod fields;
 pub mod keys;
@@ -54,6 +58,7 @@ mod registry;
 mod relist;
 mod request;
 mod schema;
+mod sealed;
 pub mod selector;
 mod snapshot;
 mod sql;
@@ -66,6 +71,7 @@ pub use batch::{
     Attributes, Batch, Document, Event, EventKind, Item, Op, ResourceState, SyncState,
 };
 pub use config::StoreConfig;
+pub use encryption::Encryption;
 pub use error::{Error, Result};
 pub use fields::{ConfiguredField, FieldSet};
 pub use object::StoredObject;

@@ -31,6 +31,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::Result;
 use crate::fields::{self, ConfiguredField, FieldSet, IndexedField};
+use crate::sealed::{Part, Place, Sealer};
 use crate::work::ParsedOp;
 
 /// The fields of every type of one store (see the [module](self)).
@@ -39,6 +40,8 @@ pub(crate) struct FieldRegistry {
     state: RwLock<State>,
     /// Types whose stored set matches the registry's in this run (the writer's bookkeeping).
     reconciled: Mutex<HashSet<String>>,
+    /// Opens encrypted bodies for a backfill.
+    sealer: Arc<Sealer>,
 }
 
 #[derive(Debug)]
@@ -53,8 +56,9 @@ struct State {
 }
 
 impl FieldRegistry {
-    /// A registry with these configured fields and nothing declared yet.
-    pub fn new(configured: Vec<ConfiguredField>) -> FieldRegistry {
+    /// A registry with these configured fields and nothing declared yet, over the rows
+    /// `sealer` opens.
+    pub fn new(configured: Vec<ConfiguredField>, sealer: Arc<Sealer>) -> FieldRegistry {
         FieldRegistry {
             state: RwLock::new(State {
                 generation: 1,
@@ -63,6 +67,7 @@ impl FieldRegistry {
                 sets: HashMap::new(),
             }),
             reconciled: Mutex::new(HashSet::new()),
+            sealer,
         }
     }
 
@@ -113,7 +118,7 @@ impl FieldRegistry {
             state.sets.clear();
         }
         for key in &keys {
-            reconcile(&tx, key, &self.get(key).1)?;
+            reconcile(&tx, &self.sealer, key, &self.get(key).1)?;
         }
         tx.commit()?;
         self.reconciled
@@ -134,7 +139,7 @@ impl FieldRegistry {
         {
             return Ok(());
         }
-        reconcile(tx, key, &self.get(key).1)?;
+        reconcile(tx, &self.sealer, key, &self.get(key).1)?;
         self.reconciled
             .lock()
             .expect("reconciled lock")
@@ -209,7 +214,7 @@ impl FieldRegistry {
         for key in changed {
             let paths = declared.get(key).map(Vec::as_slice).unwrap_or(&[]);
             let set = FieldSet::compose(key, paths, &configured);
-            reconcile(&tx, key, &set)?;
+            reconcile(&tx, &self.sealer, key, &set)?;
             sets.push((key.clone(), Arc::new(set)));
         }
         tx.commit()?;
@@ -271,7 +276,7 @@ pub(crate) fn record(conn: &Connection, key: &str, set: &FieldSet) -> rusqlite::
 /// Makes the stored set of `key`, and its label rows, those of `set`: the label rows of indexed
 /// fields that went or changed are deleted, those of fields that came are backfilled into every
 /// stored version.
-fn reconcile(tx: &Connection, key: &str, set: &FieldSet) -> Result<()> {
+fn reconcile(tx: &Connection, sealer: &Sealer, key: &str, set: &FieldSet) -> Result<()> {
     let old = stored(tx, key)?;
     if old == *set {
         return Ok(());
@@ -295,7 +300,7 @@ fn reconcile(tx: &Connection, key: &str, set: &FieldSet) -> Result<()> {
             delete.execute(params![rid, f.key()])?;
         }
         if !added.is_empty() {
-            backfill(tx, rid, &FieldSet::new(added.clone()))?;
+            backfill(tx, sealer, key, rid, &FieldSet::new(added.clone()))?;
         }
         if !removed.is_empty() || !added.is_empty() {
             // The writer's counts per field value, and each version's copy of its values,
@@ -321,17 +326,31 @@ fn reconcile(tx: &Connection, key: &str, set: &FieldSet) -> Result<()> {
 
 /// Adds the label rows of `fields` (indexed, of one type) to every stored version of the type.
 /// Bodies are the objects as upstream sent them; one that cannot be read keeps no fields.
-fn backfill(tx: &Connection, rid: i64, fields: &FieldSet) -> Result<()> {
-    let mut versions =
-        tx.prepare("SELECT id, body FROM versions WHERE resource_id = ?1 AND kind != 2")?;
+fn backfill(
+    tx: &Connection,
+    sealer: &Sealer,
+    key: &str,
+    rid: i64,
+    fields: &FieldSet,
+) -> Result<()> {
+    let mut versions = tx.prepare(
+        "SELECT id, namespace, name, body FROM versions WHERE resource_id = ?1 AND kind != 2",
+    )?;
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO labels (version_id, key, value, resource_id) VALUES (?1, ?2, ?3, ?4)",
     )?;
     let mut rows = versions.query([rid])?;
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
-        let body = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-        for (k, v) in fields::extract(fields, body).unwrap_or_default() {
+        let (namespace, name): (String, String) = (row.get(1)?, row.get(2)?);
+        let place = Place {
+            resource: key,
+            namespace: &namespace,
+            name: &name,
+        };
+        let body = row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
+        let body = sealer.open(place, Part::Body, body)?;
+        for (k, v) in fields::extract(fields, &body).unwrap_or_default() {
             insert.execute(params![id, k, v, rid])?;
         }
     }

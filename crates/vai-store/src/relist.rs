@@ -129,7 +129,8 @@ impl Relist {
             Mode::Compared { listed, changed } => {
                 let (store, resource) = (self.store.clone(), self.resource.clone());
                 let (objects, same) = tokio::task::spawn_blocking(move || -> Result<_> {
-                    let same = store.read(|tx| unchanged(tx, &resource, &objects))?;
+                    let same =
+                        store.read(|tx| unchanged(tx, store.sealer(), &resource, &objects))?;
                     Ok((objects, same))
                 })
                 .await
@@ -194,6 +195,7 @@ impl Relist {
 /// For each object, whether the stored current version has the same bytes.
 fn unchanged(
     tx: &rusqlite::Transaction,
+    sealer: &crate::sealed::Sealer,
     resource: &str,
     objects: &[StoredObject],
 ) -> Result<Vec<bool>> {
@@ -207,7 +209,15 @@ fn unchanged(
         .map(|o| {
             let mut rows = stmt.query(params![row.id, o.namespace, o.name])?;
             Ok(match rows.next()? {
-                Some(r) => r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)? == o.body,
+                Some(r) => {
+                    let place = crate::sealed::Place {
+                        resource,
+                        namespace: &o.namespace,
+                        name: &o.name,
+                    };
+                    let stored = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+                    *sealer.open(place, crate::sealed::Part::Body, stored)? == *o.body
+                }
                 None => false,
             })
         })

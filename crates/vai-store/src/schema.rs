@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 /// `vai1` in ASCII: marks a file as a vai database.
 pub const APPLICATION_ID: i32 = 0x7661_6931;
 /// The schema version this build writes. Older files are migrated; newer ones are refused.
-pub const SCHEMA_VERSION: i32 = 8;
+pub const SCHEMA_VERSION: i32 = 9;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE resources (
@@ -124,6 +124,20 @@ CREATE INDEX versions_by_created ON versions (resource_id, created DESC, namespa
 const SCHEMA_V8: &str = "
 ALTER TABLE versions ADD COLUMN fields TEXT;
 CREATE INDEX versions_by_namespace_created ON versions (resource_id, namespace, created DESC, name, rv, rv_to, kind, fields);
+";
+
+/// Version 9: rows encrypted at rest (see `crate::sealed`): the keys in use, each with a check
+/// value (a known text sealed with it, never the key), and which key each encrypted type's rows
+/// are sealed with.
+const SCHEMA_V9: &str = "
+CREATE TABLE sealing_keys (
+    name TEXT PRIMARY KEY,
+    check_value BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE sealed_resources (
+    resource TEXT PRIMARY KEY,
+    key TEXT NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Opens (creating if needed) the database for writing, checks what it is, and brings its
@@ -302,12 +316,18 @@ fn migrate(conn: &Connection, from: i32) -> rusqlite::Result<()> {
         crate::fields::fill_columns(conn, None)?;
         conn.execute_batch("PRAGMA user_version = 8; COMMIT;")?;
     }
+    if from < 9 {
+        conn.execute_batch(&format!(
+            "BEGIN; {SCHEMA_V9} PRAGMA user_version = 9; COMMIT;"
+        ))?;
+    }
     // Later schema versions add their steps here, each in its own transaction.
     Ok(())
 }
 
 /// Adds the indexed fields of every stored version (history included) of the types that have
-/// them. Bodies are the objects as upstream sent them; one that cannot be read keeps no fields.
+/// them. Bodies are the objects as upstream sent them (no row is encrypted before version 9);
+/// one that cannot be read keeps no fields.
 fn backfill_indexed_fields(conn: &Connection) -> rusqlite::Result<()> {
     let resources: Vec<(i64, String)> = conn
         .prepare("SELECT id, key FROM resources")?

@@ -4,16 +4,18 @@
 
 use rusqlite::OptionalExtension;
 
+use crate::sealed::Sealer;
 use crate::{Document, Item, ResourceState, Result, SyncState, sql};
 
 /// Reads from one snapshot of the store.
 pub struct Snapshot<'a> {
     tx: &'a rusqlite::Transaction<'a>,
+    sealer: &'a Sealer,
 }
 
 impl<'a> Snapshot<'a> {
-    pub(crate) fn new(tx: &'a rusqlite::Transaction<'a>) -> Snapshot<'a> {
-        Snapshot { tx }
+    pub(crate) fn new(tx: &'a rusqlite::Transaction<'a>, sealer: &'a Sealer) -> Snapshot<'a> {
+        Snapshot { tx, sealer }
     }
 
     /// A stored document, if there is one with this key.
@@ -40,7 +42,14 @@ impl<'a> Snapshot<'a> {
         name: &str,
         resource_version: Option<u64>,
     ) -> Result<Option<Item>> {
-        sql::list::get(self.tx, resource, namespace, name, resource_version)
+        sql::list::get(
+            self.tx,
+            self.sealer,
+            resource,
+            namespace,
+            name,
+            resource_version,
+        )
     }
 
     /// The sync state of one resource type.

@@ -21,7 +21,7 @@ use crate::work::{ParsedOp, Work, WriteRequest};
 use crate::writer::Writer;
 use crate::{
     Batch, Document, Error, Event, EventKind, Item, Op, ResourceState, Result, Snapshot,
-    StoreConfig, checkpoint, counts, pool, registry, schema, sql,
+    StoreConfig, checkpoint, counts, pool, registry, schema, sealed, sql,
 };
 
 /// Takes the exclusive lock that makes one process the file's only writer. The lock is held
@@ -68,14 +68,20 @@ struct Inner {
     checkpointer: Mutex<Option<(checkpoint::Checkpointer, JoinHandle<()>)>>,
     /// The fields of each type (`None` when read-only: reads take them from the file).
     fields: Option<Arc<registry::FieldRegistry>>,
+    /// Seals and opens the rows of encrypted types: every body read goes through it.
+    sealer: Arc<sealed::Sealer>,
 }
 
 impl Store {
     /// Opens (or creates) a database file for writing. Only one process may do so at a time:
-    /// a second gets [`Error::Locked`].
+    /// a second gets [`Error::Locked`]. With [`StoreConfig::encryption`], a file encrypted
+    /// with a key the configuration lacks (or holds under its name with another secret) is
+    /// refused ([`Error::KeyMissing`], [`Error::KeyMismatch`]), as is an encrypted file opened
+    /// without one ([`Error::Encrypted`]); stored rows are brought under the configuration's
+    /// keys before anything is read (see `sealed`).
     pub fn open(path: &Path, config: StoreConfig) -> Result<Store> {
         let lock = lock_file(path)?;
-        let conn = schema::open_writer(path)?;
+        let mut conn = schema::open_writer(path)?;
         if let Some(bytes) = config.max_size_bytes {
             let page_size: u64 = conn
                 .query_row("PRAGMA page_size", [], |r| r.get(0))
@@ -83,8 +89,15 @@ impl Store {
             conn.pragma_update(None, "max_page_count", (bytes / page_size).max(1))
                 .map_err(|e| crate::error::classify(path, e))?;
         }
+        let sealer = Arc::new(
+            sealed::prepare(&mut conn, path, config.encryption.as_ref())
+                .map_err(|e| e.about_file(path))?,
+        );
         let (events, _) = broadcast::channel(config.event_buffer.max(1));
-        let fields = Arc::new(registry::FieldRegistry::new(config.indexed_fields.clone()));
+        let fields = Arc::new(registry::FieldRegistry::new(
+            config.indexed_fields.clone(),
+            sealer.clone(),
+        ));
         let (checkpoints, asks) = checkpoint::channel();
         let writer = Writer::new(
             conn,
@@ -93,6 +106,7 @@ impl Store {
             events.clone(),
             fields.clone(),
             checkpoints.clone(),
+            sealer.clone(),
         )
         .map_err(|e| e.about_file(path))?;
         let (tx, rx) = mpsc::channel();
@@ -117,26 +131,40 @@ impl Store {
                 writer: Mutex::new(Some(handle)),
                 checkpointer: Mutex::new(Some((checkpoints, checkpointer))),
                 fields: Some(fields),
+                sealer,
             }),
         })
     }
 
     /// Opens an existing database for reading only, alongside a process that writes it (this
     /// is how `vai status` reads a running server's file). Writes fail with [`Error::ReadOnly`].
+    /// An encrypted file is refused ([`Error::Encrypted`]): see [`Store::open_read_only_with`].
     pub fn open_read_only(path: &Path) -> Result<Store> {
+        Store::open_read_only_with(path, StoreConfig::default())
+    }
+
+    /// [`Store::open_read_only`] with a configuration: its keys ([`StoreConfig::encryption`]),
+    /// checked against the file as [`Store::open`] checks them, and its reader pool's size.
+    pub fn open_read_only_with(path: &Path, config: StoreConfig) -> Result<Store> {
         schema::check_readable(path)?;
+        let sealer = {
+            let conn = schema::open_reader(path)?;
+            sealed::check(&conn, path, config.encryption.as_ref())
+                .map_err(|e| e.about_file(path))?
+        };
         let (events, _) = broadcast::channel(1);
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 _lock: None,
-                config: StoreConfig::default(),
+                readers: pool::ReaderPool::new(config.read_connections),
+                config,
                 requests: Mutex::new(None),
-                readers: pool::ReaderPool::new(StoreConfig::default().read_connections),
                 events,
                 writer: Mutex::new(None),
                 checkpointer: Mutex::new(None),
                 fields: None,
+                sealer: Arc::new(sealer),
             }),
         })
     }
@@ -258,7 +286,7 @@ impl Store {
     /// same state (what a request that needs several things read together wants, e.g. a
     /// type's state and its table columns).
     pub fn snapshot<T>(&self, f: impl FnOnce(&Snapshot) -> Result<T>) -> Result<T> {
-        self.read(|tx| f(&Snapshot::new(tx)))
+        self.read(|tx| f(&Snapshot::new(tx, &self.inner.sealer)))
     }
 
     /// How many objects of `resource` exist now.
@@ -286,6 +314,11 @@ impl Store {
     /// Live events, in commit order, from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<[Event]>> {
         self.inner.events.subscribe()
+    }
+
+    /// The sealer of this store's encrypted rows.
+    pub(crate) fn sealer(&self) -> &sealed::Sealer {
+        &self.inner.sealer
     }
 
     /// Runs `f` in one read transaction (one snapshot). Crate-private: the engine's
@@ -344,7 +377,7 @@ impl Store {
         request: &ListRequest,
         mut each: impl FnMut(Row) -> Result<()>,
     ) -> Result<ListMeta> {
-        self.read(|tx| sql::list::list_each(tx, resource, request, &mut each))
+        self.read(|tx| sql::list::list_each(tx, &self.inner.sealer, resource, request, &mut each))
     }
 
     /// A page for a UI: filters, sort and an offset page, with the total count, in one
@@ -365,7 +398,7 @@ impl Store {
         request: &PageRequest,
         mut each: impl FnMut(Row) -> Result<()>,
     ) -> Result<PageMeta> {
-        self.read(|tx| sql::page::page_each(tx, resource, request, &mut each))
+        self.read(|tx| sql::page::page_each(tx, &self.inner.sealer, resource, request, &mut each))
     }
 
     /// Counts a page request's matches (every page) per value of `column` — e.g. pods per
@@ -381,7 +414,10 @@ impl Store {
 
     /// Every stored event of `resource` after `resource_version`, in commit order.
     pub fn events_since(&self, resource: &str, resource_version: u64) -> Result<Vec<Event>> {
-        self.read(|tx| sql::events::events_since(tx, resource, resource_version).map(|(e, _)| e))
+        self.read(|tx| {
+            sql::events::events_since(tx, &self.inner.sealer, resource, resource_version)
+                .map(|(e, _)| e)
+        })
     }
 
     /// Watches `resource` from `resource_version`: first the stored events after it, then live
@@ -390,8 +426,9 @@ impl Store {
         // Subscribe before reading, so nothing committed in between is missed; the snapshot's
         // highest sequence number tells which live events the replay already holds.
         let live = self.subscribe();
-        let (replay, seen_seq) =
-            self.read(|tx| sql::events::events_since(tx, resource, resource_version))?;
+        let (replay, seen_seq) = self.read(|tx| {
+            sql::events::events_since(tx, &self.inner.sealer, resource, resource_version)
+        })?;
         Ok(Watch::new(
             resource,
             replay,

@@ -44,6 +44,21 @@ struct ClusterArgs {
     /// The database file (default: one per cluster under the user's data directory).
     #[arg(long)]
     db: Option<PathBuf>,
+    /// Encrypt Secrets (and the other types the file names) in the database: the
+    /// apiserver's EncryptionConfiguration (aesgcm keys; the first encrypts), mode 0600.
+    #[arg(long, value_name = "FILE")]
+    encryption_provider_config: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    /// The key file's encryption, if one was given.
+    fn encryption(&self) -> anyhow::Result<Option<vai_store::Encryption>> {
+        Ok(self
+            .encryption_provider_config
+            .as_deref()
+            .map(vai_store::Encryption::from_file)
+            .transpose()?)
+    }
 }
 
 #[derive(clap::Args)]
@@ -201,6 +216,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for list in &args.index_fields {
         indexed_fields.extend(vai_store::ConfiguredField::parse_list(list)?);
     }
+    let encryption = args.cluster.encryption()?;
     let timeout = Duration::from_secs(args.upstream_timeout.max(1));
     let mut config = client_config(&args.cluster).await?;
     config.connect_timeout = Some(timeout);
@@ -217,6 +233,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &db,
         StoreConfig {
             indexed_fields,
+            encryption,
             ..StoreConfig::default()
         },
     )?;
@@ -321,7 +338,13 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
             db.display()
         );
     }
-    let store = Store::open_read_only(&db)?;
+    let store = Store::open_read_only_with(
+        &db,
+        StoreConfig {
+            encryption: args.cluster.encryption()?,
+            ..StoreConfig::default()
+        },
+    )?;
     let states = store.resource_states()?;
     if states.is_empty() {
         println!("{}: no resource types synced yet", db.display());

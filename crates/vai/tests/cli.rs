@@ -69,6 +69,101 @@ fn status_of_a_missing_database_says_so_with_a_hint() {
     assert!(!std::path::Path::new(&db).exists(), "nothing was created");
 }
 
+#[test]
+fn encryption_key_files_that_are_public_or_wrong_are_refused_in_one_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = |name: &str, secret: &str, mode: u32| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n\
+                 resources:\n- resources: [secrets]\n  providers:\n  - aesgcm:\n      \
+                 keys: [{{name: k1, secret: {secret}}}]\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path.display().to_string()
+    };
+    let right = key_file(
+        "k1.yaml",
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        0o600,
+    );
+    let wrong = key_file(
+        "wrong.yaml",
+        "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=",
+        0o600,
+    );
+    let public = key_file(
+        "public.yaml",
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        0o644,
+    );
+    let db = dir.path().join("vai.db");
+    let db_arg = db.display().to_string();
+
+    // Read before anything else is tried (no cluster is needed to be refused).
+    let err = fails(&[
+        "serve",
+        "--db",
+        &db_arg,
+        "--encryption-provider-config",
+        &public,
+    ]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "vai: {public}: the key file is readable by others (mode 0644)"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("hint: chmod 600"), "{err}");
+    assert!(!db.exists(), "nothing was created");
+
+    let store = vai_store::Store::open(
+        &db,
+        vai_store::StoreConfig {
+            encryption: Some(
+                vai_store::Encryption::from_file(std::path::Path::new(&right)).unwrap(),
+            ),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let secret = br#"{"kind":"Secret","metadata":{"name":"s","namespace":"ns","resourceVersion":"5"},"data":{"k":"dmFsdWU="}}"#;
+    store
+        .write_blocking(vai_store::Batch::new("/v1/secrets").replace(5, vec![secret.to_vec()]))
+        .unwrap();
+    store.close();
+    drop(store);
+    for (args, says) in [
+        (
+            vec![],
+            "is encrypted with key `k1` (hint: pass --encryption-provider-config",
+        ),
+        (
+            vec!["--encryption-provider-config", &wrong],
+            "key `k1` does not match",
+        ),
+    ] {
+        let err = fails(&[&["status", "--db", &db_arg][..], &args].concat());
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+    let (ok, out, err) = vai(&[
+        "status",
+        "--db",
+        &db_arg,
+        "--encryption-provider-config",
+        &right,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("/v1/secrets"), "{out}");
+}
+
 /// Runs vai expecting it to fail; returns its stderr.
 fn fails(args: &[&str]) -> String {
     let (ok, _, err) = vai(args);

@@ -9,11 +9,17 @@ use std::sync::Arc;
 use rusqlite::{Transaction, params};
 
 use super::resource_row;
+use crate::sealed::{Part, Place, Sealer};
 use crate::{Attributes, Error, Event, EventKind, FieldSet, Result};
 
 /// Every event of `resource` after `rv`, in commit order, and the highest sequence number of
 /// the resource in this snapshot.
-pub(crate) fn events_since(tx: &Transaction, resource: &str, rv: u64) -> Result<(Vec<Event>, u64)> {
+pub(crate) fn events_since(
+    tx: &Transaction,
+    sealer: &Sealer,
+    resource: &str,
+    rv: u64,
+) -> Result<(Vec<Event>, u64)> {
     let row = resource_row(tx, resource)?;
     if rv < row.compacted_rv {
         return Err(Error::Gone {
@@ -21,7 +27,7 @@ pub(crate) fn events_since(tx: &Transaction, resource: &str, rv: u64) -> Result<
             oldest: row.compacted_rv,
         });
     }
-    let name: Arc<str> = resource.into();
+    let type_name: Arc<str> = resource.into();
     let mut stmt = tx.prepare_cached(
         "SELECT v.seq, v.kind, v.rv, v.namespace, v.name, v.body, v.cells, v.created,
              (SELECT json_group_object(l.key, l.value) FROM labels l WHERE l.version_id = v.id)
@@ -37,7 +43,28 @@ pub(crate) fn events_since(tx: &Transaction, resource: &str, rv: u64) -> Result<
     let mut rows = stmt.query(params![row.id, rv as i64, row.last_rv as i64])?;
     while let Some(r) = rows.next()? {
         let kind = EventKind::from_i64(r.get(1)?);
-        let body: Vec<u8> = r.get(5)?;
+        let (namespace, name): (String, String) = (r.get(3)?, r.get(4)?);
+        let place = Place {
+            resource,
+            namespace: &namespace,
+            name: &name,
+        };
+        let body = sealer
+            .open(
+                place,
+                Part::Body,
+                r.get_ref(5)?.as_blob().map_err(rusqlite::Error::from)?,
+            )?
+            .into_owned();
+        let cells = sealer
+            .open_opt(
+                place,
+                Part::Cells,
+                r.get_ref(6)?
+                    .as_blob_or_null()
+                    .map_err(rusqlite::Error::from)?,
+            )?
+            .map(|c| c.into_owned().into());
         let attributes = if kind == EventKind::Deleted {
             let fields = match &mut fields {
                 Some(fields) => fields,
@@ -48,14 +75,14 @@ pub(crate) fn events_since(tx: &Transaction, resource: &str, rv: u64) -> Result<
             Attributes::from_label_json(r.get::<_, Option<String>>(8)?.as_deref(), r.get(7)?)
         };
         events.push(Event {
-            resource: name.clone(),
+            resource: type_name.clone(),
             seq: r.get::<_, i64>(0)? as u64,
             kind,
             resource_version: r.get::<_, i64>(2)? as u64,
-            namespace: r.get(3)?,
-            name: r.get(4)?,
+            namespace,
+            name,
             body: body.into(),
-            cells: r.get::<_, Option<Vec<u8>>>(6)?.map(Into::into),
+            cells,
             attributes: Arc::new(attributes),
         });
     }

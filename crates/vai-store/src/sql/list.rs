@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{BY_KEY, VISIBLE_AT, check_window, resource_row};
 use crate::request::{ItemSink, ListMeta, ListRequest, Row};
+use crate::sealed::{Part, Place, Sealer};
 use crate::selector::{Field, FieldSelector, LabelRequirement, LabelSelector};
 use crate::{Error, Result};
 
@@ -81,6 +82,7 @@ fn most_selective_label<'a>(
 /// Gets one object at `rv` (`None`: latest).
 pub(crate) fn get(
     tx: &Transaction,
+    sealer: &Sealer,
     resource: &str,
     namespace: &str,
     name: &str,
@@ -89,22 +91,34 @@ pub(crate) fn get(
     let row = resource_row(tx, resource)?;
     let at = rv.unwrap_or(row.last_rv);
     check_window(&row, at)?;
-    Ok(tx
+    let stored: Option<(Vec<u8>, Option<Vec<u8>>)> = tx
         .prepare_cached(&format!(
             "SELECT v.body, v.cells FROM {BY_KEY} WHERE {VISIBLE_AT} AND v.namespace = ?3 AND v.name = ?4"
         ))?
         .query_row(params![row.id, at as i64, namespace, name], |r| {
-            Ok(crate::Item {
-                object: r.get(0)?,
-                cells: r.get(1)?,
-            })
+            Ok((r.get(0)?, r.get(1)?))
         })
-        .optional()?)
+        .optional()?;
+    let Some((body, cells)) = stored else {
+        return Ok(None);
+    };
+    let place = Place {
+        resource,
+        namespace,
+        name,
+    };
+    Ok(Some(crate::Item {
+        object: sealer.open(place, Part::Body, &body)?.into_owned(),
+        cells: sealer
+            .open_opt(place, Part::Cells, cells.as_deref())?
+            .map(std::borrow::Cow::into_owned),
+    }))
 }
 
 /// Lists objects in Kubernetes key order, calling `each(namespace, name, body)` per item.
 pub(crate) fn list_each(
     tx: &Transaction,
+    sealer: &Sealer,
     resource: &str,
     request: &ListRequest,
     each: &mut ItemSink,
@@ -131,8 +145,18 @@ pub(crate) fn list_each(
     let mut last_key: Option<(String, String)> = None;
     let mut continue_token = None;
     while let Some(r) = rows.next()? {
+        let text = |i: usize| -> Result<&str> {
+            Ok(r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
+        };
+        let (ns, name) = (text(0)?, text(1)?);
+        let place = Place {
+            resource,
+            namespace: ns,
+            name,
+        };
         let body = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
-        if !evaluated.is_empty() && !matches_evaluated(&evaluated, body) {
+        let body = sealer.open(place, Part::Body, body)?;
+        if !evaluated.is_empty() && !matches_evaluated(&evaluated, &body) {
             continue;
         }
         if request.limit == Some(count) {
@@ -148,19 +172,16 @@ pub(crate) fn list_each(
             );
             break;
         }
-        let text = |i: usize| -> Result<&str> {
-            Ok(r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
-        };
-        let (ns, name) = (text(0)?, text(1)?);
         let cells = r
             .get_ref(3)?
             .as_blob_or_null()
             .map_err(rusqlite::Error::from)?;
+        let cells = sealer.open_opt(place, Part::Cells, cells)?;
         each(Row {
             namespace: ns,
             name,
-            body,
-            cells,
+            body: &body,
+            cells: cells.as_deref(),
         })?;
         count += 1;
         if request.limit.is_some() {

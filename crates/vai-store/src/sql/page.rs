@@ -16,6 +16,7 @@ use crate::request::{
     Column, Condition, Filter, ItemSink, ListRequest, Operator, PageMeta, PageRequest, Row,
     SortKey, Summary, indexed_names, not_indexed,
 };
+use crate::sealed::{Part, Place, Sealer};
 use crate::{Error, FieldSet, Result};
 
 /// The SQL expression for a column of version `v`; binds a label key if needed.
@@ -372,6 +373,7 @@ fn page_sql(
 /// Runs a page request in one snapshot: the total count and the page, from one pass.
 pub(crate) fn page_each(
     tx: &Transaction,
+    sealer: &Sealer,
     resource: &str,
     request: &PageRequest,
     each: &mut ItemSink,
@@ -418,16 +420,23 @@ pub(crate) fn page_each(
         let text = |i: usize| -> Result<&str> {
             Ok(r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
         };
+        let place = Place {
+            resource,
+            namespace: text(0)?,
+            name: text(1)?,
+        };
         let body = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+        let body = sealer.open(place, Part::Body, body)?;
         let cells = r
             .get_ref(3)?
             .as_blob_or_null()
             .map_err(rusqlite::Error::from)?;
+        let cells = sealer.open_opt(place, Part::Cells, cells)?;
         each(Row {
-            namespace: text(0)?,
-            name: text(1)?,
-            body,
-            cells,
+            namespace: place.namespace,
+            name: place.name,
+            body: &body,
+            cells: cells.as_deref(),
         })?;
     }
     let count = ids.len();

@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::counts;
 use crate::object::StoredObject;
+use crate::sealed::{Part, Place, Sealer};
 use crate::work::ParsedOp;
 use crate::{Error, Event, EventKind, Result};
 
@@ -58,7 +59,12 @@ fn discard_staged(conn: &Connection, rid: i64, last_rv: u64) -> Result<()> {
     Ok(())
 }
 
-fn resource_id(tx: &Transaction, ids: &mut HashMap<String, i64>, resource: &str) -> Result<i64> {
+fn resource_id(
+    tx: &Transaction,
+    sealer: &Sealer,
+    ids: &mut HashMap<String, i64>,
+    resource: &str,
+) -> Result<i64> {
     if let Some(id) = ids.get(resource) {
         return Ok(*id);
     }
@@ -66,6 +72,11 @@ fn resource_id(tx: &Transaction, ids: &mut HashMap<String, i64>, resource: &str)
         "INSERT INTO resources (key) VALUES (?1) ON CONFLICT (key) DO NOTHING",
         [resource],
     )?;
+    // A type stored for the first time since the open: record which key its rows are sealed
+    // with (a type stored before was recorded at open).
+    if let Some(key) = sealer.writes_with(resource) {
+        crate::sealed::record_resource(tx, resource, key)?;
+    }
     let id = tx.query_row("SELECT id FROM resources WHERE key = ?1", [resource], |r| {
         r.get(0)
     })?;
@@ -100,6 +111,7 @@ fn current(tx: &Transaction, rid: i64, ns: &str, name: &str) -> Result<Option<Cu
 
 struct Ctx<'a> {
     tx: &'a Transaction<'a>,
+    sealer: &'a Sealer,
     rid: i64,
     resource: Arc<str>,
     next_seq: &'a mut u64,
@@ -146,6 +158,15 @@ impl Ctx<'_> {
         *self.next_seq += 1;
         let deleted = kind == EventKind::Deleted;
         self.history_added += u64::from(deleted);
+        let place = Place {
+            resource: &self.resource,
+            namespace: &obj.namespace,
+            name: &obj.name,
+        };
+        let body = self.sealer.seal(place, Part::Body, &obj.body);
+        let cells = self
+            .sealer
+            .seal_opt(place, Part::Cells, obj.cells.as_deref());
         tx.prepare_cached(
             "INSERT INTO versions (resource_id, namespace, name, rv, rv_to, kind, seq, prune_rv, prune_ms, created, body, cells, fields)
              VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -160,8 +181,8 @@ impl Ctx<'_> {
             deleted.then_some(rv as i64),
             deleted.then_some(self.now),
             obj.created,
-            obj.body,
-            obj.cells,
+            body,
+            cells,
             (!deleted).then(|| crate::fields::column(&obj.fields)).flatten()
         ])?;
         if !deleted {
@@ -224,13 +245,14 @@ pub(super) fn put_documents(
 /// with sequence numbers from `next_seq`; `ids` caches resource ids.
 pub(super) fn apply_batch(
     tx: &Transaction,
+    sealer: &Sealer,
     ids: &mut HashMap<String, i64>,
     next_seq: &mut u64,
     resource: &str,
     ops: &[ParsedOp],
     now: i64,
 ) -> Result<Applied> {
-    let rid = resource_id(tx, ids, resource)?;
+    let rid = resource_id(tx, sealer, ids, resource)?;
     let (mut last_rv, mut compacted, mut listed): (u64, u64, Option<i64>) = tx.query_row(
         "SELECT last_rv, compacted_rv, list_rv FROM resources WHERE id = ?1",
         [rid],
@@ -260,6 +282,7 @@ pub(super) fn apply_batch(
     }
     let mut ctx = Ctx {
         tx,
+        sealer,
         rid,
         resource: Arc::from(resource),
         next_seq,
@@ -426,7 +449,7 @@ fn replace(
             // Already newer than the list, or unchanged: nothing to write.
             Some(cur) if !cur.tombstone && cur.rv >= rv => {}
             Some(cur) if !cur.tombstone => {
-                if body_of(ctx.tx, cur.id)?.0 != obj.body {
+                if body_of(ctx, cur.id, &obj.namespace, &obj.name)?.0 != obj.body {
                     ctx.put(EventKind::Modified, rv, obj, existing)?;
                 }
             }
@@ -455,7 +478,7 @@ fn replace(
     }
     vanished.sort_by(|a, b| a.0.cmp(&b.0));
     for ((namespace, name), cur) in vanished {
-        let (body, cells) = body_of(ctx.tx, cur.id)?;
+        let (body, cells) = body_of(ctx, cur.id, &namespace, &name)?;
         // Its last state's labels and fields, as indexed: what its DELETED event is selected
         // by (the tombstone itself keeps no label rows).
         let (labels, fields) = label_rows(ctx.tx, cur.id)?;
@@ -504,9 +527,21 @@ type LabelsAndFields = (
 /// A version's body and table cells.
 type BodyAndCells = (Vec<u8>, Option<Vec<u8>>);
 
-/// The body and cells of a version.
-fn body_of(conn: &Connection, id: i64) -> Result<BodyAndCells> {
-    Ok(conn
+/// The body and cells of a version (of the key `namespace`/`name`), opened.
+fn body_of(ctx: &Ctx, id: i64, namespace: &str, name: &str) -> Result<BodyAndCells> {
+    let (body, cells): BodyAndCells = ctx
+        .tx
         .prepare_cached("SELECT body, cells FROM versions WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?)
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let place = Place {
+        resource: &ctx.resource,
+        namespace,
+        name,
+    };
+    Ok((
+        ctx.sealer.open(place, Part::Body, &body)?.into_owned(),
+        ctx.sealer
+            .open_opt(place, Part::Cells, cells.as_deref())?
+            .map(std::borrow::Cow::into_owned),
+    ))
 }

@@ -23,6 +23,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::checkpoint::{self, Checkpointer};
 use crate::registry::FieldRegistry;
+use crate::sealed::{Part, Place, Sealer};
 use crate::work::{Work, WriteRequest};
 use crate::{Error, Event, EventKind, Result, StoreConfig};
 use apply::{Applied, StagedList, apply_batch, discard_all_staged, put_documents};
@@ -41,6 +42,8 @@ pub(crate) struct Writer {
     next_seq: u64,
     fields: Arc<FieldRegistry>,
     checkpointer: Checkpointer,
+    /// Seals the rows of encrypted types before they are written.
+    sealer: Arc<Sealer>,
     /// WAL frame size, and the WAL's size (bytes) past which the writer next waits for a
     /// checkpoint (see [`Writer::bound_wal`]).
     frame_bytes: u64,
@@ -76,6 +79,7 @@ impl Writer {
         events: broadcast::Sender<Arc<[Event]>>,
         fields: Arc<FieldRegistry>,
         checkpointer: Checkpointer,
+        sealer: Arc<Sealer>,
     ) -> Result<Writer> {
         conn.wal_hook(Some(count_frames));
         discard_all_staged(&conn)?;
@@ -92,6 +96,7 @@ impl Writer {
             next_seq: max_seq.unwrap_or(0) as u64 + 1,
             fields,
             checkpointer,
+            sealer,
             frame_bytes,
             wal_mark: config.journal_limit_bytes,
             config,
@@ -199,6 +204,7 @@ impl Writer {
                         .and_then(|()| {
                             apply_batch(
                                 &tx,
+                                &self.sealer,
                                 &mut self.resource_ids,
                                 &mut self.next_seq,
                                 resource,
@@ -327,15 +333,34 @@ impl Writer {
             let mut rows = stmt.query(params![list.rid, list.stored_rv as i64])?;
             let mut chunk = Vec::with_capacity(PUBLISH_CHUNK);
             while let Some(r) = rows.next()? {
+                let (namespace, name): (String, String) = (r.get(1)?, r.get(2)?);
+                let place = Place {
+                    resource: &list.resource,
+                    namespace: &namespace,
+                    name: &name,
+                };
+                let blob = |i| {
+                    r.get_ref(i)?
+                        .as_blob_or_null()
+                        .map_err(rusqlite::Error::from)
+                };
+                let body = self
+                    .sealer
+                    .open(place, Part::Body, blob(3)?.unwrap_or_default())?
+                    .into_owned();
+                let cells = self
+                    .sealer
+                    .open_opt(place, Part::Cells, blob(4)?)?
+                    .map(|c| c.into_owned().into());
                 chunk.push(Event {
                     resource: list.resource.clone(),
                     seq: r.get::<_, i64>(0)? as u64,
                     kind: EventKind::Added,
                     resource_version: list.rv,
-                    namespace: r.get(1)?,
-                    name: r.get(2)?,
-                    body: r.get::<_, Vec<u8>>(3)?.into(),
-                    cells: r.get::<_, Option<Vec<u8>>>(4)?.map(Into::into),
+                    namespace,
+                    name,
+                    body: body.into(),
+                    cells,
                     attributes: Arc::new(crate::Attributes::from_label_json(
                         r.get::<_, Option<String>>(6)?.as_deref(),
                         r.get(5)?,
