@@ -84,7 +84,10 @@ async fn try_forward(app: &App, request: Request) -> Result<Response, ApiError> 
     let caller = parts.extensions.get::<crate::access::Caller>();
     for (name, value) in &parts.headers {
         // A caller's own impersonation was checked (`access`); upstream gets its outcome.
-        let impersonation = caller.is_some() && crate::access::is_impersonation(name.as_str());
+        // So were a front proxy's headers.
+        let impersonation = caller.is_some()
+            && (crate::access::is_impersonation(name.as_str())
+                || app.config.access.request_header.names(name.as_str()));
         if !DROPPED_REQUEST_HEADERS.contains(name)
             && !impersonation
             && (upgrade.is_some() || !hop_by_hop(name))

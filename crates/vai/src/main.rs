@@ -98,7 +98,7 @@ struct ServeArgs {
     #[arg(long, requires = "tls_cert_file")]
     tls_private_key_file: Option<PathBuf>,
     /// Also trust client certificates signed by this CA (PEM), besides the cluster's client CA.
-    #[arg(long, requires = "tls_cert_file")]
+    #[arg(long)]
     client_ca_file: Option<PathBuf>,
     /// Audiences a ServiceAccount token may be for (default: the cluster's issuer, as the
     /// apiserver's `--api-audiences`).
@@ -108,6 +108,23 @@ struct ServeArgs {
     /// (`30m`, `24h`; default: decisions stand however long the cluster is away).
     #[arg(long, value_parser = parse_duration)]
     max_authz_staleness: Option<Duration>,
+    /// Trust a front proxy (a UI back-end that authenticated its users) presenting a client
+    /// certificate signed by this CA (PEM): its `X-Remote-User`/`-Group`/`-Extra-*` headers
+    /// name the caller.
+    #[arg(long)]
+    requestheader_client_ca_file: Option<PathBuf>,
+    /// Common names the front proxy's certificate may have (default: any signed by its CA).
+    #[arg(long, value_delimiter = ',', requires = "requestheader_client_ca_file")]
+    requestheader_allowed_names: Vec<String>,
+    /// Headers naming the user (the apiserver's flag and default).
+    #[arg(long, value_delimiter = ',', default_value = "X-Remote-User")]
+    requestheader_username_headers: Vec<String>,
+    /// Headers naming the groups.
+    #[arg(long, value_delimiter = ',', default_value = "X-Remote-Group")]
+    requestheader_group_headers: Vec<String>,
+    /// Prefixes of headers naming extras.
+    #[arg(long, value_delimiter = ',', default_value = "X-Remote-Extra-")]
+    requestheader_extra_headers_prefix: Vec<String>,
     /// How long a token reviewed upstream (TokenReview) stays accepted, capped by the token's
     /// own expiry; offline, not a moment longer (the apiserver's flag name).
     #[arg(long, value_parser = parse_duration, default_value = "2m")]
@@ -291,6 +308,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             api_audiences: args.api_audiences,
             max_authz_staleness: args.max_authz_staleness,
             token_success_ttl: args.authentication_token_webhook_cache_ttl,
+            request_header: vai_server::access::RequestHeader {
+                allowed_names: args.requestheader_allowed_names,
+                username_headers: args.requestheader_username_headers,
+                group_headers: args.requestheader_group_headers,
+                extra_headers_prefixes: args.requestheader_extra_headers_prefix,
+            },
             ..Default::default()
         },
         ..Default::default()
@@ -311,6 +334,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cert_file,
         key_file,
         client_ca_files: args.client_ca_file.into_iter().collect(),
+        front_proxy_ca_files: args.requestheader_client_ca_file.into_iter().collect(),
         extra_client_cas: Box::new({
             let store = store.clone();
             move || vai_server::access::cluster_client_ca(&store)

@@ -1,5 +1,6 @@
-//! Who is calling, as the apiserver's authenticators decide it, first match wins: a client
-//! certificate the TLS handshake verified against the client CAs; a ServiceAccount token,
+//! Who is calling, as the apiserver's authenticators decide it, first match wins: a trusted
+//! front proxy's `X-Remote-*` headers ([`super::front_proxy`]); a client certificate the TLS
+//! handshake verified against the client CAs; a ServiceAccount token,
 //! verified locally against the issuer's keys and the objects it is bound to in the cache;
 //! any other bearer token through a TokenReview upstream (cached, [`super::token_review`]).
 //! Anonymous requests are refused (401). Everything here works offline except the
@@ -23,6 +24,7 @@ use crate::errors::ApiError;
 use crate::listen::PeerCertificate;
 
 use super::forbidden::unauthorized;
+use super::front_proxy;
 
 /// How long the issuer's keys are used before the store is read again.
 const ISSUER_REFRESH: Duration = Duration::from_secs(10);
@@ -90,10 +92,16 @@ pub(crate) fn caller(
 ) -> impl Future<Output = Result<User, ApiError>> + Send + use<> {
     let app = app.clone();
     let peer = request.extensions().get::<PeerCertificate>().cloned();
+    let front = peer.as_ref().filter(|p| p.front_proxy).and_then(|p| {
+        front_proxy::user(&app.access.config.request_header, &p.der, request.headers())
+    });
     let token = bearer(request);
     async move {
-        if let Some(PeerCertificate(der)) = peer {
-            return certificate::user(&der).map_err(|e| refused(&e.to_string()));
+        if let Some(user) = front {
+            return user;
+        }
+        if let Some(peer) = peer.filter(|p| p.client) {
+            return certificate::user(&peer.der).map_err(|e| refused(&e.to_string()));
         }
         by_token(&app, token).await
     }

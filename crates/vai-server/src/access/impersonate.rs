@@ -133,7 +133,7 @@ pub(crate) fn apply(app: &App, caller: User, headers: &HeaderMap) -> Result<User
 }
 
 /// Decodes `%XX` escapes (extra keys are escaped in header names, which cannot hold `/`).
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

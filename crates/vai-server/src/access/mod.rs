@@ -12,6 +12,7 @@
 mod authenticate;
 mod decide;
 mod forbidden;
+mod front_proxy;
 mod impersonate;
 mod policy;
 mod reviews;
@@ -30,6 +31,7 @@ use crate::app::App;
 use crate::request_info::RequestInfo;
 
 pub use decide::RBAC_RESOURCES;
+pub use front_proxy::RequestHeader;
 pub(crate) use impersonate::is_impersonation;
 pub(crate) use reviews::answer as answer_self_review;
 pub(crate) use scope::ListScope;
@@ -108,6 +110,8 @@ pub struct AccessConfig {
     pub token_success_ttl: Duration,
     /// How long a failed TokenReview is remembered.
     pub token_failure_ttl: Duration,
+    /// A trusted front proxy's headers.
+    pub request_header: RequestHeader,
 }
 
 impl Default for AccessConfig {
@@ -118,6 +122,7 @@ impl Default for AccessConfig {
             max_authz_staleness: None,
             token_success_ttl: Duration::from_secs(120),
             token_failure_ttl: Duration::from_secs(15),
+            request_header: RequestHeader::default(),
         }
     }
 }
