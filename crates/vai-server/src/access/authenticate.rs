@@ -26,6 +26,42 @@ use crate::listen::PeerCertificate;
 use super::forbidden::unauthorized;
 use super::front_proxy;
 
+/// How long a verified ServiceAccount token is accepted without verifying it again: the
+/// apiserver's own token cache (`TokenSuccessCacheTTL`), so a deleted pod's token stops
+/// working as soon after as it does upstream. Its expiry is checked again after at most this.
+const VERIFIED_TTL: Duration = Duration::from_secs(10);
+
+/// Most verified tokens remembered.
+const MAX_VERIFIED: usize = 10_000;
+
+/// ServiceAccount tokens verified lately, by the HMAC of the token (never the token).
+#[derive(Default)]
+pub(crate) struct VerifiedTokens {
+    entries: Mutex<std::collections::HashMap<super::token_review::Key, (User, Instant)>>,
+}
+
+impl VerifiedTokens {
+    fn get(&self, key: &super::token_review::Key) -> Option<User> {
+        let entries = self.entries.lock().expect("verified lock");
+        entries
+            .get(key)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(user, _)| user.clone())
+    }
+
+    fn put(&self, key: super::token_review::Key, user: &User) {
+        let mut entries = self.entries.lock().expect("verified lock");
+        if entries.len() >= MAX_VERIFIED {
+            let now = Instant::now();
+            entries.retain(|_, (_, until)| *until > now);
+            if entries.len() >= MAX_VERIFIED {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (user.clone(), Instant::now() + VERIFIED_TTL));
+    }
+}
+
 /// How long the issuer's keys are used before the store is read again.
 const ISSUER_REFRESH: Duration = Duration::from_secs(10);
 
@@ -111,12 +147,20 @@ async fn by_token(app: &App, token: Option<String>) -> Result<User, ApiError> {
     let Some(token) = token else {
         return Err(refused("no credentials"));
     };
+    let key = app.access.reviews.key_of(&token);
+    if let Some(user) = app.access.verified.get(&key) {
+        return Ok(user);
+    }
     if let Some(issuer) = app.access.issuer.get(app).await
         && issuer.issued(&token)
     {
         let bound = issuer.verify(&token).map_err(|e| refused(&e.to_string()))?;
         match bindings_hold(app, &bound).await? {
-            Some(true) => return Ok(bound.user()),
+            Some(true) => {
+                let user = bound.user();
+                app.access.verified.put(key, &user);
+                return Ok(user);
+            }
             Some(false) => return Err(refused("an object the token is bound to is gone")),
             // A bound type vai does not cache: only upstream can tell.
             None => {}

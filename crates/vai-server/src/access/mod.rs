@@ -139,6 +139,7 @@ pub(crate) struct Access {
     pub config: AccessConfig,
     pub policy: policy::PolicyCache,
     pub issuer: authenticate::IssuerCache,
+    pub verified: authenticate::VerifiedTokens,
     pub reviews: token_review::TokenReviews,
 }
 
@@ -152,6 +153,7 @@ impl Access {
             config,
             policy: policy::PolicyCache::default(),
             issuer: authenticate::IssuerCache::default(),
+            verified: authenticate::VerifiedTokens::default(),
         })
     }
 }

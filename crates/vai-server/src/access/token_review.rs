@@ -24,7 +24,7 @@ use super::forbidden::unauthorized;
 /// Most reviews remembered; past it, expired entries are dropped, then everything.
 const MAX_ENTRIES: usize = 10_000;
 
-type Key = [u8; 32];
+pub(crate) type Key = [u8; 32];
 
 /// An answer from upstream: the user, or a refusal; with how long it holds.
 #[derive(Clone)]
@@ -53,7 +53,8 @@ impl TokenReviews {
         }
     }
 
-    fn key_of(&self, token: &str) -> Key {
+    /// The cache key of a token: its HMAC under this process's key.
+    pub fn key_of(&self, token: &str) -> Key {
         let tag = ring::hmac::sign(&self.key, token.as_bytes());
         let mut key = [0; 32];
         key.copy_from_slice(tag.as_ref());
