@@ -16,7 +16,16 @@ pub(crate) fn attributes(info: &RequestInfo, path: &str) -> Attributes {
             api_group: target.group.clone(),
             resource: target.plural.clone(),
             subresource: target.subresource.clone(),
-            namespace: target.namespace.clone(),
+            // A namespace is its own namespace (`/api/v1/namespaces/NS`), as the apiserver
+            // resolves it, so a RoleBinding in NS may grant reading NS itself.
+            namespace: match (
+                &target.namespace,
+                target.group.as_str(),
+                target.plural.as_str(),
+            ) {
+                (None, "", "namespaces") => target.name.clone(),
+                (namespace, _, _) => namespace.clone(),
+            },
             name: info.name.clone(),
         },
         None => Attributes::NonResource {

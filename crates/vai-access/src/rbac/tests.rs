@@ -1,0 +1,318 @@
+//! The policy's decisions over small clusters, rule form by rule form, and a property: where
+//! `list_scope` says a caller may list is where `authorize` allows the list, and
+//! `rules_for` holds a rule granting every request `authorize` allows in that namespace.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::rule::allows;
+use super::{Policy, Scope};
+use crate::{Attributes, User};
+
+fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+    serde_json::from_value(v).expect("an RBAC object")
+}
+
+fn role(ns: &str, name: &str, rules: serde_json::Value) -> Role {
+    from(json!({"metadata": {"namespace": ns, "name": name}, "rules": rules}))
+}
+
+fn cluster_role(name: &str, rules: serde_json::Value) -> ClusterRole {
+    from(json!({"metadata": {"name": name}, "rules": rules}))
+}
+
+fn binding(
+    ns: &str,
+    name: &str,
+    kind: &str,
+    role: &str,
+    subjects: serde_json::Value,
+) -> RoleBinding {
+    from(json!({"metadata": {"namespace": ns, "name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+        "subjects": subjects}))
+}
+
+fn cluster_binding(name: &str, role: &str, subjects: serde_json::Value) -> ClusterRoleBinding {
+    from(json!({"metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": subjects}))
+}
+
+fn user(name: &str, groups: &[&str]) -> User {
+    User {
+        name: name.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        ..User::default()
+    }
+}
+
+fn list(resource: &str, ns: Option<&str>) -> Attributes {
+    Attributes::Resource {
+        verb: "list".into(),
+        api_group: String::new(),
+        resource: resource.into(),
+        subresource: None,
+        namespace: ns.map(str::to_string),
+        name: None,
+    }
+}
+
+fn cluster() -> Policy {
+    let read = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]);
+    Policy::new(
+        vec![role("a", "pod-reader", read.clone())],
+        vec![
+            cluster_role("reader", read),
+            cluster_role(
+                "health",
+                json!([{"nonResourceURLs": ["/healthz"], "verbs": ["get"]}]),
+            ),
+        ],
+        vec![
+            binding(
+                "a",
+                "alice-reads",
+                "Role",
+                "pod-reader",
+                json!([{"kind": "User", "name": "alice"}]),
+            ),
+            binding(
+                "b",
+                "alice-reads-b",
+                "ClusterRole",
+                "reader",
+                json!([{"kind": "User", "name": "alice"}]),
+            ),
+            binding(
+                "c",
+                "robot",
+                "ClusterRole",
+                "reader",
+                json!([{"kind": "ServiceAccount", "name": "robot"}]),
+            ),
+            binding(
+                "d",
+                "ghost",
+                "Role",
+                "missing",
+                json!([{"kind": "User", "name": "alice"}]),
+            ),
+            binding(
+                "a",
+                "health-via-rolebinding",
+                "ClusterRole",
+                "health",
+                json!([{"kind": "User", "name": "alice"}]),
+            ),
+        ],
+        vec![cluster_binding(
+            "ops",
+            "reader",
+            json!([{"kind": "Group", "name": "ops"}]),
+        )],
+    )
+}
+
+#[test]
+fn role_bindings_grant_in_their_namespace_only() {
+    let p = cluster();
+    let alice = user("alice", &["system:authenticated"]);
+    let a = p.authorize(&alice, &list("pods", Some("a")));
+    assert!(a.allowed);
+    assert_eq!(
+        a.reason,
+        r#"RBAC: allowed by RoleBinding "alice-reads/a" of Role "pod-reader" to User "alice""#
+    );
+    // A ClusterRole through a RoleBinding: in that namespace only.
+    assert!(p.authorize(&alice, &list("pods", Some("b"))).allowed);
+    assert!(!p.authorize(&alice, &list("pods", Some("e"))).allowed);
+    assert!(!p.authorize(&alice, &list("pods", None)).allowed);
+    assert!(!p.authorize(&alice, &list("secrets", Some("a"))).allowed);
+    assert_eq!(
+        p.list_scope(&alice, "list", "", "pods"),
+        Scope::Namespaces(BTreeSet::from(["a".to_string(), "b".to_string()]))
+    );
+    assert_eq!(p.list_scope(&alice, "list", "", "secrets"), Scope::Nothing);
+}
+
+#[test]
+fn non_resource_urls_only_through_cluster_role_bindings() {
+    let p = cluster();
+    let health = Attributes::NonResource {
+        verb: "get".into(),
+        path: "/healthz".into(),
+    };
+    assert!(!p.authorize(&user("alice", &[]), &health).allowed);
+}
+
+#[test]
+fn a_missing_role_grants_nothing_and_is_the_reason() {
+    let p = cluster();
+    let d = p.authorize(&user("alice", &[]), &list("pods", Some("d")));
+    assert!(!d.allowed);
+    assert_eq!(
+        d.reason,
+        r#"RBAC: role.rbac.authorization.k8s.io "missing" not found"#
+    );
+    let review = p.rules_for(&user("alice", &[]), "d");
+    assert!(review.incomplete);
+}
+
+#[test]
+fn groups_service_accounts_and_the_privileged_group() {
+    let p = cluster();
+    let ops = user("bob", &["ops"]);
+    assert!(p.authorize(&ops, &list("pods", None)).allowed);
+    assert_eq!(p.list_scope(&ops, "list", "", "pods"), Scope::All);
+    let robot = user("system:serviceaccount:c:robot", &["system:serviceaccounts"]);
+    assert!(p.authorize(&robot, &list("pods", Some("c"))).allowed);
+    let other = user("system:serviceaccount:x:robot", &["system:serviceaccounts"]);
+    assert!(!p.authorize(&other, &list("pods", Some("c"))).allowed);
+    let admin = user("root", &["system:masters"]);
+    assert!(p.authorize(&admin, &list("anything", None)).allowed);
+    assert_eq!(p.rules_for(&admin, "").resource_rules.len(), 1);
+}
+
+#[test]
+fn rules_review_lists_what_applies_there() {
+    let p = cluster();
+    let review = p.rules_for(&user("alice", &[]), "a");
+    assert_eq!(review.resource_rules.len(), 1);
+    // The non-resource rule of a ClusterRole bound by a RoleBinding is listed, as the
+    // apiserver lists it (it grants nothing, see above).
+    assert_eq!(review.non_resource_rules.len(), 1);
+    assert!(!review.incomplete);
+}
+
+const VERBS: [&str; 4] = ["get", "list", "watch", "*"];
+const RESOURCES: [&str; 4] = ["pods", "secrets", "pods/log", "*"];
+const NAMESPACES: [&str; 3] = ["a", "b", "c"];
+const USERS: [&str; 3] = ["alice", "bob", "system:serviceaccount:a:robot"];
+
+fn rules() -> impl Strategy<Value = serde_json::Value> {
+    (
+        prop::sample::subsequence(VERBS.to_vec(), 1..3),
+        prop::sample::subsequence(RESOURCES.to_vec(), 1..3),
+        prop::option::of(Just(vec!["x"])),
+    )
+        .prop_map(|(verbs, resources, names)| {
+            let mut rule = json!({"apiGroups": [""], "resources": resources, "verbs": verbs});
+            if let Some(names) = names {
+                rule["resourceNames"] = json!(names);
+            }
+            json!([rule])
+        })
+}
+
+fn subject() -> impl Strategy<Value = serde_json::Value> {
+    prop_oneof![
+        Just(json!({"kind": "User", "name": "alice"})),
+        Just(json!({"kind": "User", "name": "bob"})),
+        Just(json!({"kind": "Group", "name": "devs"})),
+        Just(json!({"kind": "ServiceAccount", "name": "robot", "namespace": "a"})),
+        Just(json!({"kind": "ServiceAccount", "name": "robot"})),
+    ]
+}
+
+fn policies() -> impl Strategy<Value = Policy> {
+    let bindings = prop::collection::vec(
+        (
+            prop::sample::select(NAMESPACES.to_vec()),
+            0..4usize,
+            subject(),
+            any::<bool>(),
+        ),
+        0..8,
+    );
+    let cluster_bindings = prop::collection::vec((0..4usize, subject()), 0..3);
+    (
+        prop::collection::vec(rules(), 4),
+        bindings,
+        cluster_bindings,
+    )
+        .prop_map(|(rules, bindings, cluster_bindings)| {
+            let cluster_roles = rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| cluster_role(&format!("c{i}"), r.clone()))
+                .collect();
+            let roles = NAMESPACES
+                .iter()
+                .flat_map(|ns| {
+                    rules
+                        .iter()
+                        .enumerate()
+                        .map(move |(i, r)| role(ns, &format!("r{i}"), r.clone()))
+                })
+                .collect();
+            let role_bindings = bindings
+                .iter()
+                .enumerate()
+                .map(|(i, (ns, r, s, cluster))| {
+                    let (kind, name) = if *cluster {
+                        ("ClusterRole", "c")
+                    } else {
+                        ("Role", "r")
+                    };
+                    binding(
+                        ns,
+                        &format!("b{i}"),
+                        kind,
+                        &format!("{name}{r}"),
+                        json!([s]),
+                    )
+                })
+                .collect();
+            let cluster_role_bindings = cluster_bindings
+                .iter()
+                .enumerate()
+                .map(|(i, (r, s))| cluster_binding(&format!("cb{i}"), &format!("c{r}"), json!([s])))
+                .collect();
+            Policy::new(roles, cluster_roles, role_bindings, cluster_role_bindings)
+        })
+}
+
+proptest! {
+    #[test]
+    fn scope_and_rules_review_agree_with_authorize(policy in policies(), u in 0..3usize, devs in any::<bool>()) {
+        let mut groups = vec!["system:authenticated"];
+        if devs { groups.push("devs"); }
+        let who = user(USERS[u], &groups);
+        for resource in ["pods", "secrets"] {
+            let everywhere = policy.authorize(&who, &list(resource, None)).allowed;
+            let scope = policy.list_scope(&who, "list", "", resource);
+            for ns in NAMESPACES {
+                let here = policy.authorize(&who, &list(resource, Some(ns))).allowed;
+                let in_scope = match &scope {
+                    Scope::All => true,
+                    Scope::Namespaces(set) => set.contains(ns),
+                    Scope::Nothing => false,
+                };
+                prop_assert_eq!(here, in_scope, "{} {} in {}", who.name, resource, ns);
+                let review = policy.rules_for(&who, ns);
+                for (verb, name, sub) in [("get", Some("x"), None), ("list", None, None), ("get", Some("y"), Some("log"))] {
+                    let request = Attributes::Resource {
+                        verb: verb.into(), api_group: String::new(), resource: resource.into(),
+                        subresource: sub.map(str::to_string), namespace: Some(ns.into()),
+                        name: name.map(str::to_string),
+                    };
+                    let allowed = policy.authorize(&who, &request).allowed;
+                    let listed = review.resource_rules.iter().any(|r| {
+                        let rule = k8s_openapi::api::rbac::v1::PolicyRule {
+                            verbs: r.verbs.clone(), api_groups: r.api_groups.clone(),
+                            resources: r.resources.clone(), resource_names: r.resource_names.clone(),
+                            non_resource_urls: None,
+                        };
+                        allows(&rule, &request)
+                    });
+                    prop_assert_eq!(allowed, listed, "{} {} {:?}", verb, resource, sub);
+                }
+            }
+            prop_assert_eq!(everywhere, scope == Scope::All);
+        }
+    }
+}
