@@ -13,6 +13,8 @@ use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, T
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, PostParams};
+use std::process::Command;
+
 use support::{Vai, ensure_namespace, eventually};
 use vai_testenv::TestEnv;
 
@@ -85,6 +87,36 @@ fn message(body: &str) -> String {
         .as_str()
         .unwrap_or_default()
         .to_string()
+}
+
+/// `kubectl auth can-i ARGS` against `url` as the holder of `token`: its output and whether
+/// it said yes.
+fn can_i(env: &TestEnv, url: &str, token: &str, args: &[&str]) -> (String, bool) {
+    let out = Command::new(env.control_plane().binaries().kubectl())
+        .args([
+            "--kubeconfig",
+            "/dev/null",
+            "--server",
+            url,
+            "--token",
+            token,
+        ])
+        .arg("--certificate-authority")
+        .arg(pki(env, "ca.crt"))
+        .args(["auth", "can-i"])
+        .args(args)
+        .output()
+        .unwrap();
+    if !out.stderr.is_empty() {
+        eprintln!(
+            "kubectl auth can-i {args:?} at {url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.success(),
+    )
 }
 
 async fn token_for(admin: &kube::Client, sa: &str, pod: Option<(&str, &str)>) -> String {
@@ -275,6 +307,26 @@ async fn callers_are_authenticated_and_authorized_as_the_apiserver_would_online_
         );
     }
 
+    // kubectl auth can-i prints through vai what it prints against the apiserver.
+    let questions: [&[&str]; 4] = [
+        &["--list", "-n", NS],
+        &["list", "pods", "-n", NS],
+        &["list", "pods", "-A"],
+        &["get", "secrets", "-n", NS],
+    ];
+    let mut online = Vec::new();
+    for args in questions {
+        let through_vai = can_i(env, &vai_url, &reader, args);
+        assert_eq!(
+            through_vai,
+            can_i(env, &upstream, &reader, args),
+            "{args:?}"
+        );
+        online.push(through_vai);
+    }
+    assert!(online[1].1 && !online[2].1 && !online[3].1, "{online:?}");
+    assert!(online[0].0.contains("pods"), "{}", online[0].0);
+
     // Writes are made upstream as the caller.
     let configmap = |name: &str| {
         serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}})
@@ -319,6 +371,13 @@ async fn callers_are_authenticated_and_authorized_as_the_apiserver_would_online_
                 .0,
             401
         );
+        for (args, answer) in questions.iter().zip(&online) {
+            assert_eq!(
+                &can_i(env, &vai_url, &reader, args),
+                answer,
+                "offline: {args:?}"
+            );
+        }
         eventually(
             "the static token's review expires offline",
             Duration::from_secs(30),

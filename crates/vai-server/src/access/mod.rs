@@ -15,6 +15,7 @@ mod forbidden;
 mod front_proxy;
 mod impersonate;
 mod policy;
+mod protobuf;
 mod reviews;
 mod scope;
 mod token_review;

@@ -1,7 +1,8 @@
 //! `SelfSubjectAccessReview` and `SelfSubjectRulesReview` (what `kubectl auth can-i` and UIs
 //! such as k9s ask before showing a view) answered by vai from the same local decision it
 //! authorizes with, online and offline, instead of being forwarded — so they answer for the
-//! caller, never for vai's own identity, and never wait on a link that is down.
+//! caller, never for vai's own identity, and never wait on a link that is down. They are
+//! read as JSON or as the protobuf kubectl sends, and answered as JSON.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -31,14 +32,19 @@ pub(crate) async fn answer(app: &App, request: Request) -> Result<Response, Requ
         return Err(request);
     };
     let rules = path == RULES;
+    let protobuf = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with(super::protobuf::CONTENT_TYPE));
     let body = match axum::body::to_bytes(request.into_body(), 1 << 20).await {
         Ok(body) => body,
         Err(e) => return Ok(ApiError::bad_request(format!("request body: {e}")).into_response()),
     };
     let answered = if rules {
-        rules_review(app, &caller, &body)
+        rules_review(app, &caller, &body, protobuf)
     } else {
-        access_review(app, &caller, &body)
+        access_review(app, &caller, &body, protobuf)
     };
     Ok(match answered {
         Ok(json) => Response::builder()
@@ -50,9 +56,18 @@ pub(crate) async fn answer(app: &App, request: Request) -> Result<Response, Requ
     })
 }
 
-fn access_review(app: &App, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let mut review: SelfSubjectAccessReview = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("SelfSubjectAccessReview: {e}")))?;
+fn access_review(
+    app: &App,
+    caller: &Caller,
+    body: &[u8],
+    protobuf: bool,
+) -> Result<Vec<u8>, ApiError> {
+    let mut review: SelfSubjectAccessReview = if protobuf {
+        super::protobuf::access_review(body)
+    } else {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    }
+    .map_err(|e| ApiError::bad_request(format!("SelfSubjectAccessReview: {e}")))?;
     let attributes = match (
         &review.spec.resource_attributes,
         &review.spec.non_resource_attributes,
@@ -86,9 +101,18 @@ fn access_review(app: &App, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, Api
     Ok(serde_json::to_vec(&review).expect("a review serialises"))
 }
 
-fn rules_review(app: &App, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let mut review: SelfSubjectRulesReview = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("SelfSubjectRulesReview: {e}")))?;
+fn rules_review(
+    app: &App,
+    caller: &Caller,
+    body: &[u8],
+    protobuf: bool,
+) -> Result<Vec<u8>, ApiError> {
+    let mut review: SelfSubjectRulesReview = if protobuf {
+        super::protobuf::rules_review(body)
+    } else {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    }
+    .map_err(|e| ApiError::bad_request(format!("SelfSubjectRulesReview: {e}")))?;
     let namespace = review.spec.namespace.clone().unwrap_or_default();
     let Some(policy) = app.access.policy.get() else {
         return Err(ApiError::unavailable(
