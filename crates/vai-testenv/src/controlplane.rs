@@ -163,6 +163,16 @@ impl ControlPlane {
         format!("http://127.0.0.1:{}", self.ports.etcd_client)
     }
 
+    /// The apiserver's audit log (every request at `Metadata`, one JSON event per line).
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.dir.join("audit.log")
+    }
+
+    /// The credentials of this control plane.
+    pub fn pki(&self) -> &Pki {
+        &self.pki
+    }
+
     /// The admin bearer token.
     pub fn admin_token(&self) -> &str {
         &self.pki.admin_token
@@ -436,6 +446,11 @@ impl ControlPlane {
                 format!("--tls-cert-file={}", pki.serving_cert.display()),
                 format!("--tls-private-key-file={}", pki.serving_key.display()),
                 format!("--token-auth-file={}", pki.token_file.display()),
+                // Client certificates signed by the CA authenticate (CN user, O group); the CA
+                // is published in kube-system/extension-apiserver-authentication.
+                format!("--client-ca-file={}", pki.ca_cert.display()),
+                format!("--audit-policy-file={}", pki.audit_policy.display()),
+                format!("--audit-log-path={dir}/audit.log"),
                 "--authorization-mode=RBAC".into(),
                 "--service-cluster-ip-range=10.0.0.0/24".into(),
                 "--service-account-issuer=https://kubernetes.default.svc".into(),

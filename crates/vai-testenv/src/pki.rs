@@ -1,5 +1,6 @@
-//! Credentials for one test control plane: a CA, the apiserver's serving certificate, the
-//! service-account signing key and a static admin bearer token.
+//! Credentials for one test control plane: a CA (whose key is kept, so tests can sign client
+//! certificates with it: [`Pki::client_certificate`]), the apiserver's serving certificate,
+//! the service-account signing key, a static admin bearer token and the audit policy.
 //!
 //! Everything is generated in-process (rcgen, ECDSA P-256), so a fresh machine needs no
 //! `openssl`. Files are written with mode 0600 and are never regenerated once present: an
@@ -20,8 +21,10 @@ use crate::{Error, Result};
 /// Paths of the credential files inside an environment directory.
 #[derive(Debug, Clone)]
 pub struct Pki {
-    /// The CA that signed the serving certificate (clients trust this).
+    /// The CA that signed the serving certificate (clients trust this), and the client CA.
     pub ca_cert: PathBuf,
+    /// The CA's private key.
+    pub ca_key: PathBuf,
     /// The apiserver's serving certificate.
     pub serving_cert: PathBuf,
     /// The apiserver's serving key.
@@ -34,6 +37,8 @@ pub struct Pki {
     pub token_file: PathBuf,
     /// The admin bearer token (member of `system:masters`).
     pub admin_token: String,
+    /// The audit policy given to `--audit-policy-file` (every request at `Metadata`).
+    pub audit_policy: PathBuf,
 }
 
 impl Pki {
@@ -43,15 +48,20 @@ impl Pki {
         fs::create_dir_all(&pki_dir).map_err(|e| Error::io(&pki_dir, e))?;
         let pki = Pki {
             ca_cert: pki_dir.join("ca.crt"),
+            ca_key: pki_dir.join("ca.key"),
             serving_cert: pki_dir.join("apiserver.crt"),
             serving_key: pki_dir.join("apiserver.key"),
             service_account_key: pki_dir.join("service-account.key"),
             service_account_pub: pki_dir.join("service-account.pub"),
             token_file: pki_dir.join("tokens.csv"),
             admin_token: String::new(),
+            audit_policy: pki_dir.join("audit-policy.json"),
         };
+        // An environment made before the CA key was kept is regenerated whole (its CA changes).
         let complete = [
             &pki.ca_cert,
+            &pki.ca_key,
+            &pki.audit_policy,
             &pki.serving_cert,
             &pki.serving_key,
             &pki.service_account_key,
@@ -73,10 +83,37 @@ impl Pki {
             .to_string();
         Ok(Pki { admin_token, ..pki })
     }
+
+    /// A client certificate for `user` in `group` (if any), signed by the CA (which the
+    /// apiserver trusts with `--client-ca-file`): the certificate and its key, PEM. rcgen
+    /// writes one organization per subject, so one group.
+    pub fn client_certificate(&self, user: &str, group: Option<&str>) -> Result<(String, String)> {
+        let read = |p: &Path| fs::read_to_string(p).map_err(|e| Error::io(p, e));
+        let ca_key = KeyPair::from_pem(&read(&self.ca_key)?)?;
+        // The CA's subject and key identify it as the issuer, as when it was made.
+        let issuer = Issuer::new(ca_params()?, ca_key);
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, user);
+        if let Some(group) = group {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, group);
+        }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
 }
 
-fn generate(pki: &Pki) -> Result<()> {
-    let ca_key = KeyPair::generate()?;
+/// Every request audited at `Metadata` (who did what to which object), for tests that check
+/// who upstream saw.
+const AUDIT_POLICY: &str =
+    r#"{"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": [{"level": "Metadata"}]}"#;
+
+/// The CA's certificate parameters.
+fn ca_params() -> Result<CertificateParams> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params
         .distinguished_name
@@ -87,7 +124,14 @@ fn generate(pki: &Pki) -> Result<()> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
+    Ok(ca_params)
+}
+
+fn generate(pki: &Pki) -> Result<()> {
+    let ca_key = KeyPair::generate()?;
+    let ca_params = ca_params()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
+    write_private(&pki.ca_key, ca_key.serialize_pem().as_bytes())?;
     let issuer = Issuer::new(ca_params, ca_key);
 
     let serving_key = KeyPair::generate()?;
@@ -112,6 +156,7 @@ fn generate(pki: &Pki) -> Result<()> {
     let token = random_hex(16)?;
 
     write_private(&pki.ca_cert, ca_cert.pem().as_bytes())?;
+    write_private(&pki.audit_policy, AUDIT_POLICY.as_bytes())?;
     write_private(&pki.serving_cert, serving_cert.pem().as_bytes())?;
     write_private(&pki.serving_key, serving_key.serialize_pem().as_bytes())?;
     write_private(&pki.service_account_key, sa_key.serialize_pem().as_bytes())?;

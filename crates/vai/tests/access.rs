@@ -55,6 +55,19 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A client for `url` presenting a client certificate (PEM certificate and key).
+fn client_with_certificate(env: &TestEnv, url: &str, cert: &str, key: &str) -> kube::Client {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut config = kube::Config::new(url.parse().unwrap());
+    config.root_cert = Some(rustls_pemfile_certs(
+        &std::fs::read(pki(env, "ca.crt")).unwrap(),
+    ));
+    config.auth_info.client_certificate_data = Some(b64(cert));
+    config.auth_info.client_key_data = Some(b64(key).into());
+    kube::Client::try_from(config).unwrap()
+}
+
 /// Status code and body of `method path` (with `body`).
 async fn call(
     client: &kube::Client,
@@ -211,6 +224,15 @@ async fn setup(admin: &kube::Client) -> String {
         .unwrap();
         let _ = roles.create(&PostParams::default(), &role).await;
     }
+    let by_certificate: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "cert-team-reads"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+        "subjects": [{"kind": "Group", "name": "cert-team"}],
+    }))
+    .unwrap();
+    let _ = bindings
+        .create(&PostParams::default(), &by_certificate)
+        .await;
     for (name, role, sa) in [
         ("reader-reads", "pod-reader", "reader"),
         ("writer-writes", "configmap-writer", "writer"),
@@ -284,6 +306,20 @@ async fn callers_are_authenticated_and_authorized_as_the_apiserver_would_online_
     let (code, body) = call(&through(&reader), "GET", &in_ns, None).await;
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"holder\""), "{body}");
+    // A client certificate signed by the cluster's client CA: its group grants the reads.
+    let (cert, key) = env
+        .control_plane()
+        .pki()
+        .client_certificate("cert-alice", Some("cert-team"))
+        .unwrap();
+    let by_cert = client_with_certificate(env, &vai_url, &cert, &key);
+    let direct_cert = client_with_certificate(env, &upstream, &cert, &key);
+    assert_eq!(call(&direct_cert, "GET", &in_ns, None).await.0, 200);
+    assert_eq!(call(&by_cert, "GET", &in_ns, None).await.0, 200);
+    let (code, body) = call(&by_cert, "GET", "/api/v1/pods", None).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(message(&body).contains(r#"User "cert-alice""#), "{body}");
+
     // Denied as upstream denies it, in the same words.
     for path in [
         "/api/v1/pods",
@@ -377,14 +413,29 @@ async fn callers_are_authenticated_and_authorized_as_the_apiserver_would_online_
         message(&body).contains("system:serviceaccount:access-tokens:reader"),
         "{body}"
     );
-    let (code, body) = call(
-        &through(&writer),
-        "POST",
-        &cms,
-        Some(&configmap("by-writer")),
+    let written = format!("by-writer-{}", std::process::id());
+    let (code, body) = call(&through(&writer), "POST", &cms, Some(&configmap(&written))).await;
+    assert_eq!(code, 201, "{body}");
+    // Upstream's audit log says who wrote it: the writer, never vai alone.
+    let event = eventually(
+        "the write is audited",
+        Duration::from_secs(30),
+        async || {
+            let log = std::fs::read_to_string(env.control_plane().audit_log_path()).ok()?;
+            log.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|e| {
+                    e["verb"] == "create"
+                        && e["objectRef"]["name"] == written.as_str()
+                        && e["stage"] == "ResponseComplete"
+                })
+        },
     )
     .await;
-    assert!(code == 201 || code == 409, "{body}");
+    assert_eq!(
+        event["impersonatedUser"]["username"], "system:serviceaccount:access-tokens:writer",
+        "{event}"
+    );
 
     // Offline: bound tokens are still verified, decisions still made; a reviewed token lasts
     // only as long as its cached review.
@@ -398,6 +449,11 @@ async fn callers_are_authenticated_and_authorized_as_the_apiserver_would_online_
         );
         assert_eq!(call(&through("garbage"), "GET", &in_ns, None).await.0, 401);
         assert_eq!(call(&through(&stale), "GET", &in_ns, None).await.0, 401);
+        assert_eq!(
+            call(&by_cert, "GET", &in_ns, None).await.0,
+            200,
+            "a certificate, offline"
+        );
         assert_eq!(
             call(&through(&forged(&reader)), "GET", &in_ns, None)
                 .await
@@ -568,7 +624,17 @@ async fn query_pages_count_only_what_the_caller_may_list_and_rbac_changes_apply_
         3
     );
 
-    let two = page(client_as(env, &url, Some(&token("two-spaces").await))).await;
+    // Once vai holds the new bindings, the page holds what they grant.
+    let two_client = client_as(env, &url, Some(&token("two-spaces").await));
+    let two = eventually(
+        "vai holds the bindings",
+        Duration::from_secs(30),
+        async || {
+            let page = page(two_client.clone()).await;
+            (page["total"] == 4).then_some(page)
+        },
+    )
+    .await;
     let namespaces: BTreeSet<&str> = two["items"]
         .as_array()
         .unwrap()
@@ -582,7 +648,6 @@ async fn query_pages_count_only_what_the_caller_may_list_and_rbac_changes_apply_
         serde_json::json!({"scope-a": 1, "scope-c": 3})
     );
     // The Kubernetes list keeps Kubernetes' answer.
-    let two_client = client_as(env, &url, Some(&token("two-spaces").await));
     assert_eq!(call(&two_client, "GET", "/api/v1/pods", None).await.0, 403);
     let none = page(client_as(env, &url, Some(&token("nothing").await))).await;
     assert_eq!(
