@@ -1,8 +1,8 @@
 //! Who is calling, as the apiserver's authenticators decide it, first match wins: a trusted
-//! front proxy's `X-Remote-*` headers ([`super::front_proxy`]); a client certificate the TLS
+//! front proxy's `X-Remote-*` headers (`front_proxy`); a client certificate the TLS
 //! handshake verified against the client CAs; a ServiceAccount token,
 //! verified locally against the issuer's keys and the objects it is bound to in the cache;
-//! any other bearer token through a TokenReview upstream (cached, [`super::token_review`]).
+//! any other bearer token through a TokenReview upstream (cached, `token_review`).
 //! Anonymous requests are refused (401). Everything here works offline except the
 //! TokenReview of a token not reviewed recently.
 //!

@@ -1,4 +1,4 @@
-//! The authorization decision for one request ([`decide`]): the local RBAC policy, failing
+//! The authorization decision for one request (`decide`): the local RBAC policy, failing
 //! closed while RBAC has never synced or has been stale for longer than allowed; and whether
 //! vai would forward the request ([`forwarded`]), in which case upstream decides while it
 //! answers.

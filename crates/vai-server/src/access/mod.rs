@@ -1,10 +1,10 @@
 //! Who may ask vai what: with `--authorization-mode=RBAC`, every request is authenticated
-//! ([`authenticate`]) and authorized ([`decide`]) before any handler runs, as the apiserver
+//! (`authenticate`) and authorized (`decide`) before any handler runs, as the apiserver
 //! would; with `AlwaysAllow` (loopback only) every caller is vai's one local user.
 //!
 //! The rule: a caller reads through vai exactly what the apiserver would let that caller read,
 //! online and offline, and what vai cannot verify it refuses. Requests vai forwards carry the
-//! caller's identity (impersonation, [`impersonate`]), so upstream decides those itself while
+//! caller's identity (impersonation, `impersonate`), so upstream decides those itself while
 //! it answers; offline, the local decision stands (403 where denied, 503 where allowed).
 //!
 //! This module decides and refuses; it never answers a request it allowed.
@@ -128,7 +128,7 @@ impl Default for AccessConfig {
     }
 }
 
-/// The authenticated caller of a request, in its extensions once [`guard`] passed it.
+/// The authenticated caller of a request, in its extensions once authentication passed it.
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// Who the request acts as (after impersonation).
