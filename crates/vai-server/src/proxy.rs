@@ -7,9 +7,11 @@
 //! Connection upgrades (`exec`, `attach`, `port-forward`: WebSocket or SPDY) are passed through:
 //! once upstream answers `101`, bytes are copied both ways until either side closes.
 //!
-//! With authorization on, a request goes upstream as its caller: vai's credentials with
-//! `Impersonate-User`, `-Uid`, `-Group` and `-Extra-*` naming the caller, so upstream
-//! authorizes (and audits) it as that user.
+//! With authorization on, a request goes upstream as its caller, so upstream authorizes (and
+//! audits) it as that user: a caller's bearer token is forwarded as it is (over a client
+//! without vai's credentials); a caller vai authenticated otherwise (client certificate, front
+//! proxy) is impersonated — vai's credentials with `Impersonate-User`, `-Uid`, `-Group` and
+//! `-Extra-*` naming the caller.
 //!
 //! A successful write to a cached type returns once the cache holds the written version (or a
 //! short wait has passed), so a client that writes through vai and then reads through vai sees
@@ -24,7 +26,8 @@ use http_body_util::BodyExt;
 use crate::app::App;
 use crate::errors::ApiError;
 
-/// Request headers not passed upstream: hop-by-hop ones, and credentials (upstream sees vai's).
+/// Request headers not passed upstream: hop-by-hop ones, and credentials (upstream sees
+/// vai's, or the caller's token as `try_forward` sets it).
 /// `Connection` and `Upgrade` pass on upgrade requests only.
 const DROPPED_REQUEST_HEADERS: [HeaderName; 6] = [
     header::HOST,
@@ -82,28 +85,40 @@ async fn try_forward(app: &App, request: Request) -> Result<Response, ApiError> 
         .method(parts.method.clone())
         .uri(&path_and_query);
     let caller = parts.extensions.get::<crate::access::Caller>();
+    // A caller's own bearer token goes upstream as it is, with its own impersonation headers:
+    // upstream authenticates and authorizes the caller itself. Anyone else is impersonated
+    // with vai's credentials, as vai decided (`access`): their `Impersonate-*` and a front
+    // proxy's headers were checked there, and upstream gets the outcome.
+    let by_token = caller
+        .and_then(|c| c.token.as_ref())
+        .zip(app.config.access.token_forwarding.as_ref());
     for (name, value) in &parts.headers {
-        // A caller's own impersonation was checked (`access`); upstream gets its outcome.
-        // So were a front proxy's headers.
-        let impersonation = caller.is_some()
-            && (crate::access::is_impersonation(name.as_str())
+        let checked = caller.is_some()
+            && ((by_token.is_none() && crate::access::is_impersonation(name.as_str()))
                 || app.config.access.request_header.names(name.as_str()));
         if !DROPPED_REQUEST_HEADERS.contains(name)
-            && !impersonation
+            && !checked
             && (upgrade.is_some() || !hop_by_hop(name))
         {
             upstream = upstream.header(name, value);
         }
     }
-    if let Some(caller) = caller {
-        for (name, value) in crate::access::impersonation_headers(&caller.user) {
-            upstream = upstream.header(name, value);
+    let client = match (by_token, caller) {
+        (Some((token, forwarding)), _) => {
+            upstream = upstream.header(header::AUTHORIZATION, format!("Bearer {}", token.0));
+            forwarding.0.clone()
         }
-    }
+        (None, Some(caller)) => {
+            for (name, value) in crate::access::impersonation_headers(&caller.user) {
+                upstream = upstream.header(name, value);
+            }
+            app.syncer.client().clone()
+        }
+        (None, None) => app.syncer.client().clone(),
+    };
     let upstream = upstream
         .body(kube::client::Body::from(body))
         .map_err(|e| ApiError::bad_request(format!("cannot forward the request: {e}")))?;
-    let client = app.syncer.client().clone();
     let sent = tokio::select! {
         sent = tokio::time::timeout(app.config.proxy_timeout, client.send(upstream)) => sent,
         down = health.wait_for(|h| !h.reachable) => {

@@ -7,6 +7,8 @@
 //! and keeps reading it meanwhile; the events wait here, in order, and are applied after the
 //! list. A [`Spool`] is an unnamed file in the database's directory (private; gone when
 //! dropped, or when the process dies): memory holds one event at a time, whatever the backlog.
+//! Each record is sealed (AES-256-GCM) with a key made for the spool that never leaves memory,
+//! so what the disk keeps of a spooled Secret — even after a crash — is unreadable.
 //!
 //! This module never interprets events: what it is given comes back, in the same order.
 
@@ -15,6 +17,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use vai_store::{EventKind, Item};
 
 use crate::upstream::WatchEvent;
@@ -27,28 +30,44 @@ const NO_CELLS: u32 = u32::MAX;
 /// A first-in first-out queue of watch events in a file. See the [module](self).
 pub(crate) struct Spool {
     file: File,
+    /// The key records are sealed with: random, this spool's only, in memory only.
+    key: LessSafeKey,
     /// Where the next event is written.
     end: u64,
     /// Where the next event is read.
     start: u64,
-    /// Events written and not read yet.
-    len: u64,
+    /// Events written ever: the next record's nonce (never reused under one key).
+    written: u64,
+    /// Events read ever: the nonce of the next record read.
+    read: u64,
 }
 
 impl Spool {
     /// An empty spool in `dir`.
     pub fn new(dir: &Path) -> io::Result<Spool> {
+        let mut key = [0; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+            .map_err(|_| io::Error::other("the system's random source failed"))?;
+        let key = UnboundKey::new(&AES_256_GCM, &key).expect("a 256-bit key");
         Ok(Spool {
             file: tempfile::tempfile_in(dir)?,
+            key: LessSafeKey::new(key),
             end: 0,
             start: 0,
-            len: 0,
+            written: 0,
+            read: 0,
         })
+    }
+
+    fn nonce(counter: u64) -> Nonce {
+        let mut nonce = [0; 12];
+        nonce[4..].copy_from_slice(&counter.to_le_bytes());
+        Nonce::assume_unique_for_key(nonce)
     }
 
     /// Events waiting.
     pub fn len(&self) -> u64 {
-        self.len
+        self.written - self.read
     }
 
     /// Appends an ADDED, MODIFIED, DELETED or BOOKMARK event (anything else is not the
@@ -69,20 +88,34 @@ impl Spool {
                 return Err(io::Error::other("an error event is not spooled"));
             }
         }
-        self.file.write_all_at(&record, self.end)?;
-        self.end += record.len() as u64;
-        self.len += 1;
+        self.key
+            .seal_in_place_append_tag(Self::nonce(self.written), Aad::empty(), &mut record)
+            .map_err(|_| io::Error::other("cannot seal a spool record"))?;
+        let len = u32::try_from(record.len()).expect("an event under 4 GiB");
+        self.file.write_all_at(&len.to_le_bytes(), self.end)?;
+        self.file.write_all_at(&record, self.end + 4)?;
+        self.end += 4 + record.len() as u64;
+        self.written += 1;
         Ok(())
     }
 
     /// The oldest event waiting, if any.
     pub fn pop(&mut self) -> io::Result<Option<WatchEvent>> {
-        if self.len == 0 {
+        if self.len() == 0 {
             return Ok(None);
         }
-        let tag = self.read_array::<1>()?[0];
+        let mut len = [0; 4];
+        self.file.read_exact_at(&mut len, self.start)?;
+        let mut sealed = vec![0; u32::from_le_bytes(len) as usize];
+        self.file.read_exact_at(&mut sealed, self.start + 4)?;
+        let record = self
+            .key
+            .open_in_place(Self::nonce(self.read), Aad::empty(), &mut sealed)
+            .map_err(|_| io::Error::other("a spool record does not open (altered on disk)"))?;
+        let mut record = Record(record);
+        let tag = record.array::<1>()?[0];
         let event = if tag == BOOKMARK {
-            WatchEvent::Bookmark(u64::from_le_bytes(self.read_array()?))
+            WatchEvent::Bookmark(u64::from_le_bytes(record.array()?))
         } else {
             let kind = match tag {
                 0 => EventKind::Added,
@@ -90,35 +123,44 @@ impl Spool {
                 2 => EventKind::Deleted,
                 other => return Err(io::Error::other(format!("spool record tag {other}"))),
             };
-            let object = self.read_bytes()?.unwrap_or_default();
-            let cells = self.read_bytes()?;
+            let object = record.bytes()?.unwrap_or_default();
+            let cells = record.bytes()?;
             WatchEvent::Object(kind, Item { object, cells })
         };
-        self.len -= 1;
-        if self.len == 0 {
+        self.start += 4 + sealed.len() as u64;
+        self.read += 1;
+        if self.len() == 0 {
             // Drained: later events reuse the file from its start.
             self.file.set_len(0)?;
             (self.start, self.end) = (0, 0);
         }
         Ok(Some(event))
     }
+}
 
-    fn read_array<const N: usize>(&mut self) -> io::Result<[u8; N]> {
-        let mut buf = [0; N];
-        self.file.read_exact_at(&mut buf, self.start)?;
-        self.start += N as u64;
-        Ok(buf)
+/// An opened record, read from its start.
+struct Record<'a>(&'a [u8]);
+
+impl Record<'_> {
+    fn take(&mut self, n: usize) -> io::Result<&[u8]> {
+        if self.0.len() < n {
+            return Err(io::Error::other("a spool record is truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
     }
 
-    fn read_bytes(&mut self) -> io::Result<Option<Vec<u8>>> {
-        let len = u32::from_le_bytes(self.read_array()?);
+    fn array<const N: usize>(&mut self) -> io::Result<[u8; N]> {
+        Ok(self.take(N)?.try_into().expect("N bytes"))
+    }
+
+    fn bytes(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let len = u32::from_le_bytes(self.array()?);
         if len == NO_CELLS {
             return Ok(None);
         }
-        let mut buf = vec![0; len as usize];
-        self.file.read_exact_at(&mut buf, self.start)?;
-        self.start += u64::from(len);
-        Ok(Some(buf))
+        Ok(Some(self.take(len as usize)?.to_vec()))
     }
 }
 
@@ -186,6 +228,29 @@ mod tests {
             events.iter().map(describe).collect::<Vec<_>>()
         );
         assert_eq!(spool.len(), 0);
+    }
+
+    #[test]
+    fn the_file_holds_no_event_in_the_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new(dir.path()).unwrap();
+        let secret = r#"{"kind":"Secret","data":{"password":"aHVudGVyMg=="}}"#;
+        spool
+            .push(&object(EventKind::Added, secret, Some("[\"hunter\"]")))
+            .unwrap();
+        let mut on_disk = Vec::new();
+        std::io::Read::read_to_end(&mut spool.file.try_clone().unwrap(), &mut on_disk).unwrap();
+        assert!(on_disk.len() > secret.len(), "the record was written");
+        for needle in ["aHVudGVyMg", "Secret", "hunter"] {
+            assert!(
+                !on_disk.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} in the clear"
+            );
+        }
+        // An altered record is refused, not misread.
+        let last = on_disk.len() as u64 - 1;
+        spool.file.write_all_at(&[on_disk[last as usize] ^ 1], last).unwrap();
+        assert!(spool.pop().is_err());
     }
 
     #[test]

@@ -451,7 +451,9 @@ impl ControlPlane {
                 format!("--client-ca-file={}", pki.ca_cert.display()),
                 format!("--audit-policy-file={}", pki.audit_policy.display()),
                 format!("--audit-log-path={dir}/audit.log"),
-                "--authorization-mode=RBAC".into(),
+                // Node first, as clusters run it: an authorizer vai does not evaluate
+                // (vai's --confirm-denials asks upstream about what RBAC alone denies).
+                "--authorization-mode=Node,RBAC".into(),
                 "--service-cluster-ip-range=10.0.0.0/24".into(),
                 "--service-account-issuer=https://kubernetes.default.svc".into(),
                 format!(

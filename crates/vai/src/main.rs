@@ -126,9 +126,20 @@ struct ServeArgs {
     #[arg(long, value_delimiter = ',', default_value = "X-Remote-Extra-")]
     requestheader_extra_headers_prefix: Vec<String>,
     /// How long a token reviewed upstream (TokenReview) stays accepted, capped by the token's
-    /// own expiry; offline, not a moment longer (the apiserver's flag name).
+    /// own expiry (the apiserver's flag name).
     #[arg(long, value_parser = parse_duration, default_value = "2m")]
     authentication_token_webhook_cache_ttl: Duration,
+    /// While the cluster is unreachable, keep accepting a token reviewed upstream this much
+    /// longer than `--authentication-token-webhook-cache-ttl` (never past the token's own
+    /// expiry; default: not a moment longer).
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    authentication_token_offline_grace: Duration,
+    /// While the cluster answers, ask it (a SubjectAccessReview) before refusing what vai's
+    /// copy of its RBAC denies: for clusters that also authorize otherwise (the Node
+    /// authorizer, webhooks). Answers are cached 5 minutes (allowed) or 30 seconds (denied);
+    /// offline, RBAC alone decides.
+    #[arg(long)]
+    confirm_denials: bool,
     /// Cache only these types (comma-separated `plural` or `plural.group`; default: all that
     /// can be listed and watched).
     #[arg(long, value_delimiter = ',')]
@@ -261,6 +272,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         ensure_private_dir(dir)?;
     }
+    // Callers' own bearer tokens go upstream as they are, over a client without vai's
+    // credentials (with them, upstream would see vai: a client certificate wins over a token).
+    let mut without_credentials = config.clone();
+    without_credentials.auth_info = Default::default();
+    let token_client = kube::Client::try_from(without_credentials)
+        .context("building the Kubernetes client for callers' tokens")?;
     let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
     let store = Store::open(
         &db,
@@ -308,6 +325,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             api_audiences: args.api_audiences,
             max_authz_staleness: args.max_authz_staleness,
             token_success_ttl: args.authentication_token_webhook_cache_ttl,
+            token_offline_grace: args.authentication_token_offline_grace,
+            confirm_denials: args.confirm_denials,
+            token_forwarding: Some(vai_server::access::TokenForwarding(token_client)),
             request_header: vai_server::access::RequestHeader {
                 allowed_names: args.requestheader_allowed_names,
                 username_headers: args.requestheader_username_headers,

@@ -21,6 +21,10 @@ use vai_testenv::TestEnv;
 
 const NS: &str = "access-tokens";
 
+/// The tests here share one control plane, and some pause its apiserver: those run alone
+/// (write), the others beside each other (read).
+static APISERVER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 fn pki(env: &TestEnv, file: &str) -> PathBuf {
     env.control_plane().dir().join("pki").join(file)
 }
@@ -203,6 +207,25 @@ fn resigned(env: &TestEnv, token: &str, seconds: i64) -> String {
     .unwrap()
 }
 
+/// The apiserver's audit event of the create of `name`, once it is logged.
+async fn audited(env: &TestEnv, name: &str) -> serde_json::Value {
+    eventually(
+        "the write is audited",
+        Duration::from_secs(30),
+        async || {
+            let log = std::fs::read_to_string(env.control_plane().audit_log_path()).ok()?;
+            log.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|e| {
+                    e["verb"] == "create"
+                        && e["objectRef"]["name"] == name
+                        && e["stage"] == "ResponseComplete"
+                })
+        },
+    )
+    .await
+}
+
 async fn setup(admin: &kube::Client) -> String {
     ensure_namespace(admin, NS).await;
     let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), NS);
@@ -224,15 +247,20 @@ async fn setup(admin: &kube::Client) -> String {
         .unwrap();
         let _ = roles.create(&PostParams::default(), &role).await;
     }
-    let by_certificate: RoleBinding = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "cert-team-reads"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
-        "subjects": [{"kind": "Group", "name": "cert-team"}],
-    }))
-    .unwrap();
-    let _ = bindings
-        .create(&PostParams::default(), &by_certificate)
-        .await;
+    for (name, role) in [
+        ("cert-team-reads", "pod-reader"),
+        ("cert-team-writes", "configmap-writer"),
+    ] {
+        let by_certificate: RoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"kind": "Group", "name": "cert-team"}],
+        }))
+        .unwrap();
+        let _ = bindings
+            .create(&PostParams::default(), &by_certificate)
+            .await;
+    }
     for (name, role, sa) in [
         ("reader-reads", "pod-reader", "reader"),
         ("writer-writes", "configmap-writer", "writer"),
@@ -258,6 +286,7 @@ async fn setup(admin: &kube::Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_are_authenticated_and_authorized_as_the_apiserver_would_online_and_offline() {
+    let _alone = APISERVER.write().await;
     let env = TestEnv::shared().await;
     let admin = env.client().await.unwrap();
     let pod_uid = setup(&admin).await;
@@ -413,29 +442,23 @@ async fn callers_are_authenticated_and_authorized_as_the_apiserver_would_online_
         message(&body).contains("system:serviceaccount:access-tokens:reader"),
         "{body}"
     );
-    let written = format!("by-writer-{}", std::process::id());
-    let (code, body) = call(&through(&writer), "POST", &cms, Some(&configmap(&written))).await;
+    let by_token = format!("by-writer-{}", std::process::id());
+    let (code, body) = call(&through(&writer), "POST", &cms, Some(&configmap(&by_token))).await;
     assert_eq!(code, 201, "{body}");
-    // Upstream's audit log says who wrote it: the writer, never vai alone.
-    let event = eventually(
-        "the write is audited",
-        Duration::from_secs(30),
-        async || {
-            let log = std::fs::read_to_string(env.control_plane().audit_log_path()).ok()?;
-            log.lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .find(|e| {
-                    e["verb"] == "create"
-                        && e["objectRef"]["name"] == written.as_str()
-                        && e["stage"] == "ResponseComplete"
-                })
-        },
-    )
-    .await;
+    let by_certificate = format!("by-cert-alice-{}", std::process::id());
+    let (code, body) = call(&by_cert, "POST", &cms, Some(&configmap(&by_certificate))).await;
+    assert_eq!(code, 201, "{body}");
+    // Upstream's audit log says who wrote each: the token's own user (the token was forwarded
+    // as it is), and the certificate's user impersonated by vai — never vai alone.
+    let event = audited(env, &by_token).await;
     assert_eq!(
-        event["impersonatedUser"]["username"], "system:serviceaccount:access-tokens:writer",
+        event["user"]["username"], "system:serviceaccount:access-tokens:writer",
         "{event}"
     );
+    assert!(event["impersonatedUser"].is_null(), "{event}");
+    let event = audited(env, &by_certificate).await;
+    assert_eq!(event["impersonatedUser"]["username"], "cert-alice", "{event}");
+    assert_ne!(event["user"]["username"], "cert-alice", "{event}");
 
     // Offline: bound tokens are still verified, decisions still made; a reviewed token lasts
     // only as long as its cached review.
@@ -552,6 +575,7 @@ fn rbac_vai(env: &TestEnv, dir: &std::path::Path) -> (Vai, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_pages_count_only_what_the_caller_may_list_and_rbac_changes_apply_at_once() {
+    let _beside = APISERVER.read().await;
     let env = TestEnv::shared().await;
     let admin = env.client().await.unwrap();
     const SPACES: [&str; 3] = ["scope-a", "scope-b", "scope-c"];
@@ -704,4 +728,174 @@ async fn query_pages_count_only_what_the_caller_may_list_and_rbac_changes_apply_
         delays[delays.len() / 2],
         delays[delays.len() * 99 / 100]
     );
+}
+
+/// Off loopback without certificate files, vai makes its own CA and serving certificate;
+/// `vai kubeconfig` writes a private kubeconfig that trusts it, for the calling user's own
+/// credentials; kubectl with it works for a user with a client certificate — as far as that
+/// user's rights go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_works_off_loopback_with_vais_own_certificate() {
+    use std::os::unix::fs::PermissionsExt;
+    let _beside = APISERVER.read().await;
+    let env = TestEnv::shared().await;
+    let admin = env.client().await.unwrap();
+    setup(&admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let listen = format!("0.0.0.0:{port}");
+    let vai = Vai::spawn(
+        env,
+        dir.path(),
+        port,
+        &["--listen", &listen, "--authorization-mode", "RBAC"],
+    );
+    // The user's own kubeconfig: the cluster, and a client certificate signed by its CA.
+    let (cert, key) = env
+        .control_plane()
+        .pki()
+        .client_certificate("cert-bob", Some("cert-team"))
+        .unwrap();
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    let ca = std::fs::read_to_string(pki(env, "ca.crt")).unwrap();
+    let own = dir.path().join("bob.kubeconfig");
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {
+            "server": env.control_plane().apiserver_url(),
+            "certificate-authority-data": b64(&ca)}}],
+        "users": [{"name": "bob", "user": {
+            "client-certificate-data": b64(&cert), "client-key-data": b64(&key)}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "bob"}}],
+        "current-context": "test",
+    });
+    std::fs::write(&own, kubeconfig.to_string()).unwrap();
+    let through_vai = dir.path().join("vai.kubeconfig");
+    // vai writes its certificate as it starts.
+    eventually(
+        "vai kubeconfig finds vai's certificate",
+        Duration::from_secs(60),
+        async || {
+            let out = Command::new(env!("CARGO_BIN_EXE_vai"))
+                .arg("kubeconfig")
+                .arg("--kubeconfig")
+                .arg(&own)
+                .arg("--db")
+                .arg(&vai.db)
+                .args(["--server", &format!("https://127.0.0.1:{port}"), "-o"])
+                .arg(&through_vai)
+                .output()
+                .unwrap();
+            out.status.success().then_some(())
+        },
+    )
+    .await;
+    let mode = std::fs::metadata(&through_vai).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the kubeconfig holds a key: private");
+    let kubectl = |args: &[&str]| {
+        let out = Command::new(env.control_plane().binaries().kubectl())
+            .arg("--kubeconfig")
+            .arg(&through_vai)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let listed = eventually(
+        "kubectl lists the pods through vai",
+        Duration::from_secs(60),
+        async || {
+            let (ok, out, _) = kubectl(&["get", "pods", "-n", NS, "-o", "name"]);
+            (ok && out.contains("pod/holder")).then_some(out)
+        },
+    )
+    .await;
+    assert!(listed.contains("pod/holder"), "{listed}");
+    let (ok, _, err) = kubectl(&["get", "pods", "-A"]);
+    assert!(!ok, "bob may not list pods cluster-wide");
+    assert!(
+        err.contains("User \"cert-bob\" cannot list resource \"pods\""),
+        "{err}"
+    );
+}
+
+/// With `--confirm-denials`, what vai's RBAC denies is asked of upstream while it answers: a
+/// node (the Node authorizer, which vai does not evaluate, allows it to list services) gets
+/// through vai what it gets from the apiserver, and what upstream denies too stays denied in
+/// the apiserver's words; offline, RBAC alone decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denials_are_confirmed_upstream_for_authorizers_vai_does_not_evaluate() {
+    let _alone = APISERVER.write().await;
+    let env = TestEnv::shared().await;
+    let admin = env.client().await.unwrap();
+    setup(&admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (pki(env, "apiserver.crt"), pki(env, "apiserver.key"));
+    let vai = Vai::spawn(
+        env,
+        dir.path(),
+        support::free_port(),
+        &[
+            "--authorization-mode",
+            "RBAC",
+            "--confirm-denials",
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-private-key-file",
+            key.to_str().unwrap(),
+        ],
+    );
+    let vai_url = format!("https://127.0.0.1:{}", vai.port);
+    let upstream = env.control_plane().apiserver_url();
+    let (node_cert, node_key) = env
+        .control_plane()
+        .pki()
+        .client_certificate("system:node:vai-n1", Some("system:nodes"))
+        .unwrap();
+    let node = client_with_certificate(env, &vai_url, &node_cert, &node_key);
+    let node_direct = client_with_certificate(env, &upstream, &node_cert, &node_key);
+    let services = "/api/v1/services";
+    let (code, body) = call(&node_direct, "GET", services, None).await;
+    assert_eq!(code, 200, "the Node authorizer allows a node to list services: {body}");
+    // RBAC alone (the cluster binds system:node to nobody) denies it.
+    let deployments = format!("/apis/apps/v1/namespaces/{NS}/deployments");
+    let (code, _) = call(&node_direct, "GET", &deployments, None).await;
+    assert_eq!(code, 403, "a node may not list deployments");
+    let through = eventually(
+        "vai serves the node",
+        Duration::from_secs(60),
+        async || {
+            let (code, body) = call(&node, "GET", services, None).await;
+            (code != 0 && !(code == 403 && body.contains("has not synced"))).then_some(code)
+        },
+    )
+    .await;
+    assert_eq!(through, 200, "confirmed upstream");
+    let (code, body) = call(&node, "GET", &deployments, None).await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        message(&body),
+        message(&call(&node_direct, "GET", &deployments, None).await.1),
+        "denied in the apiserver's words"
+    );
+    // Offline, vai's RBAC decides alone.
+    env.pause_apiserver().unwrap();
+    let offline = eventually(
+        "vai knows upstream is away",
+        Duration::from_secs(30),
+        async || {
+            let (code, _) = call(&node, "GET", services, None).await;
+            (code == 403).then_some(code)
+        },
+    )
+    .await;
+    env.resume_apiserver().unwrap();
+    assert_eq!(offline, 403);
 }

@@ -13,10 +13,12 @@
 //! Aggregated ClusterRoles are evaluated as their stored `.rules`, which the cluster's
 //! controller fills. This module decides; it never reads the store or the network.
 
+mod memo;
 mod policy;
 pub mod rule;
 pub mod subject;
 
+pub use memo::Memoized;
 pub use policy::{Decision, Policy, Scope};
 
 /// The group the apiserver allows everything, whatever RBAC says.

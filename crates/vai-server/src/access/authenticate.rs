@@ -23,6 +23,7 @@ use crate::app::App;
 use crate::errors::ApiError;
 use crate::listen::PeerCertificate;
 
+use super::BearerToken;
 use super::forbidden::unauthorized;
 use super::front_proxy;
 
@@ -121,11 +122,11 @@ impl IssuerCache {
     }
 }
 
-/// The caller of `request`, or 401.
+/// The caller of `request` (with the bearer token that authenticated it, if one did), or 401.
 pub(crate) fn caller(
     app: &App,
     request: &Request,
-) -> impl Future<Output = Result<User, ApiError>> + Send + use<> {
+) -> impl Future<Output = Result<(User, Option<BearerToken>), ApiError>> + Send + use<> {
     let app = app.clone();
     let peer = request.extensions().get::<PeerCertificate>().cloned();
     let front = peer.as_ref().filter(|p| p.front_proxy).and_then(|p| {
@@ -134,27 +135,30 @@ pub(crate) fn caller(
     let token = bearer(request);
     async move {
         if let Some(user) = front {
-            return user;
+            return user.map(|user| (user, None));
         }
         if let Some(peer) = peer.filter(|p| p.client) {
-            return certificate::user(&peer.der).map_err(|e| refused(&e.to_string()));
+            return certificate::user(&peer.der)
+                .map(|user| (user, None))
+                .map_err(|e| refused(&e.to_string()));
         }
-        by_token(&app, token).await
+        let user = by_token(&app, token.as_deref()).await?;
+        Ok((user, token.map(|t| BearerToken(t.into()))))
     }
 }
 
-async fn by_token(app: &App, token: Option<String>) -> Result<User, ApiError> {
+async fn by_token(app: &App, token: Option<&str>) -> Result<User, ApiError> {
     let Some(token) = token else {
         return Err(refused("no credentials"));
     };
-    let key = app.access.reviews.key_of(&token);
+    let key = app.access.reviews.key_of(token);
     if let Some(user) = app.access.verified.get(&key) {
         return Ok(user);
     }
     if let Some(issuer) = app.access.issuer.get(app).await
-        && issuer.issued(&token)
+        && issuer.issued(token)
     {
-        let bound = issuer.verify(&token).map_err(|e| refused(&e.to_string()))?;
+        let bound = issuer.verify(token).map_err(|e| refused(&e.to_string()))?;
         match bindings_hold(app, &bound).await? {
             Some(true) => {
                 let user = bound.user();
@@ -166,7 +170,7 @@ async fn by_token(app: &App, token: Option<String>) -> Result<User, ApiError> {
             None => {}
         }
     }
-    app.access.reviews.review(app, &token).await
+    app.access.reviews.review(app, token).await
 }
 
 fn refused(why: &str) -> ApiError {

@@ -2,8 +2,10 @@
 //! the caller may `impersonate` each thing named (the user — or the ServiceAccount —, each
 //! group, the UID, each extra value), decided by the same local RBAC; otherwise `403`.
 //!
-//! vai never forwards a caller's `Impersonate-*` headers: upstream sees the identity decided
-//! here, impersonated with vai's credentials (`proxy`).
+//! A caller who authenticated with a bearer token has its token and its `Impersonate-*`
+//! headers forwarded as they are (upstream checks them again); anyone else's are not
+//! forwarded: upstream sees the identity decided here, impersonated with vai's credentials
+//! (`proxy`).
 
 use std::collections::BTreeMap;
 

@@ -4,12 +4,14 @@
 //!
 //! The rule: a caller reads through vai exactly what the apiserver would let that caller read,
 //! online and offline, and what vai cannot verify it refuses. Requests vai forwards carry the
-//! caller's identity (impersonation, `impersonate`), so upstream decides those itself while
-//! it answers; offline, the local decision stands (403 where denied, 503 where allowed).
+//! caller's identity (its own bearer token, or impersonation: `impersonate`), so upstream
+//! decides those itself while it answers; offline, the local decision stands (403 where
+//! denied, 503 where allowed).
 //!
 //! This module decides and refuses; it never answers a request it allowed.
 
 mod authenticate;
+mod confirm;
 mod decide;
 mod forbidden;
 mod front_proxy;
@@ -60,11 +62,32 @@ pub(crate) fn revoked(
             if changes.changed().await.is_err() {
                 return std::future::pending().await;
             }
-            let decision = decide::decide(&app, &caller.user, &attributes);
+            let decision = decided(&app, &caller.user, &attributes).await;
             if !decision.allowed {
                 return forbidden::forbidden(&caller.user, &attributes, &decision.reason);
             }
         }
+    }
+}
+
+/// The decision for `user`: the local RBAC's, confirmed upstream where it denies and
+/// confirmation is on.
+pub(crate) async fn decided(
+    app: &App,
+    user: &User,
+    attributes: &vai_access::Attributes,
+) -> vai_access::rbac::Decision {
+    let local = decide::decide(app, user, attributes);
+    confirm::confirmed(app, user, attributes, local).await
+}
+
+/// `call` to upstream (a review), given up on when it takes longer than the proxy timeout or
+/// upstream is found unreachable meanwhile; `None` then.
+pub(crate) async fn ask_upstream<T>(app: &App, call: impl Future<Output = T>) -> Option<T> {
+    let mut health = app.syncer.health();
+    tokio::select! {
+        answered = tokio::time::timeout(app.config.proxy_timeout, call) => answered.ok(),
+        _ = health.wait_for(|h| !h.reachable) => None,
     }
 }
 
@@ -111,8 +134,40 @@ pub struct AccessConfig {
     pub token_success_ttl: Duration,
     /// How long a failed TokenReview is remembered.
     pub token_failure_ttl: Duration,
+    /// How much longer than `token_success_ttl` a reviewed token stays accepted while
+    /// upstream is unreachable (never past the token's own expiry; default none).
+    pub token_offline_grace: Duration,
     /// A trusted front proxy's headers.
     pub request_header: RequestHeader,
+    /// Online, ask upstream (a `SubjectAccessReview`) before refusing what the local RBAC
+    /// denies, for clusters that also authorize otherwise (Node, webhooks).
+    pub confirm_denials: bool,
+    /// Where a caller's own bearer token is forwarded as it is (`None`: every caller is
+    /// impersonated with vai's credentials).
+    pub token_forwarding: Option<TokenForwarding>,
+}
+
+/// A client to upstream that carries no credentials of its own: requests forwarded for a
+/// caller who sent a bearer token go through it with that token, so upstream authenticates
+/// the caller itself (with vai's client certificate on the connection, upstream would see
+/// vai instead).
+#[derive(Clone)]
+pub struct TokenForwarding(pub kube::Client);
+
+impl std::fmt::Debug for TokenForwarding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenForwarding")
+    }
+}
+
+/// A caller's bearer token, kept to forward it upstream; never printed.
+#[derive(Clone)]
+pub(crate) struct BearerToken(pub Arc<str>);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(…)")
+    }
 }
 
 impl Default for AccessConfig {
@@ -123,7 +178,10 @@ impl Default for AccessConfig {
             max_authz_staleness: None,
             token_success_ttl: Duration::from_secs(120),
             token_failure_ttl: Duration::from_secs(15),
+            token_offline_grace: Duration::ZERO,
             request_header: RequestHeader::default(),
+            confirm_denials: false,
+            token_forwarding: None,
         }
     }
 }
@@ -133,6 +191,8 @@ impl Default for AccessConfig {
 pub struct Caller {
     /// Who the request acts as (after impersonation).
     pub user: User,
+    /// The bearer token the caller authenticated with, if it did so (forwarded as it is).
+    pub(crate) token: Option<BearerToken>,
 }
 
 /// The state of authentication and authorization, shared by every request.
@@ -142,6 +202,7 @@ pub(crate) struct Access {
     pub issuer: authenticate::IssuerCache,
     pub verified: authenticate::VerifiedTokens,
     pub reviews: token_review::TokenReviews,
+    pub confirmations: confirm::Confirmations,
 }
 
 impl Access {
@@ -150,11 +211,13 @@ impl Access {
             reviews: token_review::TokenReviews::new(
                 config.token_success_ttl,
                 config.token_failure_ttl,
+                config.token_offline_grace,
             ),
             config,
             policy: policy::PolicyCache::default(),
             issuer: authenticate::IssuerCache::default(),
             verified: authenticate::VerifiedTokens::default(),
+            confirmations: confirm::Confirmations::default(),
         })
     }
 }
@@ -198,8 +261,8 @@ pub(crate) async fn guard(State(app): State<App>, mut request: Request, next: Ne
         .get::<RequestInfo>()
         .cloned()
         .expect("the request was resolved first");
-    let authenticated = match authenticate::caller(&app, &request).await {
-        Ok(user) => user,
+    let (authenticated, token) = match authenticate::caller(&app, &request).await {
+        Ok(found) => found,
         Err(e) => {
             tracing::debug!(verb = info.verb, path = request.uri().path(), error = %e.message, "unauthenticated");
             return e.into_response();
@@ -210,7 +273,7 @@ pub(crate) async fn guard(State(app): State<App>, mut request: Request, next: Ne
         Err(e) => return e.into_response(),
     };
     let attributes = forbidden::attributes(&info, request.uri().path());
-    let decision = decide::decide(&app, &user, &attributes);
+    let decision = decided(&app, &user, &attributes).await;
     let forwarded = decide::forwarded(&app, &info, request.method(), request.uri().path());
     let reachable = app.syncer.health().borrow().reachable;
     // What vai forwards while upstream answers, upstream authorizes itself, as the caller.
@@ -235,6 +298,6 @@ pub(crate) async fn guard(State(app): State<App>, mut request: Request, next: Ne
     if !allowed {
         return forbidden::forbidden(&user, &attributes, &decision.reason).into_response();
     }
-    request.extensions_mut().insert(Caller { user });
+    request.extensions_mut().insert(Caller { user, token });
     next.run(request).await
 }

@@ -1,13 +1,14 @@
 //! The RBAC policy vai decides with ([`PolicyCache`]): built from the Roles, ClusterRoles,
 //! RoleBindings and ClusterRoleBindings in the store, and rebuilt whenever sync writes one of
-//! them, so an RBAC change upstream takes effect as soon as vai has it.
+//! them, so an RBAC change upstream takes effect as soon as vai has it. Each policy
+//! remembers its own decisions (`Memoized`): a new one starts with none.
 //!
 //! This module only keeps the policy current; it never decides a request.
 
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use vai_access::rbac::Policy;
+use vai_access::rbac::{Memoized, Policy};
 use vai_store::{EventKind, ListRequest, Store};
 
 use crate::app::App;
@@ -16,7 +17,7 @@ use super::decide::RBAC_RESOURCES;
 
 /// The current policy; `None` until it was first built from synced RBAC objects.
 pub(crate) struct PolicyCache {
-    current: RwLock<Option<Arc<Policy>>>,
+    current: RwLock<Option<Arc<Memoized>>>,
     /// Counts the policies built, for whoever must re-decide when it changes (open watches).
     generation: tokio::sync::watch::Sender<u64>,
 }
@@ -37,12 +38,12 @@ impl PolicyCache {
     }
 
     /// The current policy, if built.
-    pub fn get(&self) -> Option<Arc<Policy>> {
+    pub fn get(&self) -> Option<Arc<Memoized>> {
         self.current.read().expect("policy lock").clone()
     }
 
     fn set(&self, policy: Policy) {
-        *self.current.write().expect("policy lock") = Some(Arc::new(policy));
+        *self.current.write().expect("policy lock") = Some(Arc::new(Memoized::new(policy)));
         self.generation.send_modify(|g| *g += 1);
     }
 }

@@ -1,6 +1,6 @@
 //! `SelfSubjectAccessReview` and `SelfSubjectRulesReview` (what `kubectl auth can-i` and UIs
-//! such as k9s ask before showing a view) answered by vai from the same local decision it
-//! authorizes with, online and offline, instead of being forwarded — so they answer for the
+//! such as k9s ask before showing a view) answered by vai from the same decision it
+//! authorizes with (the local RBAC's, confirmed upstream where configured), online and offline, instead of being forwarded — so they answer for the
 //! caller, never for vai's own identity, and never wait on a link that is down. They are
 //! read as JSON or as the protobuf kubectl sends, and answered as JSON.
 
@@ -17,7 +17,6 @@ use crate::app::App;
 use crate::errors::ApiError;
 
 use super::Caller;
-use super::decide::decide;
 
 const ACCESS: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
 const RULES: &str = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
@@ -44,7 +43,7 @@ pub(crate) async fn answer(app: &App, request: Request) -> Result<Response, Requ
     let answered = if rules {
         rules_review(app, &caller, &body, protobuf)
     } else {
-        access_review(app, &caller, &body, protobuf)
+        access_review(app, &caller, &body, protobuf).await
     };
     Ok(match answered {
         Ok(json) => Response::builder()
@@ -56,7 +55,7 @@ pub(crate) async fn answer(app: &App, request: Request) -> Result<Response, Requ
     })
 }
 
-fn access_review(
+async fn access_review(
     app: &App,
     caller: &Caller,
     body: &[u8],
@@ -92,7 +91,7 @@ fn access_review(
             ));
         }
     };
-    let decision = decide(app, &caller.user, &attributes);
+    let decision = super::decided(app, &caller.user, &attributes).await;
     review.status = Some(SubjectAccessReviewStatus {
         allowed: decision.allowed,
         reason: Some(decision.reason).filter(|r| !r.is_empty()),
@@ -119,6 +118,6 @@ fn rules_review(
             "vai has not built the RBAC policy yet",
         ));
     };
-    review.status = Some(policy.rules_for(&caller.user, &namespace));
+    review.status = Some(policy.policy().rules_for(&caller.user, &namespace));
     Ok(serde_json::to_vec(&review).expect("a review serialises"))
 }

@@ -51,7 +51,9 @@ pub(crate) fn of_query(app: &App, user: &User, info: &RequestInfo, uri: &Uri) ->
         return None;
     }
     let policy = app.access.policy.get()?;
-    let scope = policy.list_scope(user, "list", &target.group, &target.plural);
+    let scope = policy
+        .policy()
+        .list_scope(user, "list", &target.group, &target.plural);
     let scope = match (scope, target.namespace.as_deref()) {
         // A page in one namespace: that namespace, if the caller may list there.
         (Scope::Namespaces(allowed), Some(ns)) => {

@@ -5,7 +5,8 @@
 //! a shorter while; errors (upstream away or failing) never. Concurrent reviews of one token
 //! are merged into one request.
 //!
-//! Offline a token is accepted only while its cached success lasts, never past its expiry.
+//! Offline a token is accepted only while its cached success lasts — plus the configured
+//! offline grace (none by default) — and never past its own expiry.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,24 @@ pub(crate) type Key = [u8; 32];
 struct Answer {
     user: Option<User>,
     until: Instant,
+    /// When the token itself expires (its `exp`), if it says.
+    expires: Option<Instant>,
+}
+
+impl Answer {
+    /// Whether the answer still holds at `now`; a success held longer while upstream is
+    /// away (`offline_grace`), never past the token's expiry.
+    fn holds(&self, now: Instant, offline_grace: Option<Duration>) -> bool {
+        if self.until > now {
+            return true;
+        }
+        match offline_grace {
+            Some(grace) if self.user.is_some() => {
+                self.until + grace > now && self.expires.is_none_or(|e| e > now)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The cache of TokenReview answers.
@@ -38,17 +57,19 @@ pub(crate) struct TokenReviews {
     key: ring::hmac::Key,
     success_ttl: Duration,
     failure_ttl: Duration,
+    offline_grace: Duration,
     entries: Mutex<HashMap<Key, Arc<OnceCell<Answer>>>>,
 }
 
 impl TokenReviews {
-    pub fn new(success_ttl: Duration, failure_ttl: Duration) -> TokenReviews {
+    pub fn new(success_ttl: Duration, failure_ttl: Duration, offline_grace: Duration) -> TokenReviews {
         let rng = ring::rand::SystemRandom::new();
         TokenReviews {
             key: ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng)
                 .expect("the system's random source"),
             success_ttl,
             failure_ttl,
+            offline_grace,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -61,11 +82,13 @@ impl TokenReviews {
         key
     }
 
-    /// The entry for `key`: the cached one while it holds, a fresh one otherwise.
-    fn entry(&self, key: Key) -> Arc<OnceCell<Answer>> {
+    /// The entry for `key`: the cached one while it holds (`offline`: with the grace), a
+    /// fresh one otherwise.
+    fn entry(&self, key: Key, offline: bool) -> Arc<OnceCell<Answer>> {
         let mut entries = self.entries.lock().expect("token review lock");
+        let grace = offline.then_some(self.offline_grace);
         if let Some(cell) = entries.get(&key)
-            && cell.get().is_none_or(|a| a.until > Instant::now())
+            && cell.get().is_none_or(|a| a.holds(Instant::now(), grace))
         {
             return cell.clone();
         }
@@ -83,18 +106,22 @@ impl TokenReviews {
 
     /// The user `token` authenticates, reviewed upstream unless a recent answer is cached.
     pub async fn review(&self, app: &App, token: &str) -> Result<User, ApiError> {
-        let cell = self.entry(self.key_of(token));
+        let offline = !app.syncer.health().borrow().reachable;
+        let cell = self.entry(self.key_of(token), offline);
         let answer = cell
             .get_or_try_init(|| async {
                 let user = ask(app, token).await?;
+                let left = expiry(token);
                 let ttl = if user.is_some() {
-                    expiry(token).map_or(self.success_ttl, |left| left.min(self.success_ttl))
+                    left.map_or(self.success_ttl, |left| left.min(self.success_ttl))
                 } else {
                     self.failure_ttl
                 };
+                let now = Instant::now();
                 Ok::<_, ApiError>(Answer {
                     user,
-                    until: Instant::now() + ttl,
+                    until: now + ttl,
+                    expires: left.map(|left| now + left),
                 })
             })
             .await?;
@@ -120,19 +147,19 @@ async fn ask(app: &App, token: &str) -> Result<Option<User>, ApiError> {
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(body)
         .expect("a valid request");
-    let answered = tokio::time::timeout(
-        app.config.proxy_timeout,
+    let answered = super::ask_upstream(
+        app,
         app.syncer.client().request::<TokenReview>(request),
     )
     .await;
     let review = match answered {
-        Ok(Ok(review)) => review,
-        Ok(Err(e)) => {
+        Some(Ok(review)) => review,
+        Some(Err(e)) => {
             tracing::warn!(error = %e, "a TokenReview failed");
             return Err(unauthorized());
         }
-        Err(_) => {
-            tracing::warn!("a TokenReview timed out");
+        None => {
+            tracing::warn!("a TokenReview got no answer (upstream timed out or became unreachable)");
             return Err(unauthorized());
         }
     };
@@ -183,12 +210,37 @@ mod tests {
 
     #[test]
     fn the_cache_key_is_an_hmac_not_the_token() {
-        let reviews = TokenReviews::new(Duration::from_secs(1), Duration::from_secs(1));
+        let second = Duration::from_secs(1);
+        let reviews = TokenReviews::new(second, second, Duration::ZERO);
         let key = reviews.key_of("secret-token");
         assert_eq!(key, reviews.key_of("secret-token"));
         assert_ne!(key, reviews.key_of("secret-tokeN"));
         assert!(!key.windows(6).any(|w| w == b"secret"));
-        let other = TokenReviews::new(Duration::from_secs(1), Duration::from_secs(1));
+        let other = TokenReviews::new(second, second, Duration::ZERO);
         assert_ne!(key, other.key_of("secret-token"), "a per-process key");
+    }
+
+    #[test]
+    fn offline_grace_extends_a_success_never_a_failure_nor_past_the_expiry() {
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        let user = Some(User::default());
+        let success = |expires| Answer {
+            user: user.clone(),
+            until: now,
+            expires,
+        };
+        assert!(!success(None).holds(now + s(1), None), "online: the TTL only");
+        assert!(success(None).holds(now + s(1), Some(s(60))));
+        assert!(!success(None).holds(now + s(61), Some(s(60))));
+        assert!(!success(None).holds(now + s(1), Some(Duration::ZERO)), "default: none");
+        assert!(!success(Some(now)).holds(now + s(1), Some(s(60))), "never past exp");
+        let failure = Answer {
+            user: None,
+            until: now,
+            expires: None,
+        };
+        assert!(!failure.holds(now + s(1), Some(s(60))));
+        assert!(failure.holds(now - s(1), None));
     }
 }

@@ -172,6 +172,8 @@ async fn streamed(
                 buffer.extend_from_slice(tail.as_bytes());
                 let _ = tx.blocking_send(Ok(Bytes::from(buffer)));
             }
+            // The client left midway: nothing to tell.
+            Err(_) if tx.is_closed() => {}
             Err(e) => {
                 if sent {
                     tracing::warn!(error = %e, "a streamed list failed midway");

@@ -155,6 +155,8 @@ pub(crate) async fn watch(
                 lines = returned;
                 started
             }
+            // The client left while its initial state was read: nothing to tell.
+            Ok((Err(_), _)) if tx.is_closed() => return,
             Ok((Err(e), _)) => {
                 let _ = tx.send(error_line(e)).await;
                 return;

@@ -40,7 +40,7 @@ impl Vai {
     }
 
     /// Starts vai with another kubeconfig (a proxy in front of the test cluster), without
-    /// waiting.
+    /// waiting; on loopback at `port` unless `extra` holds a `--listen`.
     pub fn spawn_with_kubeconfig(kubeconfig: &Path, dir: &Path, port: u16, extra: &[&str]) -> Vai {
         let db = dir.join("vai.db");
         let log = dir.join(format!("vai-{port}.log"));
@@ -50,8 +50,12 @@ impl Vai {
             .arg(kubeconfig)
             .arg("--db")
             .arg(&db)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
+            .args(
+                (!extra.contains(&"--listen"))
+                    .then(|| ["--listen".to_string(), format!("127.0.0.1:{port}")])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(["--upstream-timeout", "2"])
             .args(extra)
             .env("RUST_LOG", "info,vai_sync=debug")
