@@ -316,3 +316,67 @@ proptest! {
         }
     }
 }
+
+fn resource_rule(rule: serde_json::Value) -> k8s_openapi::api::rbac::v1::PolicyRule {
+    from(rule)
+}
+
+fn get_path(path: &str) -> Attributes {
+    Attributes::NonResource {
+        verb: "get".into(),
+        path: path.into(),
+    }
+}
+
+// pkg/apis/rbac/v1/evaluation_helpers.go, ResourceNameMatches: a request without a name has
+// the name "", which `resourceNames: [""]` lists; an empty name is no name.
+#[test]
+fn resource_names_with_the_empty_name_match_a_request_without_one() {
+    let rule = resource_rule(json!({"apiGroups": [""], "resources": ["configmaps"],
+        "verbs": ["list", "create"], "resourceNames": [""]}));
+    assert!(allows(&rule, &list("configmaps", Some("a"))));
+    let named = |name: Option<&str>| Attributes::Resource {
+        verb: "create".into(),
+        api_group: String::new(),
+        resource: "configmaps".into(),
+        subresource: None,
+        namespace: Some("a".into()),
+        name: name.map(str::to_string),
+    };
+    assert!(allows(&rule, &named(Some(""))));
+    assert!(!allows(&rule, &named(Some("x"))));
+    let x = resource_rule(json!({"apiGroups": [""], "resources": ["configmaps"],
+        "verbs": ["create"], "resourceNames": ["x"]}));
+    assert!(!allows(&x, &named(Some(""))));
+}
+
+// plugin/pkg/auth/authorizer/rbac/rbac.go, RuleAllows: the resource is combined with the
+// subresource only when there is one, and `*/sub` needs one (ResourceMatches).
+#[test]
+fn an_empty_subresource_is_no_subresource() {
+    let request = Attributes::Resource {
+        verb: "get".into(),
+        api_group: String::new(),
+        resource: "pods".into(),
+        subresource: Some(String::new()),
+        namespace: Some("a".into()),
+        name: Some("p".into()),
+    };
+    let pods = resource_rule(json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}));
+    assert!(allows(&pods, &request));
+    let star_slash =
+        resource_rule(json!({"apiGroups": [""], "resources": ["*/"], "verbs": ["get"]}));
+    assert!(!allows(&star_slash, &request));
+}
+
+// pkg/apis/rbac/v1/evaluation_helpers.go, NonResourceURLMatches: a URL ending in `*` is a
+// prefix with every trailing `*` trimmed (strings.TrimRight).
+#[test]
+fn non_resource_prefixes_trim_every_trailing_star() {
+    let rule = resource_rule(json!({"nonResourceURLs": ["/logs**"], "verbs": ["get"]}));
+    assert!(allows(&rule, &get_path("/logs")));
+    assert!(allows(&rule, &get_path("/logs/kube.log")));
+    assert!(!allows(&rule, &get_path("/log")));
+    let stars = resource_rule(json!({"nonResourceURLs": ["**"], "verbs": ["get"]}));
+    assert!(allows(&stars, &get_path("/anything")));
+}
