@@ -17,7 +17,7 @@ use k8s_openapi::api::rbac::v1::{
 
 use super::PRIVILEGED_GROUP;
 use super::rule::allows;
-use super::subject::{applies_to, service_account};
+use super::subject::{applies_to, service_account_user};
 use crate::{Attributes, User};
 
 /// An authorization decision, with the authorizer's reason (the apiserver's wording).
@@ -41,12 +41,12 @@ pub enum Scope {
     Nothing,
 }
 
-/// Indices of the bindings (of one list) naming each subject.
+/// Indices of the bindings (of one list) naming each subject: by the user name a `User` or
+/// `ServiceAccount` subject names, and by group.
 #[derive(Debug, Default)]
 struct SubjectIndex {
     users: HashMap<String, Vec<usize>>,
     groups: HashMap<String, Vec<usize>>,
-    service_accounts: HashMap<(String, String), Vec<usize>>,
 }
 
 impl SubjectIndex {
@@ -65,8 +65,8 @@ impl SubjectIndex {
                     if ns.is_empty() {
                         continue;
                     }
-                    self.service_accounts
-                        .entry((ns.to_string(), s.name.clone()))
+                    self.users
+                        .entry(service_account_user(ns, &s.name))
                         .or_default()
                 }
                 _ => continue,
@@ -83,14 +83,6 @@ impl SubjectIndex {
         out.extend(self.users.get(&user.name).into_iter().flatten());
         for g in &user.groups {
             out.extend(self.groups.get(g).into_iter().flatten());
-        }
-        if let Some((ns, name)) = service_account(&user.name) {
-            out.extend(
-                self.service_accounts
-                    .get(&(ns.to_string(), name.to_string()))
-                    .into_iter()
-                    .flatten(),
-            );
         }
         out.sort_unstable();
         out.dedup();

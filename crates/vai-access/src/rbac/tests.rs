@@ -380,3 +380,50 @@ fn non_resource_prefixes_trim_every_trailing_star() {
     let stars = resource_rule(json!({"nonResourceURLs": ["**"], "verbs": ["get"]}));
     assert!(allows(&stars, &get_path("/anything")));
 }
+
+// staging/src/k8s.io/apiserver/pkg/authentication/serviceaccount/util.go, MatchesUsername
+// (called by appliesToUser in pkg/registry/rbac/validation/rule.go): a ServiceAccount
+// subject names the user `system:serviceaccount:` + namespace + `:` + name, compared as a
+// string, whatever colons the namespace or name hold (a subject's namespace is not
+// validated, and a user name from a certificate can be anything).
+#[test]
+fn service_account_subjects_match_the_user_name_as_a_string() {
+    let p = Policy::new(
+        vec![],
+        vec![cluster_role(
+            "reader",
+            json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]),
+        )],
+        vec![binding(
+            "a",
+            "colon-name",
+            "ClusterRole",
+            "reader",
+            json!([{"kind": "ServiceAccount", "name": "b:c"}]),
+        )],
+        vec![cluster_binding(
+            "colon-namespace",
+            "reader",
+            json!([{"kind": "ServiceAccount", "namespace": "x:y", "name": "z"}]),
+        )],
+    );
+    let colons = user("system:serviceaccount:a:b:c", &[]);
+    let allowed = p.authorize(&colons, &list("pods", Some("a")));
+    assert!(allowed.allowed);
+    assert_eq!(
+        allowed.reason,
+        r#"RBAC: allowed by RoleBinding "colon-name/a" of ClusterRole "reader" to ServiceAccount "b:c/a""#
+    );
+    assert!(!p.authorize(&colons, &list("pods", Some("b"))).allowed);
+    assert!(
+        p.authorize(
+            &user("system:serviceaccount:x:y:z", &[]),
+            &list("pods", None)
+        )
+        .allowed
+    );
+    assert!(
+        !p.authorize(&user("system:serviceaccount:x:y", &[]), &list("pods", None))
+            .allowed
+    );
+}
