@@ -26,7 +26,7 @@ pub struct Decision {
     /// Allowed.
     pub allowed: bool,
     /// Why: `RBAC: allowed by …`, or for a denial the problems met on the way (a missing
-    /// role), or empty.
+    /// role: each message once, bracketed when there are several), or empty.
     pub reason: String,
 }
 
@@ -254,9 +254,13 @@ impl Policy {
                         role_ref.name
                     )
                 }),
-            "Role" if !namespace.is_empty() => self
-                .roles
-                .get(&(namespace.to_string(), role_ref.name.clone()))
+            // A ClusterRoleBinding's Role is looked up in namespace "", where no Role is.
+            "Role" => (!namespace.is_empty())
+                .then(|| {
+                    self.roles
+                        .get(&(namespace.to_string(), role_ref.name.clone()))
+                })
+                .flatten()
                 .map(Vec::as_slice)
                 .ok_or_else(|| {
                     format!(
@@ -295,17 +299,17 @@ impl Policy {
             },
             None => Decision {
                 allowed: false,
-                reason: match errors.as_slice() {
-                    [] => String::new(),
-                    [one] => format!("RBAC: {one}"),
-                    many => format!("RBAC: [{}]", many.join(", ")),
-                },
+                reason: aggregate(&errors)
+                    .map(|e| format!("RBAC: {e}"))
+                    .unwrap_or_default(),
             },
         }
     }
 
     /// What `SelfSubjectRulesReview` answers for `user` in `namespace`: the rules of every
     /// binding that applies there, as they are written (the apiserver does not merge them).
+    /// A role that cannot be found is said in `evaluationError`; RBAC never says
+    /// `incomplete`.
     pub fn rules_for(&self, user: &User, namespace: &str) -> SubjectRulesReviewStatus {
         let mut resource_rules = Vec::new();
         let mut non_resource_rules = Vec::new();
@@ -347,8 +351,8 @@ impl Policy {
         SubjectRulesReviewStatus {
             resource_rules,
             non_resource_rules,
-            incomplete: !errors.is_empty(),
-            evaluation_error: (!errors.is_empty()).then(|| format!("[{}]", errors.join(", "))),
+            incomplete: false,
+            evaluation_error: aggregate(&errors),
         }
     }
 
@@ -378,5 +382,21 @@ impl Policy {
         } else {
             Scope::Namespaces(namespaces)
         }
+    }
+}
+
+/// What the apiserver makes of a list of errors (an aggregate's message): each message once,
+/// in order, bracketed and comma-separated when more than one remains; none for none.
+fn aggregate(errors: &[String]) -> Option<String> {
+    let mut distinct: Vec<&str> = Vec::new();
+    for e in errors {
+        if !distinct.contains(&e.as_str()) {
+            distinct.push(e);
+        }
+    }
+    match distinct.as_slice() {
+        [] => None,
+        [one] => Some(one.to_string()),
+        many => Some(format!("[{}]", many.join(", "))),
     }
 }

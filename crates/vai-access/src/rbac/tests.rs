@@ -159,7 +159,11 @@ fn a_missing_role_grants_nothing_and_is_the_reason() {
         r#"RBAC: role.rbac.authorization.k8s.io "missing" not found"#
     );
     let review = p.rules_for(&user("alice", &[]), "d");
-    assert!(review.incomplete);
+    assert!(!review.incomplete);
+    assert_eq!(
+        review.evaluation_error.as_deref(),
+        Some(r#"role.rbac.authorization.k8s.io "missing" not found"#)
+    );
 }
 
 #[test]
@@ -426,4 +430,99 @@ fn service_account_subjects_match_the_user_name_as_a_string() {
         !p.authorize(&user("system:serviceaccount:x:y", &[]), &list("pods", None))
             .allowed
     );
+}
+
+fn broken() -> Policy {
+    Policy::new(
+        vec![],
+        vec![],
+        vec![
+            binding(
+                "d",
+                "one",
+                "Role",
+                "missing",
+                json!([{"kind": "User", "name": "alice"}]),
+            ),
+            binding(
+                "d",
+                "two",
+                "Role",
+                "missing",
+                json!([{"kind": "User", "name": "alice"}]),
+            ),
+            binding(
+                "e",
+                "one",
+                "Role",
+                "missing",
+                json!([{"kind": "User", "name": "alice"}]),
+            ),
+            binding(
+                "e",
+                "two",
+                "ClusterRole",
+                "gone",
+                json!([{"kind": "User", "name": "alice"}]),
+            ),
+        ],
+        vec![from(json!({"metadata": {"name": "role-ref"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "local"},
+            "subjects": [{"kind": "User", "name": "bob"}]}))],
+    )
+}
+
+// staging/src/k8s.io/apimachinery/pkg/util/errors/errors.go, aggregate.Error: the errors are
+// said once each, in order, and bracketed only when more than one remains (the reason of
+// plugin/pkg/auth/authorizer/rbac/rbac.go, Authorize).
+#[test]
+fn denial_reasons_say_each_problem_once() {
+    let p = broken();
+    let alice = user("alice", &[]);
+    assert_eq!(
+        p.authorize(&alice, &list("pods", Some("d"))).reason,
+        r#"RBAC: role.rbac.authorization.k8s.io "missing" not found"#
+    );
+    assert_eq!(
+        p.authorize(&alice, &list("pods", Some("e"))).reason,
+        r#"RBAC: [role.rbac.authorization.k8s.io "missing" not found, clusterrole.rbac.authorization.k8s.io "gone" not found]"#
+    );
+}
+
+// pkg/registry/rbac/validation/rule.go, GetRoleReferenceRules: a Role named by a
+// ClusterRoleBinding is looked up in namespace "" and is not found there.
+#[test]
+fn a_cluster_role_binding_of_a_role_finds_no_role() {
+    let p = broken();
+    let bob = user("bob", &[]);
+    assert_eq!(
+        p.authorize(&bob, &list("pods", None)).reason,
+        r#"RBAC: role.rbac.authorization.k8s.io "local" not found"#
+    );
+}
+
+// plugin/pkg/auth/authorizer/rbac/rbac.go, RulesFor, never says incomplete (only the Node
+// authorizer does); pkg/registry/authorization/selfsubjectrulesreview/rest.go puts the
+// aggregated error (union.go, errors.go: deduplicated) in evaluationError.
+#[test]
+fn rules_review_errors_are_not_incompleteness() {
+    let p = broken();
+    let alice = user("alice", &[]);
+    let d = p.rules_for(&alice, "d");
+    assert!(!d.incomplete);
+    assert_eq!(
+        d.evaluation_error.as_deref(),
+        Some(r#"role.rbac.authorization.k8s.io "missing" not found"#)
+    );
+    let e = p.rules_for(&alice, "e");
+    assert!(!e.incomplete);
+    assert_eq!(
+        e.evaluation_error.as_deref(),
+        Some(
+            r#"[role.rbac.authorization.k8s.io "missing" not found, clusterrole.rbac.authorization.k8s.io "gone" not found]"#
+        )
+    );
+    let fine = p.rules_for(&alice, "f");
+    assert_eq!(fine.evaluation_error, None);
+    assert!(fine.resource_rules.is_empty() && fine.non_resource_rules.is_empty());
 }
