@@ -309,22 +309,12 @@ impl Policy {
     /// What `SelfSubjectRulesReview` answers for `user` in `namespace`: the rules of every
     /// binding that applies there, as they are written (the apiserver does not merge them).
     /// A role that cannot be found is said in `evaluationError`; RBAC never says
-    /// `incomplete`.
+    /// `incomplete`. The `system:masters` group adds nothing here: the apiserver's
+    /// privileged-group authorizer allows but lists no rules, so such a caller sees what RBAC
+    /// binds to it (a cluster's `cluster-admin` ClusterRoleBinding).
     pub fn rules_for(&self, user: &User, namespace: &str) -> SubjectRulesReviewStatus {
         let mut resource_rules = Vec::new();
         let mut non_resource_rules = Vec::new();
-        if user.groups.iter().any(|g| g == PRIVILEGED_GROUP) {
-            resource_rules.push(ResourceRule {
-                verbs: vec!["*".into()],
-                api_groups: Some(vec!["*".into()]),
-                resources: Some(vec!["*".into()]),
-                resource_names: None,
-            });
-            non_resource_rules.push(NonResourceRule {
-                verbs: vec!["*".into()],
-                non_resource_urls: Some(vec!["*".into()]),
-            });
-        }
         let errors = self.visit(user, namespace, &mut |_, rules| {
             for rule in rules {
                 if rule.resources.as_ref().is_some_and(|r| !r.is_empty()) {

@@ -178,7 +178,8 @@ fn groups_service_accounts_and_the_privileged_group() {
     assert!(!p.authorize(&other, &list("pods", Some("c"))).allowed);
     let admin = user("root", &["system:masters"]);
     assert!(p.authorize(&admin, &list("anything", None)).allowed);
-    assert_eq!(p.rules_for(&admin, "").resource_rules.len(), 1);
+    // Allowed, but no rules listed: none of `cluster()`'s bindings names the group.
+    assert!(p.rules_for(&admin, "a").resource_rules.is_empty());
 }
 
 #[test]
@@ -525,4 +526,33 @@ fn rules_review_errors_are_not_incompleteness() {
     let fine = p.rules_for(&alice, "f");
     assert_eq!(fine.evaluation_error, None);
     assert!(fine.resource_rules.is_empty() && fine.non_resource_rules.is_empty());
+}
+
+// pkg/kubeapiserver/authorizer/reload.go, newForConfig: the system:masters authorizer is
+// not a rule resolver, so SelfSubjectRulesReview lists only what RBAC binds to the group
+// (a cluster's cluster-admin ClusterRoleBinding), allowed or not.
+#[test]
+fn rules_review_of_the_privileged_group_is_its_rbac() {
+    let admin = user("root", &["system:masters"]);
+    let bare = Policy::new(vec![], vec![], vec![], vec![]);
+    assert!(bare.authorize(&admin, &list("pods", None)).allowed);
+    let review = bare.rules_for(&admin, "default");
+    assert!(review.resource_rules.is_empty() && review.non_resource_rules.is_empty());
+    let bound = Policy::new(
+        vec![],
+        vec![cluster_role(
+            "cluster-admin",
+            json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                   {"nonResourceURLs": ["*"], "verbs": ["*"]}]),
+        )],
+        vec![],
+        vec![cluster_binding(
+            "cluster-admin",
+            "cluster-admin",
+            json!([{"kind": "Group", "name": "system:masters"}]),
+        )],
+    );
+    let review = bound.rules_for(&admin, "default");
+    assert_eq!(review.resource_rules.len(), 1);
+    assert_eq!(review.non_resource_rules.len(), 1);
 }
