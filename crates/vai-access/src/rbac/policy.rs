@@ -126,8 +126,12 @@ impl std::fmt::Display for Source<'_> {
         };
         write!(
             f,
-            "{} of {} {:?} to {} {subject:?}",
-            self.binding, self.role_ref.kind, self.role_ref.name, self.subject.kind
+            "{} of {} {} to {} {}",
+            self.binding,
+            self.role_ref.kind,
+            quoted(&self.role_ref.name),
+            self.subject.kind,
+            quoted(&subject)
         )
     }
 }
@@ -192,7 +196,7 @@ impl Policy {
             };
             let name = binding.metadata.name.clone().unwrap_or_default();
             let source = Source {
-                binding: format!("ClusterRoleBinding {name:?}"),
+                binding: format!("ClusterRoleBinding {}", quoted(&name)),
                 role_ref: &binding.role_ref,
                 subject,
                 namespace: "",
@@ -224,7 +228,7 @@ impl Policy {
             };
             let name = binding.metadata.name.clone().unwrap_or_default();
             let source = Source {
-                binding: format!("RoleBinding {:?}", format!("{name}/{namespace}")),
+                binding: format!("RoleBinding {}", quoted(&format!("{name}/{namespace}"))),
                 role_ref: &binding.role_ref,
                 subject,
                 namespace,
@@ -250,8 +254,8 @@ impl Policy {
                 .map(Vec::as_slice)
                 .ok_or_else(|| {
                     format!(
-                        "clusterrole.rbac.authorization.k8s.io {:?} not found",
-                        role_ref.name
+                        "clusterrole.rbac.authorization.k8s.io {} not found",
+                        quoted(&role_ref.name)
                     )
                 }),
             // A ClusterRoleBinding's Role is looked up in namespace "", where no Role is.
@@ -264,11 +268,11 @@ impl Policy {
                 .map(Vec::as_slice)
                 .ok_or_else(|| {
                     format!(
-                        "role.rbac.authorization.k8s.io {:?} not found",
-                        role_ref.name
+                        "role.rbac.authorization.k8s.io {} not found",
+                        quoted(&role_ref.name)
                     )
                 }),
-            kind => Err(format!("unsupported role reference kind: {kind:?}")),
+            kind => Err(format!("unsupported role reference kind: {}", quoted(kind))),
         }
     }
 
@@ -389,4 +393,80 @@ fn aggregate(errors: &[String]) -> Option<String> {
         [one] => Some(one.to_string()),
         many => Some(format!("[{}]", many.join(", "))),
     }
+}
+
+/// `s` in double quotes as Go's `%q` (`strconv.Quote`) writes it, which the apiserver's
+/// reasons use: `"` and `\` backslashed; printable characters as they are; `\a \b \f \n \r
+/// \t \v`; other ASCII controls as `\xHH`; other unprintable characters as `\uHHHH` or
+/// `\UHHHHHHHH`.
+fn quoted(s: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        let code = u32::from(c);
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x0b' => out.push_str("\\v"),
+            c if printable(c) => out.push(c),
+            _ if code < 0x20 || code == 0x7f => {
+                let _ = write!(out, "\\x{code:02x}");
+            }
+            _ if code < 0x10000 => {
+                let _ = write!(out, "\\u{code:04x}");
+            }
+            _ => {
+                let _ = write!(out, "\\U{code:08x}");
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's `unicode.IsPrint` (letters, marks, numbers, punctuation, symbols and the ASCII
+/// space), without the Unicode tables: everything but controls, spaces other than `' '`,
+/// format characters and private use. Unassigned code points count as printable here,
+/// where Go escapes them.
+fn printable(c: char) -> bool {
+    if c.is_ascii() {
+        return c == ' ' || c.is_ascii_graphic();
+    }
+    let format = matches!(
+        u32::from(c),
+        0xad | 0x600..=0x605
+            | 0x61c
+            | 0x6dd
+            | 0x70f
+            | 0x890..=0x891
+            | 0x8e2
+            | 0x180e
+            | 0x200b..=0x200f
+            | 0x202a..=0x202e
+            | 0x2060..=0x2064
+            | 0x2066..=0x206f
+            | 0xfeff
+            | 0xfff9..=0xfffb
+            | 0x110bd
+            | 0x110cd
+            | 0x13430..=0x1343f
+            | 0x1bca0..=0x1bca3
+            | 0x1d173..=0x1d17a
+            | 0xe0001
+            | 0xe0020..=0xe007f
+    );
+    let private = matches!(
+        u32::from(c),
+        0xe000..=0xf8ff | 0xf0000..=0xffffd | 0x100000..=0x10fffd
+    );
+    !(c.is_control() || c.is_whitespace() || format || private)
 }

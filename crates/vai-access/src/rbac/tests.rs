@@ -556,3 +556,28 @@ fn rules_review_of_the_privileged_group_is_its_rbac() {
     assert_eq!(review.resource_rules.len(), 1);
     assert_eq!(review.non_resource_rules.len(), 1);
 }
+
+// The reasons quote names with Go's %q (strconv.Quote): printable characters as they are,
+// \a \b \f \n \r \t \v, other ASCII controls as \xHH, other unprintable characters (spaces
+// but ' ', format characters, private use) as \uHHHH or \UHHHHHHHH.
+#[test]
+fn reasons_quote_names_as_go_does() {
+    let name = "a\u{1}b\u{a0}c\u{7f}\u{7}\"é\u{200b}\\\u{f0000}\u{301}\n";
+    let p = Policy::new(
+        vec![],
+        vec![cluster_role(
+            "reader",
+            json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]),
+        )],
+        vec![],
+        vec![cluster_binding(
+            "b",
+            "reader",
+            json!([{"kind": "User", "name": name}]),
+        )],
+    );
+    assert_eq!(
+        p.authorize(&user(name, &[]), &list("pods", None)).reason,
+        r#"RBAC: allowed by ClusterRoleBinding "b" of ClusterRole "reader" to User "a\x01b\u00a0c\x7f\a\"é\u200b\\\U000f0000́\n""#
+    );
+}
