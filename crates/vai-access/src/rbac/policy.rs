@@ -17,7 +17,7 @@ use k8s_openapi::api::rbac::v1::{
 
 use super::PRIVILEGED_GROUP;
 use super::rule::allows;
-use super::subject::{applies_to, service_account};
+use super::subject::{applies_to, service_account_user};
 use crate::{Attributes, User};
 
 /// An authorization decision, with the authorizer's reason (the apiserver's wording).
@@ -26,7 +26,7 @@ pub struct Decision {
     /// Allowed.
     pub allowed: bool,
     /// Why: `RBAC: allowed by …`, or for a denial the problems met on the way (a missing
-    /// role), or empty.
+    /// role: each message once, bracketed when there are several), or empty.
     pub reason: String,
 }
 
@@ -41,12 +41,12 @@ pub enum Scope {
     Nothing,
 }
 
-/// Indices of the bindings (of one list) naming each subject.
+/// Indices of the bindings (of one list) naming each subject: by the user name a `User` or
+/// `ServiceAccount` subject names, and by group.
 #[derive(Debug, Default)]
 struct SubjectIndex {
     users: HashMap<String, Vec<usize>>,
     groups: HashMap<String, Vec<usize>>,
-    service_accounts: HashMap<(String, String), Vec<usize>>,
 }
 
 impl SubjectIndex {
@@ -65,8 +65,8 @@ impl SubjectIndex {
                     if ns.is_empty() {
                         continue;
                     }
-                    self.service_accounts
-                        .entry((ns.to_string(), s.name.clone()))
+                    self.users
+                        .entry(service_account_user(ns, &s.name))
                         .or_default()
                 }
                 _ => continue,
@@ -83,14 +83,6 @@ impl SubjectIndex {
         out.extend(self.users.get(&user.name).into_iter().flatten());
         for g in &user.groups {
             out.extend(self.groups.get(g).into_iter().flatten());
-        }
-        if let Some((ns, name)) = service_account(&user.name) {
-            out.extend(
-                self.service_accounts
-                    .get(&(ns.to_string(), name.to_string()))
-                    .into_iter()
-                    .flatten(),
-            );
         }
         out.sort_unstable();
         out.dedup();
@@ -134,8 +126,12 @@ impl std::fmt::Display for Source<'_> {
         };
         write!(
             f,
-            "{} of {} {:?} to {} {subject:?}",
-            self.binding, self.role_ref.kind, self.role_ref.name, self.subject.kind
+            "{} of {} {} to {} {}",
+            self.binding,
+            self.role_ref.kind,
+            quoted(&self.role_ref.name),
+            self.subject.kind,
+            quoted(&subject)
         )
     }
 }
@@ -200,7 +196,7 @@ impl Policy {
             };
             let name = binding.metadata.name.clone().unwrap_or_default();
             let source = Source {
-                binding: format!("ClusterRoleBinding {name:?}"),
+                binding: format!("ClusterRoleBinding {}", quoted(&name)),
                 role_ref: &binding.role_ref,
                 subject,
                 namespace: "",
@@ -232,7 +228,7 @@ impl Policy {
             };
             let name = binding.metadata.name.clone().unwrap_or_default();
             let source = Source {
-                binding: format!("RoleBinding {:?}", format!("{name}/{namespace}")),
+                binding: format!("RoleBinding {}", quoted(&format!("{name}/{namespace}"))),
                 role_ref: &binding.role_ref,
                 subject,
                 namespace,
@@ -258,21 +254,25 @@ impl Policy {
                 .map(Vec::as_slice)
                 .ok_or_else(|| {
                     format!(
-                        "clusterrole.rbac.authorization.k8s.io {:?} not found",
-                        role_ref.name
+                        "clusterrole.rbac.authorization.k8s.io {} not found",
+                        quoted(&role_ref.name)
                     )
                 }),
-            "Role" if !namespace.is_empty() => self
-                .roles
-                .get(&(namespace.to_string(), role_ref.name.clone()))
+            // A ClusterRoleBinding's Role is looked up in namespace "", where no Role is.
+            "Role" => (!namespace.is_empty())
+                .then(|| {
+                    self.roles
+                        .get(&(namespace.to_string(), role_ref.name.clone()))
+                })
+                .flatten()
                 .map(Vec::as_slice)
                 .ok_or_else(|| {
                     format!(
-                        "role.rbac.authorization.k8s.io {:?} not found",
-                        role_ref.name
+                        "role.rbac.authorization.k8s.io {} not found",
+                        quoted(&role_ref.name)
                     )
                 }),
-            kind => Err(format!("unsupported role reference kind: {kind:?}")),
+            kind => Err(format!("unsupported role reference kind: {}", quoted(kind))),
         }
     }
 
@@ -303,32 +303,22 @@ impl Policy {
             },
             None => Decision {
                 allowed: false,
-                reason: match errors.as_slice() {
-                    [] => String::new(),
-                    [one] => format!("RBAC: {one}"),
-                    many => format!("RBAC: [{}]", many.join(", ")),
-                },
+                reason: aggregate(&errors)
+                    .map(|e| format!("RBAC: {e}"))
+                    .unwrap_or_default(),
             },
         }
     }
 
     /// What `SelfSubjectRulesReview` answers for `user` in `namespace`: the rules of every
     /// binding that applies there, as they are written (the apiserver does not merge them).
+    /// A role that cannot be found is said in `evaluationError`; RBAC never says
+    /// `incomplete`. The `system:masters` group adds nothing here: the apiserver's
+    /// privileged-group authorizer allows but lists no rules, so such a caller sees what RBAC
+    /// binds to it (a cluster's `cluster-admin` ClusterRoleBinding).
     pub fn rules_for(&self, user: &User, namespace: &str) -> SubjectRulesReviewStatus {
         let mut resource_rules = Vec::new();
         let mut non_resource_rules = Vec::new();
-        if user.groups.iter().any(|g| g == PRIVILEGED_GROUP) {
-            resource_rules.push(ResourceRule {
-                verbs: vec!["*".into()],
-                api_groups: Some(vec!["*".into()]),
-                resources: Some(vec!["*".into()]),
-                resource_names: None,
-            });
-            non_resource_rules.push(NonResourceRule {
-                verbs: vec!["*".into()],
-                non_resource_urls: Some(vec!["*".into()]),
-            });
-        }
         let errors = self.visit(user, namespace, &mut |_, rules| {
             for rule in rules {
                 if rule.resources.as_ref().is_some_and(|r| !r.is_empty()) {
@@ -355,8 +345,8 @@ impl Policy {
         SubjectRulesReviewStatus {
             resource_rules,
             non_resource_rules,
-            incomplete: !errors.is_empty(),
-            evaluation_error: (!errors.is_empty()).then(|| format!("[{}]", errors.join(", "))),
+            incomplete: false,
+            evaluation_error: aggregate(&errors),
         }
     }
 
@@ -387,4 +377,96 @@ impl Policy {
             Scope::Namespaces(namespaces)
         }
     }
+}
+
+/// What the apiserver makes of a list of errors (an aggregate's message): each message once,
+/// in order, bracketed and comma-separated when more than one remains; none for none.
+fn aggregate(errors: &[String]) -> Option<String> {
+    let mut distinct: Vec<&str> = Vec::new();
+    for e in errors {
+        if !distinct.contains(&e.as_str()) {
+            distinct.push(e);
+        }
+    }
+    match distinct.as_slice() {
+        [] => None,
+        [one] => Some(one.to_string()),
+        many => Some(format!("[{}]", many.join(", "))),
+    }
+}
+
+/// `s` in double quotes as Go's `%q` (`strconv.Quote`) writes it, which the apiserver's
+/// reasons use: `"` and `\` backslashed; printable characters as they are; `\a \b \f \n \r
+/// \t \v`; other ASCII controls as `\xHH`; other unprintable characters as `\uHHHH` or
+/// `\UHHHHHHHH`.
+fn quoted(s: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        let code = u32::from(c);
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x0b' => out.push_str("\\v"),
+            c if printable(c) => out.push(c),
+            _ if code < 0x20 || code == 0x7f => {
+                let _ = write!(out, "\\x{code:02x}");
+            }
+            _ if code < 0x10000 => {
+                let _ = write!(out, "\\u{code:04x}");
+            }
+            _ => {
+                let _ = write!(out, "\\U{code:08x}");
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's `unicode.IsPrint` (letters, marks, numbers, punctuation, symbols and the ASCII
+/// space), without the Unicode tables: everything but controls, spaces other than `' '`,
+/// format characters and private use. Unassigned code points count as printable here,
+/// where Go escapes them.
+fn printable(c: char) -> bool {
+    if c.is_ascii() {
+        return c == ' ' || c.is_ascii_graphic();
+    }
+    let format = matches!(
+        u32::from(c),
+        0xad | 0x600..=0x605
+            | 0x61c
+            | 0x6dd
+            | 0x70f
+            | 0x890..=0x891
+            | 0x8e2
+            | 0x180e
+            | 0x200b..=0x200f
+            | 0x202a..=0x202e
+            | 0x2060..=0x2064
+            | 0x2066..=0x206f
+            | 0xfeff
+            | 0xfff9..=0xfffb
+            | 0x110bd
+            | 0x110cd
+            | 0x13430..=0x1343f
+            | 0x1bca0..=0x1bca3
+            | 0x1d173..=0x1d17a
+            | 0xe0001
+            | 0xe0020..=0xe007f
+    );
+    let private = matches!(
+        u32::from(c),
+        0xe000..=0xf8ff | 0xf0000..=0xffffd | 0x100000..=0x10fffd
+    );
+    !(c.is_control() || c.is_whitespace() || format || private)
 }

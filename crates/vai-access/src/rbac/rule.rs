@@ -1,8 +1,10 @@
 //! Whether one RBAC rule grants a request, as the apiserver's `RuleAllows` decides: verbs
 //! and API groups exact or `*`; resources `*`, `res`, `res/sub` or `*/sub` (there is no
-//! `res/*`); `resourceNames` empty for any name, else the request's name must be one of them
-//! (a request without a name — a list, a create — never matches a rule with names);
-//! non-resource URLs exact, `*`, or a prefix ending in `*`.
+//! `res/*`); `resourceNames` empty for any name, else the request's name must be one of them,
+//! where a request without a name (a list, a create) has the name `""` — so it matches only
+//! `resourceNames` listing `""`; non-resource URLs exact, `*`, or a prefix ending in `*`
+//! (every trailing `*` trimmed). Everything is compared case-sensitively. An empty
+//! subresource or name is the same as none, as in the apiserver's string attributes.
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
 
@@ -37,6 +39,7 @@ pub fn allows(rule: &PolicyRule, attributes: &Attributes) -> bool {
 }
 
 fn resource_matches(rule: &PolicyRule, resource: &str, subresource: Option<&str>) -> bool {
+    let subresource = subresource.filter(|sub| !sub.is_empty());
     let combined = match subresource {
         Some(sub) => format!("{resource}/{sub}"),
         None => resource.to_string(),
@@ -51,7 +54,10 @@ fn resource_matches(rule: &PolicyRule, resource: &str, subresource: Option<&str>
 fn name_matches(rule: &PolicyRule, name: Option<&str>) -> bool {
     match rule.resource_names.as_deref() {
         None | Some([]) => true,
-        Some(names) => name.is_some_and(|n| names.iter().any(|r| r == n)),
+        Some(names) => {
+            let name = name.unwrap_or_default();
+            names.iter().any(|r| r == name)
+        }
     }
 }
 
@@ -60,7 +66,7 @@ fn url_matches(rule: &PolicyRule, path: &str) -> bool {
         u == ALL
             || u == path
             || u.strip_suffix('*')
-                .is_some_and(|prefix| path.starts_with(prefix))
+                .is_some_and(|u| path.starts_with(u.trim_end_matches('*')))
     })
 }
 

@@ -1,8 +1,10 @@
 //! Whether a binding's subject names a user, as the apiserver's `appliesToUser` decides:
 //! `User` by name, `Group` by one of the user's groups, `ServiceAccount` by the user name
-//! `system:serviceaccount:NS:NAME`, where a subject without a namespace takes the
-//! binding's (a RoleBinding's; a ClusterRoleBinding has none, so such a subject matches
-//! nothing). The user's groups are taken as the authenticator gave them, with
+//! `system:serviceaccount:NS:NAME` compared as a string (as `MatchesUsername` does, so
+//! colons in the namespace or name are not separators), where a subject without a
+//! namespace takes the binding's (a RoleBinding's; a ClusterRoleBinding has none, so such a
+//! subject matches nothing). Kinds are compared case-sensitively; a subject's `apiGroup` is
+//! not looked at, nor any other kind matched. The user's groups are taken as the authenticator gave them, with
 //! `system:authenticated`, `system:serviceaccounts` and `system:serviceaccounts:NS` included.
 
 use k8s_openapi::api::rbac::v1::Subject;
@@ -23,16 +25,24 @@ pub fn applies_to(subject: &Subject, user: &User, namespace: &str) -> bool {
                 .as_deref()
                 .filter(|ns| !ns.is_empty())
                 .unwrap_or(namespace);
-            !ns.is_empty() && service_account(&user.name) == Some((ns, subject.name.as_str()))
+            !ns.is_empty() && is_service_account(&user.name, ns, &subject.name)
         }
         _ => false,
     }
 }
 
-/// The namespace and name of a ServiceAccount's user name.
-pub fn service_account(user: &str) -> Option<(&str, &str)> {
-    let (ns, name) = user.strip_prefix(SERVICE_ACCOUNT_PREFIX)?.split_once(':')?;
-    (!ns.is_empty() && !name.is_empty() && !name.contains(':')).then_some((ns, name))
+/// Whether `user` is the user name of ServiceAccount `name` in `namespace`:
+/// `system:serviceaccount:NAMESPACE:NAME`, exactly.
+pub fn is_service_account(user: &str, namespace: &str, name: &str) -> bool {
+    user.strip_prefix(SERVICE_ACCOUNT_PREFIX)
+        .and_then(|rest| rest.strip_prefix(namespace))
+        .and_then(|rest| rest.strip_prefix(':'))
+        == Some(name)
+}
+
+/// The user name of ServiceAccount `name` in `namespace`.
+pub fn service_account_user(namespace: &str, name: &str) -> String {
+    format!("{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}")
 }
 
 #[cfg(test)]
@@ -91,10 +101,18 @@ mod tests {
         };
         assert!(applies_to(&subject("User", "alice", None), &alice, ""));
         assert!(!applies_to(&subject("Group", "alice", None), &alice, ""));
-        assert_eq!(service_account("system:serviceaccount:a:b:c"), None);
-        assert_eq!(
-            service_account("system:serviceaccount:a:b"),
-            Some(("a", "b"))
-        );
+        assert!(is_service_account(
+            "system:serviceaccount:a:b:c",
+            "a",
+            "b:c"
+        ));
+        assert!(is_service_account(
+            "system:serviceaccount:a:b:c",
+            "a:b",
+            "c"
+        ));
+        assert!(!is_service_account("system:serviceaccount:a:b", "a", "b:c"));
+        assert!(!is_service_account("system:serviceaccount:ab", "a", "b"));
+        assert_eq!(service_account_user("a", "b"), "system:serviceaccount:a:b");
     }
 }
