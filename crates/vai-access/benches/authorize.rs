@@ -18,10 +18,14 @@ use vai_access::{Attributes, User};
 const NAMESPACES: usize = 500;
 
 fn rules(i: usize) -> serde_json::Value {
-    json!((0..5).map(|r| json!({
-        "apiGroups": ["", "apps"], "verbs": ["get", "list", "watch"],
-        "resources": [format!("res-{i}-{r}"), "configmaps"],
-    })).collect::<Vec<_>>())
+    json!(
+        (0..5)
+            .map(|r| json!({
+                "apiGroups": ["", "apps"], "verbs": ["get", "list", "watch"],
+                "resources": [format!("res-{i}-{r}"), "configmaps"],
+            }))
+            .collect::<Vec<_>>()
+    )
 }
 
 fn policy() -> Policy {
@@ -30,9 +34,12 @@ fn policy() -> Policy {
     for n in 0..NAMESPACES {
         let ns = format!("ns-{n}");
         for b in 0..10 {
-            roles.push(serde_json::from_value::<Role>(json!({
-                "metadata": {"name": format!("r-{b}"), "namespace": ns}, "rules": rules(b),
-            })).unwrap());
+            roles.push(
+                serde_json::from_value::<Role>(json!({
+                    "metadata": {"name": format!("r-{b}"), "namespace": ns}, "rules": rules(b),
+                }))
+                .unwrap(),
+            );
             bindings.push(serde_json::from_value::<RoleBinding>(json!({
                 "metadata": {"name": format!("b-{b}"), "namespace": ns},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": format!("r-{b}")},
@@ -42,9 +49,12 @@ fn policy() -> Policy {
         }
     }
     let cluster_roles = (0..200)
-        .map(|i| serde_json::from_value::<ClusterRole>(json!({
-            "metadata": {"name": format!("c-{i}")}, "rules": rules(i),
-        })).unwrap())
+        .map(|i| {
+            serde_json::from_value::<ClusterRole>(json!({
+                "metadata": {"name": format!("c-{i}")}, "rules": rules(i),
+            }))
+            .unwrap()
+        })
         .collect();
     let cluster_bindings = (0..200)
         .map(|i| serde_json::from_value::<ClusterRoleBinding>(json!({

@@ -243,13 +243,18 @@ mod tests {
         assert!(on_disk.len() > secret.len(), "the record was written");
         for needle in ["aHVudGVyMg", "Secret", "hunter"] {
             assert!(
-                !on_disk.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                !on_disk
+                    .windows(needle.len())
+                    .any(|w| w == needle.as_bytes()),
                 "{needle} in the clear"
             );
         }
         // An altered record is refused, not misread.
         let last = on_disk.len() as u64 - 1;
-        spool.file.write_all_at(&[on_disk[last as usize] ^ 1], last).unwrap();
+        spool
+            .file
+            .write_all_at(&[on_disk[last as usize] ^ 1], last)
+            .unwrap();
         assert!(spool.pop().is_err());
     }
 

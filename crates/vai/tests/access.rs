@@ -404,6 +404,16 @@ async fn callers_are_authenticated_and_authorized_as_the_apiserver_would_online_
         );
     }
 
+    // A rules review without a namespace is refused as the apiserver refuses it.
+    let rules = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
+    let no_namespace = serde_json::json!({"apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectRulesReview", "spec": {}})
+    .to_string();
+    let (code, body) = call(&through(&reader), "POST", rules, Some(&no_namespace)).await;
+    let (up_code, up_body) = call(&direct(&reader), "POST", rules, Some(&no_namespace)).await;
+    assert_eq!((code, message(&body)), (up_code, message(&up_body)));
+    assert_eq!(code, 400);
+
     // kubectl auth can-i prints through vai what it prints against the apiserver.
     let questions: [&[&str]; 4] = [
         &["--list", "-n", NS],
@@ -457,7 +467,10 @@ async fn callers_are_authenticated_and_authorized_as_the_apiserver_would_online_
     );
     assert!(event["impersonatedUser"].is_null(), "{event}");
     let event = audited(env, &by_certificate).await;
-    assert_eq!(event["impersonatedUser"]["username"], "cert-alice", "{event}");
+    assert_eq!(
+        event["impersonatedUser"]["username"], "cert-alice",
+        "{event}"
+    );
     assert_ne!(event["user"]["username"], "cert-alice", "{event}");
 
     // Offline: bound tokens are still verified, decisions still made; a reviewed token lasts
@@ -793,7 +806,10 @@ async fn kubectl_works_off_loopback_with_vais_own_certificate() {
         },
     )
     .await;
-    let mode = std::fs::metadata(&through_vai).unwrap().permissions().mode();
+    let mode = std::fs::metadata(&through_vai)
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "the kubeconfig holds a key: private");
     let kubectl = |args: &[&str]| {
         let out = Command::new(env.control_plane().binaries().kubectl())
@@ -863,19 +879,18 @@ async fn denials_are_confirmed_upstream_for_authorizers_vai_does_not_evaluate() 
     let node_direct = client_with_certificate(env, &upstream, &node_cert, &node_key);
     let services = "/api/v1/services";
     let (code, body) = call(&node_direct, "GET", services, None).await;
-    assert_eq!(code, 200, "the Node authorizer allows a node to list services: {body}");
+    assert_eq!(
+        code, 200,
+        "the Node authorizer allows a node to list services: {body}"
+    );
     // RBAC alone (the cluster binds system:node to nobody) denies it.
     let deployments = format!("/apis/apps/v1/namespaces/{NS}/deployments");
     let (code, _) = call(&node_direct, "GET", &deployments, None).await;
     assert_eq!(code, 403, "a node may not list deployments");
-    let through = eventually(
-        "vai serves the node",
-        Duration::from_secs(60),
-        async || {
-            let (code, body) = call(&node, "GET", services, None).await;
-            (code != 0 && !(code == 403 && body.contains("has not synced"))).then_some(code)
-        },
-    )
+    let through = eventually("vai serves the node", Duration::from_secs(60), async || {
+        let (code, body) = call(&node, "GET", services, None).await;
+        (code != 0 && !(code == 403 && body.contains("has not synced"))).then_some(code)
+    })
     .await;
     assert_eq!(through, 200, "confirmed upstream");
     let (code, body) = call(&node, "GET", &deployments, None).await;

@@ -113,6 +113,10 @@ fn rules_review(
     }
     .map_err(|e| ApiError::bad_request(format!("SelfSubjectRulesReview: {e}")))?;
     let namespace = review.spec.namespace.clone().unwrap_or_default();
+    if namespace.is_empty() {
+        // As the apiserver's selfsubjectrulesreview storage refuses it.
+        return Err(ApiError::bad_request("no namespace on request"));
+    }
     let Some(policy) = app.access.policy.get() else {
         return Err(ApiError::unavailable(
             "vai has not built the RBAC policy yet",

@@ -62,7 +62,11 @@ pub(crate) struct TokenReviews {
 }
 
 impl TokenReviews {
-    pub fn new(success_ttl: Duration, failure_ttl: Duration, offline_grace: Duration) -> TokenReviews {
+    pub fn new(
+        success_ttl: Duration,
+        failure_ttl: Duration,
+        offline_grace: Duration,
+    ) -> TokenReviews {
         let rng = ring::rand::SystemRandom::new();
         TokenReviews {
             key: ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng)
@@ -147,11 +151,8 @@ async fn ask(app: &App, token: &str) -> Result<Option<User>, ApiError> {
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(body)
         .expect("a valid request");
-    let answered = super::ask_upstream(
-        app,
-        app.syncer.client().request::<TokenReview>(request),
-    )
-    .await;
+    let answered =
+        super::ask_upstream(app, app.syncer.client().request::<TokenReview>(request)).await;
     let review = match answered {
         Some(Ok(review)) => review,
         Some(Err(e)) => {
@@ -159,7 +160,9 @@ async fn ask(app: &App, token: &str) -> Result<Option<User>, ApiError> {
             return Err(unauthorized());
         }
         None => {
-            tracing::warn!("a TokenReview got no answer (upstream timed out or became unreachable)");
+            tracing::warn!(
+                "a TokenReview got no answer (upstream timed out or became unreachable)"
+            );
             return Err(unauthorized());
         }
     };
@@ -230,11 +233,20 @@ mod tests {
             until: now,
             expires,
         };
-        assert!(!success(None).holds(now + s(1), None), "online: the TTL only");
+        assert!(
+            !success(None).holds(now + s(1), None),
+            "online: the TTL only"
+        );
         assert!(success(None).holds(now + s(1), Some(s(60))));
         assert!(!success(None).holds(now + s(61), Some(s(60))));
-        assert!(!success(None).holds(now + s(1), Some(Duration::ZERO)), "default: none");
-        assert!(!success(Some(now)).holds(now + s(1), Some(s(60))), "never past exp");
+        assert!(
+            !success(None).holds(now + s(1), Some(Duration::ZERO)),
+            "default: none"
+        );
+        assert!(
+            !success(Some(now)).holds(now + s(1), Some(s(60))),
+            "never past exp"
+        );
         let failure = Answer {
             user: None,
             until: now,
