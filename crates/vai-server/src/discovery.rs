@@ -16,9 +16,14 @@ use crate::form;
 pub(crate) async fn serve(app: &App, path: &str, headers: &HeaderMap) -> Option<Response> {
     let path = path.trim_end_matches('/').to_string();
     let path = path.as_str();
+    // `/apis/{group}`: one entry of the `/apis` document.
+    let group = path
+        .strip_prefix("/apis/")
+        .filter(|g| !g.is_empty() && !g.contains('/'));
     let is_discovery = matches!(path, "/version" | "/api" | "/apis")
         || path.starts_with("/api/") && path.matches('/').count() == 2
-        || path.starts_with("/apis/") && path.matches('/').count() == 3;
+        || path.starts_with("/apis/") && path.matches('/').count() == 3
+        || group.is_some();
     if !is_discovery {
         return None;
     }
@@ -43,6 +48,28 @@ pub(crate) async fn serve(app: &App, path: &str, headers: &HeaderMap) -> Option<
             .into_response(),
         );
     }
+    if let Some(group) = group {
+        // Served plain only, as upstream serves it.
+        if !plain {
+            return None;
+        }
+        let name = group.to_string();
+        let found = app
+            .blocking(move |store| -> Result<_, ApiError> {
+                Ok(store
+                    .document(&discovery_document("/apis", false))?
+                    .and_then(|list| group_of(&list.body, &name)))
+            })
+            .await;
+        return match found {
+            Ok(Some(body)) => {
+                Some(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+            }
+            // Not a group vai knows: upstream answers (or, offline, says it cannot).
+            Ok(None) => None,
+            Err(e) => Some(e.into_response()),
+        };
+    }
     let keys = [
         wants_aggregated.then(|| discovery_document(path, true)),
         plain.then(|| discovery_document(path, false)),
@@ -64,4 +91,36 @@ pub(crate) async fn serve(app: &App, path: &str, headers: &HeaderMap) -> Option<
     let content_type = HeaderValue::from_str(&document.content_type)
         .unwrap_or(HeaderValue::from_static("application/json"));
     Some(([(header::CONTENT_TYPE, content_type)], document.body).into_response())
+}
+
+/// The `APIGroup` document of `name`, from a stored `APIGroupList`.
+fn group_of(list: &[u8], name: &str) -> Option<Vec<u8>> {
+    let list: serde_json::Value = serde_json::from_slice(list).ok()?;
+    let mut group = list["groups"]
+        .as_array()?
+        .iter()
+        .find(|g| g["name"] == name)?
+        .clone();
+    let object = group.as_object_mut()?;
+    object.insert("kind".into(), "APIGroup".into());
+    object.insert("apiVersion".into(), "v1".into());
+    serde_json::to_vec(&group).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_document_is_its_entry_in_the_group_list() {
+        let list = br#"{"kind":"APIGroupList","apiVersion":"v1","groups":[
+            {"name":"apps","versions":[{"groupVersion":"apps/v1","version":"v1"}],
+             "preferredVersion":{"groupVersion":"apps/v1","version":"v1"}}]}"#;
+        let group: serde_json::Value =
+            serde_json::from_slice(&group_of(list, "apps").unwrap()).unwrap();
+        assert_eq!(group["kind"], "APIGroup");
+        assert_eq!(group["apiVersion"], "v1");
+        assert_eq!(group["preferredVersion"]["groupVersion"], "apps/v1");
+        assert_eq!(group_of(list, "batch"), None);
+    }
 }

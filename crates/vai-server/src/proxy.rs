@@ -122,6 +122,11 @@ async fn try_forward(app: &App, request: Request) -> Result<Response, ApiError> 
     let sent = tokio::select! {
         sent = tokio::time::timeout(app.config.proxy_timeout, client.send(upstream)) => sent,
         down = health.wait_for(|h| !h.reachable) => {
+            // What the local RBAC denied, and only upstream could have allowed, is denied
+            // now that upstream is gone: the local decision stands offline.
+            if let Some(denied) = parts.extensions.get::<crate::access::LocallyDenied>() {
+                return Err(denied.0.clone());
+            }
             let down = down.map(|h| h.clone()).unwrap_or_else(|_| app.syncer.health().borrow().clone());
             return Err(unreachable(&down));
         }

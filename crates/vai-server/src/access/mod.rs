@@ -186,6 +186,11 @@ impl Default for AccessConfig {
     }
 }
 
+/// On a request forwarded although the local RBAC denies it (upstream decides while it
+/// answers): the `403` to give if upstream stops answering before it does.
+#[derive(Clone)]
+pub(crate) struct LocallyDenied(pub crate::errors::ApiError);
+
 /// The authenticated caller of a request, in its extensions once authentication passed it.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -297,6 +302,17 @@ pub(crate) async fn guard(State(app): State<App>, mut request: Request, next: Ne
     );
     if !allowed {
         return forbidden::forbidden(&user, &attributes, &decision.reason).into_response();
+    }
+    if !decision.allowed {
+        // Forwarded for upstream to decide; should upstream go away first, the local
+        // decision stands.
+        request
+            .extensions_mut()
+            .insert(LocallyDenied(forbidden::forbidden(
+                &user,
+                &attributes,
+                &decision.reason,
+            )));
     }
     request.extensions_mut().insert(Caller { user, token });
     next.run(request).await
