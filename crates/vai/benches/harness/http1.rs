@@ -9,6 +9,15 @@ pub struct Client;
 impl Client {
     /// GET a plain-HTTP URL; (status, body).
     pub async fn get(&self, url: &str) -> Result<(u16, bytes::Bytes), String> {
+        self.get_as(url, None).await
+    }
+
+    /// GET a plain-HTTP URL with a bearer token, if given; (status, body).
+    pub async fn get_as(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+    ) -> Result<(u16, bytes::Bytes), String> {
         let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
         let host = uri.authority().unwrap().to_string();
         let stream = tokio::net::TcpStream::connect(&host)
@@ -19,8 +28,12 @@ impl Client {
                 .await
                 .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
-        let request = http::Request::get(uri.path_and_query().unwrap().as_str())
-            .header("host", host)
+        let mut request =
+            http::Request::get(uri.path_and_query().unwrap().as_str()).header("host", host);
+        if let Some(token) = bearer {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request
             .body(http_body_util::Empty::<bytes::Bytes>::new())
             .unwrap();
         let response = send

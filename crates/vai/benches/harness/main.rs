@@ -12,7 +12,8 @@
 //! the kube-apiserver itself (its watch cache serves lists) and kube-runtime's in-memory
 //! reflector in a process of its own. Writes `target/vai-bench/report.json`, `report.md` and
 //! PNG charts beside them, and prints the markdown table. Scenarios: initial sync, memory and
-//! disk, full list, selective list, a UI page, watch fan-out with propagation delay, restart.
+//! disk, full list, selective list, a UI page, watch fan-out with propagation delay, restart,
+//! and in the quiet phase the cost of identity and access (RBAC on against off).
 //! The quick run is CI's test: it fails, one line per miss, on the goals in [`goals`] (every
 //! scenario measured something, no LIST at restart, no upstream watch added by fan-out, a floor
 //! for the full list); the full run reports what it found, misses included, and does not fail

@@ -72,6 +72,7 @@ pub async fn concurrent_pages(
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
             let url = vai.url.clone();
+            let bearer = vai.bearer.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 for k in (c..pages).step_by(clients) {
@@ -84,7 +85,7 @@ pub async fn concurrent_pages(
                         None => Instant::now(),
                     };
                     let (status, _) = http1::Client
-                        .get(&format!("{url}{}", dashboard_page(k)))
+                        .get_as(&format!("{url}{}", dashboard_page(k)), bearer.as_deref())
                         .await
                         .unwrap();
                     assert_eq!(status, 200);

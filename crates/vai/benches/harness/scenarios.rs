@@ -1,4 +1,5 @@
-//! The seven numbered scenarios, one function each, and [`run_phase`], which runs them in order
+//! The numbered scenarios (seven in each phase, and the cost of access in the quiet one), one
+//! function each, and [`run_phase`], which runs them in order
 //! against a fresh vai and adds their rows to the report. Each row's name, order and goal are
 //! the report's contract: the markdown table pairs the quiet and the churn phase by position,
 //! and the charts by name.
@@ -127,6 +128,9 @@ pub async fn run_phase(
     ui_pages(&mut run, vai).await;
     let fan_out = fan_out(&mut run, vai, &synced.upstream_watch).await;
     let (lists_before, lists_at_restart) = restart(&mut run, synced).await;
+    if phase == Phase::Quiet {
+        access_cost(&mut run, &dir.path().join("vai-rbac.db")).await;
+    }
     Outcome {
         full_list,
         watches_before: fan_out.watches_before,
@@ -357,4 +361,85 @@ async fn restart(run: &mut PhaseRun<'_>, synced: Synced) -> (f64, f64) {
     );
     vai.stop();
     (lists_before, lists_at_restart)
+}
+
+/// Scenario 8 (quiet phase only), what identity and access cost: the same vai binary with
+/// `--authorization-mode=RBAC` (every request authenticated by a ServiceAccount token and
+/// authorized by the cluster's RBAC) beside one without (`AlwaysAllow`), both on loopback
+/// over plain HTTP so only authentication and authorization differ; rounds alternate.
+async fn access_cost(run: &mut PhaseRun<'_>, rbac_db: &Path) {
+    let token = apiserver::reader_token(run.client).await;
+    let off = Vai::start(run.env, run.db, run.log);
+    let mut on = Vai::start_with(run.env, rbac_db, run.log, &["--authorization-mode", "RBAC"]);
+    on.bearer = Some(token);
+    let (Some(_), Some(_)) = (
+        off.ready(&http1::Client).await,
+        on.ready(&http1::Client).await,
+    ) else {
+        println!("8. access cost: a vai was not ready; not measured");
+        return;
+    };
+    let get = "/api/v1/namespaces/team-07/configmaps/settings-000007";
+    let timed = async |vai: &Vai, path: &str| {
+        let t = Instant::now();
+        let (status, _) = http1::Client
+            .get_as(&format!("{}{path}", vai.url), vai.bearer.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(
+            status,
+            200,
+            "{path} with access {}",
+            if vai.bearer.is_some() { "on" } else { "off" }
+        );
+        t.elapsed().as_secs_f64() * 1000.0
+    };
+    // The first request of a token verifies it; what follows is the steady cost.
+    timed(&on, get).await;
+    let (mut gets_on, mut gets_off) = (Vec::new(), Vec::new());
+    for _ in 0..run.setup.runs * 100 {
+        gets_off.push(timed(&off, get).await);
+        gets_on.push(timed(&on, get).await);
+    }
+    let (p50_on, p50_off) = (percentile(&gets_on, 0.5), percentile(&gets_off, 0.5));
+    run.row(
+        "8. access on: get by name, p50 on − off".into(),
+        ((p50_on - p50_off) * 1000.0, p50_off * 1000.0),
+        "access off (its p50)",
+        "µs",
+        Goal::Max(50.0, "≤ +50 µs"),
+    );
+    let (mut lists_on, mut lists_off) = (Vec::new(), Vec::new());
+    for _ in 0..run.setup.runs {
+        lists_off.push(timed(&off, "/api/v1/pods").await);
+        lists_on.push(timed(&on, "/api/v1/pods").await);
+    }
+    run.row(
+        "8. access on: full list of pods".into(),
+        (percentile(&lists_on, 0.5), percentile(&lists_off, 0.5)),
+        "access off",
+        "ms",
+        Goal::Ratio(1.05, "≤ +5%"),
+    );
+    let (at_rate_off, _) =
+        concurrent_pages(&off, UI_CLIENTS, UI_RATE as usize * 4, Some(UI_RATE)).await;
+    let (at_rate_on, _) =
+        concurrent_pages(&on, UI_CLIENTS, UI_RATE as usize * 4, Some(UI_RATE)).await;
+    for (p, goal) in [
+        (0.5, Goal::Max(5.0, "p50 ≤ 5 ms")),
+        (0.99, Goal::Max(20.0, "p99 ≤ 20 ms")),
+    ] {
+        run.row(
+            format!(
+                "8. access on: dashboard page, {UI_CLIENTS} clients, {UI_RATE:.0} pages/s: p{:.0}",
+                p * 100.0
+            ),
+            (percentile(&at_rate_on, p), percentile(&at_rate_off, p)),
+            "access off",
+            "ms",
+            goal,
+        );
+    }
+    on.stop();
+    off.stop();
 }

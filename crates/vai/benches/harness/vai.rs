@@ -20,12 +20,19 @@ pub struct Vai {
     child: Child,
     /// Where it serves, `http://127.0.0.1:<port>`.
     pub url: String,
+    /// The bearer token its callers send (with `--authorization-mode=RBAC`).
+    pub bearer: Option<String>,
     log: PathBuf,
 }
 
 impl Vai {
     /// Starts vai on `db`, its log appended to `log`.
     pub fn start(env: &TestEnv, db: &Path, log: &Path) -> Vai {
+        Vai::start_with(env, db, log, &[])
+    }
+
+    /// Starts vai on `db` with `extra` flags, its log appended to `log`.
+    pub fn start_with(env: &TestEnv, db: &Path, log: &Path, extra: &[&str]) -> Vai {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -42,6 +49,7 @@ impl Vai {
                 "--resources",
                 RESOURCES,
             ])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(
@@ -56,6 +64,7 @@ impl Vai {
         Vai {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            bearer: None,
             log: log.to_path_buf(),
         }
     }
@@ -71,7 +80,7 @@ impl Vai {
         let started = Instant::now();
         loop {
             if client
-                .get(&format!("{}/readyz", self.url))
+                .get_as(&format!("{}/readyz", self.url), self.bearer.as_deref())
                 .await
                 .is_ok_and(|(s, _)| s == 200)
             {
