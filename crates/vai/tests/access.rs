@@ -291,23 +291,11 @@ async fn callers_are_authenticated_and_authorized_as_the_apiserver_would_online_
     let admin = env.client().await.unwrap();
     let pod_uid = setup(&admin).await;
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (pki(env, "apiserver.crt"), pki(env, "apiserver.key"));
-    let vai = Vai::spawn(
+    let (_vai, vai_url) = Vai::spawn_rbac(
         env,
         dir.path(),
-        support::free_port(),
-        &[
-            "--authorization-mode",
-            "RBAC",
-            "--tls-cert-file",
-            cert.to_str().unwrap(),
-            "--tls-private-key-file",
-            key.to_str().unwrap(),
-            "--authentication-token-webhook-cache-ttl",
-            "3s",
-        ],
+        &["--authentication-token-webhook-cache-ttl", "3s"],
     );
-    let vai_url = format!("https://127.0.0.1:{}", vai.port);
     let upstream = env.control_plane().apiserver_url();
     let admin_token = env.control_plane().admin_token().to_string();
     let reader = token_for(&admin, "reader", Some(("holder", &pod_uid))).await;
@@ -566,26 +554,6 @@ async fn callers_are_authenticated_and_authorized_as_the_apiserver_would_online_
     .await;
 }
 
-/// Starts vai with authorization on (TLS with the apiserver's certificate) in `dir`.
-fn rbac_vai(env: &TestEnv, dir: &std::path::Path) -> (Vai, String) {
-    let (cert, key) = (pki(env, "apiserver.crt"), pki(env, "apiserver.key"));
-    let vai = Vai::spawn(
-        env,
-        dir,
-        support::free_port(),
-        &[
-            "--authorization-mode",
-            "RBAC",
-            "--tls-cert-file",
-            cert.to_str().unwrap(),
-            "--tls-private-key-file",
-            key.to_str().unwrap(),
-        ],
-    );
-    let url = format!("https://127.0.0.1:{}", vai.port);
-    (vai, url)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_pages_count_only_what_the_caller_may_list_and_rbac_changes_apply_at_once() {
     let _beside = APISERVER.read().await;
@@ -635,7 +603,7 @@ async fn query_pages_count_only_what_the_caller_may_list_and_rbac_changes_apply_
         }
     };
     let dir = tempfile::tempdir().unwrap();
-    let (_vai, url) = rbac_vai(env, dir.path());
+    let (_vai, url) = Vai::spawn_rbac(env, dir.path(), &[]);
     let as_admin = client_as(env, &url, Some(env.control_plane().admin_token()));
     let query = "/api/v1/pods?filter=metadata.namespace~scope-&sort=metadata.name&pagesize=50&summary=metadata.namespace";
     let page = |client: kube::Client| async move {
@@ -853,22 +821,7 @@ async fn denials_are_confirmed_upstream_for_authorizers_vai_does_not_evaluate() 
     let admin = env.client().await.unwrap();
     setup(&admin).await;
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (pki(env, "apiserver.crt"), pki(env, "apiserver.key"));
-    let vai = Vai::spawn(
-        env,
-        dir.path(),
-        support::free_port(),
-        &[
-            "--authorization-mode",
-            "RBAC",
-            "--confirm-denials",
-            "--tls-cert-file",
-            cert.to_str().unwrap(),
-            "--tls-private-key-file",
-            key.to_str().unwrap(),
-        ],
-    );
-    let vai_url = format!("https://127.0.0.1:{}", vai.port);
+    let (_vai, vai_url) = Vai::spawn_rbac(env, dir.path(), &["--confirm-denials"]);
     let upstream = env.control_plane().apiserver_url();
     let (node_cert, node_key) = env
         .control_plane()

@@ -435,21 +435,7 @@ async fn vai_decides_as_the_apiserver_online_and_offline() {
         started.elapsed()
     );
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (pki(env, "apiserver.crt"), pki(env, "apiserver.key"));
-    let vai = Vai::spawn(
-        env,
-        dir.path(),
-        support::free_port(),
-        &[
-            "--authorization-mode",
-            "RBAC",
-            "--tls-cert-file",
-            cert.to_str().unwrap(),
-            "--tls-private-key-file",
-            key.to_str().unwrap(),
-        ],
-    );
-    let vai_url = format!("https://127.0.0.1:{}", vai.port);
+    let (_vai, vai_url) = Vai::spawn_rbac(env, dir.path(), &[]);
     let upstream = env.control_plane().apiserver_url();
     let admin_credential = Credential::Token(env.control_plane().admin_token().to_string());
     // vai holds the world once the last binding made is visible through it.

@@ -27,6 +27,26 @@ pub fn free_port() -> u16 {
 }
 
 impl Vai {
+    /// Starts vai with `--authorization-mode=RBAC` and `extra` flags in `dir`, serving TLS with
+    /// the test control plane's serving certificate (its CA's, valid for 127.0.0.1), without
+    /// waiting; and its `https://` URL.
+    pub fn spawn_rbac(env: &TestEnv, dir: &Path, extra: &[&str]) -> (Vai, String) {
+        let pki = env.control_plane().dir().join("pki");
+        let (cert, key) = (pki.join("apiserver.crt"), pki.join("apiserver.key"));
+        let mut flags = vec![
+            "--authorization-mode",
+            "RBAC",
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-private-key-file",
+            key.to_str().unwrap(),
+        ];
+        flags.extend_from_slice(extra);
+        let vai = Vai::spawn(env, dir, free_port(), &flags);
+        let url = format!("https://127.0.0.1:{}", vai.port);
+        (vai, url)
+    }
+
     /// Starts vai on `env` with its database in `dir`, and waits until it is ready.
     pub async fn start(env: &TestEnv, dir: &Path, extra: &[&str]) -> Vai {
         let vai = Vai::spawn(env, dir, free_port(), extra);
