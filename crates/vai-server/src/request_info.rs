@@ -66,7 +66,7 @@ impl RequestInfo {
                 .map(|(_, v)| v.into_owned())
         };
         if name.is_none() && verb == "get" {
-            let watch = param("watch").is_some_and(|w| matches!(w.as_str(), "true" | "1"));
+            let watch = param("watch").is_some_and(|w| crate::read::params::is_true(&w));
             verb = if watch { "watch" } else { "list" };
         }
         if name.is_none() && matches!(verb, "list" | "watch") {
@@ -191,6 +191,19 @@ mod tests {
             info(M::GET, "/api/v1/pods?watch=true"),
             ("watch", pods.clone(), None)
         );
+        // Any value but `0` and `false` (any case) is a watch, the empty one too.
+        for (query, verb) in [
+            ("yes", "watch"),
+            ("", "watch"),
+            ("FALSE", "list"),
+            ("0", "list"),
+        ] {
+            assert_eq!(
+                info(M::GET, &format!("/api/v1/pods?watch={query}")).0,
+                verb,
+                "{query}"
+            );
+        }
         assert_eq!(
             info(
                 M::GET,

@@ -43,16 +43,16 @@ impl Params {
     }
 }
 
-/// A boolean parameter: `true`/`1`, `false`/`0`, or unset.
+/// A boolean parameter as the apiserver converts it (`Convert_Slice_string_To_bool`): unset,
+/// `false` in any case, or `0` is false — `None` for unset —, any other value, the empty one
+/// included, true.
 pub(crate) fn flag(value: &Option<String>) -> Result<Option<bool>, ApiError> {
-    match value.as_deref() {
-        None | Some("") => Ok(None),
-        Some("true" | "1") => Ok(Some(true)),
-        Some("false" | "0") => Ok(Some(false)),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "invalid boolean value {other:?}"
-        ))),
-    }
+    Ok(value.as_deref().map(is_true))
+}
+
+/// Whether a boolean parameter's value is true (see [`flag`]).
+pub(crate) fn is_true(value: &str) -> bool {
+    value != "0" && !value.eq_ignore_ascii_case("false")
 }
 
 /// A non-negative integer parameter, or unset.
@@ -80,7 +80,9 @@ mod tests {
         assert_eq!(flag(&None).unwrap(), None);
         assert_eq!(flag(&Some("1".into())).unwrap(), Some(true));
         assert_eq!(flag(&Some("false".into())).unwrap(), Some(false));
-        assert_eq!(flag(&Some("yes".into())).unwrap_err().code, 400);
+        assert_eq!(flag(&Some("FALSE".into())).unwrap(), Some(false));
+        assert_eq!(flag(&Some("yes".into())).unwrap(), Some(true));
+        assert_eq!(flag(&Some("".into())).unwrap(), Some(true), "as upstream");
         assert_eq!(number("limit", &Some("10".into())).unwrap(), Some(10));
         assert_eq!(number("limit", &Some("".into())).unwrap(), None);
         let e = number("limit", &Some("-1".into())).unwrap_err();
