@@ -86,6 +86,13 @@ impl Vai {
             {
                 return Some(started.elapsed().as_secs_f64());
             }
+            if self.exited() {
+                println!(
+                    "vai exited before it was ready (its log: {})",
+                    self.log.display()
+                );
+                return None;
+            }
             if started.elapsed() >= READY_DEADLINE {
                 println!(
                     "vai was not ready within {} s (its log: {})",
@@ -96,6 +103,20 @@ impl Vai {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Whether the process has exited (a zombie, not waited for yet).
+    fn exited(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|stat| {
+                let (_, after_name) = stat.rsplit_once(')')?;
+                after_name
+                    .split_whitespace()
+                    .next()
+                    .map(|state| state == "Z")
+            })
+            .unwrap_or(true)
     }
 
     /// Stops it gracefully (SIGTERM) and waits.
