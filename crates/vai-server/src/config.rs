@@ -1,5 +1,5 @@
 //! The server's tuning ([`ServerConfig`]): deadlines and limits, with the defaults vai serves
-//! with. Only values; nothing here acts.
+//! with, and the clients it forwards with. Only values and handles; nothing here acts.
 
 use std::time::Duration;
 
@@ -18,6 +18,28 @@ pub struct ServerConfig {
     pub wait_for_resource_version: Duration,
     /// Authentication and authorization.
     pub access: AccessConfig,
+    /// The clients requests are forwarded with (`None`: the sync's client, and every caller
+    /// impersonated with vai's credentials).
+    pub proxy: Option<ProxyClients>,
+}
+
+/// The clients `proxy` forwards with. A proxy hands upstream's `429` and `503` back to its
+/// caller, whose client decides whether to retry: neither should retry itself (kube's
+/// default policy retries them up to 15 times).
+#[derive(Clone)]
+pub struct ProxyClients {
+    /// With vai's credentials: for callers it impersonates.
+    pub own: kube::Client,
+    /// With no credentials of its own: for callers who sent a bearer token, forwarded as it
+    /// is, so upstream authenticates the caller itself (with vai's client certificate on the
+    /// connection, upstream would see vai instead).
+    pub bare: kube::Client,
+}
+
+impl std::fmt::Debug for ProxyClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProxyClients")
+    }
 }
 
 impl Default for ServerConfig {
@@ -28,6 +50,7 @@ impl Default for ServerConfig {
             default_watch_timeout: Duration::from_secs(1800),
             wait_for_resource_version: Duration::from_secs(3),
             access: AccessConfig::default(),
+            proxy: None,
         }
     }
 }

@@ -47,7 +47,7 @@ use app::App;
 use metrics::ServedBy;
 use request_info::RequestInfo;
 
-pub use config::ServerConfig;
+pub use config::{ProxyClients, ServerConfig};
 pub use errors::ApiError;
 pub use listen::{PeerCertificate, Tls, TlsError, serve};
 

@@ -1,5 +1,5 @@
 //! Everything vai does not answer from its cache — writes, subresources, uncached types — goes
-//! to upstream through the sync's client (its credentials, its TLS), streaming the response
+//! to upstream with vai's credentials and TLS (`ServerConfig::proxy`, else the sync's client), streaming the response
 //! back (watches, `logs -f`). With upstream unreachable the answer is `503` with a `Status`
 //! and `Retry-After` at once; a request in flight when upstream stops answering gets the same
 //! as soon as the health probe notices, never a hang.
@@ -89,9 +89,10 @@ async fn try_forward(app: &App, request: Request) -> Result<Response, ApiError> 
     // upstream authenticates and authorizes the caller itself. Anyone else is impersonated
     // with vai's credentials, as vai decided (`access`): their `Impersonate-*` and a front
     // proxy's headers were checked there, and upstream gets the outcome.
+    let clients = app.config.proxy.as_ref();
     let by_token = caller
         .and_then(|c| c.token.as_ref())
-        .zip(app.config.access.token_forwarding.as_ref());
+        .zip(clients.map(|c| &c.bare));
     for (name, value) in &parts.headers {
         let checked = caller.is_some()
             && ((by_token.is_none() && crate::access::is_impersonation(name.as_str()))
@@ -103,18 +104,19 @@ async fn try_forward(app: &App, request: Request) -> Result<Response, ApiError> 
             upstream = upstream.header(name, value);
         }
     }
+    let own = clients.map_or_else(|| app.syncer.client().clone(), |c| c.own.clone());
     let client = match (by_token, caller) {
-        (Some((token, forwarding)), _) => {
+        (Some((token, bare)), _) => {
             upstream = upstream.header(header::AUTHORIZATION, format!("Bearer {}", token.0));
-            forwarding.0.clone()
+            bare.clone()
         }
         (None, Some(caller)) => {
             for (name, value) in crate::access::impersonation_headers(&caller.user) {
                 upstream = upstream.header(name, value);
             }
-            app.syncer.client().clone()
+            own
         }
-        (None, None) => app.syncer.client().clone(),
+        (None, None) => own,
     };
     let upstream = upstream
         .body(kube::client::Body::from(body))

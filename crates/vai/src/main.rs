@@ -272,12 +272,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         ensure_private_dir(dir)?;
     }
-    // Callers' own bearer tokens go upstream as they are, over a client without vai's
-    // credentials (with them, upstream would see vai: a client certificate wins over a token).
-    let mut without_credentials = config.clone();
-    without_credentials.auth_info = Default::default();
-    let token_client = kube::Client::try_from(without_credentials)
-        .context("building the Kubernetes client for callers' tokens")?;
+    // What vai forwards goes with no retries of its own (a proxy hands upstream's 429 and 503
+    // back to its caller); callers' own bearer tokens over a client without vai's credentials
+    // (with them, upstream would see vai: a client certificate wins over a token).
+    let mut proxy_config = config.clone();
+    proxy_config.default_retry = false;
+    let mut bare_config = proxy_config.clone();
+    bare_config.auth_info = Default::default();
+    let proxy = vai_server::ProxyClients {
+        own: kube::Client::try_from(proxy_config).context("building the proxy's client")?,
+        bare: kube::Client::try_from(bare_config)
+            .context("building the client for callers' tokens")?,
+    };
     let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
     let store = Store::open(
         &db,
@@ -327,7 +333,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             token_success_ttl: args.authentication_token_webhook_cache_ttl,
             token_offline_grace: args.authentication_token_offline_grace,
             confirm_denials: args.confirm_denials,
-            token_forwarding: Some(vai_server::access::TokenForwarding(token_client)),
             request_header: vai_server::access::RequestHeader {
                 allowed_names: args.requestheader_allowed_names,
                 username_headers: args.requestheader_username_headers,
@@ -336,6 +341,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
             ..Default::default()
         },
+        proxy: Some(proxy),
         ..Default::default()
     };
     let app = vai_server::router(syncer.clone(), server_config, registry)

@@ -142,22 +142,6 @@ pub struct AccessConfig {
     /// Online, ask upstream (a `SubjectAccessReview`) before refusing what the local RBAC
     /// denies, for clusters that also authorize otherwise (Node, webhooks).
     pub confirm_denials: bool,
-    /// Where a caller's own bearer token is forwarded as it is (`None`: every caller is
-    /// impersonated with vai's credentials).
-    pub token_forwarding: Option<TokenForwarding>,
-}
-
-/// A client to upstream that carries no credentials of its own: requests forwarded for a
-/// caller who sent a bearer token go through it with that token, so upstream authenticates
-/// the caller itself (with vai's client certificate on the connection, upstream would see
-/// vai instead).
-#[derive(Clone)]
-pub struct TokenForwarding(pub kube::Client);
-
-impl std::fmt::Debug for TokenForwarding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenForwarding")
-    }
 }
 
 /// A caller's bearer token, kept to forward it upstream; never printed.
@@ -181,7 +165,6 @@ impl Default for AccessConfig {
             token_offline_grace: Duration::ZERO,
             request_header: RequestHeader::default(),
             confirm_denials: false,
-            token_forwarding: None,
         }
     }
 }
