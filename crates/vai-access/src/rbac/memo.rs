@@ -15,7 +15,8 @@ use crate::{Attributes, User};
 /// equally cheap to make again).
 const MAX_DECISIONS: usize = 50_000;
 
-/// A policy and the decisions it made. See the [module](self).
+/// A policy and the decisions it made, remembered per user and request until the policy is
+/// replaced (any RBAC change builds a new one, with none).
 #[derive(Debug)]
 pub struct Memoized {
     policy: Policy,
