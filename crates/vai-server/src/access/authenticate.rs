@@ -24,6 +24,7 @@ use crate::errors::ApiError;
 use crate::listen::PeerCertificate;
 
 use super::BearerToken;
+use super::expiring::Expiring;
 use super::forbidden::unauthorized;
 use super::front_proxy;
 
@@ -36,30 +37,11 @@ const VERIFIED_TTL: Duration = Duration::from_secs(10);
 const MAX_VERIFIED: usize = 10_000;
 
 /// ServiceAccount tokens verified lately, by the HMAC of the token (never the token).
-#[derive(Default)]
-pub(crate) struct VerifiedTokens {
-    entries: Mutex<std::collections::HashMap<super::token_review::Key, (User, Instant)>>,
-}
+pub(crate) struct VerifiedTokens(Expiring<super::token_review::Key, User>);
 
-impl VerifiedTokens {
-    fn get(&self, key: &super::token_review::Key) -> Option<User> {
-        let entries = self.entries.lock().expect("verified lock");
-        entries
-            .get(key)
-            .filter(|(_, until)| *until > Instant::now())
-            .map(|(user, _)| user.clone())
-    }
-
-    fn put(&self, key: super::token_review::Key, user: &User) {
-        let mut entries = self.entries.lock().expect("verified lock");
-        if entries.len() >= MAX_VERIFIED {
-            let now = Instant::now();
-            entries.retain(|_, (_, until)| *until > now);
-            if entries.len() >= MAX_VERIFIED {
-                entries.clear();
-            }
-        }
-        entries.insert(key, (user.clone(), Instant::now() + VERIFIED_TTL));
+impl Default for VerifiedTokens {
+    fn default() -> VerifiedTokens {
+        VerifiedTokens(Expiring::new(MAX_VERIFIED))
     }
 }
 
@@ -152,7 +134,7 @@ async fn by_token(app: &App, token: Option<&str>) -> Result<User, ApiError> {
         return Err(refused("no credentials"));
     };
     let key = app.access.reviews.key_of(token);
-    if let Some(user) = app.access.verified.get(&key) {
+    if let Some(user) = app.access.verified.0.get(&key) {
         return Ok(user);
     }
     if let Some(issuer) = app.access.issuer.get(app).await
@@ -162,7 +144,7 @@ async fn by_token(app: &App, token: Option<&str>) -> Result<User, ApiError> {
         match bindings_hold(app, &bound).await? {
             Some(true) => {
                 let user = bound.user();
-                app.access.verified.put(key, &user);
+                app.access.verified.0.put(key, user.clone(), VERIFIED_TTL);
                 return Ok(user);
             }
             Some(false) => return Err(refused("an object the token is bound to is gone")),

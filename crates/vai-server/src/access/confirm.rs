@@ -7,9 +7,7 @@
 //!
 //! This module never widens an offline decision, and never asks about what RBAC allowed.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::authorization::v1::{
     NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
@@ -18,6 +16,8 @@ use vai_access::rbac::Decision;
 use vai_access::{Attributes, User};
 
 use crate::app::App;
+
+use super::expiring::Expiring;
 
 /// How long upstream's "allowed" is trusted (the apiserver's
 /// `--authorization-webhook-cache-authorized-ttl`).
@@ -28,18 +28,17 @@ const DENIED_TTL: Duration = Duration::from_secs(30);
 const MAX_ANSWERS: usize = 10_000;
 
 /// Upstream's answers, by user and request.
-#[derive(Default)]
-pub(crate) struct Confirmations {
-    answers: Mutex<HashMap<(User, Attributes), (Decision, Instant)>>,
+pub(crate) struct Confirmations(Expiring<(User, Attributes), Decision>);
+
+impl Default for Confirmations {
+    fn default() -> Confirmations {
+        Confirmations(Expiring::new(MAX_ANSWERS))
+    }
 }
 
 impl Confirmations {
     fn get(&self, key: &(User, Attributes)) -> Option<Decision> {
-        let answers = self.answers.lock().expect("confirmations lock");
-        answers
-            .get(key)
-            .filter(|(_, until)| *until > Instant::now())
-            .map(|(decision, _)| decision.clone())
+        self.0.get(key)
     }
 
     fn put(&self, key: (User, Attributes), decision: &Decision) {
@@ -48,15 +47,7 @@ impl Confirmations {
         } else {
             DENIED_TTL
         };
-        let mut answers = self.answers.lock().expect("confirmations lock");
-        if answers.len() >= MAX_ANSWERS {
-            let now = Instant::now();
-            answers.retain(|_, (_, until)| *until > now);
-            if answers.len() >= MAX_ANSWERS {
-                answers.clear();
-            }
-        }
-        answers.insert(key, (decision.clone(), Instant::now() + ttl));
+        self.0.put(key, decision.clone(), ttl);
     }
 }
 
@@ -188,9 +179,8 @@ mod tests {
         assert_eq!(confirmations.get(&(user.clone(), get("/a"))), Some(allowed));
         assert_eq!(confirmations.get(&(user.clone(), get("/b"))), Some(denied));
         assert_eq!(confirmations.get(&(user.clone(), get("/c"))), None);
-        let answers = confirmations.answers.lock().unwrap();
-        let ttl = |path: &str| answers[&(user.clone(), get(path))].1 - Instant::now();
-        assert!(ttl("/a") > Duration::from_secs(290) && ttl("/b") <= DENIED_TTL);
+        let left = |path: &str| confirmations.0.left(&(user.clone(), get(path))).unwrap();
+        assert!(left("/a") > Duration::from_secs(290) && left("/b") <= DENIED_TTL);
     }
 
     #[test]

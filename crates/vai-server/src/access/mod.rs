@@ -13,6 +13,7 @@
 mod authenticate;
 mod confirm;
 mod decide;
+mod expiring;
 mod forbidden;
 mod front_proxy;
 mod impersonate;
