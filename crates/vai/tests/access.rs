@@ -840,16 +840,18 @@ async fn denials_are_confirmed_upstream_for_authorizers_vai_does_not_evaluate() 
     let deployments = format!("/apis/apps/v1/namespaces/{NS}/deployments");
     let (code, _) = call(&node_direct, "GET", &deployments, None).await;
     assert_eq!(code, 403, "a node may not list deployments");
-    let through = eventually("vai serves the node", Duration::from_secs(60), async || {
-        let (code, body) = call(&node, "GET", services, None).await;
-        (code != 0 && !(code == 403 && body.contains("has not synced"))).then_some(code)
+    // Upstream confirms even before vai has synced RBAC; wait for vai's own decisions.
+    let (code, body) = eventually("vai has synced RBAC", Duration::from_secs(60), async || {
+        let (code, body) = call(&node, "GET", &deployments, None).await;
+        (code != 0 && !body.contains("has not synced")).then_some((code, body))
     })
     .await;
-    assert_eq!(through, 200, "confirmed upstream");
-    let (code, body) = call(&node, "GET", &deployments, None).await;
     assert_eq!(code, 403, "{body}");
+    let (code, body) = call(&node, "GET", services, None).await;
+    assert_eq!(code, 200, "confirmed upstream: {body}");
+    let (_, denied) = call(&node, "GET", &deployments, None).await;
     assert_eq!(
-        message(&body),
+        message(&denied),
         message(&call(&node_direct, "GET", &deployments, None).await.1),
         "denied in the apiserver's words"
     );
