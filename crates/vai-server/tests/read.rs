@@ -146,12 +146,20 @@ async fn bad_list_parameters_get_the_apiservers_errors() {
             422,
             "Invalid",
         ),
-        ("watch=maybe", 400, "BadRequest"),
     ] {
         let answer = s.get(&format!("/api/v1/pods?{query}")).await;
         assert_eq!(answer.status.as_u16(), code, "{query}: {}", answer.json());
         answer.status_error(code, reason);
     }
+    // Booleans as the apiserver converts them (checked against it): any value but `false` (any
+    // case) and `0` is true, so `watch=maybe` is a watch.
+    let watched = s.get("/api/v1/pods?watch=maybe&timeoutSeconds=1").await;
+    assert_eq!(watched.status, 200);
+    assert!(
+        String::from_utf8_lossy(&watched.body).contains(r#""type":"ADDED""#),
+        "a watch"
+    );
+    assert_eq!(s.get("/api/v1/pods?watch=FALSE").await.names().len(), 7);
     // Read as the apiserver reads them: a negative limit is none, and includeObject matters
     // (and is checked) only for tables.
     assert_eq!(s.get("/api/v1/pods?limit=-1").await.names().len(), 7);
