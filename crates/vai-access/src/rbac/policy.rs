@@ -107,9 +107,13 @@ pub struct Policy {
     namespaces: HashMap<String, Namespace>,
 }
 
-/// A binding that applies to a user, as the apiserver describes it in a reason.
+/// A binding that applies to a user, as the apiserver describes it in a reason (written only
+/// when a reason is: a decision visits many).
 struct Source<'a> {
-    binding: String,
+    /// `ClusterRoleBinding` or `RoleBinding`.
+    kind: &'static str,
+    /// The binding's name.
+    name: &'a str,
     role_ref: &'a RoleRef,
     subject: &'a Subject,
     namespace: &'a str,
@@ -124,10 +128,14 @@ impl std::fmt::Display for Source<'_> {
             }
             _ => self.subject.name.clone(),
         };
+        let binding = match self.namespace {
+            "" => quoted(self.name),
+            ns => quoted(&format!("{}/{ns}", self.name)),
+        };
         write!(
             f,
-            "{} of {} {} to {} {}",
-            self.binding,
+            "{} {binding} of {} {} to {} {}",
+            self.kind,
             self.role_ref.kind,
             quoted(&self.role_ref.name),
             self.subject.kind,
@@ -194,9 +202,9 @@ impl Policy {
             else {
                 continue;
             };
-            let name = binding.metadata.name.clone().unwrap_or_default();
             let source = Source {
-                binding: format!("ClusterRoleBinding {}", quoted(&name)),
+                kind: "ClusterRoleBinding",
+                name: binding.metadata.name.as_deref().unwrap_or_default(),
                 role_ref: &binding.role_ref,
                 subject,
                 namespace: "",
@@ -226,9 +234,9 @@ impl Policy {
             else {
                 continue;
             };
-            let name = binding.metadata.name.clone().unwrap_or_default();
             let source = Source {
-                binding: format!("RoleBinding {}", quoted(&format!("{name}/{namespace}"))),
+                kind: "RoleBinding",
+                name: binding.metadata.name.as_deref().unwrap_or_default(),
                 role_ref: &binding.role_ref,
                 subject,
                 namespace,

@@ -40,14 +40,14 @@ pub fn allows(rule: &PolicyRule, attributes: &Attributes) -> bool {
 
 fn resource_matches(rule: &PolicyRule, resource: &str, subresource: Option<&str>) -> bool {
     let subresource = subresource.filter(|sub| !sub.is_empty());
-    let combined = match subresource {
-        Some(sub) => format!("{resource}/{sub}"),
-        None => resource.to_string(),
-    };
+    // `res/sub` compared in its parts: no string is built per rule.
     rule.resources.iter().flatten().any(|r| {
         r == ALL
-            || *r == combined
-            || subresource.is_some_and(|sub| r.strip_prefix("*/") == Some(sub))
+            || match (subresource, r.split_once('/')) {
+                (None, None) => r == resource,
+                (Some(sub), Some((res, rsub))) => rsub == sub && (res == resource || res == ALL),
+                _ => false,
+            }
     })
 }
 
