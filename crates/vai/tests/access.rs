@@ -320,8 +320,17 @@ async fn callers_are_authenticated_and_authorized_as_the_apiserver_would_online_
     .await;
 
     let in_ns = format!("/api/v1/namespaces/{NS}/pods");
-    let (code, body) = call(&through(&reader), "GET", &in_ns, None).await;
-    assert_eq!(code, 200, "{body}");
+    // The reader's Role and RoleBinding are synced as types of their own: once vai holds both,
+    // the reader may list.
+    let body = eventually(
+        "the reader's rights reach vai",
+        Duration::from_secs(60),
+        async || {
+            let (code, body) = call(&through(&reader), "GET", &in_ns, None).await;
+            (code == 200).then_some(body)
+        },
+    )
+    .await;
     assert!(body.contains("\"holder\""), "{body}");
     // A client certificate signed by the cluster's client CA: its group grants the reads.
     let (cert, key) = env
