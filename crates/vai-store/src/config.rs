@@ -35,6 +35,9 @@ pub struct StoreConfig {
     /// read by [`crate::Encryption::from_file`]). `None`: nothing is encrypted, and a file
     /// that holds encrypted rows is refused at open.
     pub encryption: Option<crate::Encryption>,
+    /// Compress bodies at rest with a zstd dictionary trained per type (see `codec`; on by
+    /// default). Off, new bodies are stored plain; compressed ones still read.
+    pub compress_bodies: bool,
 }
 
 impl Default for StoreConfig {
@@ -49,6 +52,7 @@ impl Default for StoreConfig {
             max_size_bytes: None,
             indexed_fields: Vec::new(),
             encryption: None,
+            compress_bodies: true,
         }
     }
 }

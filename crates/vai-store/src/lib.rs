@@ -44,6 +44,7 @@
 
 mod batch;
 mod checkpoint;
+mod codec;
 mod comma_list;
 mod config;
 mod counts;
@@ -70,6 +71,7 @@ mod writer;
 pub use batch::{
     Attributes, Batch, Document, Event, EventKind, Item, Op, ResourceState, SyncState,
 };
+pub use codec::Compression;
 pub use config::StoreConfig;
 pub use encryption::Encryption;
 pub use error::{Error, Result};

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 /// `vai1` in ASCII: marks a file as a vai database.
 pub const APPLICATION_ID: i32 = 0x7661_6931;
 /// The schema version this build writes. Older files are migrated; newer ones are refused.
-pub const SCHEMA_VERSION: i32 = 9;
+pub const SCHEMA_VERSION: i32 = 10;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE resources (
@@ -138,6 +138,20 @@ CREATE TABLE sealed_resources (
     resource TEXT PRIMARY KEY,
     key TEXT NOT NULL
 ) WITHOUT ROWID;
+";
+
+/// Version 10: bodies compressed at rest (see `crate::codec`): each type's zstd dictionaries,
+/// trained from its first objects, by the id each compressed body's frame names. Bodies
+/// written before stay plain until they change.
+const SCHEMA_V10: &str = "
+CREATE TABLE dictionaries (
+    id INTEGER PRIMARY KEY,
+    resource TEXT NOT NULL,
+    trained_ms INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    trained_ratio REAL NOT NULL,
+    content BLOB NOT NULL
+);
 ";
 
 /// Opens (creating if needed) the database for writing, checks what it is, and brings its
@@ -316,10 +330,12 @@ fn migrate(conn: &Connection, from: i32) -> rusqlite::Result<()> {
         crate::fields::fill_columns(conn, None)?;
         conn.execute_batch("PRAGMA user_version = 8; COMMIT;")?;
     }
-    if from < 9 {
-        conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA_V9} PRAGMA user_version = 9; COMMIT;"
-        ))?;
+    for (version, sql) in [(9, SCHEMA_V9), (10, SCHEMA_V10)] {
+        if from < version {
+            conn.execute_batch(&format!(
+                "BEGIN; {sql} PRAGMA user_version = {version}; COMMIT;"
+            ))?;
+        }
     }
     // Later schema versions add their steps here, each in its own transaction.
     Ok(())

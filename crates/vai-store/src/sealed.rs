@@ -34,6 +34,7 @@ use ring::aead::{Aad, LessSafeKey, NONCE_LEN, Nonce};
 use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{Connection, params};
 
+use crate::codec::Codec;
 use crate::{Encryption, Error, Result};
 
 /// What every sealed value starts with (before the key name).
@@ -82,11 +83,13 @@ impl Place<'_> {
     }
 }
 
-/// Seals and opens a store's rows (see the [module](self)).
+/// Seals and opens a store's rows (see the [module](self)); compresses bodies before sealing
+/// and decompresses them after opening (see [`crate::codec`]).
 #[derive(Debug, Default)]
 pub(crate) struct Sealer {
     encryption: Option<Encryption>,
     random: Random,
+    codec: Codec,
 }
 
 struct Random(SystemRandom);
@@ -104,12 +107,24 @@ impl std::fmt::Debug for Random {
 }
 
 impl Sealer {
-    /// A sealer for a file opened with this configuration (checked by [`prepare`]/[`check`]).
+    /// A sealer that compresses nothing (the unit tests').
+    #[cfg(test)]
     fn new(encryption: Option<Encryption>) -> Sealer {
+        Sealer::with_codec(encryption, Codec::default())
+    }
+
+    /// A sealer for a file opened with this configuration (checked by [`prepare`]/[`check`]).
+    fn with_codec(encryption: Option<Encryption>, codec: Codec) -> Sealer {
         Sealer {
             encryption,
             random: Random::default(),
+            codec,
         }
+    }
+
+    /// The file's compression dictionaries.
+    pub fn codec(&self) -> &Codec {
+        &self.codec
     }
 
     /// The key that seals what is written of `resource`, if any.
@@ -117,7 +132,8 @@ impl Sealer {
         Some(self.encryption.as_ref()?.writes_with(resource)?.0)
     }
 
-    /// The bytes to store for `plain` at `place`: sealed if its type is encrypted.
+    /// The bytes to store for `plain` at `place`: sealed if its type is encrypted, a body
+    /// compressed if it is not (and its type has a dictionary).
     pub fn seal<'a>(&self, place: Place, part: Part, plain: &'a [u8]) -> Cow<'a, [u8]> {
         match self
             .encryption
@@ -125,6 +141,7 @@ impl Sealer {
             .and_then(|e| e.writes_with(place.resource))
         {
             Some((name, key)) => Cow::Owned(self.seal_with(name, key, &place.aad(part), plain)),
+            None if part == Part::Body => self.codec.compress(place.resource, plain),
             None => Cow::Borrowed(plain),
         }
     }
@@ -166,6 +183,15 @@ impl Sealer {
     /// The plain bytes of a stored value at `place`: itself if not sealed, decrypted if
     /// sealed, an error if it does not decrypt (unknown key, tampered, moved).
     pub fn open<'a>(&self, place: Place, part: Part, stored: &'a [u8]) -> Result<Cow<'a, [u8]>> {
+        let opened = self.unseal(place, part, stored)?;
+        match part {
+            Part::Body => self.codec.decompress(opened),
+            Part::Cells => Ok(opened),
+        }
+    }
+
+    /// [`Sealer::open`] without decompressing.
+    fn unseal<'a>(&self, place: Place, part: Part, stored: &'a [u8]) -> Result<Cow<'a, [u8]>> {
         let Some(envelope) = Envelope::parse(stored) else {
             return Ok(Cow::Borrowed(stored));
         };
@@ -251,6 +277,7 @@ pub(crate) fn check(
     conn: &Connection,
     path: &Path,
     encryption: Option<&Encryption>,
+    compress: bool,
 ) -> Result<Sealer> {
     let shown = path.display().to_string();
     let recorded = recorded_keys(conn)?;
@@ -280,7 +307,10 @@ pub(crate) fn check(
             }
         }
     }
-    Ok(Sealer::new(encryption.cloned()))
+    Ok(Sealer::with_codec(
+        encryption.cloned(),
+        Codec::load(conn, path, compress)?,
+    ))
 }
 
 /// At a writable open: [`check`], then brings every type's rows under the key the file now
@@ -289,8 +319,9 @@ pub(crate) fn prepare(
     conn: &mut Connection,
     path: &Path,
     encryption: Option<&Encryption>,
+    compress: bool,
 ) -> Result<Sealer> {
-    let sealer = check(conn, path, encryption)?;
+    let sealer = check(conn, path, encryption, compress)?;
     let Some(encryption) = encryption else {
         return Ok(sealer);
     };
@@ -321,7 +352,13 @@ pub(crate) fn prepare(
             "re-encrypted the stored rows of the type"
         );
         match now {
-            Some(key) => record_resource(&tx, resource, key)?,
+            Some(key) => {
+                record_resource(&tx, resource, key)?;
+                // A dictionary is made of pieces of the bodies it was trained on: none is
+                // kept for a type that is now encrypted (its rows were just rewritten
+                // sealed and uncompressed, so none uses one).
+                tx.execute("DELETE FROM dictionaries WHERE resource = ?1", [resource])?;
+            }
             None => {
                 tx.execute(
                     "DELETE FROM sealed_resources WHERE resource = ?1",

@@ -90,8 +90,13 @@ impl Store {
                 .map_err(|e| crate::error::classify(path, e))?;
         }
         let sealer = Arc::new(
-            sealed::prepare(&mut conn, path, config.encryption.as_ref())
-                .map_err(|e| e.about_file(path))?,
+            sealed::prepare(
+                &mut conn,
+                path,
+                config.encryption.as_ref(),
+                config.compress_bodies,
+            )
+            .map_err(|e| e.about_file(path))?,
         );
         let (events, _) = broadcast::channel(config.event_buffer.max(1));
         let fields = Arc::new(registry::FieldRegistry::new(
@@ -149,7 +154,7 @@ impl Store {
         schema::check_readable(path)?;
         let sealer = {
             let conn = schema::open_reader(path)?;
-            sealed::check(&conn, path, config.encryption.as_ref())
+            sealed::check(&conn, path, config.encryption.as_ref(), false)
                 .map_err(|e| e.about_file(path))?
         };
         let (events, _) = broadcast::channel(1);
@@ -446,6 +451,13 @@ impl Store {
     /// The sync state of every resource type.
     pub fn resource_states(&self) -> Result<Vec<ResourceState>> {
         self.snapshot(|s| s.resource_states())
+    }
+
+    /// How each type's bodies are compressed at rest (types with a dictionary; see
+    /// [`Compression`](crate::Compression)). A read-only store reports each dictionary's
+    /// ratio on its training samples; the writing one, over the bodies written since it opened.
+    pub fn compression(&self) -> BTreeMap<String, crate::Compression> {
+        self.inner.sealer.codec().report().into_iter().collect()
     }
 
     /// Runs SQLite's full integrity check; `Ok` means the file is sound.

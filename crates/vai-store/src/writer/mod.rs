@@ -22,9 +22,10 @@ use rusqlite::{Connection, params};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::checkpoint::{self, Checkpointer};
+use crate::codec::Trainer;
 use crate::registry::FieldRegistry;
 use crate::sealed::{Part, Place, Sealer};
-use crate::work::{Work, WriteRequest};
+use crate::work::{ParsedOp, Work, WriteRequest};
 use crate::{Error, Event, EventKind, Result, StoreConfig};
 use apply::{Applied, StagedList, apply_batch, discard_all_staged, put_documents};
 use retention::prune;
@@ -42,8 +43,10 @@ pub(crate) struct Writer {
     next_seq: u64,
     fields: Arc<FieldRegistry>,
     checkpointer: Checkpointer,
-    /// Seals the rows of encrypted types before they are written.
+    /// Seals the rows of encrypted types before they are written, and compresses the others'.
     sealer: Arc<Sealer>,
+    /// Trains the compression dictionaries.
+    trainer: Trainer,
     /// WAL frame size, and the WAL's size (bytes) past which the writer next waits for a
     /// checkpoint (see [`Writer::bound_wal`]).
     frame_bytes: u64,
@@ -97,6 +100,7 @@ impl Writer {
             fields,
             checkpointer,
             sealer,
+            trainer: Trainer::default(),
             frame_bytes,
             wal_mark: config.journal_limit_bytes,
             config,
@@ -166,7 +170,37 @@ impl Writer {
         }
     }
 
+    /// Lets the trainer see the bodies a group is about to write, so that a type that has
+    /// gathered enough gets its dictionary (committed on its own) before they are written.
+    fn train(&mut self, group: &[WriteRequest]) {
+        for request in group {
+            let Work::Batch { resource, ops, .. } = &request.work else {
+                continue;
+            };
+            if self.sealer.writes_with(resource).is_some() {
+                continue;
+            }
+            let bodies = ops.iter().flat_map(|op| {
+                let objects: &[_] = match op {
+                    ParsedOp::Apply(kind, object) if *kind != EventKind::Deleted => {
+                        std::slice::from_ref(object)
+                    }
+                    ParsedOp::Replace(_, objects)
+                    | ParsedOp::Stage { objects, .. }
+                    | ParsedOp::ReplaceListed {
+                        changed: objects, ..
+                    } => objects,
+                    _ => &[],
+                };
+                objects.iter().map(|o| o.body.as_slice())
+            });
+            self.trainer
+                .observe(&self.conn, self.sealer.codec(), resource, bodies);
+        }
+    }
+
     fn commit_group(&mut self, group: Vec<WriteRequest>) {
+        self.train(&group);
         let seq_before = self.next_seq;
         // Every reply is owed an answer, even when the group fails before or half-way.
         let (works, mut outcomes): (Vec<Work>, Vec<(oneshot::Sender<_>, Result<Applied>)>) = group
