@@ -23,11 +23,19 @@ use vai_testenv::measure::bench_pods;
 const BATCH: usize = 1000;
 
 /// The ways of inserting.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Way {
     Schema,
     ByValueOnly,
     BytesOnly,
+}
+
+/// How bodies are written.
+#[derive(Clone, Copy)]
+enum Codec {
+    Plain,
+    /// zstd at this level with a dictionary trained on the first objects.
+    Dictionary(i32),
 }
 
 fn main() {
@@ -39,12 +47,95 @@ fn main() {
         .into_iter()
         .map(|body| StoredObject::with_fields(body, false, &fields).unwrap())
         .collect();
-    println!("{n} pods, inserted in transactions of {BATCH}\n");
-    println!("| insert | objects/s |\n|---|---|");
-    for (what, way) in [
-        ("schema: version row and label rows", Way::Schema),
-        ("schema, label rows by value only", Way::ByValueOnly),
-        ("bytes only (no index)", Way::BytesOnly),
+    let raw: usize = objects.iter().map(|o| o.body.len()).sum();
+    let started = Instant::now();
+    let samples: Vec<&[u8]> = objects.iter().take(1000).map(|o| &o.body[..]).collect();
+    let dict = zstd::dict::from_samples(&samples, 64 * 1024).unwrap();
+    println!(
+        "dictionary: {} bytes trained from {} bodies in {:?}",
+        dict.len(),
+        samples.len(),
+        started.elapsed()
+    );
+    for level in [1, 3] {
+        let mut c = zstd::bulk::Compressor::with_dictionary(level, &dict).unwrap();
+        let started = Instant::now();
+        let packed: Vec<Vec<u8>> = objects
+            .iter()
+            .map(|o| c.compress(&o.body).unwrap())
+            .collect();
+        let took = started.elapsed();
+        let size: usize = packed.iter().map(Vec::len).sum();
+        let mut d = zstd::bulk::Decompressor::with_dictionary(&dict).unwrap();
+        let mut out = Vec::with_capacity(64 * 1024);
+        let started = Instant::now();
+        for (p, o) in packed.iter().zip(&objects) {
+            out.clear();
+            d.decompress_to_buffer(p, &mut out).unwrap();
+            assert_eq!(out.len(), o.body.len());
+        }
+        let unpacked = started.elapsed();
+        println!(
+            "level {level}: ratio {:.3}, compress {:.0} MB/s ({:.1} µs/object), decompress {:.0} MB/s ({:.2} µs/object)",
+            size as f64 / raw as f64,
+            raw as f64 / took.as_secs_f64() / 1e6,
+            took.as_secs_f64() * 1e6 / n as f64,
+            raw as f64 / unpacked.as_secs_f64() / 1e6,
+            unpacked.as_secs_f64() * 1e6 / n as f64,
+        );
+    }
+    println!("\n{n} pods\n");
+    println!("| insert | objects/s | file MB |\n|---|---|---|");
+    for (what, way, codec, batch) in [
+        (
+            "schema: version row and label rows",
+            Way::Schema,
+            Codec::Plain,
+            BATCH,
+        ),
+        (
+            "schema, transactions of 10,000",
+            Way::Schema,
+            Codec::Plain,
+            10 * BATCH,
+        ),
+        (
+            "schema, bodies zstd 1 + dictionary",
+            Way::Schema,
+            Codec::Dictionary(1),
+            BATCH,
+        ),
+        (
+            "schema, bodies zstd 3 + dictionary",
+            Way::Schema,
+            Codec::Dictionary(3),
+            BATCH,
+        ),
+        (
+            "schema, zstd 1, transactions of 10,000",
+            Way::Schema,
+            Codec::Dictionary(1),
+            10 * BATCH,
+        ),
+        (
+            "schema, label rows by value only",
+            Way::ByValueOnly,
+            Codec::Plain,
+            BATCH,
+        ),
+        (
+            "schema, by value only, zstd 1, 10,000",
+            Way::ByValueOnly,
+            Codec::Dictionary(1),
+            10 * BATCH,
+        ),
+        ("bytes only (no index)", Way::BytesOnly, Codec::Plain, BATCH),
+        (
+            "bytes only, zstd 1 + dictionary",
+            Way::BytesOnly,
+            Codec::Dictionary(1),
+            BATCH,
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let conn = vai_store::bench_support::open_writer(&dir.path().join("floor.db")).unwrap();
@@ -62,18 +153,33 @@ fn main() {
                 .execute_batch("CREATE TABLE bytes (id INTEGER PRIMARY KEY, body BLOB NOT NULL);")
                 .unwrap(),
         }
+        let mut compressor = match codec {
+            Codec::Plain => None,
+            Codec::Dictionary(level) => {
+                Some(zstd::bulk::Compressor::with_dictionary(level, &dict).unwrap())
+            }
+        };
         let started = Instant::now();
-        for (k, chunk) in objects.chunks(BATCH).enumerate() {
-            insert(&conn, way, (k * BATCH) as i64, chunk);
+        for (k, chunk) in objects.chunks(batch).enumerate() {
+            insert(&conn, way, compressor.as_mut(), (k * batch) as i64, chunk);
         }
-        println!(
-            "| {what} | {:.0} |",
-            n as f64 / started.elapsed().as_secs_f64()
-        );
+        let rate = n as f64 / started.elapsed().as_secs_f64();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .unwrap();
+        let size = std::fs::metadata(dir.path().join("floor.db"))
+            .unwrap()
+            .len();
+        println!("| {what} | {rate:.0} | {:.1} |", size as f64 / 1e6);
     }
 }
 
-fn insert(conn: &Connection, way: Way, first_seq: i64, objects: &[StoredObject]) {
+fn insert(
+    conn: &Connection,
+    way: Way,
+    mut compressor: Option<&mut zstd::bulk::Compressor>,
+    first_seq: i64,
+    objects: &[StoredObject],
+) {
     let tx = conn.unchecked_transaction().unwrap();
     let mut version = tx
         .prepare_cached(
@@ -94,8 +200,16 @@ fn insert(conn: &Connection, way: Way, first_seq: i64, objects: &[StoredObject])
         _ => None,
     };
     for (i, obj) in objects.iter().enumerate() {
+        let packed;
+        let body: &[u8] = match compressor.as_mut() {
+            Some(c) => {
+                packed = c.compress(&obj.body).unwrap();
+                &packed
+            }
+            None => &obj.body,
+        };
         if let Some(bytes) = &mut bytes {
-            bytes.execute([&obj.body]).unwrap();
+            bytes.execute([body]).unwrap();
             continue;
         }
         let seq = first_seq + i as i64;
@@ -106,7 +220,7 @@ fn insert(conn: &Connection, way: Way, first_seq: i64, objects: &[StoredObject])
                 obj.resource_version as i64,
                 seq,
                 obj.created,
-                obj.body
+                body
             ])
             .unwrap();
         let id = tx.last_insert_rowid();
