@@ -25,7 +25,7 @@
 //!   of the bodies it was trained on.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -105,6 +105,54 @@ pub struct Compression {
     /// Stored bytes over plain bytes, for what was written with it: measured on its training
     /// samples, then over every body since (as of its last check).
     pub ratio: f64,
+}
+
+/// What a type's bodies take at rest, history included (see
+/// [`Store::footprint`](crate::Store::footprint)).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Footprint {
+    /// Stored versions: the current objects and their history.
+    pub versions: u64,
+    /// Bytes of their bodies as stored.
+    pub stored_bytes: u64,
+    /// Bytes of the same bodies as JSON; `None` when some of them are encrypted (a sealed
+    /// body's plain size is not read).
+    pub plain_bytes: Option<u64>,
+}
+
+impl Footprint {
+    /// Stored bytes over plain bytes (1 for bodies stored as they are).
+    pub fn ratio(&self) -> Option<f64> {
+        match self.plain_bytes {
+            Some(0) | None => None,
+            Some(plain) => Some(self.stored_bytes as f64 / plain as f64),
+        }
+    }
+}
+
+/// Every type's [`Footprint`], from the stored bodies' lengths and frame headers.
+pub(crate) fn footprint(conn: &Connection) -> Result<BTreeMap<String, Footprint>> {
+    let names: HashMap<i64, String> = conn
+        .prepare("SELECT id, key FROM resources")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut by_id: HashMap<i64, Footprint> = HashMap::new();
+    let mut rows = conn.prepare("SELECT resource_id, body FROM versions")?;
+    let mut rows = rows.query([])?;
+    while let Some(row) = rows.next()? {
+        let body = row.get_ref(1)?.as_bytes().map_err(rusqlite::Error::from)?;
+        let entry = by_id.entry(row.get(0)?).or_insert_with(|| Footprint {
+            plain_bytes: Some(0),
+            ..Footprint::default()
+        });
+        entry.versions += 1;
+        entry.stored_bytes += body.len() as u64;
+        entry.plain_bytes = entry.plain_bytes.zip(plain_size(body)).map(|(a, b)| a + b);
+    }
+    Ok(by_id
+        .into_iter()
+        .filter_map(|(id, f)| Some((names.get(&id)?.clone(), f)))
+        .collect())
 }
 
 /// The dictionaries of one file, shared by its writer and readers (see the [module](self)).
@@ -281,6 +329,22 @@ impl Codec {
                 (resource.clone(), compression)
             })
             .collect()
+    }
+}
+
+/// The size of the plain body that `stored` holds: its own for plain JSON, its frame's content
+/// size for a frame (read from the header, nothing decompressed); `None` for an encrypted
+/// envelope, whose size is known only once opened.
+pub(crate) fn plain_size(stored: &[u8]) -> Option<u64> {
+    if stored.starts_with(crate::sealed::PREFIX) {
+        return None;
+    }
+    if !stored.starts_with(&FRAME_MAGIC) {
+        return Some(stored.len() as u64);
+    }
+    match zstd_safe::get_frame_content_size(stored) {
+        Ok(Some(size)) => Some(size),
+        _ => None,
     }
 }
 

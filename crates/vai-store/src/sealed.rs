@@ -38,7 +38,7 @@ use crate::codec::Codec;
 use crate::{Encryption, Error, Result};
 
 /// What every sealed value starts with (before the key name).
-const PREFIX: &[u8] = b"vai:aesgcm:v1:";
+pub(crate) const PREFIX: &[u8] = b"vai:aesgcm:v1:";
 /// AES-GCM's tag.
 const TAG_LEN: usize = 16;
 /// The known text sealed as a key's check value.

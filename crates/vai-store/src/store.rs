@@ -460,6 +460,13 @@ impl Store {
         self.inner.sealer.codec().report().into_iter().collect()
     }
 
+    /// What each type's bodies take at rest, history included, and their ratio to the JSON
+    /// they hold (see [`Footprint`](crate::Footprint)). Reads every stored body's length and
+    /// header: a scan of the file, for `vai status` and benchmarks, not for a hot path.
+    pub fn footprint(&self) -> Result<BTreeMap<String, crate::Footprint>> {
+        self.read(|tx| crate::codec::footprint(tx))
+    }
+
     /// Runs SQLite's full integrity check; `Ok` means the file is sound.
     pub fn check_integrity(&self) -> Result<()> {
         let path = self.inner.path.display().to_string();

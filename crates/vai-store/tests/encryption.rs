@@ -371,6 +371,10 @@ fn turning_encryption_on_seals_the_stored_plain_rows_and_leaves_no_plaintext_beh
     // Sealed in place, the file vacuumed and the WAL truncated: no old page keeps it.
     assert_eq!(found_in(&db, &b64(VALUE)), Vec::<String>::new());
     assert_reads_are_plain(&store);
+    // A sealed body's plain size is not read: its type's footprint has none.
+    let sealed = &store.footprint().unwrap()[SECRETS];
+    assert!(sealed.versions > 0 && sealed.stored_bytes > 0, "{sealed:?}");
+    assert_eq!((sealed.plain_bytes, sealed.ratio()), (None, None));
     store.close();
     drop(store);
 

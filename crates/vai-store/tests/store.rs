@@ -1136,6 +1136,17 @@ async fn bodies_are_compressed_at_rest_and_read_back_byte_for_byte_on_every_path
         packed * 4 < raw,
         "{packed} stored body bytes against {raw} plain"
     );
+    // The footprint reports the same: the plain bodies' size read from the frames' headers.
+    let (packed_at_rest, plain_at_rest) = (
+        &store.footprint().unwrap()[PODS],
+        &plain.footprint().unwrap()[PODS],
+    );
+    assert_eq!(plain_at_rest.stored_bytes, raw as u64);
+    assert_eq!(plain_at_rest.ratio(), Some(1.0));
+    assert_eq!(packed_at_rest.stored_bytes, packed as u64);
+    assert_eq!(packed_at_rest.plain_bytes, Some(raw as u64));
+    assert_eq!(packed_at_rest.versions, plain_at_rest.versions);
+    assert!(packed_at_rest.versions >= 3200, "{packed_at_rest:?}");
 
     // Read by another process's kind of open, and after a restart.
     let path = store.path().to_path_buf();

@@ -494,22 +494,51 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
         println!("{}: no resource types synced yet", db.display());
         return Ok(());
     }
+    let footprint = store.footprint()?;
     println!(
-        "{:<58} {:<8} {:>9} {:>12} {:<21} ERROR",
-        "RESOURCE", "STATE", "OBJECTS", "LAST-RV", "LAST-CONTACT"
+        "{:<58} {:<8} {:>9} {:>12} {:<21} {:>9} {:>6} ERROR",
+        "RESOURCE", "STATE", "OBJECTS", "LAST-RV", "LAST-CONTACT", "STORED", "RATIO"
     );
     for s in states {
+        let at_rest = footprint.get(&s.resource).cloned().unwrap_or_default();
         println!(
-            "{:<58} {:<8} {:>9} {:>12} {:<21} {}",
+            "{:<58} {:<8} {:>9} {:>12} {:<21} {:>9} {:>6} {}",
             s.resource,
             s.state.as_str(),
             store.count(&s.resource)?,
             s.last_resource_version,
             when(s.last_contact_ms),
+            size(at_rest.stored_bytes),
+            ratio(&at_rest),
             s.last_error.unwrap_or_default()
         );
     }
     Ok(())
+}
+
+/// Bytes for a person: `812 B`, `4.2 KB`, `138.0 MB` (powers of 1,000, as `ls -h --si`).
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} B"),
+        _ => format!("{value:.1} {}", UNITS[unit]),
+    }
+}
+
+/// A type's bodies at rest over the JSON they hold: `0.06` compressed, `1.00` stored as they
+/// are, `sealed` when encrypted (the plain size is not read), `-` with nothing stored.
+fn ratio(at_rest: &vai_store::Footprint) -> String {
+    match (at_rest.ratio(), at_rest.versions) {
+        (Some(r), _) => format!("{r:.2}"),
+        (None, 0) => "-".into(),
+        (None, _) => "sealed".into(),
+    }
 }
 
 #[tokio::main]
@@ -533,6 +562,21 @@ async fn main() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_and_ratios_read_as_a_person_reads_them() {
+        assert_eq!(super::size(812), "812 B");
+        assert_eq!(super::size(4_200), "4.2 KB");
+        assert_eq!(super::size(138_049_000), "138.0 MB");
+        let at_rest = |versions, stored_bytes, plain_bytes| vai_store::Footprint {
+            versions,
+            stored_bytes,
+            plain_bytes,
+        };
+        assert_eq!(super::ratio(&at_rest(3, 60, Some(1000))), "0.06");
+        assert_eq!(super::ratio(&at_rest(3, 900, None)), "sealed");
+        assert_eq!(super::ratio(&at_rest(0, 0, Some(0))), "-");
+    }
+
     #[test]
     fn an_error_is_one_line_with_each_cause_once() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");

@@ -356,4 +356,14 @@ async fn a_database_in_use_is_refused_and_status_reads_it_alongside() {
         .parse()
         .unwrap();
     assert!(objects >= 1, "{configmaps}");
+    // The bodies at rest and their ratio to the JSON (the last columns; a live type has no
+    // error after them). A few ConfigMaps get no dictionary: stored as they are, 1.00.
+    let cells: Vec<&str> = configmaps.split_whitespace().rev().take(3).collect();
+    let ratio: f64 = cells[0].parse().unwrap();
+    assert!(ratio > 0.0 && ratio <= 1.0, "{configmaps}");
+    let stored: f64 = cells[2].parse().unwrap();
+    assert!(
+        stored > 0.0 && ["B", "KB", "MB"].contains(&cells[1]),
+        "{configmaps}"
+    );
 }
