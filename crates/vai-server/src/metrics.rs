@@ -1,5 +1,6 @@
 //! The server's Prometheus metrics: request latency by verb, code and who answered, the
-//! store's size, staleness and upstream's contact age. This module only records; `/metrics`
+//! store's size, staleness, how far each type's store is behind its watch, and upstream's
+//! contact age. This module only records; `/metrics`
 //! (in `ops`) sets the gauges and encodes the page.
 
 use std::time::Duration;
@@ -11,6 +12,9 @@ pub(crate) struct Metrics {
     requests: prometheus::HistogramVec,
     pub db_bytes: prometheus::IntGauge,
     pub stale_seconds: prometheus::GaugeVec,
+    pub lag_seconds: prometheus::GaugeVec,
+    pub lag_events: prometheus::IntGaugeVec,
+    pub lag_versions: prometheus::IntGaugeVec,
     pub contact_age: prometheus::Gauge,
 }
 
@@ -49,6 +53,26 @@ impl Metrics {
             &["resource"],
         )
         .expect("valid metric");
+        let per_type = |name: &str, help: &str| {
+            prometheus::IntGaugeVec::new(prometheus::Opts::new(name, help), &["resource"])
+                .expect("valid metric")
+        };
+        let lag_seconds = prometheus::GaugeVec::new(
+            prometheus::Opts::new(
+                "vai_sync_lag_seconds",
+                "How long the oldest event received from a type's watch has waited to be stored (0 when none waits).",
+            ),
+            &["resource"],
+        )
+        .expect("valid metric");
+        let lag_events = per_type(
+            "vai_sync_lag_events",
+            "Events received from a type's watch and not stored yet: the store's queue for it.",
+        );
+        let lag_versions = per_type(
+            "vai_sync_lag_resource_versions",
+            "Resource versions between what a type's store holds and the newest event being stored.",
+        );
         let contact_age = prometheus::Gauge::new(
             "vai_upstream_contact_age_seconds",
             "Seconds since upstream last answered the health probe.",
@@ -58,6 +82,9 @@ impl Metrics {
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(db_bytes.clone()),
             Box::new(stale_seconds.clone()),
+            Box::new(lag_seconds.clone()),
+            Box::new(lag_events.clone()),
+            Box::new(lag_versions.clone()),
             Box::new(contact_age.clone()),
         ] {
             registry.register(m)?;
@@ -66,6 +93,9 @@ impl Metrics {
             requests,
             db_bytes,
             stale_seconds,
+            lag_seconds,
+            lag_events,
+            lag_versions,
             contact_age,
         })
     }

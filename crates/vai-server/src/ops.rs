@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use vai_sync::Freshness;
 
 use crate::app::App;
 use crate::errors::ApiError;
@@ -46,11 +45,24 @@ pub(crate) async fn metrics(State(app): State<App>) -> Response {
             .map_or(f64::NAN, |ms| (now - ms) as f64 / 1000.0),
     );
     for (key, status) in app.syncer.status().all() {
-        let stale_since = Freshness::of(&health, Some(&status)).stale_since_ms();
-        app.metrics
-            .stale_seconds
+        let stale_since = app
+            .syncer
+            .freshness_of(&health, Some(&status))
+            .stale_since_ms();
+        let m = &app.metrics;
+        m.stale_seconds
             .with_label_values(&[&key])
             .set(stale_since.map_or(0.0, |s| (now - s) as f64 / 1000.0));
+        let behind = status.behind.as_ref();
+        m.lag_seconds
+            .with_label_values(&[&key])
+            .set(behind.map_or(0.0, |b| (now - b.since_ms).max(0) as f64 / 1000.0));
+        m.lag_events
+            .with_label_values(&[&key])
+            .set(behind.map_or(0, |b| b.events as i64));
+        m.lag_versions
+            .with_label_values(&[&key])
+            .set(behind.map_or(0, |b| b.versions as i64));
     }
     let path = app.store.path().to_path_buf();
     let bytes =
@@ -97,7 +109,7 @@ pub(crate) async fn status(State(app): State<App>) -> Response {
         .iter()
         .map(|(key, live)| {
             let persisted = states.iter().find(|s| &s.resource == key);
-            let freshness = Freshness::of(&health, Some(live));
+            let freshness = app.syncer.freshness_of(&health, Some(live));
             json!({
                 "resource": key,
                 "state": freshness.as_str(),
@@ -110,6 +122,11 @@ pub(crate) async fn status(State(app): State<App>) -> Response {
                 "lastResourceVersion": persisted.map(|p| p.last_resource_version.to_string()),
                 "lastContact": rfc3339(persisted.and_then(|p| p.last_contact_ms)),
                 "lastError": if !health.reachable { health.error.clone() } else { live.error.clone() },
+                "behind": live.behind.as_ref().map(|b| json!({
+                    "seconds": (vai_sync::now_ms() - b.since_ms).max(0) as f64 / 1000.0,
+                    "events": b.events,
+                    "resourceVersions": b.versions,
+                })),
             })
         })
         .collect();

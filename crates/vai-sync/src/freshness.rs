@@ -2,8 +2,12 @@
 //! server's headers, `/vai/v1/status`, the metrics, the progress display).
 //!
 //! Upstream unreachable makes every type stale since upstream stopped answering; otherwise a
-//! type is what its loop last said (stale with its error, syncing, or live). This module only
-//! decides; it never reads the store or talks to upstream.
+//! type is what its loop last said (stale with its error, syncing, or live), and a live type
+//! whose store is behind its watch by more than a bound (`SyncConfig::max_lag`) is stale since
+//! the oldest event it has not stored came. This module only decides; it never reads the
+//! store or talks to upstream.
+
+use std::time::Duration;
 
 use vai_store::SyncState;
 
@@ -27,8 +31,13 @@ pub enum Freshness {
 
 impl Freshness {
     /// Decides from upstream's health and the type's live status (`None`: not known to sync,
-    /// taken as live).
-    pub fn of(health: &UpstreamHealth, status: Option<&ResourceStatus>) -> Freshness {
+    /// taken as live) at `now_ms`, a store behind its watch by more than `max_lag` being stale.
+    pub fn of(
+        health: &UpstreamHealth,
+        status: Option<&ResourceStatus>,
+        now_ms: i64,
+        max_lag: Duration,
+    ) -> Freshness {
         if !health.reachable {
             return Freshness::Stale {
                 since_ms: health.since_ms,
@@ -44,6 +53,17 @@ impl Freshness {
                 cause: s.error.clone().unwrap_or_else(|| "watch unhealthy".into()),
             },
             Some(s) if s.state == SyncState::Syncing => Freshness::Syncing,
+            Some(ResourceStatus {
+                behind: Some(behind),
+                ..
+            }) if now_ms - behind.since_ms > max_lag.as_millis() as i64 => Freshness::Stale {
+                since_ms: behind.since_ms,
+                cause: format!(
+                    "vai is {:.1} s behind upstream ({} events received, not stored yet)",
+                    (now_ms - behind.since_ms) as f64 / 1000.0,
+                    behind.events
+                ),
+            },
             _ => Freshness::Live,
         }
     }
@@ -77,8 +97,11 @@ mod tests {
             error: error.map(String::from),
             loaded: 0,
             synced: true,
+            behind: None,
         }
     }
+
+    const LAG: Duration = Duration::from_secs(2);
 
     #[test]
     fn upstream_down_makes_every_type_stale_since_it_went_down() {
@@ -89,7 +112,7 @@ mod tests {
             error: Some("connection refused".into()),
         };
         let live = status(SyncState::Live, None);
-        let f = Freshness::of(&down, Some(&live));
+        let f = Freshness::of(&down, Some(&live), 30, LAG);
         assert_eq!(f.stale_since_ms(), Some(10));
         assert_eq!(
             f,
@@ -102,17 +125,72 @@ mod tests {
             reachable: true,
             ..down
         };
-        assert_eq!(Freshness::of(&up, Some(&live)), Freshness::Live);
-        assert_eq!(Freshness::of(&up, None), Freshness::Live);
+        assert_eq!(Freshness::of(&up, Some(&live), 30, LAG), Freshness::Live);
+        assert_eq!(Freshness::of(&up, None, 30, LAG), Freshness::Live);
         let syncing = status(SyncState::Syncing, None);
-        assert_eq!(Freshness::of(&up, Some(&syncing)).as_str(), "syncing");
+        assert_eq!(
+            Freshness::of(&up, Some(&syncing), 30, LAG).as_str(),
+            "syncing"
+        );
         let stale = status(SyncState::Stale, Some("watch failed"));
         assert_eq!(
-            Freshness::of(&up, Some(&stale)),
+            Freshness::of(&up, Some(&stale), 30, LAG),
             Freshness::Stale {
                 since_ms: 20,
                 cause: "watch failed".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_live_type_behind_its_watch_past_the_bound_is_stale_since_the_oldest_event_waiting() {
+        let up = UpstreamHealth {
+            reachable: true,
+            since_ms: 0,
+            last_ok_ms: Some(0),
+            error: None,
+        };
+        let behind = ResourceStatus {
+            behind: Some(crate::Behind {
+                since_ms: 1_000,
+                events: 700,
+                versions: 900,
+            }),
+            ..status(SyncState::Live, None)
+        };
+        // Within the bound (and at it): live.
+        assert_eq!(
+            Freshness::of(&up, Some(&behind), 2_500, LAG),
+            Freshness::Live
+        );
+        assert_eq!(
+            Freshness::of(&up, Some(&behind), 3_000, LAG),
+            Freshness::Live
+        );
+        assert_eq!(
+            Freshness::of(&up, Some(&behind), 4_500, LAG),
+            Freshness::Stale {
+                since_ms: 1_000,
+                cause: "vai is 3.5 s behind upstream (700 events received, not stored yet)".into()
+            }
+        );
+        // A list in progress stays syncing, and upstream down says so first.
+        let syncing = ResourceStatus {
+            state: SyncState::Syncing,
+            ..behind.clone()
+        };
+        assert_eq!(
+            Freshness::of(&up, Some(&syncing), 9_000, LAG),
+            Freshness::Syncing
+        );
+        let down = UpstreamHealth {
+            reachable: false,
+            since_ms: 4_000,
+            ..up
+        };
+        assert_eq!(
+            Freshness::of(&down, Some(&behind), 9_000, LAG).stale_since_ms(),
+            Some(4_000)
         );
     }
 }

@@ -37,7 +37,7 @@ use metrics::Metrics;
 pub use discovery::{ResourceInfo, Selection};
 pub use error::{Error, one_line};
 pub use freshness::Freshness;
-pub use status::{ResourceStatus, StatusBoard};
+pub use status::{Behind, ResourceStatus, StatusBoard};
 pub use upstream::UpstreamHealth;
 
 /// Tuning of sync.
@@ -62,6 +62,9 @@ pub struct SyncConfig {
     /// Also fetch and store the cluster's identity documents (client CA, ServiceAccount
     /// issuer keys) with every discovery, for authenticating callers offline.
     pub identity_documents: bool,
+    /// A live type whose store is behind its watch by more than this (events received and
+    /// not stored yet) is served as stale (see [`Freshness`]).
+    pub max_lag: Duration,
 }
 
 impl Default for SyncConfig {
@@ -76,6 +79,7 @@ impl Default for SyncConfig {
             probe_interval: Duration::from_secs(2),
             rediscovery_interval: Duration::from_secs(300),
             identity_documents: false,
+            max_lag: Duration::from_secs(2),
         }
     }
 }
@@ -409,10 +413,18 @@ impl Syncer {
 
     /// The freshness of the data of the type with store key `key`.
     pub fn freshness(&self, key: &str) -> Freshness {
-        Freshness::of(
-            &self.inner.shared.health.borrow(),
-            self.inner.shared.status.get(key).as_ref(),
-        )
+        let health = self.inner.shared.health.borrow().clone();
+        self.freshness_of(&health, self.inner.shared.status.get(key).as_ref())
+    }
+
+    /// The freshness of a type with this status, now, upstream's health being `health` (for
+    /// a caller that reads the board once for many types).
+    pub fn freshness_of(
+        &self,
+        health: &UpstreamHealth,
+        status: Option<&ResourceStatus>,
+    ) -> Freshness {
+        Freshness::of(health, status, now_ms(), self.inner.shared.config.max_lag)
     }
 }
 

@@ -22,6 +22,19 @@ pub struct ResourceStatus {
     pub loaded: u64,
     /// The store holds a whole set for it: listed since start, or listed before and resumed.
     pub synced: bool,
+    /// Events received from its watch and not stored yet, when any wait.
+    pub behind: Option<Behind>,
+}
+
+/// How far a type's store is behind what its watch received (see `reflector::watch`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Behind {
+    /// When the oldest event not stored yet came (ms since the Unix epoch).
+    pub since_ms: i64,
+    /// How many events wait (the batch being stored and those received after it).
+    pub events: u64,
+    /// Resource versions between the stored one and the newest event being stored.
+    pub versions: u64,
 }
 
 /// Status per type, keyed by the store's resource key.
@@ -43,6 +56,7 @@ impl StatusBoard {
                 error: None,
                 loaded: 0,
                 synced: false,
+                behind: None,
             });
         });
     }
@@ -69,6 +83,10 @@ impl StatusBoard {
 
     pub(crate) fn loaded(&self, key: &str) -> u64 {
         self.with(|m| m.get(key).map_or(0, |s| s.loaded))
+    }
+
+    pub(crate) fn set_behind(&self, key: &str, behind: Option<Behind>) {
+        self.with(|m| m.get_mut(key).map(|s| s.behind = behind));
     }
 
     pub(crate) fn mark_synced(&self, key: &str) {

@@ -1,12 +1,18 @@
-//! A watch read in its own task while the reflector is busy storing a list.
+//! A watch read in its own task, as fast as upstream sends it, while the reflector stores what
+//! it received.
 //!
 //! Upstream cuts a watcher that reads slower than events come (the kube-apiserver's cacher
-//! gives each a small buffer), so the watch opened at a list's first page must be read at
-//! upstream's pace even while the reflector waits on pages and on the store. A [`Tail`] reads it
-//! into a channel as fast as it arrives; the reflector moves what it received to a
-//! [`crate::spool::Spool`] and, once the list is stored and the spool applied, takes the stream
-//! back ([`Tail::into_stream`]) and follows it as any watch.
+//! gives each a small buffer), so a watch must be read at upstream's pace even while the
+//! reflector waits on list pages and on the store. A [`Tail`] reads it into a channel as it
+//! arrives, each event stamped with when it came:
+//! - during a list, the reflector moves what it received to a [`crate::spool::Spool`] and,
+//!   once the list is stored and the spool applied, takes the stream back
+//!   ([`Tail::into_stream`]);
+//! - while following a watch, the reflector stores what waits in the channel in batches, and
+//!   what waits there, and since when, is how far vai is behind upstream (`reflector::watch`).
 //!
+//! The channel is bounded: when it is full the reading pauses, and upstream's own limit on a
+//! slow watcher applies (it ends the watch, which is watched again from the stored version).
 //! This module never writes to the store: it only moves events from the stream to the channel.
 
 use tokio::sync::{mpsc, oneshot};
@@ -15,41 +21,54 @@ use tokio::task::JoinHandle;
 use crate::Error;
 use crate::upstream::{EventStream, WatchEvent};
 
-/// What the tail received: an event (with the table columns sent with it, if any), or the end.
+/// What the tail received: an event (with the table columns sent with it, if any, and when
+/// it came, in ms since the Unix epoch), or the end.
 pub(crate) enum Received {
-    Event(WatchEvent, Option<Vec<u8>>),
+    Event(WatchEvent, Option<Vec<u8>>, i64),
     /// The stream ended (`Ok`: upstream closed it normally) or failed; nothing follows.
     End(Result<(), Error>),
 }
 
 /// A watch stream being read in the background. Dropping it stops the reading.
 pub(crate) struct Tail {
-    events: mpsc::UnboundedReceiver<Received>,
+    events: mpsc::Receiver<Received>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Option<EventStream>>,
 }
 
 impl Tail {
-    /// Starts reading `stream`.
-    pub fn start(mut stream: EventStream) -> Tail {
-        let (sender, events) = mpsc::unbounded_channel();
+    /// Starts reading `stream`, holding at most `capacity` received events not taken yet.
+    pub fn start(mut stream: EventStream, capacity: usize) -> Tail {
+        let (sender, events) = mpsc::channel(capacity);
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             loop {
-                // `EventStream::next` keeps what it read across a cancellation, so stopping
-                // between events loses none.
+                // Room first, then the event: what is read always has a place, and stopping
+                // while the channel is full loses nothing. `EventStream::next` keeps what it
+                // read across a cancellation, so stopping between events loses none either.
+                let permit = tokio::select! {
+                    biased;
+                    _ = &mut stopped => return Some(stream),
+                    permit = sender.reserve() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => return None,
+                    },
+                };
                 let next = tokio::select! {
                     biased;
                     _ = &mut stopped => return Some(stream),
                     next = stream.next() => next,
                 };
                 let received = match next {
-                    Ok(Some(event)) => Received::Event(event, stream.take_columns()),
+                    Ok(Some(event)) => {
+                        Received::Event(event, stream.take_columns(), crate::now_ms())
+                    }
                     Ok(None) => Received::End(Ok(())),
                     Err(e) => Received::End(Err(e)),
                 };
                 let ended = matches!(received, Received::End(_));
-                if sender.send(received).is_err() || ended {
+                permit.send(received);
+                if ended {
                     return None;
                 }
             }
@@ -59,6 +78,11 @@ impl Tail {
             stop: Some(stop),
             task,
         }
+    }
+
+    /// How many received events wait to be taken.
+    pub fn waiting(&self) -> usize {
+        self.events.len()
     }
 
     /// The next thing received, waiting for it.

@@ -370,11 +370,6 @@ impl EventStream {
         self.columns.take()
     }
 
-    /// Whether a whole event is already buffered (so reading it will not wait).
-    pub fn has_buffered_event(&self) -> bool {
-        self.buffer.contains(&b'\n')
-    }
-
     /// The next event; `None` when upstream ended the stream (e.g. its `timeoutSeconds`).
     /// Silence longer than the idle timeout is an error: a hung upstream is not waited on.
     pub async fn next(&mut self) -> Result<Option<WatchEvent>, Error> {

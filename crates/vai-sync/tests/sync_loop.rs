@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use vai_store::{Store, StoreConfig};
-use vai_sync::{ResourceInfo, SyncConfig, Syncer};
+use vai_sync::{Freshness, ResourceInfo, SyncConfig, Syncer};
 
 /// What the scripted upstream answers.
 enum Reply {
@@ -115,10 +115,14 @@ fn config_maps() -> ResourceInfo {
 }
 
 async fn start(url: &str, store: &Store) -> Syncer {
+    start_with(url, store, SyncConfig::default()).await
+}
+
+async fn start_with(url: &str, store: &Store, config: SyncConfig) -> Syncer {
     let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
     let config = SyncConfig {
         probe_interval: Duration::from_secs(3600),
-        ..SyncConfig::default()
+        ..config
     };
     Syncer::start_types(
         client,
@@ -253,4 +257,70 @@ async fn a_watch_cut_by_410_after_progress_is_watched_again_before_any_relist() 
         "after progress: re-watch"
     );
     assert_eq!(next(&mut requests).await, "list", "no progress: relist");
+}
+
+/// Polls `f` until it gives `Some` (a condition of the loop under test; 60 s at most).
+async fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_behind_its_watch_past_the_bound_is_stale_until_it_has_stored_what_came() {
+    const KEY: &str = "/v1/configmaps";
+    const EVENTS: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("vai.db"), StoreConfig::default()).unwrap();
+    // A burst far larger than the store applies within the bound: the watch sends it at once.
+    let burst: Vec<String> = (0..EVENTS)
+        .map(|i| {
+            let object = config_map(&format!("c{i}"), 11 + i);
+            format!("{{\"type\":\"ADDED\",\"object\":{object}}}\n")
+        })
+        .collect();
+    let last = 10 + EVENTS;
+    let (url, mut requests) = upstream(move |target| match describe(target).as_str() {
+        "list" => list(10, &[("a", 9)]),
+        "readyz" => Reply::Json(200, "ok".into()),
+        "watch 10" => Reply::Events(burst.clone()),
+        _ => Reply::Hang,
+    })
+    .await;
+    let config = SyncConfig {
+        max_lag: Duration::from_millis(5),
+        ..SyncConfig::default()
+    };
+    let syncer = start_with(&url, &store, config).await;
+    assert_eq!(next(&mut requests).await, "list");
+    assert_eq!(next(&mut requests).await, "watch 10");
+
+    let cause = until("stale while behind", || match syncer.freshness(KEY) {
+        Freshness::Stale { cause, since_ms } if cause.contains("behind upstream") => {
+            Some((cause, since_ms))
+        }
+        _ => None,
+    })
+    .await;
+    let behind = until("the board says how far", || {
+        syncer.status().get(KEY)?.behind
+    })
+    .await;
+    assert!(behind.events >= 1, "{behind:?} {cause:?}");
+
+    // Everything received gets stored; then it is live again, with nothing behind.
+    until("caught up and live", || {
+        let stored = store.count(KEY).unwrap() == EVENTS + 1;
+        (stored && syncer.freshness(KEY) == Freshness::Live).then_some(())
+    })
+    .await;
+    assert_eq!(next(&mut requests).await, format!("watch {last}"));
+    assert_eq!(syncer.status().get(KEY).unwrap().behind, None);
+    let state = store.resource_state(KEY).unwrap().unwrap();
+    assert_eq!(state.last_resource_version, last);
 }

@@ -154,6 +154,10 @@ struct ServeArgs {
     /// sides, more requests).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     list_page_size: u32,
+    /// Serve a type as stale (the `Warning`, `X-Vai-State: stale`) while events its watch
+    /// received have waited longer than this to be stored (`2s`, `500ms`).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    max_sync_lag: Duration,
     /// Also index these fields, for the query API's `filter=`, `sort=` and `summary=` (and field
     /// selectors where upstream has the field): `<resource>=<path>`, comma-separated, a bare
     /// path continuing the previous type (`pods=spec.serviceAccountName,spec.priority`,
@@ -314,6 +318,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         identity_documents: rbac,
         timeout,
         list_page_size: args.list_page_size as usize,
+        max_lag: args.max_sync_lag,
         ..Default::default()
     };
     let syncer = vai_sync::Syncer::start(client, store.clone(), sync_config, &registry)

@@ -284,6 +284,8 @@ async fn check_offline(vai: &Vai, ns: &str) {
         .unwrap();
     assert_eq!(cms["state"], "stale");
     assert!(cms["staleSince"].is_string(), "{cms}");
+    // Stale because upstream is away, not because vai is behind: nothing waits to be stored.
+    assert!(cms["behind"].is_null(), "{cms}");
 }
 
 /// After upstream returns: a change made upstream shows through vai within 10 s, unwarned.
@@ -304,6 +306,16 @@ async fn check_converges(vai: &Vai, cms: &Api<ConfigMap>, ns: &str, name: &str) 
     )
     .await;
     eprintln!("converged {:?} after the change", started.elapsed());
+    // Caught up: the lag gauges are exported, and say nothing waits.
+    let metrics = vai_metrics(vai).await;
+    let of_configmaps = ["resource=\"/v1/configmaps\""];
+    for gauge in ["vai_sync_lag_seconds", "vai_sync_lag_events"] {
+        assert_eq!(
+            metric_sum(&metrics, gauge, &of_configmaps),
+            Some(0.0),
+            "{gauge}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -20,6 +20,11 @@ use crate::upstream::{
 };
 use crate::{Error, one_line};
 
+/// What the watch during a list may hold in memory, not yet moved to the spool: no bound of
+/// its own (the spool on disk is the buffer, and it is drained whenever the reflector is not
+/// storing a page).
+const OVERLAP_WAITING: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
 impl Reflector {
     /// A full list, paged, stored as the whole set; the type is then live and synced. The
     /// first page gives the list's resource version; a watch from it is opened at once and
@@ -79,7 +84,7 @@ impl Reflector {
         };
         match self.open_watch(rv).await {
             Ok(stream) => Some(Overlap {
-                tail: Some(Tail::start(stream)),
+                tail: Some(Tail::start(stream, OVERLAP_WAITING)),
                 spool,
                 columns: None,
                 since: rv,
@@ -102,7 +107,7 @@ impl Reflector {
         }
         match self.open_watch(overlap.last).await {
             Ok(stream) => {
-                overlap.tail = Some(Tail::start(stream));
+                overlap.tail = Some(Tail::start(stream, OVERLAP_WAITING));
                 overlap.since = overlap.last;
             }
             Err(e) => {
@@ -193,7 +198,7 @@ impl Reflector {
             }
             match open {
                 Some(stream) if !more => break Some(stream),
-                Some(stream) => overlap.tail = Some(Tail::start(stream)),
+                Some(stream) => overlap.tail = Some(Tail::start(stream, OVERLAP_WAITING)),
                 None => {}
             }
         };
@@ -225,14 +230,14 @@ impl Overlap {
     /// (see `state::after_overlap`).
     fn take(&mut self, resource: &str, received: Received) -> Result<(), Error> {
         let (end, why) = match received {
-            Received::Event(WatchEvent::Error(status), _) => {
+            Received::Event(WatchEvent::Error(status), ..) => {
                 let why = format!("upstream answered {}: {}", status.code, status.message);
                 match status.code {
                     410 => (OverlapEnd::Cut, why),
                     _ => (OverlapEnd::Failed, why),
                 }
             }
-            Received::Event(event, columns) => {
+            Received::Event(event, columns, _) => {
                 self.columns = columns.or(self.columns.take());
                 let rv = match &event {
                     WatchEvent::Object(_, item) => resource_version_of(&item.object),

@@ -1,14 +1,21 @@
 //! Watching: opening a watch from a resource version and applying its events to the store, in
-//! batches, until it ends; how it ended is reported, never acted on.
+//! batches of what was received meanwhile, until it ends; how it ended is reported, never
+//! acted on. While following, how far the store is behind the watch (the oldest event
+//! received and not stored, how many wait) is kept on the status board.
 //!
 //! This module never decides what follows a watch (that is `state`: re-watch, relist or back
 //! off).
 
-use vai_store::Batch;
+use vai_store::{Batch, Op};
 
 use super::record::{MAX_BATCH, Reflector};
-use crate::Error;
-use crate::upstream::{EventStream, WatchEvent};
+use crate::tail::{Received, Tail};
+use crate::upstream::{EventStream, WatchEvent, resource_version_of};
+use crate::{Behind, Error};
+
+/// Events received from a followed watch that may wait in memory to be stored: a few batches,
+/// so the store always has the next one at hand; past it, reading pauses (see `crate::tail`).
+const FOLLOW_WAITING: usize = 4 * MAX_BATCH;
 
 /// How a watch ended.
 pub(super) enum WatchEnd {
@@ -44,12 +51,15 @@ impl Reflector {
     }
 
     /// Applies a watch stream's events to the store (at `rv`) until it ends; returns the
-    /// version the store reached and how the stream ended.
-    pub async fn follow(&mut self, mut rv: u64, mut stream: EventStream) -> (u64, WatchEnd) {
+    /// version the store reached and how the stream ended. The stream is read ahead in its
+    /// own task ([`Tail`]), so what waits to be stored, and since when, is known: it is put on
+    /// the status board for each batch (see [`crate::Freshness`]).
+    pub async fn follow(&mut self, mut rv: u64, stream: EventStream) -> (u64, WatchEnd) {
         let mut health = self.shared.health.subscribe();
+        let mut tail = Tail::start(stream, FOLLOW_WAITING);
         let end = loop {
             let next = tokio::select! {
-                next = self.next_batch(&mut stream, &mut rv) => next,
+                next = self.next_batch(&mut tail, &mut rv) => next,
                 _ = health.wait_for(|h| !h.reachable) => {
                     break WatchEnd::Failed(Error::Unreachable);
                 }
@@ -60,44 +70,84 @@ impl Reflector {
                 Err(e) => break WatchEnd::Failed(e),
             }
         };
+        self.shared.status.set_behind(&self.key, None);
         (rv, end)
     }
 
-    /// Reads the events available now (at least one) into one store batch and applies it.
-    /// `Some` when the stream ended.
+    /// Takes the events received (waiting for one when none is) into one store batch and
+    /// applies it. `Some` when the stream ended.
     async fn next_batch(
         &mut self,
-        stream: &mut EventStream,
+        tail: &mut Tail,
         rv: &mut u64,
     ) -> Result<Option<WatchEnd>, Error> {
         let mut batch = Batch::new(&self.key);
         let mut end = None;
+        let mut oldest = None;
+        let mut received = match tail.try_recv() {
+            Some(received) => received,
+            None => {
+                // Everything received is stored.
+                self.shared.status.set_behind(&self.key, None);
+                tail.recv().await
+            }
+        };
         loop {
-            let event = stream.next().await?;
-            self.save_columns(stream.take_columns()).await?;
-            match event {
-                None => {
+            let event = match received {
+                Received::Event(event, columns, at) => {
+                    oldest.get_or_insert(at);
+                    self.save_columns(columns).await?;
+                    event
+                }
+                Received::End(Ok(())) => {
                     end = Some(WatchEnd::Closed);
                     break;
                 }
-                Some(WatchEvent::Object(kind, object)) => batch = batch.event(kind, object),
-                Some(WatchEvent::Bookmark(at)) => batch = batch.bookmark(at),
-                Some(WatchEvent::Error(status)) if status.code == 410 => {
+                Received::End(Err(e)) => match batch.ops.is_empty() {
+                    true => return Err(e),
+                    // What came before the failure is stored first.
+                    false => {
+                        end = Some(WatchEnd::Failed(e));
+                        break;
+                    }
+                },
+            };
+            match event {
+                WatchEvent::Object(kind, object) => batch = batch.event(kind, object),
+                WatchEvent::Bookmark(at) => batch = batch.bookmark(at),
+                WatchEvent::Error(status) if status.code == 410 => {
                     end = Some(WatchEnd::Gone);
                     break;
                 }
-                Some(WatchEvent::Error(status)) => {
+                WatchEvent::Error(status) => {
                     return Err(Error::Status {
                         code: status.code,
                         message: status.message,
                     });
                 }
             }
-            if batch.ops.len() >= MAX_BATCH || !stream.has_buffered_event() {
+            if batch.ops.len() >= MAX_BATCH {
                 break;
+            }
+            match tail.try_recv() {
+                Some(next) => received = next,
+                None => break,
             }
         }
         if !batch.ops.is_empty() {
+            let newest = match batch.ops.last() {
+                Some(Op::Event(_, item)) => resource_version_of(&item.object),
+                Some(Op::Bookmark(at)) => Some(*at),
+                _ => None,
+            };
+            self.shared.status.set_behind(
+                &self.key,
+                Some(Behind {
+                    since_ms: oldest.unwrap_or_else(crate::now_ms),
+                    events: (batch.ops.len() + tail.waiting()) as u64,
+                    versions: newest.map_or(0, |n| n.saturating_sub(*rv)),
+                }),
+            );
             self.apply(batch, rv).await?;
         }
         Ok(end)
