@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures::StreamExt;
 use tokio::sync::mpsc;
 use vai_store::selector::Field;
 use vai_store::{Attributes, Event, EventKind, FieldSet, ListRequest};
@@ -77,7 +78,7 @@ pub(crate) async fn watch(
     if let Some(v) = rv.filter(|v| *v > 0 && send_initial == Some(true)) {
         version::wait_for(app, &key, v).await?;
     }
-    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let (tx, rx) = mpsc::channel::<Line>(256);
     let store = app.store.clone();
     let mut lines = WatchLines {
         form,
@@ -135,8 +136,10 @@ pub(crate) async fn watch(
                                 members.insert((row.namespace.to_string(), row.name.to_string()));
                             }
                             if initial {
-                                tx.blocking_send(lines.object("ADDED", row.body, row.cells, None))
-                                    .map_err(|_| vai_store::Error::Closed)?;
+                                tx.blocking_send(Line::Whole(
+                                    lines.object("ADDED", row.body, row.cells, None),
+                                ))
+                                .map_err(|_| vai_store::Error::Closed)?;
                             }
                             Ok(())
                         })
@@ -158,20 +161,26 @@ pub(crate) async fn watch(
             // The client left while its initial state was read: nothing to tell.
             Ok((Err(_), _)) if tx.is_closed() => return,
             Ok((Err(e), _)) => {
-                let _ = tx.send(error_line(e)).await;
+                let _ = tx.send(Line::Whole(error_line(e))).await;
                 return;
             }
             Err(e) => {
                 let internal = ApiError::internal(format!("a watch task failed: {e}"));
                 let _ = tx
-                    .send(event_line("ERROR", internal.body().to_string().as_bytes()))
+                    .send(Line::Whole(event_line(
+                        "ERROR",
+                        internal.body().to_string().as_bytes(),
+                    )))
                     .await;
                 return;
             }
         };
         if send_initial == Some(true)
             && bookmarks
-            && tx.send(lines.bookmark(start, true)).await.is_err()
+            && tx
+                .send(Line::Whole(lines.bookmark(start, true)))
+                .await
+                .is_err()
         {
             return;
         }
@@ -181,7 +190,7 @@ pub(crate) async fn watch(
                 _ = &mut deadline => return,
                 // The caller lost the right to watch: say so, as the stream's last event.
                 forbidden = &mut revoked => {
-                    let _ = tx.send(event_line("ERROR", forbidden.body().to_string().as_bytes())).await;
+                    let _ = tx.send(Line::Whole(event_line("ERROR", forbidden.body().to_string().as_bytes()))).await;
                     return;
                 }
                 _ = tx.closed() => return,
@@ -191,12 +200,10 @@ pub(crate) async fn watch(
                     if !bookmarks {
                         continue;
                     }
-                    lines.bookmark(e.resource_version, false)
+                    Line::Whole(lines.bookmark(e.resource_version, false))
                 }
                 Ok(e) => match transition(&mut members, &request, &fields, &filters, &e) {
-                    Some(kind) => {
-                        lines.object(kind, &e.body, e.cells.as_deref(), Some(e.resource_version))
-                    }
+                    Some(kind) => lines.live(kind, &e),
                     None => continue,
                 },
                 // Lagged or closed: end the stream; the client re-watches from its last RV.
@@ -208,8 +215,9 @@ pub(crate) async fn watch(
         }
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
-    });
+        rx.recv().await.map(|line| (line, rx))
+    })
+    .flat_map(|line| futures::stream::iter(line.pieces().map(Ok::<_, std::io::Error>)));
     let mut response = (
         [(header::CONTENT_TYPE, "application/json")],
         Body::from_stream(stream),
@@ -219,6 +227,30 @@ pub(crate) async fn watch(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// A line of a watch stream as it goes to the client: whole, or an object's event framed
+/// around the store's own bytes of its body, which every watcher of the full form shares (the
+/// event is serialised once for all of them: a pointer is copied per watcher, not the object).
+enum Line {
+    Whole(Bytes),
+    /// The line's start (`{"type":"…","object":`), then the body; the end is `}` and a newline.
+    Framed(&'static [u8], Bytes),
+}
+
+impl Line {
+    fn pieces(self) -> impl Iterator<Item = Bytes> {
+        match self {
+            Line::Whole(line) => [Some(line), None, None],
+            Line::Framed(head, body) => [
+                Some(Bytes::from_static(head)),
+                Some(body),
+                Some(Bytes::from_static(b"}\n")),
+            ],
+        }
+        .into_iter()
+        .flatten()
+    }
 }
 
 /// One line of a watch stream.
@@ -246,6 +278,24 @@ struct WatchLines {
 }
 
 impl WatchLines {
+    /// A live event's line: framed around its shared body in the full form, else rendered.
+    fn live(&mut self, kind: &str, event: &Event) -> Line {
+        let head: &'static [u8] = match kind {
+            "ADDED" => br#"{"type":"ADDED","object":"#,
+            "MODIFIED" => br#"{"type":"MODIFIED","object":"#,
+            _ => br#"{"type":"DELETED","object":"#,
+        };
+        match self.form {
+            Form::Full => Line::Framed(head, Bytes::from_owner(event.body.clone())),
+            _ => Line::Whole(self.object(
+                kind,
+                &event.body,
+                event.cells.as_deref(),
+                Some(event.resource_version),
+            )),
+        }
+    }
+
     fn object(&mut self, kind: &str, body: &[u8], cells: Option<&[u8]>, rv: Option<u64>) -> Bytes {
         let Form::Table(table) = &self.form else {
             return event_line(kind, &render(&self.form, body, cells));
@@ -361,6 +411,36 @@ mod tests {
             attributes: Attributes::read(&pods, body.as_bytes()).unwrap().into(),
             body: body.into_bytes().into(),
             cells: None,
+        }
+    }
+
+    #[test]
+    fn a_live_event_in_full_form_is_the_line_it_would_be_whole_and_shares_the_body() {
+        let info = ResourceInfo {
+            group: String::new(),
+            version: "v1".into(),
+            plural: "pods".into(),
+            kind: "Pod".into(),
+            namespaced: true,
+        };
+        let mut lines = WatchLines {
+            form: Form::Full,
+            info,
+            columns_sent: false,
+        };
+        for (kind, event_kind) in [
+            ("ADDED", EventKind::Added),
+            ("MODIFIED", EventKind::Modified),
+            ("DELETED", EventKind::Deleted),
+        ] {
+            let e = event(event_kind, "p", "web");
+            let line = lines.live(kind, &e);
+            let Line::Framed(_, body) = &line else {
+                panic!("the full form frames the shared body");
+            };
+            assert_eq!(body.as_ptr(), e.body.as_ptr(), "not copied");
+            let joined: Vec<u8> = line.pieces().flat_map(|b| b.to_vec()).collect();
+            assert_eq!(joined, event_line(kind, &e.body).to_vec());
         }
     }
 
