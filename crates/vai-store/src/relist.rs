@@ -23,7 +23,7 @@ use std::collections::HashSet;
 
 use rusqlite::params;
 
-use crate::store::Store;
+use crate::store::{Store, off_the_runtime};
 use crate::work::{ParsedOp, Work};
 use crate::{Error, Item, Result, StoredObject, sql};
 
@@ -104,12 +104,13 @@ impl Store {
 }
 
 impl Relist {
-    /// Adds the next chunk of the list. Objects are parsed on the calling thread; an error
-    /// (here, or at the next call: one chunk is committed in the background) leaves the stored
-    /// set as it was (start the list again).
+    /// Adds the next chunk of the list. Objects are parsed on a blocking thread (not the async
+    /// runtime's); an error (here, or at the next call: one chunk is committed in the
+    /// background) leaves the stored set as it was (start the list again).
     pub async fn push(&mut self, items: Vec<Item>) -> Result<()> {
         let (generation, fields) = self.store.field_registry()?.get(&self.resource);
-        let objects = self.store.parse_with(&fields, items)?;
+        let store = self.store.clone();
+        let objects = off_the_runtime(move || store.parse_with(&fields, items)).await?;
         self.parsed_with = match self.parsed_with {
             Some(earlier) if earlier != generation => Some(0),
             _ => Some(generation),

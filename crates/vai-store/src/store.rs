@@ -19,6 +19,22 @@ use crate::request::{Column, ListMeta, ListRequest, PageMeta, PageRequest, Row, 
 use crate::watch::Watch;
 use crate::work::{ParsedOp, Work, WriteRequest};
 use crate::writer::Writer;
+
+/// Batches of up to this many objects are parsed on the thread that writes them (a thread
+/// hop costs more than parsing a few); larger ones on a blocking thread.
+const PARSE_INLINE: usize = 16;
+
+/// Runs `f` on tokio's blocking threads; a panic in it goes on in the caller, and a runtime
+/// shutting down is [`Error::Closed`].
+pub(crate) async fn off_the_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(out) => out,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Error::Closed),
+    }
+}
 use crate::{
     Batch, Document, Error, Event, EventKind, Item, Op, ResourceState, Result, Snapshot,
     StoreConfig, checkpoint, counts, pool, registry, schema, sealed, sql,
@@ -304,9 +320,25 @@ impl Store {
     }
 
     /// Applies a batch and waits for its commit; returns the events it produced (what
-    /// subscribers receive). Objects are parsed on the calling thread.
+    /// subscribers receive). Objects are parsed on the calling thread, or, more than 16 of
+    /// them (a list's page, a backlog), on a blocking thread: milliseconds
+    /// of parsing stay off the async runtime's threads, which serve requests.
     pub async fn write(&self, batch: Batch) -> Result<Arc<[Event]>> {
-        self.submit(batch)?.await.map_err(|_| Error::Closed)?
+        let objects: usize = batch
+            .ops
+            .iter()
+            .map(|op| match op {
+                Op::Replace(_, objects) => objects.len(),
+                _ => 1,
+            })
+            .sum();
+        let committed = if objects > PARSE_INLINE {
+            let store = self.clone();
+            off_the_runtime(move || store.submit(batch)).await?
+        } else {
+            self.submit(batch)?
+        };
+        committed.await.map_err(|_| Error::Closed)?
     }
 
     /// [`Store::write`] for callers outside an async runtime.
