@@ -25,6 +25,9 @@ pub(super) struct Reflector {
     pub state: Option<SyncState>,
     /// The table column definitions last stored.
     columns: Option<Vec<u8>>,
+    /// Its store is behind its watch past `SyncConfig::max_lag` (logged once, until it has
+    /// caught up).
+    pub lagging: bool,
 }
 
 impl Reflector {
@@ -36,6 +39,7 @@ impl Reflector {
             shared,
             state: None,
             columns: None,
+            lagging: false,
         }
     }
 

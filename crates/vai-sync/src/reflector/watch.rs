@@ -70,8 +70,18 @@ impl Reflector {
                 Err(e) => break WatchEnd::Failed(e),
             }
         };
+        // What the tail held is read again from `rv` by the next watch.
         self.shared.status.set_behind(&self.key, None);
+        self.lagging = false;
         (rv, end)
+    }
+
+    /// Nothing received waits to be stored: not behind.
+    fn caught_up(&mut self) {
+        self.shared.status.set_behind(&self.key, None);
+        if std::mem::take(&mut self.lagging) {
+            tracing::info!(resource = %self.key, "the store has caught up with upstream");
+        }
     }
 
     /// Takes the events received (waiting for one when none is) into one store batch and
@@ -88,7 +98,7 @@ impl Reflector {
             Some(received) => received,
             None => {
                 // Everything received is stored.
-                self.shared.status.set_behind(&self.key, None);
+                self.caught_up();
                 tail.recv().await
             }
         };
@@ -140,14 +150,19 @@ impl Reflector {
                 Some(Op::Bookmark(at)) => Some(*at),
                 _ => None,
             };
-            self.shared.status.set_behind(
-                &self.key,
-                Some(Behind {
-                    since_ms: oldest.unwrap_or_else(crate::now_ms),
-                    events: (batch.ops.len() + tail.waiting()) as u64,
-                    versions: newest.map_or(0, |n| n.saturating_sub(*rv)),
-                }),
-            );
+            let behind = Behind {
+                since_ms: oldest.unwrap_or_else(crate::now_ms),
+                events: (batch.ops.len() + tail.waiting()) as u64,
+                versions: newest.map_or(0, |n| n.saturating_sub(*rv)),
+            };
+            let waited = crate::now_ms() - behind.since_ms;
+            if !self.lagging && waited > self.shared.config.max_lag.as_millis() as i64 {
+                self.lagging = true;
+                tracing::warn!(resource = %self.key, seconds = waited as f64 / 1000.0,
+                    events = behind.events, resource_versions = behind.versions,
+                    "the store is behind upstream: events wait longer than --max-sync-lag to be stored; served as stale until it catches up");
+            }
+            self.shared.status.set_behind(&self.key, Some(behind));
             self.apply(batch, rv).await?;
         }
         Ok(end)
