@@ -39,10 +39,15 @@ pub struct Relist {
     /// The field registry's generation the chunks were parsed under (`Some(0)`: under several;
     /// the writer then extracts the fields again).
     parsed_with: Option<u64>,
-    /// The staged chunk the writer may still be applying: one chunk in flight overlaps the
-    /// writer's commit with receiving and parsing the next.
-    in_flight: Option<Reply>,
+    /// The staged chunks the writer may still be applying, oldest first: chunks in flight
+    /// overlap the writer's commits with receiving and parsing the next, and when the writer is
+    /// the slower, the chunks waiting for it are committed together (see `writer`).
+    in_flight: std::collections::VecDeque<Reply>,
 }
+
+/// Staged chunks in flight at most (each a page of parsed objects held in memory: 500 pods
+/// are ~5 MB).
+const STAGED_IN_FLIGHT: usize = 4;
 
 type Reply = tokio::sync::oneshot::Receiver<Result<std::sync::Arc<[crate::Event]>>>;
 
@@ -97,7 +102,7 @@ impl Store {
             resource: resource.to_string(),
             mode,
             pushed: 0,
-            in_flight: None,
+            in_flight: Default::default(),
             parsed_with: None,
         })
     }
@@ -105,8 +110,8 @@ impl Store {
 
 impl Relist {
     /// Adds the next chunk of the list. Objects are parsed on a blocking thread (not the async
-    /// runtime's); an error (here, or at the next call: one chunk is committed in the
-    /// background) leaves the stored set as it was (start the list again).
+    /// runtime's); an error (here, or at a later call or `finish`: a few chunks are committed
+    /// in the background) leaves the stored set as it was (start the list again).
     pub async fn push(&mut self, items: Vec<Item>) -> Result<()> {
         let (generation, fields) = self.store.field_registry()?.get(&self.resource);
         let store = self.store.clone();
@@ -124,8 +129,10 @@ impl Relist {
                     ops: vec![ParsedOp::Stage { first, objects }],
                     parsed_with: generation,
                 };
-                let previous = self.in_flight.replace(self.store.send(work)?);
-                committed(previous).await?;
+                self.in_flight.push_back(self.store.send(work)?);
+                while self.in_flight.len() > STAGED_IN_FLIGHT {
+                    committed(self.in_flight.pop_front()).await?;
+                }
             }
             Mode::Compared { listed, changed } => {
                 let (store, resource) = (self.store.clone(), self.resource.clone());
@@ -149,7 +156,10 @@ impl Relist {
 
     /// Waits until every chunk pushed so far is stored (or reports why it was not).
     pub async fn flush(&mut self) -> Result<()> {
-        committed(self.in_flight.take()).await
+        while let Some(reply) = self.in_flight.pop_front() {
+            committed(Some(reply)).await?;
+        }
+        Ok(())
     }
 
     /// How many objects were pushed so far.

@@ -103,6 +103,48 @@ async fn a_first_list_in_chunks_is_invisible_until_its_end_then_appears_whole() 
 }
 
 #[tokio::test]
+async fn chunks_pushed_ahead_of_their_commits_are_stored_whole_in_order_with_other_writes_between()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut events = store.subscribe();
+    let mut relist = store.relist(PODS).unwrap();
+    // Sixty chunks pushed without waiting between them: several wait for the writer at once
+    // and are committed together; writes of another type come in between.
+    for chunk in 0..60u64 {
+        let items = (0..5)
+            .map(|i| pod(&format!("p{chunk:02}{i}"), 50 + chunk, "web").into())
+            .collect();
+        relist.push(items).await.unwrap();
+        let other = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("c{chunk}"), "namespace": "ns",
+                         "resourceVersion": (1000 + chunk).to_string()}});
+        let configmap = Batch::new("/v1/configmaps")
+            .event(EventKind::Added, serde_json::to_vec(&other).unwrap());
+        store.write(configmap).await.unwrap();
+        assert_eq!(store.count(PODS).unwrap(), 0, "staged rows stay unseen");
+    }
+    relist.finish(200).await.unwrap();
+    let (names, rv) = listed(&store);
+    assert_eq!((names.len(), rv), (300, 200));
+    let sorted = {
+        let mut n = names.clone();
+        n.sort();
+        n
+    };
+    assert_eq!(names, sorted);
+    assert_eq!(names[0], "p000=web@50");
+    assert_eq!(names[299], "p594=web@109");
+    assert_eq!(store.count("/v1/configmaps").unwrap(), 60);
+    let added: Vec<String> = received(&mut events)
+        .into_iter()
+        .filter(|e| e.starts_with("Added p"))
+        .collect();
+    assert_eq!(added.len(), 300);
+    assert_eq!(added[0], "Added p000 @200");
+}
+
+#[tokio::test]
 async fn an_abandoned_first_list_leaves_nothing_visible_and_is_cleaned_up() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);

@@ -155,6 +155,9 @@ impl Writer {
                 let _ = first.reply.send(result.map(|()| Arc::from([])));
                 continue;
             }
+            // Staged chunks of a list are grouped only with the chunks that follow them of the
+            // same list, and such a group takes no savepoints (see `commit_group`).
+            let staged = Self::staged_resource(&first).map(str::to_string);
             let mut group = vec![first];
             while group.len() < 256 {
                 match requests.try_recv() {
@@ -162,11 +165,30 @@ impl Writer {
                         held = Some(next);
                         break;
                     }
+                    Ok(next)
+                        if staged.is_some()
+                            && staged.as_deref() != Self::staged_resource(&next) =>
+                    {
+                        held = Some(next);
+                        break;
+                    }
                     Ok(next) => group.push(next),
                     Err(_) => break,
                 }
             }
-            self.commit_group(group);
+            self.commit_group(group, staged.is_some());
+        }
+    }
+
+    /// The resource whose list a request stages a chunk of, if it does.
+    fn staged_resource(request: &WriteRequest) -> Option<&str> {
+        match &request.work {
+            Work::Batch { resource, ops, .. }
+                if !ops.is_empty() && ops.iter().all(|op| matches!(op, ParsedOp::Stage { .. })) =>
+            {
+                Some(resource)
+            }
+            _ => None,
         }
     }
 
@@ -199,7 +221,9 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, group: Vec<WriteRequest>) {
+    /// Applies a group of batches in one transaction. `one_list`: the group is staged chunks
+    /// of one list, which fail together.
+    fn commit_group(&mut self, group: Vec<WriteRequest>, one_list: bool) {
         self.train(&group);
         let seq_before = self.next_seq;
         // Every reply is owed an answer, even when the group fails before or half-way.
@@ -209,9 +233,12 @@ impl Writer {
             .unzip();
         let mut touched = Vec::new();
         // A batch alone in its group needs no savepoint: if it fails, the transaction is only
-        // its own. (A savepoint makes SQLite copy every page the batch changes into a journal
-        // first: a quarter of the writer's time while a list is stored.)
+        // its own. Nor do staged chunks of one list: if one fails, the list is started again
+        // whatever the others did, so they fail with it. (A savepoint makes SQLite copy every
+        // page the batch changes into a journal first: a quarter of the writer's time while a
+        // list is stored.)
         let alone = works.len() == 1;
+        let savepoints = !alone && !one_list;
         // One commit, one time: every batch of the group and the pruning after it see it.
         let now = now_ms();
         let result = (|| -> Result<()> {
@@ -224,7 +251,7 @@ impl Writer {
                 if let Work::Batch { resource, .. } = &work {
                     self.fields.ensure(&tx, resource)?;
                 }
-                if !alone {
+                if savepoints {
                     tx.execute_batch("SAVEPOINT batch")?;
                 }
                 let applied = match &mut work {
@@ -256,12 +283,12 @@ impl Writer {
                     Work::Fields(_) => unreachable!("declarations are applied alone"),
                 };
                 let applied = match applied {
-                    Ok(applied) if alone => Ok(applied),
+                    Ok(applied) if !savepoints => Ok(applied),
                     Ok(applied) => {
                         tx.execute_batch("RELEASE batch")?;
                         Ok(applied)
                     }
-                    Err(e) if alone => return Err(e),
+                    Err(e) if !savepoints => return Err(e),
                     // Some failures (a full disk) end the whole transaction, savepoint and
                     // all: then the group fails, with that failure as its cause.
                     Err(e) => match tx.execute_batch("ROLLBACK TO batch; RELEASE batch") {
@@ -325,7 +352,7 @@ impl Writer {
                 let e = e.about_file(&self.path);
                 // A batch refused for what it holds is its caller's to report; anything else
                 // (a full disk, an I/O error, a corrupt file) is the store's.
-                let refused = alone && matches!(e, Error::InvalidObject(_));
+                let refused = (alone || one_list) && matches!(e, Error::InvalidObject(_));
                 if !refused {
                     tracing::error!(error = %e, "store commit failed; the batches are not applied");
                 }
@@ -343,6 +370,7 @@ impl Writer {
                 for (reply, _) in outcomes {
                     let _ = reply.send(Err(match &e {
                         Error::DiskFull(path) => Error::DiskFull(path.clone()),
+                        Error::InvalidObject(why) if one_list => Error::InvalidObject(why.clone()),
                         other => Error::CommitFailed(other.to_string()),
                     }));
                 }
