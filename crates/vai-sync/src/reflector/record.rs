@@ -13,8 +13,11 @@ use vai_store::{Batch, Document, Op, SyncState};
 use crate::discovery::ResourceInfo;
 use crate::{Error, Shared, one_line};
 
-/// Events applied in one store batch at most.
-pub(super) const MAX_BATCH: usize = 512;
+/// Events applied in one store batch (one transaction) at most. A backlog (a spool after a
+/// list, a watch the store fell behind) goes faster in larger transactions: the scale bench's
+/// 20,000 random modifications of 100,000 pods took 3,600 / 5,100 events/s (plain /
+/// compressed) in batches of 500 and 6,200 / 9,900 in batches of 2,000.
+pub(super) const MAX_BATCH: usize = 2048;
 
 /// The loop of one type: what it shares with the others, and what it last wrote.
 pub(super) struct Reflector {

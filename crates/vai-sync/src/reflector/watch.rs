@@ -13,9 +13,10 @@ use crate::tail::{Received, Tail};
 use crate::upstream::{EventStream, WatchEvent, resource_version_of};
 use crate::{Behind, Error};
 
-/// Events received from a followed watch that may wait in memory to be stored: a few batches,
-/// so the store always has the next one at hand; past it, reading pauses (see `crate::tail`).
-const FOLLOW_WAITING: usize = 4 * MAX_BATCH;
+/// Events received from a followed watch that may wait in memory to be stored: two batches
+/// (~20 MB of pods), so the store always has the next one at hand; past it, reading pauses
+/// (see `crate::tail`).
+const FOLLOW_WAITING: usize = 2 * MAX_BATCH;
 
 /// How a watch ended.
 pub(super) enum WatchEnd {
