@@ -45,26 +45,22 @@ impl Metrics {
         let db_bytes =
             prometheus::IntGauge::new("vai_store_bytes", "Size of the database file and its WAL.")
                 .expect("valid metric");
-        let stale_seconds = prometheus::GaugeVec::new(
-            prometheus::Opts::new(
-                "vai_stale_seconds",
-                "How long a cached type's data has been possibly stale (0 when live).",
-            ),
-            &["resource"],
-        )
-        .expect("valid metric");
+        let seconds_per_type = |name: &str, help: &str| {
+            prometheus::GaugeVec::new(prometheus::Opts::new(name, help), &["resource"])
+                .expect("valid metric")
+        };
         let per_type = |name: &str, help: &str| {
             prometheus::IntGaugeVec::new(prometheus::Opts::new(name, help), &["resource"])
                 .expect("valid metric")
         };
-        let lag_seconds = prometheus::GaugeVec::new(
-            prometheus::Opts::new(
-                "vai_sync_lag_seconds",
-                "How long the oldest event received from a type's watch has waited to be stored (0 when none waits).",
-            ),
-            &["resource"],
-        )
-        .expect("valid metric");
+        let stale_seconds = seconds_per_type(
+            "vai_stale_seconds",
+            "How long a cached type's data has been possibly stale (0 when live).",
+        );
+        let lag_seconds = seconds_per_type(
+            "vai_sync_lag_seconds",
+            "How long the oldest event received from a type's watch has waited to be stored (0 when none waits).",
+        );
         let lag_events = per_type(
             "vai_sync_lag_events",
             "Events received from a type's watch and not stored yet: the store's queue for it.",
