@@ -79,8 +79,8 @@ pub use fields::{ConfiguredField, FieldSet};
 pub use object::StoredObject;
 pub use relist::Relist;
 pub use request::{
-    Column, Condition, Filter, ListMeta, ListRequest, Operator, PageMeta, PageRequest, Row,
-    SortKey, Summary,
+    Column, Condition, Filter, ListMeta, ListRequest, ListSink, Operator, Pace, PageMeta,
+    PageRequest, Row, SortKey, Summary,
 };
 pub use selector::{FieldSelector, LabelSelector};
 pub use snapshot::Snapshot;

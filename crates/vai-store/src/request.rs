@@ -54,6 +54,28 @@ pub struct Row<'a> {
 /// Receives each listed item.
 pub(crate) type ItemSink<'a> = dyn FnMut(Row) -> Result<()> + 'a;
 
+/// Receives each item of a paced list, and says whether the list may go on in the same read.
+pub(crate) type PacedSink<'a> = dyn FnMut(Row) -> Result<Pace> + 'a;
+
+/// What a [`ListSink`] says after an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Go on in the same read.
+    On,
+    /// End the read (and let its snapshot go) before the next item: the sink is about to
+    /// wait, and does so in [`ListSink::between`].
+    Yield,
+}
+
+/// Where a list's items go when it is read in parts (see [`crate::Store::list_paced`]).
+pub trait ListSink {
+    /// Takes one item.
+    fn item(&mut self, row: Row) -> Result<Pace>;
+    /// Called after each read of the list, outside it (no snapshot held, no connection
+    /// taken): where a sink that yielded waits.
+    fn between(&mut self) -> Result<()>;
+}
+
 /// What a filter or a sort key can name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Column {

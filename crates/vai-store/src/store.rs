@@ -15,7 +15,9 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::fields::{self, FieldSet};
 use crate::object::StoredObject;
-use crate::request::{Column, ListMeta, ListRequest, PageMeta, PageRequest, Row, Summary};
+use crate::request::{
+    Column, ListMeta, ListRequest, ListSink, Pace, PageMeta, PageRequest, Row, Summary,
+};
 use crate::watch::Watch;
 use crate::work::{ParsedOp, Work, WriteRequest};
 use crate::writer::Writer;
@@ -23,6 +25,12 @@ use crate::writer::Writer;
 /// Batches of up to this many objects are parsed on the thread that writes them (a thread
 /// hop costs more than parsing a few); larger ones on a blocking thread.
 const PARSE_INLINE: usize = 16;
+
+/// Items one read of a list serves at most (see [`Store::list_paced`]).
+const LIST_PART_ITEMS: usize = 5_000;
+/// How long one read of a list lasts at most (see [`Store::list_paced`]): what a list can
+/// hold a checkpoint, and so the writer, waiting.
+const LIST_PART_HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Runs `f` on tokio's blocking threads; a panic in it goes on in the caller, and a runtime
 /// shutting down is [`Error::Closed`].
@@ -412,9 +420,73 @@ impl Store {
         &self,
         resource: &str,
         request: &ListRequest,
-        mut each: impl FnMut(Row) -> Result<()>,
+        each: impl FnMut(Row) -> Result<()>,
     ) -> Result<ListMeta> {
-        self.read(|tx| sql::list::list_each(tx, &self.inner.sealer, resource, request, &mut each))
+        struct Each<F>(F);
+        impl<F: FnMut(Row) -> Result<()>> ListSink for Each<F> {
+            fn item(&mut self, row: Row) -> Result<Pace> {
+                (self.0)(row).map(|()| Pace::On)
+            }
+            fn between(&mut self) -> Result<()> {
+                Ok(())
+            }
+        }
+        self.list_paced(resource, request, &mut Each(each))
+    }
+
+    /// [`Store::list_rows`] into a sink that may ask to wait between items. A list is one
+    /// snapshot, but not one read: it is read in parts of at most 5,000 items or 20 ms,
+    /// each in its own read transaction, the next continuing after the
+    /// last key at the first part's resource version (as a continue token does: the versions
+    /// of that snapshot stay in the file while it is inside the history window). A sink that
+    /// yields ends its part at once, and waits in [`ListSink::between`], outside any read. So
+    /// a long list, or a slow client of one, never holds a snapshot (which would keep the
+    /// journal from being checkpointed and the writer waiting) nor a reader connection for
+    /// longer than a part. A list that outlasts the history window fails midway with
+    /// [`Error::Expired`], as its continue token would.
+    pub fn list_paced(
+        &self,
+        resource: &str,
+        request: &ListRequest,
+        sink: &mut dyn ListSink,
+    ) -> Result<ListMeta> {
+        let mut part_request = request.clone();
+        let mut listed = ListMeta {
+            resource_version: 0,
+            continue_token: None,
+            count: 0,
+        };
+        loop {
+            part_request.limit = request.limit.map(|limit| limit - listed.count);
+            let bound = sql::list::Bound {
+                items: LIST_PART_ITEMS,
+                until: std::time::Instant::now() + LIST_PART_HOLD,
+            };
+            let part = self.read(|tx| {
+                sql::list::list_part(
+                    tx,
+                    &self.inner.sealer,
+                    resource,
+                    &part_request,
+                    &bound,
+                    &mut |row| sink.item(row),
+                )
+            });
+            let between = sink.between();
+            let part = part?;
+            between?;
+            // Every part is of the first's snapshot.
+            listed.resource_version = part.meta.resource_version;
+            listed.count += part.meta.count;
+            listed.continue_token = part.meta.continue_token;
+            match part.resume {
+                Some(resume) => {
+                    part_request.continue_token = Some(resume);
+                    part_request.resource_version = None;
+                }
+                None => return Ok(listed),
+            }
+        }
     }
 
     /// A page for a UI: filters, sort and an offset page, with the total count, in one
@@ -453,19 +525,22 @@ impl Store {
     pub fn events_since(&self, resource: &str, resource_version: u64) -> Result<Vec<Event>> {
         self.read(|tx| {
             sql::events::events_since(tx, &self.inner.sealer, resource, resource_version)
-                .map(|(e, _)| e)
         })
     }
 
     /// Watches `resource` from `resource_version`: first the stored events after it, then live
     /// events, with no gap and no duplicate.
     pub fn watch(&self, resource: &str, resource_version: u64) -> Result<Watch> {
-        // Subscribe before reading, so nothing committed in between is missed; the snapshot's
-        // highest sequence number tells which live events the replay already holds.
+        // Subscribe before reading, so nothing committed in between is missed. A live event
+        // the snapshot holds too is either in the replay (after `resource_version`: at most the
+        // replay's highest sequence number, as everything committed after the snapshot is
+        // above it) or at or below `resource_version` (which the watch drops anyway). So the
+        // replay itself says which live events it holds: no scan of the type's versions.
         let live = self.subscribe();
-        let (replay, seen_seq) = self.read(|tx| {
+        let replay = self.read(|tx| {
             sql::events::events_since(tx, &self.inner.sealer, resource, resource_version)
         })?;
+        let seen_seq = replay.iter().map(|e| e.seq).max().unwrap_or(0);
         Ok(Watch::new(
             resource,
             replay,

@@ -15,6 +15,8 @@ pub struct Watch {
     pending: VecDeque<Event>,
     /// Highest sequence number already delivered or covered by the replay.
     seen_seq: u64,
+    /// The version the watch starts after: an event at or below it is one the client holds.
+    from_rv: u64,
     /// Highest resource version delivered (bookmarks at or below it are dropped).
     seen_rv: u64,
     live: broadcast::Receiver<Arc<[Event]>>,
@@ -32,6 +34,7 @@ impl Watch {
             resource: resource.into(),
             pending: replay.into(),
             seen_seq,
+            from_rv,
             seen_rv: from_rv,
             live,
         }
@@ -54,7 +57,7 @@ impl Watch {
                 let fresh = if event.kind == EventKind::Bookmark {
                     event.resource_version > self.seen_rv
                 } else {
-                    event.seq > self.seen_seq
+                    event.seq > self.seen_seq && event.resource_version > self.from_rv
                 };
                 if fresh {
                     self.seen_seq = self.seen_seq.max(event.seq);

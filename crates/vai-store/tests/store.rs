@@ -347,6 +347,63 @@ async fn a_watch_replays_history_then_follows_live_events_without_gap_or_duplica
     assert!(matches!(store.watch(PODS, 3), Err(Error::Gone { .. })));
 }
 
+/// Watches opened while a writer commits, each from the version it last read (as a client
+/// that has just listed): each gets exactly the events after that version, in order, whether
+/// they were committed before its history read, during it, or after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_opened_while_writes_commit_miss_nothing_and_repeat_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .write(Batch::new(PODS).replace(1, vec![pod("a", "p0", 1, "x")]))
+        .await
+        .unwrap();
+    let last = 400u64;
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for rv in 2..=last {
+                let name = format!("p{}", rv % 7);
+                store
+                    .write(Batch::new(PODS).event(EventKind::Modified, pod("a", &name, rv, "y")))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut watches = Vec::new();
+    while !writer.is_finished() || watches.is_empty() {
+        let from = store
+            .resource_state(PODS)
+            .unwrap()
+            .unwrap()
+            .last_resource_version;
+        watches.push((from, store.watch(PODS, from).unwrap()));
+        tokio::task::yield_now().await;
+    }
+    writer.await.unwrap();
+    let opened_midway = watches
+        .iter()
+        .filter(|(from, _)| *from > 1 && *from < last)
+        .count();
+    assert!(
+        opened_midway > 0,
+        "some watches opened while the writer ran"
+    );
+    for (from, mut watch) in watches {
+        let mut seen = Vec::new();
+        while seen.last().is_none_or(|rv| *rv < last) && from < last {
+            let e = tokio::time::timeout(Duration::from_secs(10), watch.next())
+                .await
+                .expect("every event up to the last arrives")
+                .unwrap();
+            seen.push(e.resource_version);
+        }
+        let want: Vec<u64> = (from + 1..=last).collect();
+        assert_eq!(seen, want, "the watch from {from}");
+    }
+}
+
 #[test]
 fn sync_state_and_data_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
@@ -1004,6 +1061,140 @@ fn the_wal_stays_bounded_under_a_stream_of_overlapping_long_readers_and_a_fast_w
         largest < 2 * limit,
         "the WAL grew to {largest} bytes (limit {limit})"
     );
+}
+
+/// A list consumer that waits once, after its first item, and meanwhile writes and runs a
+/// truncating checkpoint on a connection of its own.
+struct WaitingConsumer {
+    store: Store,
+    path: std::path::PathBuf,
+    listed: Vec<(String, String)>,
+    /// What the checkpoint returned: (busy, frames left in the journal, frames copied).
+    checkpoint: Option<(i64, i64, i64)>,
+}
+
+impl vai_store::ListSink for WaitingConsumer {
+    fn item(&mut self, row: vai_store::Row) -> vai_store::Result<vai_store::Pace> {
+        let v: serde_json::Value = serde_json::from_slice(row.body).unwrap();
+        let rv = v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        self.listed
+            .push((format!("{}/{}", row.namespace, row.name), rv));
+        Ok(if self.checkpoint.is_none() {
+            vai_store::Pace::Yield
+        } else {
+            vai_store::Pace::On
+        })
+    }
+
+    fn between(&mut self) -> vai_store::Result<()> {
+        if self.checkpoint.is_some() {
+            return Ok(());
+        }
+        // While the consumer waits, every listed pod changes and more are added.
+        let mut batch = Batch::new(PODS);
+        for i in 0..300 {
+            batch = batch.event(
+                EventKind::Modified,
+                pod("ns", &format!("p{i:05}"), 2, "changed"),
+            );
+            batch = batch.event(EventKind::Added, pod("ns", &format!("q{i:05}"), 2, "new"));
+        }
+        self.store.write_blocking(batch).unwrap();
+        // A reader of the old snapshot would hold this checkpoint until its busy timeout,
+        // and it would come back busy with frames left.
+        let conn = rusqlite::Connection::open(&self.path).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        self.checkpoint = Some(
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap(),
+        );
+        Ok(())
+    }
+}
+
+#[test]
+fn a_list_waiting_for_its_consumer_holds_no_snapshot_and_is_still_one_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    // More than one read serves (5,000 items).
+    let n = 12_000;
+    let pods: Vec<_> = (0..n)
+        .map(|i| pod("ns", &format!("p{i:05}"), 1, "web"))
+        .collect();
+    store
+        .write_blocking(Batch::new(PODS).replace(1, pods))
+        .unwrap();
+    let mut consumer = WaitingConsumer {
+        store: store.clone(),
+        path: store.path().to_path_buf(),
+        listed: Vec::new(),
+        checkpoint: None,
+    };
+    let meta = store
+        .list_paced(PODS, &ListRequest::default(), &mut consumer)
+        .unwrap();
+    let (busy, left, _) = consumer.checkpoint.expect("the consumer waited");
+    assert_eq!(
+        (busy, left),
+        (0, 0),
+        "no read held a snapshot while the consumer waited"
+    );
+    // The whole list is the snapshot it started on: every pod as of version 1, none of what
+    // was written while it waited.
+    assert_eq!((meta.resource_version, meta.count), (1, n));
+    let want: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("ns/p{i:05}"), "1".to_string()))
+        .collect();
+    assert_eq!(consumer.listed, want);
+    // A list now sees what was written.
+    let (now, meta) = names(&store, &ListRequest::default());
+    assert_eq!((now.len(), meta.resource_version), (n + 300, 2));
+}
+
+/// A list of more items than one read serves, with a limit past that: the same items and
+/// continue token as pages of that limit always gave, each page one snapshot.
+#[test]
+fn a_limit_larger_than_one_read_pages_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let n = 13_000;
+    let pods: Vec<_> = (0..n)
+        .map(|i| pod("ns", &format!("p{i:05}"), 1, "web"))
+        .collect();
+    store
+        .write_blocking(Batch::new(PODS).replace(1, pods))
+        .unwrap();
+    let mut request = ListRequest {
+        limit: Some(6_000),
+        ..ListRequest::default()
+    };
+    let mut all = Vec::new();
+    let mut pages = 0;
+    loop {
+        let (items, meta) = names(&store, &request);
+        assert_eq!(meta.resource_version, 1);
+        pages += 1;
+        assert_eq!(items.len(), if pages < 3 { 6_000 } else { 1_000 });
+        all.extend(items);
+        match meta.continue_token {
+            Some(token) => request.continue_token = Some(token),
+            None => break,
+        }
+        // A write between pages does not show in the chain.
+        store
+            .write_blocking(Batch::new(PODS).event(
+                EventKind::Added,
+                pod("ns", &format!("z{pages}"), 1 + pages, "x"),
+            ))
+            .unwrap();
+    }
+    let want: Vec<String> = (0..n).map(|i| format!("ns/p{i:05}")).collect();
+    assert_eq!((pages, all), (3, want));
 }
 
 /// Every stored body of `PODS` by `namespace/name`, through a list.

@@ -1,7 +1,9 @@
 //! Lists of a cached type — the Kubernetes list (selectors, `limit`/`continue`, resource
 //! versions) and the query API's page (filters, sort, offset page, total, summaries) —
 //! streamed from one store snapshot on a blocking thread, so memory stays flat whatever the
-//! list's size (a list's `metadata` comes after its items; JSON clients do not mind).
+//! list's size (a list's `metadata` comes after its items; JSON clients do not mind). A
+//! Kubernetes list waits for a slow client between the store's reads, never in one (see
+//! [`vai_store::Store::list_paced`]).
 
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use vai_store::FieldSet;
+use vai_store::{FieldSet, ListSink, Pace, Row};
 use vai_sync::ResourceInfo;
 
 use crate::app::App;
@@ -53,11 +55,14 @@ pub(crate) async fn list(
     let head = list_head(info, &form);
     let type_meta = type_meta_prefix(info);
     let store = app.store.clone();
-    streamed(move |emit| {
-        let meta = store.list_rows(&key, &request, |row| {
-            let (start, rest) = list_item(&form, &type_meta, row.body, row.cells);
-            emit(&head, start, &rest)
-        })?;
+    streamed(move |out| {
+        let mut sink = ListOut {
+            out,
+            form: &form,
+            type_meta: &type_meta,
+            head: &head,
+        };
+        let meta = store.list_paced(&key, &request, &mut sink)?;
         let mut metadata =
             serde_json::json!({"resourceVersion": meta.resource_version.to_string()});
         if let Some(token) = meta.continue_token {
@@ -97,10 +102,13 @@ pub(crate) async fn page(
     let type_meta = type_meta_prefix(info);
     let store = app.store.clone();
     let query = Arc::new(query);
-    streamed(move |emit| {
+    streamed(move |out| {
+        // A page is one read (its sort and total are of one snapshot): a chunk the client is
+        // not ready for is waited for in it.
         let meta = store.page_rows(&key, &request, |row| {
             let (start, rest) = list_item(&form, &type_meta, row.body, row.cells);
-            emit(&head, start, &rest)
+            out.item(&head, start, &rest)?;
+            out.flush()
         })?;
         // Summaries of the same snapshot as the page.
         let mut pinned = request.clone();
@@ -136,46 +144,103 @@ pub(crate) async fn page(
     .await
 }
 
-/// Emits one item of a streamed list, given in two pieces written one after the other:
-/// `emit(head, start, rest)` writes the head before the first item and commas between items.
-type Emit<'a> = dyn FnMut(&str, &[u8], &[u8]) -> vai_store::Result<()> + 'a;
+/// A streamed list's output on its blocking thread: items joined into 64 KiB chunks for the
+/// response's channel. A chunk the channel has no room for is held, and the store's read is
+/// asked to end ([`Pace::Yield`]) so that the wait ([`Out::flush`]) happens outside it.
+struct Out {
+    tx: mpsc::Sender<Result<Bytes, ApiError>>,
+    buffer: Vec<u8>,
+    items: usize,
+    sent: bool,
+    held: Option<Bytes>,
+}
+
+impl Out {
+    /// Appends an item, given in two pieces written one after the other, after `head` if it is
+    /// the first and a comma otherwise.
+    fn item(&mut self, head: &str, start: &[u8], rest: &[u8]) -> vai_store::Result<Pace> {
+        let first = self.items == 0;
+        self.buffer
+            .extend_from_slice(if first { head.as_bytes() } else { b"," });
+        self.buffer.extend_from_slice(start);
+        self.buffer.extend_from_slice(rest);
+        self.items += 1;
+        if self.buffer.len() < CHUNK {
+            return Ok(Pace::On);
+        }
+        // Only one chunk waits here: a second waits for the first (not expected: a sink
+        // that yielded gets no item before `flush`).
+        self.flush()?;
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK + 8192));
+        self.sent = true;
+        match self.tx.try_send(Ok(Bytes::from(chunk))) {
+            Ok(()) => Ok(Pace::On),
+            Err(mpsc::error::TrySendError::Full(chunk)) => {
+                self.held = chunk.ok();
+                Ok(Pace::Yield)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(vai_store::Error::Closed),
+        }
+    }
+
+    /// Sends the held chunk, waiting for room.
+    fn flush(&mut self) -> vai_store::Result<()> {
+        match self.held.take() {
+            Some(chunk) => self
+                .tx
+                .blocking_send(Ok(chunk))
+                .map_err(|_| vai_store::Error::Closed),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A Kubernetes list's items into [`Out`], in the client's form.
+struct ListOut<'a> {
+    out: &'a mut Out,
+    form: &'a Form,
+    type_meta: &'a [u8],
+    head: &'a str,
+}
+
+impl ListSink for ListOut<'_> {
+    fn item(&mut self, row: Row) -> vai_store::Result<Pace> {
+        let (start, rest) = list_item(self.form, self.type_meta, row.body, row.cells);
+        self.out.item(self.head, start, &rest)
+    }
+
+    fn between(&mut self) -> vai_store::Result<()> {
+        self.out.flush()
+    }
+}
 
 /// Streams a list produced by `produce` on a blocking thread, in 64 KiB chunks. `produce` emits
 /// items and returns `(head, tail)`: the head is written first if no item was, the tail last.
 /// An error before the first byte becomes a `Status`; after it, the stream is cut.
 async fn streamed(
-    produce: impl FnOnce(&mut Emit) -> vai_store::Result<(String, String)> + Send + 'static,
+    produce: impl FnOnce(&mut Out) -> vai_store::Result<(String, String)> + Send + 'static,
 ) -> Result<Response, ReadError> {
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, ApiError>>(4);
     tokio::task::spawn_blocking(move || {
-        let mut buffer = Vec::with_capacity(CHUNK + 8192);
-        let mut items = 0usize;
-        let mut sent = false;
-        let result = produce(&mut |head: &str, start: &[u8], rest: &[u8]| {
-            buffer.extend_from_slice(if items == 0 { head.as_bytes() } else { b"," });
-            buffer.extend_from_slice(start);
-            buffer.extend_from_slice(rest);
-            items += 1;
-            if buffer.len() >= CHUNK {
-                let chunk = std::mem::replace(&mut buffer, Vec::with_capacity(CHUNK + 8192));
-                tx.blocking_send(Ok(Bytes::from(chunk)))
-                    .map_err(|_| vai_store::Error::Closed)?;
-                sent = true;
-            }
-            Ok(())
-        });
-        match result {
+        let mut out = Out {
+            tx: tx.clone(),
+            buffer: Vec::with_capacity(CHUNK + 8192),
+            items: 0,
+            sent: false,
+            held: None,
+        };
+        match produce(&mut out).and_then(|ends| out.flush().map(|()| ends)) {
             Ok((head, tail)) => {
-                if items == 0 {
-                    buffer.extend_from_slice(head.as_bytes());
+                if out.items == 0 {
+                    out.buffer.extend_from_slice(head.as_bytes());
                 }
-                buffer.extend_from_slice(tail.as_bytes());
-                let _ = tx.blocking_send(Ok(Bytes::from(buffer)));
+                out.buffer.extend_from_slice(tail.as_bytes());
+                let _ = tx.blocking_send(Ok(Bytes::from(out.buffer)));
             }
             // The client left midway: nothing to tell.
             Err(_) if tx.is_closed() => {}
             Err(e) => {
-                if sent {
+                if out.sent {
                     tracing::warn!(error = %e, "a streamed list failed midway");
                 }
                 let _ = tx.blocking_send(Err(ApiError::from(e)));

@@ -12,9 +12,9 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use vai_store::selector::Field;
-use vai_store::{Attributes, Event, EventKind, FieldSet, ListRequest};
+use vai_store::{Attributes, Event, EventKind, FieldSet, ListRequest, ListSink, Pace, Row};
 use vai_sync::ResourceInfo;
 
 use crate::app::App;
@@ -78,7 +78,20 @@ pub(crate) async fn watch(
     if let Some(v) = rv.filter(|v| *v > 0 && send_initial == Some(true)) {
         version::wait_for(app, &key, v).await?;
     }
+    // With a label or indexed-field selector, an object can enter or leave the selection by
+    // changing: the watch keeps the keys the client holds, to send ADDED and DELETED as
+    // upstream does.
+    let track = !request.labels.0.is_empty()
+        || !filters.is_empty()
+        || request
+            .fields
+            .0
+            .iter()
+            .any(|r| matches!(r.field, Field::Other(_)));
     let (tx, rx) = mpsc::channel::<Line>(256);
+    // Told once the watch has subscribed to the store's events and read its history (or
+    // failed to): see below.
+    let (subscribed_tx, subscribed) = oneshot::channel::<()>();
     let store = app.store.clone();
     let mut lines = WatchLines {
         form,
@@ -89,16 +102,6 @@ pub(crate) async fn watch(
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         tokio::pin!(revoked);
-        // With a label or indexed-field selector, an object can enter or leave the selection by
-        // changing: the watch keeps the keys the client holds, to send ADDED and DELETED as
-        // upstream does.
-        let track = !request.labels.0.is_empty()
-            || !filters.is_empty()
-            || request
-                .fields
-                .0
-                .iter()
-                .any(|r| matches!(r.field, Field::Other(_)));
         // The initial state (if asked, or if the watch tracks membership) and the watch's
         // history are read on a blocking thread.
         let started = {
@@ -121,28 +124,16 @@ pub(crate) async fn watch(
                         resource_version: from,
                         ..request
                     };
+                    let mut sink = InitialState {
+                        filters: &initial_filters,
+                        fields: &fields,
+                        members: track.then_some(&mut members),
+                        lines: initial.then_some(&mut lines),
+                        tx: &tx,
+                        held: None,
+                    };
                     store
-                        .list_rows(&key, &request, |row| {
-                            if !object_passes(
-                                &initial_filters,
-                                &fields,
-                                row.namespace,
-                                row.name,
-                                row.body,
-                            ) {
-                                return Ok(());
-                            }
-                            if track {
-                                members.insert((row.namespace.to_string(), row.name.to_string()));
-                            }
-                            if initial {
-                                tx.blocking_send(Line::Whole(
-                                    lines.object("ADDED", row.body, row.cells, None),
-                                ))
-                                .map_err(|_| vai_store::Error::Closed)?;
-                            }
-                            Ok(())
-                        })
+                        .list_paced(&key, &request, &mut sink)
                         .map(|meta| meta.resource_version)
                 };
                 let started = listed.and_then(|start| {
@@ -153,6 +144,7 @@ pub(crate) async fn watch(
             })
             .await
         };
+        let _ = subscribed_tx.send(());
         let (start, mut members, mut watch) = match started {
             Ok((Ok(started), returned)) => {
                 lines = returned;
@@ -214,6 +206,13 @@ pub(crate) async fn watch(
             }
         }
     });
+    // Without initial events to stream, the headers go once the watch has subscribed, as the
+    // apiserver sends them once its watcher is registered: a watch that has answered is live
+    // (what is committed next reaches it at once, not after its history read, queued behind
+    // other watches' on the reader pool).
+    if !initial && !track {
+        let _ = subscribed.await;
+    }
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|line| (line, rx))
     })
@@ -332,6 +331,52 @@ impl WatchLines {
         let object =
             serde_json::json!({"kind": kind, "apiVersion": api_version, "metadata": metadata});
         event_line("BOOKMARK", object.to_string().as_bytes())
+    }
+}
+
+/// A watch's initial state, read from the store: the keys it holds (when it tracks
+/// membership) and, if asked, each object as an `ADDED` line. A line the stream has no room for
+/// waits outside the store's read (see [`vai_store::Store::list_paced`]).
+struct InitialState<'a> {
+    filters: &'a [vai_store::Filter],
+    fields: &'a FieldSet,
+    members: Option<&'a mut HashSet<(String, String)>>,
+    lines: Option<&'a mut WatchLines>,
+    tx: &'a mpsc::Sender<Line>,
+    held: Option<Line>,
+}
+
+impl ListSink for InitialState<'_> {
+    fn item(&mut self, row: Row) -> vai_store::Result<Pace> {
+        if !object_passes(self.filters, self.fields, row.namespace, row.name, row.body) {
+            return Ok(Pace::On);
+        }
+        if let Some(members) = &mut self.members {
+            members.insert((row.namespace.to_string(), row.name.to_string()));
+        }
+        let Some(lines) = &mut self.lines else {
+            return Ok(Pace::On);
+        };
+        let line = Line::Whole(lines.object("ADDED", row.body, row.cells, None));
+        self.between()?;
+        match self.tx.try_send(line) {
+            Ok(()) => Ok(Pace::On),
+            Err(mpsc::error::TrySendError::Full(line)) => {
+                self.held = Some(line);
+                Ok(Pace::Yield)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(vai_store::Error::Closed),
+        }
+    }
+
+    fn between(&mut self) -> vai_store::Result<()> {
+        match self.held.take() {
+            Some(line) => self
+                .tx
+                .blocking_send(line)
+                .map_err(|_| vai_store::Error::Closed),
+            None => Ok(()),
+        }
     }
 }
 

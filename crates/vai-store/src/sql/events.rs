@@ -12,14 +12,13 @@ use super::resource_row;
 use crate::sealed::{Part, Place, Sealer};
 use crate::{Attributes, Error, Event, EventKind, FieldSet, Result};
 
-/// Every event of `resource` after `rv`, in commit order, and the highest sequence number of
-/// the resource in this snapshot.
+/// Every event of `resource` after `rv` in this snapshot, in commit order.
 pub(crate) fn events_since(
     tx: &Transaction,
     sealer: &Sealer,
     resource: &str,
     rv: u64,
-) -> Result<(Vec<Event>, u64)> {
+) -> Result<Vec<Event>> {
     let row = resource_row(tx, resource)?;
     if rv < row.compacted_rv {
         return Err(Error::Gone {
@@ -86,8 +85,5 @@ pub(crate) fn events_since(
             attributes: Arc::new(attributes),
         });
     }
-    let max_seq: Option<i64> = tx
-        .prepare_cached("SELECT max(seq) FROM versions WHERE resource_id = ?1 AND rv <= ?2")?
-        .query_row(params![row.id, row.last_rv as i64], |r| r.get(0))?;
-    Ok((events, max_seq.unwrap_or(0) as u64))
+    Ok(events)
 }

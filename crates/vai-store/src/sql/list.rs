@@ -11,7 +11,9 @@ use rusqlite::{OptionalExtension, Transaction, params, params_from_iter};
 use serde::{Deserialize, Serialize};
 
 use super::{BY_KEY, VISIBLE_AT, check_window, resource_row};
-use crate::request::{ItemSink, ListMeta, ListRequest, Row};
+use std::time::Instant;
+
+use crate::request::{ListMeta, ListRequest, Pace, PacedSink, Row};
 use crate::sealed::{Part, Place, Sealer};
 use crate::selector::{Field, FieldSelector, LabelRequirement, LabelSelector};
 use crate::{Error, Result};
@@ -115,14 +117,32 @@ pub(crate) fn get(
     }))
 }
 
-/// Lists objects in Kubernetes key order, calling `each(namespace, name, body)` per item.
-pub(crate) fn list_each(
+/// How much of a list one read serves before it lets its snapshot go (see
+/// [`crate::Store::list_paced`]).
+pub(crate) struct Bound {
+    /// Items at most.
+    pub items: usize,
+    /// Until then at most (checked after each item).
+    pub until: std::time::Instant,
+}
+
+/// One read's part of a list: the list's metadata so far, and where to resume when the read
+/// stopped before the list's end (a continue token of the same snapshot).
+pub(crate) struct ListPart {
+    pub meta: ListMeta,
+    pub resume: Option<String>,
+}
+
+/// Lists objects in Kubernetes key order, calling `each` per item, until the request's limit
+/// or `bound` (or the sink's [`Pace::Yield`]) stops it.
+pub(crate) fn list_part(
     tx: &Transaction,
     sealer: &Sealer,
     resource: &str,
     request: &ListRequest,
-    each: &mut ItemSink,
-) -> Result<ListMeta> {
+    bound: &Bound,
+    each: &mut PacedSink,
+) -> Result<ListPart> {
     let (at, mut sql, mut args) = selection_sql(
         tx,
         resource,
@@ -144,6 +164,7 @@ pub(crate) fn list_each(
     let mut count = 0;
     let mut last_key: Option<(String, String)> = None;
     let mut continue_token = None;
+    let mut resume = None;
     while let Some(r) = rows.next()? {
         let text = |i: usize| -> Result<&str> {
             Ok(r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)?)
@@ -177,7 +198,7 @@ pub(crate) fn list_each(
             .as_blob_or_null()
             .map_err(rusqlite::Error::from)?;
         let cells = sealer.open_opt(place, Part::Cells, cells)?;
-        each(Row {
+        let pace = each(Row {
             namespace: ns,
             name,
             body: &body,
@@ -187,11 +208,27 @@ pub(crate) fn list_each(
         if request.limit.is_some() {
             last_key = Some((ns.to_string(), name.to_string()));
         }
+        // At the limit, the next row says whether a continue token is owed: not a place to stop.
+        let stop = pace == Pace::Yield || count >= bound.items || Instant::now() >= bound.until;
+        if stop && request.limit != Some(count) {
+            // Whether more follow is for the next read to find.
+            let token = ContinueToken {
+                r: resource.to_string(),
+                rv: at,
+                ns: ns.to_string(),
+                n: name.to_string(),
+            };
+            resume = Some(token.encode());
+            break;
+        }
     }
-    Ok(ListMeta {
-        resource_version: at,
-        continue_token,
-        count,
+    Ok(ListPart {
+        meta: ListMeta {
+            resource_version: at,
+            continue_token,
+            count,
+        },
+        resume,
     })
 }
 
