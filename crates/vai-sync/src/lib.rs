@@ -118,6 +118,17 @@ impl Drop for Inner {
     }
 }
 
+/// Aborts the tasks and waits until each has ended.
+async fn stop_all(tasks: Vec<JoinHandle<()>>) {
+    for task in &tasks {
+        task.abort();
+    }
+    for task in tasks {
+        // Cancelled, as asked (or it had ended, or panicked: reported where it did).
+        let _ = task.await;
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -181,6 +192,26 @@ impl Syncer {
             .expect("background lock")
             .extend([rediscover, fields]);
         Ok(syncer)
+    }
+
+    /// Stops every loop (sync, rediscovery, the health probe) and waits until each has: the
+    /// writes they had sent are queued in the store, which [`Store::close`] then finishes. Call
+    /// it before closing the store, or a loop mid-write fails on the closed store (and says so
+    /// in the log). Idempotent; the syncer serves its status afterwards but syncs nothing.
+    pub async fn stop(&self) {
+        // Rediscovery first, so that it cannot start a loop after the loops are taken.
+        let background: Vec<_> =
+            std::mem::take(&mut *self.inner.background.lock().expect("background lock"));
+        stop_all(background).await;
+        let loops: Vec<_> = self
+            .inner
+            .loops
+            .lock()
+            .expect("loops lock")
+            .drain()
+            .map(|(_, task)| task)
+            .collect();
+        stop_all(loops).await;
     }
 
     /// Syncs exactly these types: no discovery, no rediscovery (what a program that knows its

@@ -385,7 +385,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("serving")?;
     progress.abort();
-    drop(syncer);
+    syncer.stop().await;
     store.close();
     tracing::info!("stopped");
     Ok(())
