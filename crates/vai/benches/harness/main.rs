@@ -8,12 +8,15 @@
 //! cargo test -p vai --bench harness                           # quick, as CI runs it (2,000 pods)
 //! ```
 //!
-//! `VAI_BENCH_CHURN` sets the churn's changes per second (0 skips the churn phase). Baselines:
+//! `VAI_BENCH_CHURN` sets the churn's changes per second (0 skips the churn phase);
+//! `VAI_BENCH_SOAK_SECONDS` how long the soak's clients run on each side (600 in the full run,
+//! 20 in the quick one). Baselines:
 //! the kube-apiserver itself (its watch cache serves lists) and kube-runtime's in-memory
 //! reflector in a process of its own. Writes `target/vai-bench/report.json`, `report.md` and
 //! PNG charts beside them, and prints the markdown table. Scenarios: initial sync, memory and
 //! disk, full list, selective list, a UI page, watch fan-out with propagation delay, restart,
-//! and in the quiet phase the cost of identity and access (RBAC on against off).
+//! in the quiet phase the cost of identity and access (RBAC on against off), and in the churn
+//! phase a soak of 200 clients on vai and then on the apiserver ([`soak`]).
 //! The quick run is CI's test: it fails, one line per miss, on the goals in [`goals`] (every
 //! scenario measured something, no LIST at restart, no upstream watch added by fan-out, a floor
 //! for the full list); the full run reports what it found, misses included, and does not fail
@@ -36,12 +39,14 @@ mod pages;
 mod report;
 mod row;
 mod scenarios;
+mod soak;
 mod stats;
 mod vai;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use vai_testenv::TestEnv;
 
@@ -73,6 +78,12 @@ async fn main() -> ExitCode {
         objects: 0,
         runs: if full { 10 } else { 5 },
         watchers: if full { 1000 } else { 100 },
+        soak: Duration::from_secs(var("VAI_BENCH_SOAK_SECONDS").unwrap_or(if full {
+            600
+        } else {
+            20
+        })),
+        config_maps: loaded.others as u64 / 2,
     };
     let mut rows = Vec::new();
     setup.objects = apiserver::objects(&client).await;

@@ -32,17 +32,34 @@ fn markdown(rows: &[Row]) -> String {
         ),
         None => " | | ".into(),
     };
-    let quiet = rows.iter().filter(|r| r.phase == Phase::Quiet);
-    for (k, q) in quiet.enumerate() {
-        // The same comparison in the churn phase is the kth churn row (scenarios run in order).
-        let c = rows.iter().filter(|r| r.phase == Phase::Churn).nth(k);
+    let quiet: Vec<&Row> = rows.iter().filter(|r| r.phase == Phase::Quiet).collect();
+    let churn: Vec<&Row> = rows.iter().filter(|r| r.phase == Phase::Churn).collect();
+    // The same comparison in both phases is the same scenario at the same place among the
+    // rows of that scenario (scenarios run in order); a scenario of one phase only (the access
+    // cost, the soak) has a line of its own.
+    let number = |r: &Row| r.scenario.split('.').next().unwrap_or_default().to_string();
+    let (mut i, mut j) = (0, 0);
+    while i < quiet.len() || j < churn.len() {
+        let (q, c) = match (quiet.get(i), churn.get(j)) {
+            (Some(q), Some(c)) if number(q) == number(c) => (Some(*q), Some(*c)),
+            (Some(q), Some(c)) if churn[j..].iter().any(|r| number(r) == number(q)) => {
+                (None, Some(*c))
+            }
+            (q, c) => match q {
+                Some(q) => (Some(*q), None),
+                None => (None, c.copied()),
+            },
+        };
+        i += usize::from(q.is_some());
+        j += usize::from(c.is_some());
+        let named = q.or(c).expect("one of the two");
         out += &format!(
             "| {} | {} | {} | {} | {} |\n",
-            q.scenario,
-            q.baseline_name,
-            cells(Some(q)),
+            named.scenario,
+            named.baseline_name,
+            cells(q),
             cells(c),
-            q.goal.text()
+            named.goal.text()
         );
     }
     out

@@ -1,4 +1,5 @@
-//! The numbered scenarios (seven in each phase, and the cost of access in the quiet one), one
+//! The numbered scenarios (seven in each phase, the cost of access in the quiet one and the
+//! soak in the churn one), one
 //! function each, and [`run_phase`], which runs them in order
 //! against a fresh vai and adds their rows to the report. Each row's name, order and goal are
 //! the report's contract: the markdown table pairs the quiet and the churn phase by position,
@@ -16,6 +17,7 @@ use crate::fanout::{self, UpstreamWatch};
 use crate::http1;
 use crate::pages::{UI_CLIENTS, UI_RATE, concurrent_pages, ui_page};
 use crate::row::{Goal, Phase, Row};
+use crate::soak;
 use crate::stats::percentile;
 use crate::vai::Vai;
 
@@ -27,6 +29,10 @@ pub struct Setup {
     pub runs: usize,
     /// Downstream watchers in the fan-out.
     pub watchers: usize,
+    /// How long the soak's clients run, on vai and then on the apiserver (churn phase).
+    pub soak: Duration,
+    /// ConfigMaps upstream (`settings-000000`…), which the soak's gets ask for.
+    pub config_maps: u64,
 }
 
 /// What a phase saw that the quick run asserts on (see [`crate::goals`]); NaN where it was not
@@ -127,6 +133,9 @@ pub async fn run_phase(
     selective_list(&mut run, vai).await;
     ui_pages(&mut run, vai).await;
     let fan_out = fan_out(&mut run, vai, &synced.upstream_watch).await;
+    if phase == Phase::Churn {
+        soak(&mut run, vai).await;
+    }
     let (lists_before, lists_at_restart) = restart(&mut run, synced).await;
     if phase == Phase::Quiet {
         access_cost(&mut run, dir.path()).await;
@@ -320,6 +329,113 @@ async fn fan_out(
         run.row(name, at, "one watch on the apiserver", "ms", goal);
     }
     seen
+}
+
+/// Scenario 9 (churn phase only), the soak: the same clients on vai, then on the apiserver,
+/// after a stretch with no clients that measures what the churn alone costs the apiserver.
+async fn soak(run: &mut PhaseRun<'_>, vai: &Vai) {
+    let Some(apiserver) = run
+        .env
+        .control_plane()
+        .pid(vai_testenv::Component::ApiServer)
+        .map(|p| p.as_raw())
+    else {
+        println!("9. soak: the apiserver's process is not known; not measured");
+        return;
+    };
+    let duration = run.setup.soak;
+    let alone = duration / 10;
+    let before = soak::cpu_seconds(apiserver);
+    tokio::time::sleep(alone).await;
+    let churn_alone = (soak::cpu_seconds(apiserver) - before) / alone.as_secs_f64();
+    let on_vai = soak::soak(
+        soak::client_for(&vai.url),
+        run.client,
+        duration,
+        run.setup.config_maps,
+        apiserver,
+        Some(vai.pid()),
+    )
+    .await;
+    let direct = soak::soak(
+        run.client.clone(),
+        run.client,
+        duration,
+        run.setup.config_maps,
+        apiserver,
+        None,
+    )
+    .await;
+    for (on, seen) in [("vai", &on_vai), ("the apiserver", &direct)] {
+        println!(
+            "9. soak on {on}: {} requests, {} failed{}; {} events delivered to the watches, {} lost, {} relists; apiserver CPU {:.1} s",
+            seen.requests,
+            seen.errors,
+            seen.first_error
+                .as_deref()
+                .map_or(String::new(), |e| format!(" (first: {e})")),
+            seen.delivered,
+            seen.lost,
+            seen.relists,
+            seen.apiserver_cpu,
+        );
+    }
+    let minutes = duration.as_secs_f64() / 60.0;
+    let clients = soak::CLIENTS;
+    run.row(
+        format!("9. soak, {clients} clients for {minutes:.1} min under churn: failed requests"),
+        (on_vai.errors as f64, direct.errors as f64),
+        "the same clients on the apiserver",
+        "failed requests",
+        Goal::Max(0.0, "0"),
+    );
+    run.row(
+        format!("9. soak: events lost at {} watches", soak::WATCHES),
+        (on_vai.lost as f64, direct.lost as f64),
+        "the same watches on the apiserver",
+        "events",
+        Goal::Max(0.0, "0"),
+    );
+    let (second, last) = on_vai.rss.unwrap_or((f64::NAN, f64::NAN));
+    run.row(
+        "9. soak: vai RSS, the run's last tenth against its second".into(),
+        (last, second),
+        "its second tenth",
+        "MB",
+        Goal::Ratio(1.1, "≤ +10%"),
+    );
+    let (vai_p50, vai_p99) = soak::p50_p99(&on_vai.latencies);
+    let (direct_p50, direct_p99) = soak::p50_p99(&direct.latencies);
+    run.row(
+        "9. soak: request latency p50".into(),
+        (vai_p50, direct_p50),
+        "the same clients on the apiserver",
+        "ms",
+        Goal::None,
+    );
+    run.row(
+        "9. soak: request latency p99".into(),
+        (vai_p99, direct_p99),
+        "the same clients on the apiserver",
+        "ms",
+        Goal::None,
+    );
+    run.row(
+        "9. soak: apiserver CPU seconds".into(),
+        (on_vai.apiserver_cpu, direct.apiserver_cpu),
+        "the same clients on the apiserver",
+        "s",
+        Goal::Ratio(0.05, "≤ 1/20"),
+    );
+    // The churn's own writes cost the apiserver the same in both runs.
+    let churn = churn_alone * duration.as_secs_f64();
+    run.row(
+        format!("9. soak: apiserver CPU seconds beyond the churn's ({churn:.1} s)"),
+        (on_vai.apiserver_cpu - churn, direct.apiserver_cpu - churn),
+        "the same clients on the apiserver",
+        "s",
+        Goal::Ratio(0.05, "≤ 1/20"),
+    );
 }
 
 /// Scenario 7, restart: time to the first answered list, and LISTs upstream. Returns the LISTs
