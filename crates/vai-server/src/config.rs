@@ -16,6 +16,10 @@ pub struct ServerConfig {
     pub default_watch_timeout: Duration,
     /// How long a list with a resource version newer than the store's waits for it.
     pub wait_for_resource_version: Duration,
+    /// For this long after upstream became unreachable, a request vai cannot answer (a write,
+    /// an uncached type) is refused with `Retry-After`, which client-go retries (ten times, ~50
+    /// s): a blip passes unnoticed. Past it, with a plain `503`, which kubectl reports at once.
+    pub offline_retry_grace: Duration,
     /// Authentication and authorization.
     pub access: AccessConfig,
     /// The clients requests are forwarded with (`None`: the sync's client, and every caller
@@ -49,6 +53,7 @@ impl Default for ServerConfig {
             max_request_bytes: 16 << 20,
             default_watch_timeout: Duration::from_secs(1800),
             wait_for_resource_version: Duration::from_secs(3),
+            offline_retry_grace: Duration::from_secs(10),
             access: AccessConfig::default(),
             proxy: None,
         }

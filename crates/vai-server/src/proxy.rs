@@ -1,8 +1,10 @@
 //! Everything vai does not answer from its cache — writes, subresources, uncached types — goes
 //! to upstream with vai's credentials and TLS (`ServerConfig::proxy`, else the sync's client), streaming the response
-//! back (watches, `logs -f`). With upstream unreachable the answer is `503` with a `Status`
-//! and `Retry-After` at once; a request in flight when upstream stops answering gets the same
-//! as soon as the health probe notices, never a hang.
+//! back (watches, `logs -f`). With upstream unreachable the answer is `503` with a `Status` at
+//! once, with `Retry-After` during the first seconds of the outage
+//! (`ServerConfig::offline_retry_grace`) and without it afterwards, so that kubectl fails at
+//! once instead of retrying for ~50 s; a request in flight when upstream stops answering gets
+//! the same as soon as the health probe notices, never a hang.
 //!
 //! Connection upgrades (`exec`, `attach`, `port-forward`: WebSocket or SPDY) are passed through:
 //! once upstream answers `101`, bytes are copied both ways until either side closes.
@@ -22,6 +24,7 @@ use axum::extract::Request;
 use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
+use std::time::Duration;
 
 use crate::app::App;
 use crate::errors::ApiError;
@@ -59,7 +62,7 @@ pub(crate) async fn forward(app: &App, request: Request) -> Response {
 async fn try_forward(app: &App, request: Request) -> Result<Response, ApiError> {
     let mut health = app.syncer.health();
     if !health.borrow().reachable {
-        return Err(unreachable(&health.borrow()));
+        return Err(unreachable(app, &health.borrow()));
     }
     let mut request = request;
     let upgrade = request
@@ -130,7 +133,7 @@ async fn try_forward(app: &App, request: Request) -> Result<Response, ApiError> 
                 return Err(denied.0.clone());
             }
             let down = down.map(|h| h.clone()).unwrap_or_else(|_| app.syncer.health().borrow().clone());
-            return Err(unreachable(&down));
+            return Err(unreachable(app, &down));
         }
     };
     let response = match sent {
@@ -258,9 +261,17 @@ fn resource_version_of(body: &[u8]) -> Option<u64> {
         .ok()
 }
 
-fn unreachable(health: &vai_sync::UpstreamHealth) -> ApiError {
-    ApiError::unavailable(format!(
-        "upstream is unreachable ({}); vai serves reads from its cache, but cannot forward this request",
+fn unreachable(app: &App, health: &vai_sync::UpstreamHealth) -> ApiError {
+    let away =
+        Duration::from_millis(vai_sync::now_ms().saturating_sub(health.since_ms).max(0) as u64);
+    let mut refused = ApiError::unavailable(format!(
+        "upstream has been unreachable for {} s ({}); vai serves reads from its cache, but cannot forward this request",
+        away.as_secs(),
         health.error.as_deref().unwrap_or("no answer")
-    ))
+    ));
+    // A client retries a 503 with Retry-After: worth it early in an outage, not later.
+    if away >= app.config.offline_retry_grace {
+        refused.retry_after = None;
+    }
+    refused
 }

@@ -154,6 +154,11 @@ struct ServeArgs {
     /// sides, more requests).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     list_page_size: u32,
+    /// For this long after the cluster stopped answering, writes (and other requests vai must
+    /// forward) are refused with `Retry-After`, which kubectl retries; afterwards without it,
+    /// so kubectl fails at once (`10s`, `0s`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    offline_retry_grace: Duration,
     /// Serve a type as stale (the `Warning`, `X-Vai-State: stale`) while events its watch
     /// received have waited longer than this to be stored (`2s`, `500ms`).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
@@ -347,6 +352,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         proxy: Some(proxy),
+        offline_retry_grace: args.offline_retry_grace,
         ..Default::default()
     };
     let app = vai_server::router(syncer.clone(), server_config, registry)

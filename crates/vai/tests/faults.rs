@@ -318,6 +318,70 @@ async fn check_converges(vai: &Vai, cms: &Api<ConfigMap>, ns: &str, name: &str) 
     }
 }
 
+/// Creates vai refused with 503, as its metrics count them.
+async fn refused_creates(vai: &Vai) -> f64 {
+    let page = vai_metrics(vai).await;
+    let labels = ["verb=\"create\"", "code=\"503\""];
+    metric_sum(&page, "vai_request_duration_seconds_count", &labels).unwrap_or(0.0)
+}
+
+/// With the cluster gone for longer than `--offline-retry-grace`, a write is refused without
+/// `Retry-After`, so kubectl does not retry it (client-go retries a 503 with one, ten times):
+/// `kubectl create` fails after one request, with vai's message.
+#[tokio::test]
+async fn past_the_retry_grace_kubectl_writes_fail_at_once_with_vais_message() {
+    let env = TestEnv::start().await.unwrap();
+    let client = env.client().await.unwrap();
+    let ns = "t-offline-writes";
+    support::ensure_namespace(&client, ns).await;
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--resources",
+        "configmaps,namespaces",
+        "--offline-retry-grace",
+        "1s",
+    ];
+    let vai = Vai::start(&env, dir.path(), &args).await;
+    env.pause_apiserver().unwrap();
+    eventually(
+        "vai notices upstream is gone",
+        Duration::from_secs(10),
+        async || (!upstream_reachable(&vai).await).then_some(()),
+    )
+    .await;
+    let path = format!("/api/v1/namespaces/{ns}/configmaps");
+    let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"nope"}}"#;
+    eventually(
+        "a write is refused without Retry-After",
+        Duration::from_secs(10),
+        async || {
+            let write = request(&vai.url(), "POST", &path, Some(body)).await.ok()?;
+            assert_eq!(write.status, 503);
+            (!write.headers.contains_key("retry-after")).then_some(())
+        },
+    )
+    .await;
+    let before = refused_creates(&vai).await;
+    assert!(before >= 1.0, "the refusals above are counted");
+    let out = vai
+        .kubectl(&env)
+        .args(["create", "configmap", "from-kubectl", "-n", ns])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("upstream has been unreachable for"),
+        "kubectl reports vai's message: {stderr}"
+    );
+    assert_eq!(
+        refused_creates(&vai).await - before,
+        1.0,
+        "kubectl asked once, without retrying"
+    );
+    env.resume_apiserver().unwrap();
+}
+
 #[tokio::test]
 async fn a_frozen_or_dead_apiserver_gets_last_good_answers_with_a_warning() {
     let env = TestEnv::start().await.unwrap();

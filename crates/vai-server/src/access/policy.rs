@@ -86,12 +86,18 @@ pub(crate) fn follow(app: App) {
     tokio::spawn(async move {
         loop {
             let rebuild = app
-                .blocking(|store| {
-                    build(store).map_err(|e| crate::errors::ApiError::internal(e.to_string()))
-                })
+                .blocking(|store| Ok::<_, crate::errors::ApiError>(build(store)))
                 .await;
             match rebuild {
-                Ok(policy) => app.access.policy.set(policy),
+                Ok(Ok(policy)) => app.access.policy.set(policy),
+                // A first sync: the RBAC types are on their way (until they are synced,
+                // requests are denied: see `decide`).
+                Ok(Err(vai_store::Error::UnknownResource(resource))) => {
+                    tracing::debug!(%resource, "the RBAC policy waits for its types to sync")
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot build the RBAC policy; keeping the last one")
+                }
                 Err(e) => {
                     tracing::error!(error = %e.message, "cannot build the RBAC policy; keeping the last one")
                 }
