@@ -26,6 +26,7 @@ mod freshness;
 mod listen;
 mod metadata;
 mod metrics;
+mod openapi;
 mod ops;
 pub mod path;
 mod proxy;
@@ -118,6 +119,9 @@ async fn route(app: &App, info: &RequestInfo, request: Request) -> (ServedBy, Re
     }
     if let Some(response) = discovery::serve(app, request.uri().path(), request.headers()).await {
         return (ServedBy::Cache, response);
+    }
+    if openapi::is_openapi(&request) {
+        return openapi::serve(app, request).await;
     }
     let cached = info
         .resource

@@ -1,5 +1,5 @@
 //! The keys of the documents vai keeps beside objects ([`crate::Store::put_documents`]): the
-//! discovery documents, a type's table column definitions and the cluster's identity documents. Sync writes them, the server
+//! discovery and OpenAPI documents, a type's table column definitions and the cluster's identity documents. Sync writes them, the server
 //! reads them; both name them through here, so neither owns the other's storage layout. This
 //! module only names keys; it never reads or writes.
 
@@ -11,6 +11,12 @@ pub fn discovery_document(path: &str, aggregated: bool) -> String {
     } else {
         path.to_string()
     }
+}
+
+/// The key of an OpenAPI document (`/openapi/v3/apis/apps/v1?hash=…`) in one representation
+/// (a media type without parameters: `application/json`).
+pub fn openapi_document(path_and_query: &str, media_type: &str) -> String {
+    format!("openapi:{path_and_query}#{media_type}")
 }
 
 /// The key of a cached type's table column definitions (as upstream prints the type), by the

@@ -17,6 +17,7 @@ mod error;
 mod freshness;
 mod identity;
 mod metrics;
+mod openapi;
 mod reflector;
 mod selectable;
 mod spool;
@@ -183,6 +184,10 @@ impl Syncer {
             identity::refresh(&client, &store, config.timeout).await?;
         }
         let fields = tokio::spawn(selectable::follow(store.clone()));
+        let openapi = health.reachable.then(|| {
+            let (client, store, timeout) = (client.clone(), store.clone(), config.timeout);
+            tokio::spawn(async move { openapi::refresh(&client, &store, timeout).await })
+        });
         let syncer = Syncer::launch(client, store, config, registry, health, initial);
         let rediscover = tokio::spawn(rediscover(Arc::downgrade(&syncer.inner)));
         syncer
@@ -190,7 +195,7 @@ impl Syncer {
             .background
             .lock()
             .expect("background lock")
-            .extend([rediscover, fields]);
+            .extend([rediscover, fields].into_iter().chain(openapi));
         Ok(syncer)
     }
 
@@ -518,6 +523,7 @@ async fn rediscover(inner: std::sync::Weak<Inner>) {
                     {
                         tracing::warn!(error = %one_line(&e), "cannot store the identity documents");
                     }
+                    openapi::refresh(&shared.client, &shared.store, shared.config.timeout).await;
                     Syncer { inner }.apply(found)
                 }
                 Err(e) => {

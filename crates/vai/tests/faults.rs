@@ -318,6 +318,59 @@ async fn check_converges(vai: &Vai, cms: &Api<ConfigMap>, ns: &str, name: &str) 
     }
 }
 
+/// `kubectl explain` through vai while the cluster is paused: answered from the OpenAPI
+/// documents sync stored (nobody asked vai for them before), with vai's warning.
+#[tokio::test]
+async fn kubectl_explain_is_answered_offline_from_the_stored_openapi_documents() {
+    let env = TestEnv::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--resources", "configmaps,namespaces"];
+    let vai = Vai::start(&env, dir.path(), &args).await;
+    let explain = |mut kubectl: std::process::Command| {
+        let out = kubectl
+            .args(["explain", "configmap.data"])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // What the apiserver itself explains (vai is not asked: it has only what sync stored).
+    let (ok, direct, stderr) = explain(support::kubectl_direct(&env));
+    assert!(
+        ok && direct.contains("KIND:") && direct.contains("ConfigMap"),
+        "{direct}{stderr}"
+    );
+    // Sync stores the documents a moment after it starts.
+    let root = vai_store::keys::openapi_document("/openapi/v3", "application/json");
+    eventually(
+        "vai has stored the OpenAPI documents",
+        Duration::from_secs(30),
+        async || {
+            let store = vai_store::Store::open_read_only(&vai.db).ok()?;
+            store.document(&root).ok()?.map(|_| ())
+        },
+    )
+    .await;
+    env.pause_apiserver().unwrap();
+    eventually(
+        "vai notices upstream is gone",
+        Duration::from_secs(10),
+        async || (!upstream_reachable(&vai).await).then_some(()),
+    )
+    .await;
+    let (ok, offline, stderr) = explain(vai.kubectl(&env));
+    assert!(ok, "kubectl explain offline: {stderr}");
+    assert_eq!(offline, direct, "the apiserver's own explanation");
+    assert!(
+        stderr.contains("this OpenAPI document is the one stored last"),
+        "vai's warning: {stderr}"
+    );
+    env.resume_apiserver().unwrap();
+}
+
 /// Creates vai refused with 503, as its metrics count them.
 async fn refused_creates(vai: &Vai) -> f64 {
     let page = vai_metrics(vai).await;
