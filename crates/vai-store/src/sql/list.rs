@@ -143,7 +143,12 @@ pub(crate) fn list_part(
     bound: &Bound,
     each: &mut PacedSink,
 ) -> Result<ListPart> {
-    let (at, mut sql, mut args) = selection_sql(
+    let Selection {
+        at,
+        mut sql,
+        mut args,
+        driven,
+    } = selection_sql(
         tx,
         resource,
         request,
@@ -209,7 +214,11 @@ pub(crate) fn list_part(
             last_key = Some((ns.to_string(), name.to_string()));
         }
         // At the limit, the next row says whether a continue token is owed: not a place to stop.
-        let stop = pace == Pace::Yield || count >= bound.items || Instant::now() >= bound.until;
+        // A list driven by a label sorts what the label selects: a part after this one
+        // would select and sort it all again, so such a list is one read (a slow client of it
+        // holds its snapshot, as every list did before parts).
+        let stop = !driven
+            && (pace == Pace::Yield || count >= bound.items || Instant::now() >= bound.until);
         if stop && request.limit != Some(count) {
             // Whether more follow is for the next read to find.
             let token = ContinueToken {
@@ -232,6 +241,18 @@ pub(crate) fn list_part(
     })
 }
 
+/// A list's selection as SQL (see [`selection_sql`]).
+pub(crate) struct Selection {
+    /// The snapshot's resource version.
+    pub at: u64,
+    /// `SELECT … WHERE …`, without order or limit.
+    pub sql: String,
+    /// Its parameters.
+    pub args: Vec<Value>,
+    /// Whether a label drives it (the rows come from the label index, to be sorted).
+    pub driven: bool,
+}
+
 /// The `SELECT {columns} …` (columns of version `v`) of a list's selection — visibility at its
 /// snapshot, namespace, selectors, the continue position — without order or limit, with its
 /// parameters and the snapshot's resource version. Shared by lists and pages. `scan` is the
@@ -242,7 +263,7 @@ pub(crate) fn selection_sql(
     request: &ListRequest,
     columns: &str,
     scan: &str,
-) -> Result<(u64, String, Vec<Value>)> {
+) -> Result<Selection> {
     let row = resource_row(tx, resource)?;
     let (at, after) = match &request.continue_token {
         Some(token) => {
@@ -274,6 +295,7 @@ pub(crate) fn selection_sql(
     });
     let drive =
         most_selective_label(tx, row.id, &labels, cap)?.filter(|(_, _, matched)| *matched <= cap);
+    let driven = drive.is_some();
     let mut sql = match drive {
         // CROSS JOIN keeps the label index as the outer loop.
         Some((key, values, _)) => {
@@ -303,7 +325,12 @@ pub(crate) fn selection_sql(
     }
     push_fields(&mut sql, &mut args, &columns_only, &mut bind);
     push_labels(&mut sql, &mut args, &labels, &mut bind);
-    Ok((at, sql, args))
+    Ok(Selection {
+        at,
+        sql,
+        args,
+        driven,
+    })
 }
 
 type Bind<'a> = dyn FnMut(&mut Vec<Value>, Value) -> String + 'a;

@@ -139,8 +139,12 @@ fn filtered_sql(
             .chain(request.sort.iter().map(|k| &k.column)),
     )?;
     // The selection (namespace, selectors, visibility) is the list's: reuse its SQL.
-    let (resource_version, base_sql, mut args) =
-        super::list::selection_sql(tx, resource, &request.list, "v.id", scan)?;
+    let super::list::Selection {
+        at: resource_version,
+        sql: base_sql,
+        mut args,
+        ..
+    } = super::list::selection_sql(tx, resource, &request.list, "v.id", scan)?;
     let mut extra = String::new();
     {
         let mut bind = |v: Value| {
