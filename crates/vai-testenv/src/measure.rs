@@ -5,11 +5,22 @@ use std::time::Duration;
 
 /// Resident memory of a process (`/proc/<pid>/status` `VmRSS`), in MB; 0 if unreadable.
 pub fn rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmRSS:")
+}
+
+/// The anonymous part of a process's resident memory (`RssAnon`: its heap and stacks, without
+/// the file pages it maps, which the kernel's page cache holds), in MB; 0 if unreadable.
+pub fn rss_anon_mb(pid: u32) -> f64 {
+    status_mb(pid, "RssAnon:")
+}
+
+/// A `kB` line of `/proc/<pid>/status`, in MB; 0 if unreadable.
+fn status_mb(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
@@ -87,5 +98,6 @@ mod tests {
         ];
         assert_eq!(percentile(&mut xs, 0.5), Duration::from_millis(2));
         assert!(rss_mb(std::process::id()) > 0.0);
+        assert!(rss_anon_mb(std::process::id()) > 0.0);
     }
 }

@@ -52,8 +52,10 @@ pub struct Soaked {
     /// CPU seconds of the apiserver's process during the run.
     pub apiserver_cpu: f64,
     /// Resident memory of the process the clients pointed at, if vai (MB, mean of the run's
-    /// second tenth and of its last tenth).
+    /// second tenth and of its last tenth): all of it, and its anonymous part (`RssAnon`,
+    /// without the file pages its reader connections map).
     pub rss: Option<(f64, f64)>,
+    pub rss_anon: Option<(f64, f64)>,
 }
 
 /// CPU seconds (user and system) a process has used so far; 0 if unreadable.
@@ -157,6 +159,7 @@ pub async fn soak(
                 samples.push((
                     started.elapsed().as_secs_f64(),
                     vai_testenv::measure::rss_mb(pid),
+                    vai_testenv::measure::rss_anon_mb(pid),
                 ));
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -167,22 +170,25 @@ pub async fn soak(
         task.await.unwrap();
     }
     let apiserver_cpu = cpu_seconds(apiserver_pid) - cpu_before;
-    let rss = match rss_samples {
+    let (rss, rss_anon) = match rss_samples {
         Some(task) => {
             let samples = task.await.unwrap();
-            let tenth = duration.as_secs_f64() / 10.0;
-            let mean = |from: f64, to: f64| {
-                let within: Vec<f64> = samples
-                    .iter()
-                    .filter(|(t, _)| *t >= from && *t < to)
-                    .map(|(_, mb)| *mb)
-                    .collect();
-                within.iter().sum::<f64>() / within.len().max(1) as f64
+            let (total, tenth) = (duration.as_secs_f64(), duration.as_secs_f64() / 10.0);
+            // The mean of one measure over the run's second tenth and over its last.
+            let windows = |measure: fn(&(f64, f64, f64)) -> f64| {
+                let mean = |from: f64, to: f64| {
+                    let within: Vec<f64> = samples
+                        .iter()
+                        .filter(|s| s.0 >= from && s.0 < to)
+                        .map(measure)
+                        .collect();
+                    within.iter().sum::<f64>() / within.len().max(1) as f64
+                };
+                (mean(tenth, 2.0 * tenth), mean(total - tenth, total))
             };
-            let total = duration.as_secs_f64();
-            Some((mean(tenth, 2.0 * tenth), mean(total - tenth, total)))
+            (Some(windows(|s| s.1)), Some(windows(|s| s.2)))
         }
-        None => None,
+        None => (None, None),
     };
     // What each namespace's reference had seen when the clients stopped: every watch of that
     // namespace must receive all of it after the version it started from.
@@ -212,6 +218,7 @@ pub async fn soak(
         relists,
         apiserver_cpu,
         rss,
+        rss_anon,
     }
 }
 
