@@ -1063,6 +1063,18 @@ fn the_wal_stays_bounded_under_a_stream_of_overlapping_long_readers_and_a_fast_w
     );
 }
 
+/// A store of `n` pods `ns/p00000`… listed at version 1.
+fn numbered_pods(dir: &tempfile::TempDir, n: usize) -> Store {
+    let store = open(dir);
+    let pods: Vec<_> = (0..n)
+        .map(|i| pod("ns", &format!("p{i:05}"), 1, "web"))
+        .collect();
+    store
+        .write_blocking(Batch::new(PODS).replace(1, pods))
+        .unwrap();
+    store
+}
+
 /// A list consumer that waits once, after its first item, and meanwhile writes and runs a
 /// truncating checkpoint on a connection of its own.
 struct WaitingConsumer {
@@ -1120,15 +1132,9 @@ impl vai_store::ListSink for WaitingConsumer {
 #[test]
 fn a_list_waiting_for_its_consumer_holds_no_snapshot_and_is_still_one_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
     // More than one read serves (5,000 items).
     let n = 12_000;
-    let pods: Vec<_> = (0..n)
-        .map(|i| pod("ns", &format!("p{i:05}"), 1, "web"))
-        .collect();
-    store
-        .write_blocking(Batch::new(PODS).replace(1, pods))
-        .unwrap();
+    let store = numbered_pods(&dir, n);
     let mut consumer = WaitingConsumer {
         store: store.clone(),
         path: store.path().to_path_buf(),
@@ -1161,14 +1167,8 @@ fn a_list_waiting_for_its_consumer_holds_no_snapshot_and_is_still_one_snapshot()
 #[test]
 fn a_limit_larger_than_one_read_pages_as_before() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
     let n = 13_000;
-    let pods: Vec<_> = (0..n)
-        .map(|i| pod("ns", &format!("p{i:05}"), 1, "web"))
-        .collect();
-    store
-        .write_blocking(Batch::new(PODS).replace(1, pods))
-        .unwrap();
+    let store = numbered_pods(&dir, n);
     let mut request = ListRequest {
         limit: Some(6_000),
         ..ListRequest::default()

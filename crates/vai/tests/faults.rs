@@ -223,15 +223,20 @@ async fn upstream_reachable(vai: &Vai) -> bool {
     status["upstream"]["reachable"] == true
 }
 
-/// With upstream unreachable: reads answered fast from the store with the warning; writes
-/// refused at once with 503 + Retry-After; the status page says since when.
-async fn check_offline(vai: &Vai, ns: &str) {
+/// Waits until vai reports upstream unreachable.
+async fn notices_upstream_is_gone(vai: &Vai) {
     eventually(
         "vai notices upstream is gone",
         Duration::from_secs(10),
         async || (!upstream_reachable(vai).await).then_some(()),
     )
     .await;
+}
+
+/// With upstream unreachable: reads answered fast from the store with the warning; writes
+/// refused at once with 503 + Retry-After; the status page says since when.
+async fn check_offline(vai: &Vai, ns: &str) {
+    notices_upstream_is_gone(vai).await;
     for _ in 0..20 {
         let (status, elapsed, warning, state) = timed_list(vai, ns).await;
         assert_eq!(status, 200);
@@ -355,12 +360,7 @@ async fn kubectl_explain_is_answered_offline_from_the_stored_openapi_documents()
     )
     .await;
     env.pause_apiserver().unwrap();
-    eventually(
-        "vai notices upstream is gone",
-        Duration::from_secs(10),
-        async || (!upstream_reachable(&vai).await).then_some(()),
-    )
-    .await;
+    notices_upstream_is_gone(&vai).await;
     let (ok, offline, stderr) = explain(vai.kubectl(&env));
     assert!(ok, "kubectl explain offline: {stderr}");
     assert_eq!(offline, direct, "the apiserver's own explanation");
@@ -396,12 +396,7 @@ async fn past_the_retry_grace_kubectl_writes_fail_at_once_with_vais_message() {
     ];
     let vai = Vai::start(&env, dir.path(), &args).await;
     env.pause_apiserver().unwrap();
-    eventually(
-        "vai notices upstream is gone",
-        Duration::from_secs(10),
-        async || (!upstream_reachable(&vai).await).then_some(()),
-    )
-    .await;
+    notices_upstream_is_gone(&vai).await;
     let path = format!("/api/v1/namespaces/{ns}/configmaps");
     let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"nope"}}"#;
     eventually(

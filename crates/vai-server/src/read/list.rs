@@ -21,6 +21,7 @@ use crate::form::{Form, list_head, list_item, type_meta_prefix};
 use crate::path::ResourcePath;
 use crate::query_api::Query;
 use crate::read::error::ReadError;
+use crate::read::outbox::Outbox;
 use crate::read::params::{Params, number};
 use crate::read::selection::{selectable, selection};
 use crate::read::version;
@@ -145,14 +146,13 @@ pub(crate) async fn page(
 }
 
 /// A streamed list's output on its blocking thread: items joined into 64 KiB chunks for the
-/// response's channel. A chunk the channel has no room for is held, and the store's read is
-/// asked to end ([`Pace::Yield`]) so that the wait ([`Out::flush`]) happens outside it.
+/// response's channel, through an [`Outbox`] (a chunk without room waits outside the store's
+/// reads).
 struct Out {
-    tx: mpsc::Sender<Result<Bytes, ApiError>>,
+    outbox: Outbox<Result<Bytes, ApiError>>,
     buffer: Vec<u8>,
     items: usize,
     sent: bool,
-    held: Option<Bytes>,
 }
 
 impl Out {
@@ -168,30 +168,14 @@ impl Out {
         if self.buffer.len() < CHUNK {
             return Ok(Pace::On);
         }
-        // Only one chunk waits here: a second waits for the first (not expected: a sink
-        // that yielded gets no item before `flush`).
-        self.flush()?;
         let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK + 8192));
         self.sent = true;
-        match self.tx.try_send(Ok(Bytes::from(chunk))) {
-            Ok(()) => Ok(Pace::On),
-            Err(mpsc::error::TrySendError::Full(chunk)) => {
-                self.held = chunk.ok();
-                Ok(Pace::Yield)
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(vai_store::Error::Closed),
-        }
+        self.outbox.offer(Ok(Bytes::from(chunk)))
     }
 
     /// Sends the held chunk, waiting for room.
     fn flush(&mut self) -> vai_store::Result<()> {
-        match self.held.take() {
-            Some(chunk) => self
-                .tx
-                .blocking_send(Ok(chunk))
-                .map_err(|_| vai_store::Error::Closed),
-            None => Ok(()),
-        }
+        self.outbox.flush()
     }
 }
 
@@ -223,11 +207,10 @@ async fn streamed(
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, ApiError>>(4);
     tokio::task::spawn_blocking(move || {
         let mut out = Out {
-            tx: tx.clone(),
+            outbox: Outbox::new(tx.clone()),
             buffer: Vec::with_capacity(CHUNK + 8192),
             items: 0,
             sent: false,
-            held: None,
         };
         match produce(&mut out).and_then(|ends| out.flush().map(|()| ends)) {
             Ok((head, tail)) => {

@@ -14,6 +14,7 @@
 mod error;
 mod get;
 mod list;
+mod outbox;
 pub(crate) mod params;
 mod selection;
 pub(crate) mod version;

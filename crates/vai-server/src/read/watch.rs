@@ -24,6 +24,7 @@ use crate::errors::ApiError;
 use crate::form::{Form, render};
 use crate::path::ResourcePath;
 use crate::read::error::ReadError;
+use crate::read::outbox::Outbox;
 use crate::read::params::{Params, flag, invalid, number};
 use crate::read::selection::{selectable, selection};
 use crate::read::version;
@@ -129,8 +130,7 @@ pub(crate) async fn watch(
                         fields: &fields,
                         members: track.then_some(&mut members),
                         lines: initial.then_some(&mut lines),
-                        tx: &tx,
-                        held: None,
+                        outbox: Outbox::new(tx.clone()),
                     };
                     store
                         .list_paced(&key, &request, &mut sink)
@@ -335,15 +335,13 @@ impl WatchLines {
 }
 
 /// A watch's initial state, read from the store: the keys it holds (when it tracks
-/// membership) and, if asked, each object as an `ADDED` line. A line the stream has no room for
-/// waits outside the store's read (see [`vai_store::Store::list_paced`]).
+/// membership) and, if asked, each object as an `ADDED` line, through an [`Outbox`].
 struct InitialState<'a> {
     filters: &'a [vai_store::Filter],
     fields: &'a FieldSet,
     members: Option<&'a mut HashSet<(String, String)>>,
     lines: Option<&'a mut WatchLines>,
-    tx: &'a mpsc::Sender<Line>,
-    held: Option<Line>,
+    outbox: Outbox<Line>,
 }
 
 impl ListSink for InitialState<'_> {
@@ -357,26 +355,13 @@ impl ListSink for InitialState<'_> {
         let Some(lines) = &mut self.lines else {
             return Ok(Pace::On);
         };
-        let line = Line::Whole(lines.object("ADDED", row.body, row.cells, None));
-        self.between()?;
-        match self.tx.try_send(line) {
-            Ok(()) => Ok(Pace::On),
-            Err(mpsc::error::TrySendError::Full(line)) => {
-                self.held = Some(line);
-                Ok(Pace::Yield)
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(vai_store::Error::Closed),
-        }
+        self.outbox.offer(Line::Whole(
+            lines.object("ADDED", row.body, row.cells, None),
+        ))
     }
 
     fn between(&mut self) -> vai_store::Result<()> {
-        match self.held.take() {
-            Some(line) => self
-                .tx
-                .blocking_send(line)
-                .map_err(|_| vai_store::Error::Closed),
-            None => Ok(()),
-        }
+        self.outbox.flush()
     }
 }
 
