@@ -1,5 +1,5 @@
 //! The server's Prometheus metrics: request latency by verb, code and who answered, the
-//! store's size, staleness, how far each type's store is behind its watch, and upstream's
+//! store's size and how long its writer waited for the journal, staleness, how far each type's store is behind its watch, and upstream's
 //! contact age. This module only records; `/metrics`
 //! (in `ops`) sets the gauges and encodes the page.
 
@@ -11,6 +11,10 @@ use axum::http::StatusCode;
 pub(crate) struct Metrics {
     requests: prometheus::HistogramVec,
     pub db_bytes: prometheus::IntGauge,
+    /// Writes held for the journal since the store opened: how many, their time, the longest.
+    pub writes_held: prometheus::IntGauge,
+    pub writes_held_seconds: prometheus::Gauge,
+    pub writes_held_longest: prometheus::Gauge,
     pub stale_seconds: prometheus::GaugeVec,
     pub lag_seconds: prometheus::GaugeVec,
     pub lag_events: prometheus::IntGaugeVec,
@@ -45,6 +49,21 @@ impl Metrics {
         let db_bytes =
             prometheus::IntGauge::new("vai_store_bytes", "Size of the database file and its WAL.")
                 .expect("valid metric");
+        let writes_held = prometheus::IntGauge::new(
+            "vai_store_writes_held",
+            "Times since start the store's writer waited a millisecond or more for the journal (a truncating checkpoint waiting for long readers, or the WAL's bound).",
+        )
+        .expect("valid metric");
+        let gauge =
+            |name: &str, help: &str| prometheus::Gauge::new(name, help).expect("valid metric");
+        let writes_held_seconds = gauge(
+            "vai_store_writes_held_seconds",
+            "Seconds since start the store's writer waited for the journal, in all.",
+        );
+        let writes_held_longest = gauge(
+            "vai_store_writes_held_longest_seconds",
+            "The longest single wait of the store's writer for the journal since start.",
+        );
         let seconds_per_type = |name: &str, help: &str| {
             prometheus::GaugeVec::new(prometheus::Opts::new(name, help), &["resource"])
                 .expect("valid metric")
@@ -77,6 +96,9 @@ impl Metrics {
         for m in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(db_bytes.clone()),
+            Box::new(writes_held.clone()),
+            Box::new(writes_held_seconds.clone()),
+            Box::new(writes_held_longest.clone()),
             Box::new(stale_seconds.clone()),
             Box::new(lag_seconds.clone()),
             Box::new(lag_events.clone()),
@@ -88,6 +110,9 @@ impl Metrics {
         Ok(Metrics {
             requests,
             db_bytes,
+            writes_held,
+            writes_held_seconds,
+            writes_held_longest,
             stale_seconds,
             lag_seconds,
             lag_events,

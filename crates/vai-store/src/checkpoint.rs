@@ -30,6 +30,8 @@
 //! 7,000 pods during ten full lists).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -49,11 +51,61 @@ pub(crate) const JOURNAL_WAIT_MAX: Duration = Duration::from_secs(10);
 /// Pause between two of the writer's asks.
 pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
+/// A wait of the writer shorter than this is not a hold (beginning a transaction takes µs).
+const HELD_AT_LEAST: Duration = Duration::from_millis(1);
+
+/// How long writes have been held for the journal: the writer waiting for a truncating
+/// checkpoint's lock (its next transaction could not begin) or for the WAL to come back under
+/// its bound ([`crate::Store::writes_held`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WritesHeld {
+    /// Holds of a millisecond or more.
+    pub count: u64,
+    /// Their time in all.
+    pub total: Duration,
+    /// The longest one.
+    pub longest: Duration,
+}
+
+/// The writer's record of [`WritesHeld`], read by the store.
+#[derive(Debug, Default)]
+pub(crate) struct Holds {
+    count: AtomicU64,
+    total_ns: AtomicU64,
+    longest_ns: AtomicU64,
+}
+
+impl Holds {
+    pub(crate) fn record(&self, waited: Duration) {
+        if waited < HELD_AT_LEAST {
+            return;
+        }
+        let ns = waited.as_nanos().min(u64::MAX as u128) as u64;
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.total_ns.fetch_add(ns, Ordering::Relaxed);
+        self.longest_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    pub(crate) fn read(&self) -> WritesHeld {
+        WritesHeld {
+            count: self.count.load(Ordering::Relaxed),
+            total: Duration::from_nanos(self.total_ns.load(Ordering::Relaxed)),
+            longest: Duration::from_nanos(self.longest_ns.load(Ordering::Relaxed)),
+        }
+    }
+}
+
 /// The writer's line to the checkpointer; the checkpointer stops once every one is dropped.
+/// It carries the record of how long writes were held.
 #[derive(Clone, Debug)]
-pub(crate) struct Checkpointer(Sender<Sender<bool>>);
+pub(crate) struct Checkpointer(Sender<Sender<bool>>, Arc<Holds>);
 
 impl Checkpointer {
+    /// The record of how long writes were held.
+    pub(crate) fn holds(&self) -> &Arc<Holds> {
+        &self.1
+    }
+
     /// Asks for a checkpoint now and waits until it has run: true when the WAL is then within
     /// the limit (truncated, or found small). True too when the checkpointer is gone (the
     /// store is closing: nothing to wait for).
@@ -69,7 +121,7 @@ impl Checkpointer {
 /// A checkpointer's channel: the handle to give out, and the end [`run`] reads.
 pub(crate) fn channel() -> (Checkpointer, Receiver<Sender<bool>>) {
     let (tx, rx) = mpsc::channel();
-    (Checkpointer(tx), rx)
+    (Checkpointer(tx, Arc::default()), rx)
 }
 
 /// Runs until every [`Checkpointer`] is dropped.

@@ -90,6 +90,8 @@ struct Inner {
     events: broadcast::Sender<Arc<[Event]>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<(checkpoint::Checkpointer, JoinHandle<()>)>>,
+    /// How long writes were held for the journal (`None` when read-only).
+    holds: Option<Arc<checkpoint::Holds>>,
     /// The fields of each type (`None` when read-only: reads take them from the file).
     fields: Option<Arc<registry::FieldRegistry>>,
     /// Seals and opens the rows of encrypted types: every body read goes through it.
@@ -158,6 +160,7 @@ impl Store {
                 config,
                 events,
                 writer: Mutex::new(Some(handle)),
+                holds: Some(checkpoints.holds().clone()),
                 checkpointer: Mutex::new(Some((checkpoints, checkpointer))),
                 fields: Some(fields),
                 sealer,
@@ -192,6 +195,7 @@ impl Store {
                 events,
                 writer: Mutex::new(None),
                 checkpointer: Mutex::new(None),
+                holds: None,
                 fields: None,
                 sealer: Arc::new(sealer),
             }),
@@ -572,6 +576,17 @@ impl Store {
     /// header: a scan of the file, for `vai status` and benchmarks, not for a hot path.
     pub fn footprint(&self) -> Result<BTreeMap<String, crate::Footprint>> {
         self.read(|tx| crate::codec::footprint(tx))
+    }
+
+    /// How long writes have been held since the store opened: the writer waiting for a
+    /// truncating checkpoint (which waits for readers of old snapshots) or for the WAL to come
+    /// back under [`StoreConfig::journal_limit_bytes`]. Nothing for a read-only store.
+    pub fn writes_held(&self) -> crate::WritesHeld {
+        self.inner
+            .holds
+            .as_ref()
+            .map(|h| h.read())
+            .unwrap_or_default()
     }
 
     /// Runs SQLite's full integrity check; `Ok` means the file is sound.

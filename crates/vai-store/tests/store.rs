@@ -1061,6 +1061,12 @@ fn the_wal_stays_bounded_under_a_stream_of_overlapping_long_readers_and_a_fast_w
         largest < 2 * limit,
         "the WAL grew to {largest} bytes (limit {limit})"
     );
+    // What bounded it was the writer waiting: the store says so.
+    let held = store.writes_held();
+    assert!(
+        held.count > 0 && held.longest > Duration::ZERO && held.total >= held.longest,
+        "{held:?}"
+    );
 }
 
 /// A store of `n` pods `ns/p00000`… listed at version 1.

@@ -321,6 +321,9 @@ async fn check_converges(vai: &Vai, cms: &Api<ConfigMap>, ns: &str, name: &str) 
             "{gauge}"
         );
     }
+    // How long the writer was held for the journal is exported.
+    let longest = metric_sum(&metrics, "vai_store_writes_held_longest_seconds", &[]);
+    assert!(longest.is_some_and(|s| s >= 0.0), "{longest:?}");
 }
 
 /// `kubectl explain` through vai while the cluster is paused: answered from the OpenAPI

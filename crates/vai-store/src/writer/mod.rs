@@ -129,12 +129,14 @@ impl Writer {
         loop {
             if self.checkpointer.over_limit() {
                 self.wal_mark = limit;
+                self.checkpointer.holds().record(started.elapsed());
                 return;
             }
             if started.elapsed() >= checkpoint::JOURNAL_WAIT_MAX {
                 tracing::warn!(wal_bytes = bytes, waited = ?started.elapsed(),
                     "a reader held an old snapshot past the journal wait; writes go on and the WAL grows");
                 self.wal_mark = bytes + limit;
+                self.checkpointer.holds().record(started.elapsed());
                 return;
             }
             // A failed attempt already waited for the readers (the checkpointer's busy
@@ -244,9 +246,12 @@ impl Writer {
         let result = (|| -> Result<()> {
             // IMMEDIATE: take the write lock up front, so waiting for a checkpoint goes through
             // the busy handler instead of failing on a stale read snapshot.
+            let began = std::time::Instant::now();
             let tx = self
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // Longer than a moment only behind a truncating checkpoint's lock.
+            self.checkpointer.holds().record(began.elapsed());
             for (at, mut work) in works.into_iter().enumerate() {
                 if let Work::Batch { resource, .. } = &work {
                     self.fields.ensure(&tx, resource)?;

@@ -1,5 +1,5 @@
-//! The numbered scenarios (seven in each phase, the cost of access in the quiet one and the
-//! soak in the churn one), one
+//! The numbered scenarios (seven in each phase, the cost of access in the quiet one, the soak
+//! and the writer's holds in the churn one), one
 //! function each, and [`run_phase`], which runs them in order
 //! against a fresh vai and adds their rows to the report. Each row's name, order and goal are
 //! the report's contract: the markdown table pairs the quiet and the churn phase by position,
@@ -135,6 +135,7 @@ pub async fn run_phase(
     let fan_out = fan_out(&mut run, vai, &synced.upstream_watch).await;
     if phase == Phase::Churn {
         soak(&mut run, vai).await;
+        writes_held(&mut run, vai).await;
     }
     let (lists_before, lists_at_restart) = restart(&mut run, synced).await;
     if phase == Phase::Quiet {
@@ -440,6 +441,33 @@ async fn soak(run: &mut PhaseRun<'_>, vai: &Vai) {
         "the same clients on the apiserver",
         "s",
         Goal::Ratio(0.05, "≤ 1/20"),
+    );
+}
+
+/// Scenario 10 (churn phase only, after the soak): how long vai's writer was held for the
+/// journal over the phase (a truncating checkpoint waiting for long readers, or the WAL's
+/// bound), from vai's `/metrics`.
+async fn writes_held(run: &mut PhaseRun<'_>, vai: &Vai) {
+    let page = match http1::Client.get(&format!("{}/metrics", vai.url)).await {
+        Ok((200, body)) => String::from_utf8_lossy(&body).to_string(),
+        other => {
+            println!("10. writes held: /metrics not read ({other:?})");
+            return;
+        }
+    };
+    let gauge = |name: &str| {
+        vai_testenv::measure::metric_sum(&page, name, &[]).unwrap_or(f64::NAN) * 1000.0
+    };
+    let (longest, total) = (
+        gauge("vai_store_writes_held_longest_seconds"),
+        gauge("vai_store_writes_held_seconds"),
+    );
+    run.row(
+        "10. the store's writer held for the journal under churn: the longest hold".into(),
+        (longest, total),
+        "all holds together",
+        "ms",
+        Goal::Max(50.0, "≤ tens of ms"),
     );
 }
 
