@@ -12,9 +12,9 @@ pub(crate) struct Metrics {
     requests: prometheus::HistogramVec,
     pub db_bytes: prometheus::IntGauge,
     /// Writes held for the journal since the store opened: how many, their time, the longest.
-    pub writes_held: prometheus::IntGauge,
-    pub writes_held_seconds: prometheus::Gauge,
-    pub writes_held_longest: prometheus::Gauge,
+    pub writes_held: prometheus::GaugeVec,
+    pub writes_held_seconds: prometheus::GaugeVec,
+    pub writes_held_longest: prometheus::GaugeVec,
     pub stale_seconds: prometheus::GaugeVec,
     pub lag_seconds: prometheus::GaugeVec,
     pub lag_events: prometheus::IntGaugeVec,
@@ -49,20 +49,21 @@ impl Metrics {
         let db_bytes =
             prometheus::IntGauge::new("vai_store_bytes", "Size of the database file and its WAL.")
                 .expect("valid metric");
-        let writes_held = prometheus::IntGauge::new(
+        let by_cause = |name: &str, help: &str| {
+            prometheus::GaugeVec::new(prometheus::Opts::new(name, help), &["cause"])
+                .expect("valid metric")
+        };
+        let writes_held = by_cause(
             "vai_store_writes_held",
-            "Times since start the store's writer waited a millisecond or more for the journal (a truncating checkpoint waiting for long readers, or the WAL's bound).",
-        )
-        .expect("valid metric");
-        let gauge =
-            |name: &str, help: &str| prometheus::Gauge::new(name, help).expect("valid metric");
-        let writes_held_seconds = gauge(
-            "vai_store_writes_held_seconds",
-            "Seconds since start the store's writer waited for the journal, in all.",
+            "Times since start the store's writer waited a millisecond or more for the journal, by cause: behind a truncating checkpoint (waiting for long readers), or for the WAL's limit.",
         );
-        let writes_held_longest = gauge(
+        let writes_held_seconds = by_cause(
+            "vai_store_writes_held_seconds",
+            "Seconds since start the store's writer waited for the journal, in all, by cause.",
+        );
+        let writes_held_longest = by_cause(
             "vai_store_writes_held_longest_seconds",
-            "The longest single wait of the store's writer for the journal since start.",
+            "The longest single wait of the store's writer for the journal since start, by cause.",
         );
         let seconds_per_type = |name: &str, help: &str| {
             prometheus::GaugeVec::new(prometheus::Opts::new(name, help), &["resource"])

@@ -71,13 +71,21 @@ pub(crate) async fn metrics(State(app): State<App>) -> Response {
             .unwrap_or(0);
     app.metrics.db_bytes.set(bytes as i64);
     let held = app.store.writes_held();
-    app.metrics.writes_held.set(held.count as i64);
-    app.metrics
-        .writes_held_seconds
-        .set(held.total.as_secs_f64());
-    app.metrics
-        .writes_held_longest
-        .set(held.longest.as_secs_f64());
+    for (cause, held) in [
+        ("checkpoint", held.behind_checkpoint),
+        ("journal_limit", held.for_journal_limit),
+    ] {
+        let m = &app.metrics;
+        m.writes_held
+            .with_label_values(&[cause])
+            .set(held.count as f64);
+        m.writes_held_seconds
+            .with_label_values(&[cause])
+            .set(held.total.as_secs_f64());
+        m.writes_held_longest
+            .with_label_values(&[cause])
+            .set(held.longest.as_secs_f64());
+    }
     let mut text = String::new();
     if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&app.registry.gather(), &mut text) {
         return ApiError::new(

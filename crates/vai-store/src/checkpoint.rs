@@ -54,12 +54,22 @@ pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// A wait of the writer shorter than this is not a hold (beginning a transaction takes µs).
 const HELD_AT_LEAST: Duration = Duration::from_millis(1);
 
-/// How long writes have been held for the journal: the writer waiting for a truncating
-/// checkpoint's lock (its next transaction could not begin) or for the WAL to come back under
-/// its bound ([`crate::Store::writes_held`]).
+/// How long writes have been held for the journal since the store opened, by cause
+/// ([`crate::Store::writes_held`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WritesHeld {
-    /// Holds of a millisecond or more.
+    /// The writer's transaction could not begin: a truncating checkpoint held the lock while
+    /// it waited for readers of old snapshots.
+    pub behind_checkpoint: Held,
+    /// After a commit past `journal_limit_bytes`, the writer waited for the WAL to come back
+    /// under it.
+    pub for_journal_limit: Held,
+}
+
+/// Waits of a millisecond or more of one cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    /// How many.
     pub count: u64,
     /// Their time in all.
     pub total: Duration,
@@ -67,30 +77,50 @@ pub struct WritesHeld {
     pub longest: Duration,
 }
 
+/// Why the writer waited (see [`WritesHeld`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Cause {
+    Checkpoint,
+    JournalLimit,
+}
+
 /// The writer's record of [`WritesHeld`], read by the store.
 #[derive(Debug, Default)]
-pub(crate) struct Holds {
+pub(crate) struct Holds([HoldCounter; 2]);
+
+#[derive(Debug, Default)]
+struct HoldCounter {
     count: AtomicU64,
     total_ns: AtomicU64,
     longest_ns: AtomicU64,
 }
 
+impl HoldCounter {
+    fn read(&self) -> Held {
+        Held {
+            count: self.count.load(Ordering::Relaxed),
+            total: Duration::from_nanos(self.total_ns.load(Ordering::Relaxed)),
+            longest: Duration::from_nanos(self.longest_ns.load(Ordering::Relaxed)),
+        }
+    }
+}
+
 impl Holds {
-    pub(crate) fn record(&self, waited: Duration) {
+    pub(crate) fn record(&self, cause: Cause, waited: Duration) {
         if waited < HELD_AT_LEAST {
             return;
         }
+        let counter = &self.0[cause as usize];
         let ns = waited.as_nanos().min(u64::MAX as u128) as u64;
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.total_ns.fetch_add(ns, Ordering::Relaxed);
-        self.longest_ns.fetch_max(ns, Ordering::Relaxed);
+        counter.count.fetch_add(1, Ordering::Relaxed);
+        counter.total_ns.fetch_add(ns, Ordering::Relaxed);
+        counter.longest_ns.fetch_max(ns, Ordering::Relaxed);
     }
 
     pub(crate) fn read(&self) -> WritesHeld {
         WritesHeld {
-            count: self.count.load(Ordering::Relaxed),
-            total: Duration::from_nanos(self.total_ns.load(Ordering::Relaxed)),
-            longest: Duration::from_nanos(self.longest_ns.load(Ordering::Relaxed)),
+            behind_checkpoint: self.0[Cause::Checkpoint as usize].read(),
+            for_journal_limit: self.0[Cause::JournalLimit as usize].read(),
         }
     }
 }

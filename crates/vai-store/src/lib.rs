@@ -71,7 +71,7 @@ mod writer;
 pub use batch::{
     Attributes, Batch, Document, Event, EventKind, Item, Op, ResourceState, SyncState,
 };
-pub use checkpoint::WritesHeld;
+pub use checkpoint::{Held, WritesHeld};
 pub use codec::{Compression, Footprint};
 pub use config::StoreConfig;
 pub use encryption::Encryption;

@@ -578,9 +578,9 @@ impl Store {
         self.read(|tx| crate::codec::footprint(tx))
     }
 
-    /// How long writes have been held since the store opened: the writer waiting for a
-    /// truncating checkpoint (which waits for readers of old snapshots) or for the WAL to come
-    /// back under [`StoreConfig::journal_limit_bytes`]. Nothing for a read-only store.
+    /// How long writes have been held since the store opened, by cause: the writer waiting
+    /// for a truncating checkpoint (which waits for readers of old snapshots), or for the WAL
+    /// to come back under [`StoreConfig::journal_limit_bytes`]. Nothing for a read-only store.
     pub fn writes_held(&self) -> crate::WritesHeld {
         self.inner
             .holds

@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, params};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::checkpoint::{self, Checkpointer};
+use crate::checkpoint::{self, Cause, Checkpointer};
 use crate::codec::Trainer;
 use crate::registry::FieldRegistry;
 use crate::sealed::{Part, Place, Sealer};
@@ -129,14 +129,18 @@ impl Writer {
         loop {
             if self.checkpointer.over_limit() {
                 self.wal_mark = limit;
-                self.checkpointer.holds().record(started.elapsed());
+                self.checkpointer
+                    .holds()
+                    .record(Cause::JournalLimit, started.elapsed());
                 return;
             }
             if started.elapsed() >= checkpoint::JOURNAL_WAIT_MAX {
                 tracing::warn!(wal_bytes = bytes, waited = ?started.elapsed(),
                     "a reader held an old snapshot past the journal wait; writes go on and the WAL grows");
                 self.wal_mark = bytes + limit;
-                self.checkpointer.holds().record(started.elapsed());
+                self.checkpointer
+                    .holds()
+                    .record(Cause::JournalLimit, started.elapsed());
                 return;
             }
             // A failed attempt already waited for the readers (the checkpointer's busy
@@ -251,7 +255,9 @@ impl Writer {
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             // Longer than a moment only behind a truncating checkpoint's lock.
-            self.checkpointer.holds().record(began.elapsed());
+            self.checkpointer
+                .holds()
+                .record(Cause::Checkpoint, began.elapsed());
             for (at, mut work) in works.into_iter().enumerate() {
                 if let Work::Batch { resource, .. } = &work {
                     self.fields.ensure(&tx, resource)?;
