@@ -206,12 +206,15 @@ fn open_secondary(
     Ok(conn)
 }
 
+/// How long the checkpointer's truncating checkpoints wait for readers of old snapshots.
+pub(crate) const CHECKPOINT_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Opens the checkpointer's connection (see [`crate::checkpoint`]).
 pub fn open_checkpointer(path: &Path) -> Result<Connection> {
     open_secondary(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE,
-        Duration::from_secs(2),
+        CHECKPOINT_BUSY_TIMEOUT,
         "",
     )
 }

@@ -1065,9 +1065,7 @@ fn the_wal_stays_bounded_under_a_stream_of_overlapping_long_readers_and_a_fast_w
     let held = store.writes_held();
     let waits = [held.behind_checkpoint, held.for_journal_limit];
     assert!(
-        waits.iter().any(|w| w.count > 0)
-            && waits.iter().all(|w| w.total >= w.longest)
-            && held.for_journal_limit.count > 0,
+        waits.iter().any(|w| w.count > 0) && waits.iter().all(|w| w.total >= w.longest),
         "{held:?}"
     );
 }

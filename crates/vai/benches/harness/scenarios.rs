@@ -445,8 +445,8 @@ async fn soak(run: &mut PhaseRun<'_>, vai: &Vai) {
 }
 
 /// Scenario 10 (churn phase only, after the soak): how long vai's writer was held for the
-/// journal over the phase (a truncating checkpoint waiting for long readers, or the WAL's
-/// bound), from vai's `/metrics`.
+/// journal over the phase (behind a checkpoint waiting for long readers, or for the WAL's
+/// limit), from vai's `/metrics`.
 async fn writes_held(run: &mut PhaseRun<'_>, vai: &Vai) {
     let page = match http1::Client.get(&format!("{}/metrics", vai.url)).await {
         Ok((200, body)) => String::from_utf8_lossy(&body).to_string(),
@@ -456,7 +456,7 @@ async fn writes_held(run: &mut PhaseRun<'_>, vai: &Vai) {
         }
     };
     for (cause, what) in [
-        ("checkpoint", "behind a truncating checkpoint"),
+        ("checkpoint", "behind a checkpoint"),
         ("journal_limit", "for the WAL's limit"),
     ] {
         let label = format!("cause=\"{cause}\"");
