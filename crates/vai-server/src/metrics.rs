@@ -49,13 +49,15 @@ impl Metrics {
         let db_bytes =
             prometheus::IntGauge::new("vai_store_bytes", "Size of the database file and its WAL.")
                 .expect("valid metric");
-        let by_cause = |name: &str, help: &str| {
-            prometheus::GaugeVec::new(prometheus::Opts::new(name, help), &["cause"])
+        // Gauges with one label: `resource` (per cached type) or `cause`.
+        let gauges = |label: &str, name: &str, help: &str| {
+            prometheus::GaugeVec::new(prometheus::Opts::new(name, help), &[label])
                 .expect("valid metric")
         };
+        let by_cause = |name: &str, help: &str| gauges("cause", name, help);
         let writes_held = by_cause(
             "vai_store_writes_held",
-            "Times since start the store's writer waited a millisecond or more for the journal, by cause: behind a truncating checkpoint (waiting for long readers), or for the WAL's limit.",
+            "Times since start the store's writer waited a millisecond or more for the journal, by cause: behind a checkpoint (waiting for long readers), or for the WAL's limit.",
         );
         let writes_held_seconds = by_cause(
             "vai_store_writes_held_seconds",
@@ -65,10 +67,7 @@ impl Metrics {
             "vai_store_writes_held_longest_seconds",
             "The longest single wait of the store's writer for the journal since start, by cause.",
         );
-        let seconds_per_type = |name: &str, help: &str| {
-            prometheus::GaugeVec::new(prometheus::Opts::new(name, help), &["resource"])
-                .expect("valid metric")
-        };
+        let seconds_per_type = |name: &str, help: &str| gauges("resource", name, help);
         let per_type = |name: &str, help: &str| {
             prometheus::IntGaugeVec::new(prometheus::Opts::new(name, help), &["resource"])
                 .expect("valid metric")
