@@ -2,7 +2,8 @@
 //!
 //! `testenv/go.mod` (at the repository root) pins `k8s.io/kubernetes` and etcd. Besides etcd,
 //! kube-apiserver, kube-controller-manager and kubectl, the set holds `client-go-informer`
-//! (`testenv/informer`), a client-go SharedInformer that tests point at vai. The binaries are
+//! (`testenv/informer`), a client-go SharedInformer that tests point at vai, and
+//! `toxiproxy-server`, the link emulator ([`crate::link`]). The binaries are
 //! built from the Go module proxy with `go build` and cached outside the repository, under
 //! `$VAI_TESTENV_CACHE` or `${XDG_CACHE_HOME:-~/.cache}/vai/testenv/<key>/`, where the key names
 //! both versions plus a hash of `go.mod`/`go.sum` and the informer's source: a fresh clone on the
@@ -26,7 +27,7 @@ pub const GO_MODULE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../test
 const BUILD_RECIPE: &str = "3";
 
 /// One binary of the set: its file name and the Go package that builds it.
-const PROGRAMS: [(&str, &str); 5] = [
+const PROGRAMS: [(&str, &str); 6] = [
     ("etcd", "go.etcd.io/etcd/server/v3"),
     ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"),
     (
@@ -35,6 +36,10 @@ const PROGRAMS: [(&str, &str); 5] = [
     ),
     ("kubectl", "k8s.io/kubernetes/cmd/kubectl"),
     ("client-go-informer", "vai.local/testenv/informer"),
+    (
+        "toxiproxy-server",
+        "github.com/Shopify/toxiproxy/v2/cmd/server",
+    ),
 ];
 
 /// The Go sources of this repository's own programs, relative to [`GO_MODULE_DIR`]; they are part
@@ -83,6 +88,12 @@ impl Binaries {
     /// `{"event":"ADDED"|"UPDATED"|"DELETED","namespace":…,"name":…,"resourceVersion":…,"data":…}`.
     pub fn client_go_informer(&self) -> PathBuf {
         self.dir.join("client-go-informer")
+    }
+
+    /// Path of the `toxiproxy-server` binary (Toxiproxy, `github.com/Shopify/toxiproxy/v2`): a
+    /// TCP proxy whose HTTP API adds latency, caps bandwidth, stalls and cuts connections.
+    pub fn toxiproxy(&self) -> PathBuf {
+        self.dir.join("toxiproxy-server")
     }
 
     /// Returns the cached set for the current pins, building it first if it is missing.

@@ -96,7 +96,7 @@ impl Ports {
 /// A free loopback port below Linux's ephemeral range (32768+). Ports from the ephemeral range
 /// can be taken, between our check and the server's bind, by any outgoing connection — such as
 /// another test environment's apiserver connecting to its etcd.
-fn free_port(taken: &[u16]) -> Result<u16> {
+pub(crate) fn free_port(taken: &[u16]) -> Result<u16> {
     use std::hash::{BuildHasher, RandomState};
     let random = RandomState::new();
     for attempt in 0u32..1000 {
@@ -397,16 +397,7 @@ impl ControlPlane {
     /// A client for the admin user. `read_timeout` bounds each response (useful with a paused
     /// apiserver); `None` keeps kube's default.
     pub async fn client(&self, read_timeout: Option<Duration>) -> Result<kube::Client> {
-        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig_path())?;
-        let mut config = kube::Config::from_custom_kubeconfig(
-            kubeconfig,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?;
-        if read_timeout.is_some() {
-            config.read_timeout = read_timeout;
-        }
-        Ok(kube::Client::try_from(config)?)
+        client_of(&self.kubeconfig_path(), read_timeout).await
     }
 
     fn args(&self, component: Component) -> Vec<String> {
@@ -580,6 +571,23 @@ impl ControlPlane {
         }
         serde_json::from_slice(&bytes).map_err(|e| Error::Etcd(format!("POST {path}: {e}")))
     }
+}
+
+/// A client from a kubeconfig file; `read_timeout` as in [`ControlPlane::client`].
+pub(crate) async fn client_of(
+    kubeconfig: &Path,
+    read_timeout: Option<Duration>,
+) -> Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let mut config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    if read_timeout.is_some() {
+        config.read_timeout = read_timeout;
+    }
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// The scheduler state letter of every thread of a process (`T` = stopped).

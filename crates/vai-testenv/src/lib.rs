@@ -4,7 +4,8 @@
 //! `kube-controller-manager` built from the `k8s.io/kubernetes` Go module, and `etcd` built from
 //! `go.etcd.io/etcd/server/v3`, pinned by `testenv/go.mod` at the repository root
 //! ([`binaries`]). They run as ordinary processes on loopback ports, with generated credentials
-//! ([`pki`]), in one directory that holds all their state ([`controlplane`]).
+//! ([`pki`]), in one directory that holds all their state ([`controlplane`]); a Toxiproxy in
+//! front of the apiserver emulates a slow, stalled or cut link ([`link`]).
 //!
 //! Two ways in, one implementation:
 //! - `scripts/testenv up DIR` / `down DIR` / `build` — the `vai-testenv` binary — for people
@@ -20,6 +21,9 @@
 //! env.resume_apiserver()?;
 //! let revision = env.compact_etcd().await?;
 //! env.restart_apiserver().await?; // old resource versions now answer 410 Gone
+//! let link = env.link().await?;     // a proxy in front of the apiserver
+//! link.stall().await?;              // connections through it hang
+//! link.restore().await?;
 //! # let _ = (client, revision); Ok(()) }
 //! ```
 //!
@@ -27,6 +31,7 @@
 
 pub mod binaries;
 pub mod controlplane;
+pub mod link;
 pub mod measure;
 pub mod pki;
 pub mod workload;
@@ -40,6 +45,7 @@ use std::time::Duration;
 
 pub use binaries::Binaries;
 pub use controlplane::{Component, ControlPlane};
+pub use link::{Link, LinkBytes};
 pub use nix::sys::signal::Signal;
 
 /// What can go wrong while building, starting or driving a test control plane.
@@ -95,6 +101,16 @@ pub enum Error {
     /// The kube client failed.
     #[error("kube client: {0}")]
     Kube(#[from] kube::Error),
+    /// Toxiproxy's API refused a call (status 0: it did not answer).
+    #[error("link emulator: {call}: {status} {message}")]
+    Link {
+        /// The call, e.g. `POST /proxies`.
+        call: String,
+        /// Its HTTP status.
+        status: u16,
+        /// What Toxiproxy said.
+        message: String,
+    },
 }
 
 impl Error {
@@ -121,6 +137,7 @@ pub const KEEP_ENV_VAR: &str = "VAI_TESTENV_KEEP";
 #[derive(Debug)]
 pub struct TestEnv {
     plane: ControlPlane,
+    link: tokio::sync::OnceCell<Link>,
     watchdog: Mutex<Option<Child>>,
 }
 
@@ -156,6 +173,7 @@ impl TestEnv {
             .map_err(|e| Error::io(Path::new("sh"), e))?;
         let env = TestEnv {
             plane,
+            link: tokio::sync::OnceCell::new(),
             watchdog: Mutex::new(Some(watchdog)),
         };
         if let Err(e) = env.plane.up().await {
@@ -222,6 +240,12 @@ impl TestEnv {
         self.plane.up().await.map(|_| ())
     }
 
+    /// The emulated link in front of the apiserver, started on first use: point vai at its
+    /// [`Link::kubeconfig_path`] and pull its levers (see [`link`]).
+    pub async fn link(&self) -> Result<&Link> {
+        self.link.get_or_try_init(|| Link::start(&self.plane)).await
+    }
+
     /// Compacts etcd up to its current revision; see [`ControlPlane::compact_etcd`].
     pub async fn compact_etcd(&self) -> Result<i64> {
         self.plane.compact_etcd().await
@@ -238,6 +262,7 @@ impl Drop for TestEnv {
                 self.plane.dir().display()
             );
         }
+        drop(self.link.take());
         if let Err(e) = self.plane.down() {
             eprintln!("vai-testenv: stopping {}: {e}", self.plane.dir().display());
         }

@@ -1,0 +1,70 @@
+//! The emulated link's levers do what the tests of vai on a bad link rely on: a delay each way,
+//! a stall that hangs requests without refusing them, a cut that refuses them, a restore, and
+//! byte counts.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ListParams};
+use vai_testenv::TestEnv;
+
+#[tokio::test]
+async fn the_link_delays_stalls_cuts_and_counts_what_it_carries() {
+    let env = TestEnv::start().await.unwrap();
+    let link = env.link().await.unwrap();
+    let api: Api<Namespace> = Api::all(link.client(Some(Duration::from_secs(2))).await.unwrap());
+    let params = ListParams::default();
+    let list = || api.list(&params);
+
+    let before = link.bytes();
+    let namespaces = list().await.unwrap();
+    assert!(
+        !namespaces.items.is_empty(),
+        "the list came through the link"
+    );
+    let after = link.bytes();
+    assert!(
+        after.up > before.up && after.down > before.down,
+        "the link counted the request and its answer: {before:?} -> {after:?}"
+    );
+
+    // A delay each way: a request on the open connection takes at least a round trip.
+    link.latency(Duration::from_millis(150), Duration::ZERO)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    list().await.unwrap();
+    let slow = started.elapsed();
+    assert!(
+        slow >= Duration::from_millis(300),
+        "a round trip takes 2 x 150 ms, took {slow:?}"
+    );
+    link.restore().await.unwrap();
+
+    // A stall: the request is neither answered nor refused; it times out.
+    link.stall().await.unwrap();
+    let started = Instant::now();
+    let stalled = list().await;
+    let waited = started.elapsed();
+    assert!(stalled.is_err(), "a stalled link answered: {stalled:?}");
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "the request should wait for its 2 s timeout, failed after {waited:?}: {stalled:?}"
+    );
+    link.restore().await.unwrap();
+    list().await.unwrap();
+
+    // A cut: new connections are refused at once, not waited on.
+    link.cut().await.unwrap();
+    let fresh: Api<Namespace> = Api::all(link.client(Some(Duration::from_secs(30))).await.unwrap());
+    let started = Instant::now();
+    let cut = fresh.list(&ListParams::default()).await;
+    assert!(cut.is_err(), "a cut link answered: {cut:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "a refused connection fails well before the 30 s timeout: {:?}",
+        started.elapsed()
+    );
+    link.restore().await.unwrap();
+    fresh.list(&ListParams::default()).await.unwrap();
+}
