@@ -32,6 +32,15 @@ pub enum Error {
         #[source]
         source: Option<serde_json::Error>,
     },
+    /// Upstream's gzipped answer does not decompress.
+    #[error("{what}: bad gzip from upstream")]
+    Gzip {
+        /// What it was, e.g. `GET /api/v1/pods?…`.
+        what: String,
+        /// The decoder's complaint.
+        #[source]
+        source: std::io::Error,
+    },
     /// The health probe found upstream not answering while a watch was open.
     #[error("upstream stopped answering")]
     Unreachable,

@@ -1,8 +1,11 @@
 //! The OpenAPI documents — `/openapi/v3` and every group version it lists — fetched from
 //! upstream and stored after each discovery, so that `kubectl explain` is answered while
 //! upstream is unreachable even if nobody asked for them before. (The server also keeps what
-//! it relays, in whatever representation was asked.) Never fatal: a document that could not be
-//! fetched is only missing offline.
+//! it relays, in whatever representation was asked.) A group version's document is named by its
+//! content hash (`?hash=…`, served `immutable`), so one already stored is not fetched again: a
+//! rediscovery costs the index (~10 KB), not the documents (~7 MB on a bare cluster, which
+//! upstream does not compress). Never fatal: a document that could not be fetched is only
+//! missing offline.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,7 +21,7 @@ const JSON: &str = "application/json";
 
 /// Fetches and stores the documents; a failure is logged.
 pub(crate) async fn refresh(client: &kube::Client, store: &Store, timeout: Duration) {
-    let fetched = match fetch(client, timeout).await {
+    let fetched = match fetch(client, store, timeout).await {
         Ok(documents) => documents,
         Err(e) => {
             tracing::warn!(error = %crate::one_line(&e),
@@ -48,7 +51,12 @@ struct Entry {
     server_relative_url: String,
 }
 
-async fn fetch(client: &kube::Client, timeout: Duration) -> Result<Vec<Document>, Error> {
+/// The index and the group versions' documents the store does not hold yet.
+async fn fetch(
+    client: &kube::Client,
+    store: &Store,
+    timeout: Duration,
+) -> Result<Vec<Document>, Error> {
     let (content_type, root) = upstream::get(client, V3, JSON, timeout).await?;
     let index: Index = serde_json::from_slice(&root).map_err(|e| Error::Unreadable {
         what: format!("unreadable {V3}"),
@@ -57,6 +65,13 @@ async fn fetch(client: &kube::Client, timeout: Duration) -> Result<Vec<Document>
     let mut documents = vec![document(V3, content_type, root.to_vec())];
     for entry in index.paths.values() {
         let url = &entry.server_relative_url;
+        let stored = url.contains("hash=")
+            && store
+                .document(&vai_store::keys::openapi_document(url, JSON))?
+                .is_some();
+        if stored {
+            continue;
+        }
         let (content_type, body) = upstream::get(client, url, JSON, timeout).await?;
         documents.push(document(url, content_type, body.to_vec()));
     }

@@ -29,10 +29,70 @@ pub(crate) struct StatusBody {
 fn request(path_and_query: &str, accept: &str) -> http::Request<Body> {
     http::Request::get(path_and_query)
         .header(http::header::ACCEPT, accept)
-        // Kubernetes 1.37 gzips watch streams per event; ask for plain bytes everywhere.
-        .header(http::header::ACCEPT_ENCODING, "identity")
+        // Upstream gzips answers over 128 KiB and watch streams (a member per flush): on a slow
+        // link that is most of the bytes saved. Either way what is stored is the plain JSON.
+        .header(http::header::ACCEPT_ENCODING, "gzip")
         .body(Body::empty())
         .expect("a GET request with valid headers")
+}
+
+/// Whether a response's body is gzipped (anything but gzip or none was not asked for).
+fn is_gzip(response: &http::Response<Body>) -> bool {
+    response
+        .headers()
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"))
+}
+
+/// Decompresses a whole gzipped body (one member or several).
+fn gunzip(body: &[u8], what: &str) -> Result<Bytes, Error> {
+    use std::io::Read as _;
+    let mut plain = Vec::with_capacity(body.len() * 4);
+    flate2::read::MultiGzDecoder::new(body)
+        .read_to_end(&mut plain)
+        .map_err(|source| Error::Gzip {
+            what: what.to_string(),
+            source,
+        })?;
+    Ok(plain.into())
+}
+
+/// A stream's body as it arrives, decompressed when upstream gzipped it: each chunk's output
+/// is complete as far as the members received go (upstream ends a member at each flush).
+enum Decoder {
+    Plain,
+    Gzip(Box<flate2::write::MultiGzDecoder<Vec<u8>>>),
+}
+
+impl Decoder {
+    fn of(response: &http::Response<Body>) -> Decoder {
+        if is_gzip(response) {
+            Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(Vec::new())))
+        } else {
+            Decoder::Plain
+        }
+    }
+
+    /// Appends what `data` decodes to to `out`.
+    fn feed(&mut self, data: &[u8], out: &mut BytesMut) -> Result<(), Error> {
+        use std::io::Write as _;
+        match self {
+            Decoder::Plain => out.extend_from_slice(data),
+            Decoder::Gzip(decoder) => {
+                let failed = |source| Error::Gzip {
+                    what: "watch stream".into(),
+                    source,
+                };
+                decoder.write_all(data).map_err(failed)?;
+                // A write leaves its output in the decoder's buffer until the next call.
+                decoder.flush().map_err(failed)?;
+                let plain = decoder.get_mut();
+                out.extend_from_slice(plain);
+                plain.clear();
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Sends a GET and returns the response once its headers arrived (within `timeout`); a
@@ -54,12 +114,17 @@ async fn send(
         return Ok(response);
     }
     let code = response.status().as_u16();
+    let gzip = is_gzip(&response);
     let body = tokio::time::timeout(timeout, response.into_body().collect())
         .await
         .ok()
         .and_then(|r| r.ok())
         .map(|c| c.to_bytes())
         .unwrap_or_default();
+    let body = match gzip {
+        true => gunzip(&body, path_and_query).unwrap_or_default(),
+        false => body,
+    };
     let message = serde_json::from_slice::<StatusBody>(&body)
         .map(|s| s.message)
         .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
@@ -83,6 +148,7 @@ pub(crate) async fn get(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_string();
+    let gzip = is_gzip(&response);
     let body = tokio::time::timeout(timeout, response.into_body().collect())
         .await
         .map_err(|_| Error::Timeout(format!("reading {path_and_query}"), timeout))?
@@ -91,6 +157,9 @@ pub(crate) async fn get(
             source,
         })?
         .to_bytes();
+    if gzip {
+        return Ok((content_type, gunzip(&body, path_and_query)?));
+    }
     Ok((content_type, body))
 }
 
@@ -342,6 +411,7 @@ fn with_type_meta(raw: &str, api_version: &str, kind: &str) -> Vec<u8> {
 /// A watch response read line by line; each line one event.
 pub(crate) struct EventStream {
     body: Body,
+    decoder: Decoder,
     buffer: BytesMut,
     idle_timeout: Duration,
     /// Table column definitions upstream sent and the reader has not taken yet.
@@ -358,6 +428,7 @@ impl EventStream {
     ) -> Result<EventStream, Error> {
         let response = send(client, path_and_query, TABLE_ACCEPT, timeout).await?;
         Ok(EventStream {
+            decoder: Decoder::of(&response),
             body: response.into_body(),
             buffer: BytesMut::new(),
             idle_timeout,
@@ -404,7 +475,7 @@ impl EventStream {
                 }
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        self.buffer.extend_from_slice(&data);
+                        self.decoder.feed(&data, &mut self.buffer)?;
                     }
                 }
             }
@@ -468,6 +539,55 @@ pub(crate) async fn probe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn a_gzipped_stream_decodes_each_member_as_it_completes_however_it_is_split() {
+        let events: Vec<String> = (0..5)
+            .map(|i| {
+                format!(
+                    "{{\"type\":\"ADDED\",\"n\":{i},\"pad\":\"{}\"}}\n",
+                    "x".repeat(i * 300)
+                )
+            })
+            .collect();
+        let members: Vec<Vec<u8>> = events.iter().map(|e| gzip(e.as_bytes())).collect();
+        for chunk in [1, 7, 64, 100_000] {
+            let mut decoder =
+                Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(Vec::new())));
+            let mut out = BytesMut::new();
+            for (member, event) in members.iter().zip(&events) {
+                let before = out.len();
+                for piece in member.chunks(chunk) {
+                    decoder.feed(piece, &mut out).unwrap();
+                }
+                // Everything the member holds is out once the member is in: no event waits
+                // for the next one.
+                assert_eq!(&out[before..], event.as_bytes(), "chunks of {chunk}");
+            }
+        }
+        let mut plain = Decoder::Plain;
+        let mut out = BytesMut::new();
+        plain.feed(b"as is", &mut out).unwrap();
+        assert_eq!(&out[..], b"as is");
+        let mut broken = Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(Vec::new())));
+        let mut bad = gzip(b"abc");
+        bad[0] ^= 0xff; // not a gzip header
+        assert!(matches!(
+            broken.feed(&bad, &mut out),
+            Err(Error::Gzip { .. })
+        ));
+        assert_eq!(
+            gunzip(&members.concat(), "x").unwrap(),
+            events.concat().as_bytes()
+        );
+    }
 
     fn event(line: &str) -> (WatchEvent, Option<Vec<u8>>) {
         let mut columns = None;

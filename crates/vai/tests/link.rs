@@ -1,0 +1,139 @@
+//! vai on an emulated link to the apiserver (Toxiproxy, `vai_testenv::link`): what the link
+//! carries for a first list and a restart, and what a stalled link does to vai's answers.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, PostParams};
+use support::{Vai, ensure_namespace, eventually, get};
+use vai_testenv::TestEnv;
+
+/// A ConfigMap holding a small properties file, as applications keep them: the same keys in
+/// every one, values that differ.
+fn config_map(i: usize) -> ConfigMap {
+    let properties: String = (0..40)
+        .map(|k| {
+            format!(
+                "service.setting-{k}.value={}\n",
+                (i * 7919 + k * 104_729) % 100_003
+            )
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": format!("app-config-{i:05}"),
+            "labels": {"app": format!("app-{}", i % 20), "tier": "backend"},
+        },
+        "data": {"application.properties": properties},
+    }))
+    .unwrap()
+}
+
+/// The bytes of a plain, uncompressed JSON list of every ConfigMap, in pages of 500 as vai
+/// lists: what a client that does not ask for gzip downloads.
+async fn plain_list_bytes(client: &kube::Client) -> usize {
+    let (mut bytes, mut token) = (0, String::new());
+    loop {
+        let request = http::Request::get(format!("/api/v1/configmaps?limit=500&continue={token}"))
+            .body(Vec::new())
+            .unwrap();
+        let page = client.request_text(request).await.unwrap();
+        bytes += page.len();
+        let page: serde_json::Value = serde_json::from_str(&page).unwrap();
+        match page["metadata"]["continue"].as_str() {
+            Some(next) if !next.is_empty() => token = next.to_string(),
+            _ => return bytes,
+        }
+    }
+}
+
+#[tokio::test]
+async fn over_the_link_a_first_list_costs_a_fraction_of_its_json_and_a_restart_fetches_no_openapi_document_again()
+ {
+    let env = TestEnv::start().await.unwrap();
+    let link = env.link().await.unwrap();
+    let client = env.client().await.unwrap();
+    ensure_namespace(&client, "edge").await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "edge");
+    futures::stream::iter(0..1_500)
+        .map(|i| {
+            let api = api.clone();
+            async move { api.create(&PostParams::default(), &config_map(i)).await }
+        })
+        .buffer_unordered(16)
+        .for_each(|created| async move {
+            created.unwrap();
+        })
+        .await;
+    let plain = plain_list_bytes(&client).await;
+    assert!(plain > 1_500 * 1_000, "the list is large: {plain} bytes");
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = link.kubeconfig_path();
+    let stored_openapi = "stored the OpenAPI documents";
+
+    // First run: a small type only, until the OpenAPI documents are stored.
+    let mut first = Vai::spawn_with_kubeconfig(
+        kubeconfig,
+        dir.path(),
+        support::free_port(),
+        &["--resources", "namespaces"],
+    );
+    first.wait_ready().await;
+    eventually(
+        "the first run stores the OpenAPI documents",
+        Duration::from_secs(120),
+        async || first.log_text().contains(stored_openapi).then_some(()),
+    )
+    .await;
+    let first_run = link.bytes().down;
+    first.stop();
+
+    // Second run, same database: the ConfigMaps are listed for the first time.
+    let before = link.bytes().down;
+    let second = Vai::spawn_with_kubeconfig(
+        kubeconfig,
+        dir.path(),
+        support::free_port(),
+        &["--resources", "namespaces,configmaps"],
+    );
+    second.wait_ready().await;
+    eventually(
+        "the second run refreshes the OpenAPI documents",
+        Duration::from_secs(120),
+        async || second.log_text().contains(stored_openapi).then_some(()),
+    )
+    .await;
+    let second_run = link.bytes().down - before;
+    let listed = get(
+        &second.url(),
+        "/api/v1/namespaces/edge/configmaps?labelSelector=tier%3Dbackend",
+    )
+    .await
+    .unwrap()
+    .json();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1_500);
+
+    let ratio = second_run as f64 / plain as f64;
+    eprintln!(
+        "link bytes down: first run (discovery, OpenAPI) {first_run}; second run (discovery, \
+         the OpenAPI index, the ConfigMaps listed and watched) {second_run} = {ratio:.3} x the \
+         plain JSON list ({plain})"
+    );
+    assert!(
+        first_run > 1_000_000,
+        "the first run fetched the OpenAPI documents: {first_run} bytes"
+    );
+    assert!(
+        second_run < first_run / 2,
+        "the restart fetched the stored OpenAPI documents again: {second_run} vs {first_run} bytes"
+    );
+    assert!(
+        ratio <= 0.35,
+        "a first list over the link costs at most 0.35 x its plain JSON, TLS and discovery \
+         included: {ratio:.3}"
+    );
+}
