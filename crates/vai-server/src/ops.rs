@@ -137,6 +137,7 @@ pub(crate) async fn status(State(app): State<App>) -> Response {
                 "listResourceVersion": persisted.and_then(|p| p.list_resource_version).map(|v| v.to_string()),
                 "lastResourceVersion": persisted.map(|p| p.last_resource_version.to_string()),
                 "lastContact": rfc3339(persisted.and_then(|p| p.last_contact_ms)),
+                "lastRead": rfc3339(live.last_read_ms),
                 "lastError": if !health.reachable { health.error.clone() } else { live.error.clone() },
                 "behind": live.behind.as_ref().map(|b| json!({
                     "seconds": (vai_sync::now_ms() - b.since_ms).max(0) as f64 / 1000.0,

@@ -98,6 +98,7 @@ mod tests {
             loaded: 0,
             synced: true,
             behind: None,
+            last_read_ms: None,
         }
     }
 

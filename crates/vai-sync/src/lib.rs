@@ -12,6 +12,7 @@
 //!
 //! This crate talks to upstream and writes to the store; it never serves HTTP.
 
+mod admission;
 pub mod discovery;
 mod error;
 mod freshness;
@@ -93,6 +94,8 @@ struct Shared {
     health: watch::Sender<UpstreamHealth>,
     status: StatusBoard,
     metrics: Metrics,
+    /// The order in which types reconnect.
+    admission: Arc<admission::Admission>,
 }
 
 /// The running sync of one cluster. Dropping it stops every loop.
@@ -266,6 +269,7 @@ impl Syncer {
                     health,
                     status: StatusBoard::default(),
                     metrics: Metrics::new(&prometheus::Registry::new()),
+                    admission: admission::Admission::new(admission::IN_FLIGHT),
                 }),
                 resources: RwLock::new(HashMap::new()),
                 loops: Mutex::new(HashMap::new()),
@@ -306,6 +310,7 @@ impl Syncer {
             health,
             status: StatusBoard::default(),
             metrics: Metrics::new(registry),
+            admission: admission::Admission::new(admission::IN_FLIGHT),
         });
         let syncer = Syncer {
             inner: Arc::new(Inner {
@@ -445,6 +450,12 @@ impl Syncer {
     /// start, or listed before and resumed): what may be served from the cache.
     pub fn synced(&self, key: &str) -> bool {
         self.inner.shared.status.get(key).is_some_and(|s| s.synced)
+    }
+
+    /// Notes that a client read the type with store key `key` now: after an outage, the types
+    /// read most recently reconnect first.
+    pub fn note_read(&self, key: &str) {
+        self.inner.shared.status.set_read(key, now_ms());
     }
 
     /// The freshness of the data of the type with store key `key`.

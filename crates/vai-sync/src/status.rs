@@ -24,6 +24,8 @@ pub struct ResourceStatus {
     pub synced: bool,
     /// Events received from its watch and not stored yet, when any wait.
     pub behind: Option<Behind>,
+    /// When a client last read it through vai (ms since the Unix epoch), since start.
+    pub last_read_ms: Option<i64>,
 }
 
 /// How far a type's store is behind what its watch received (see `reflector::watch`).
@@ -57,6 +59,7 @@ impl StatusBoard {
                 loaded: 0,
                 synced: false,
                 behind: None,
+                last_read_ms: None,
             });
         });
     }
@@ -87,6 +90,14 @@ impl StatusBoard {
 
     pub(crate) fn set_behind(&self, key: &str, behind: Option<Behind>) {
         self.with(|m| m.get_mut(key).map(|s| s.behind = behind));
+    }
+
+    pub(crate) fn set_read(&self, key: &str, at_ms: i64) {
+        self.with(|m| m.get_mut(key).map(|s| s.last_read_ms = Some(at_ms)));
+    }
+
+    pub(crate) fn last_read(&self, key: &str) -> Option<i64> {
+        self.with(|m| m.get(key).and_then(|s| s.last_read_ms))
     }
 
     pub(crate) fn mark_synced(&self, key: &str) {

@@ -149,6 +149,7 @@ pub(crate) async fn serve(
     .await;
     match result {
         Ok(mut response) => {
+            app.syncer.note_read(&info.key());
             freshness::annotate(app, &info.key(), response.headers_mut());
             Outcome::Served(response)
         }

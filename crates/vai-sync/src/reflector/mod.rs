@@ -63,7 +63,7 @@ async fn perform(r: &mut Reflector, action: Step) -> Outcome {
                 "resuming from the stored resource version");
             // Stored data can be served at once (stale, if upstream does not answer).
             r.shared.status.mark_synced(&r.key);
-            open(r, rv).await
+            open(r, rv, true).await
         }
         Action::List { cause } => {
             match cause {
@@ -74,6 +74,7 @@ async fn perform(r: &mut Reflector, action: Step) -> Outcome {
                 ListCause::Unlisted | ListCause::Retry => {}
             }
             r.wait_for_upstream().await;
+            let _turn = r.admitted().await;
             match r.list().await {
                 Ok((rv, overlap)) => Input::Listed { rv, overlap },
                 Err(e) => Input::Failed(e),
@@ -88,7 +89,8 @@ async fn perform(r: &mut Reflector, action: Step) -> Outcome {
                 tracing::info!(resource = %r.key, resource_version = rv,
                     "upstream ended the watch with 410 after it made progress; re-watching from the last version");
             }
-            open(r, rv).await
+            // A reconnect queues for its turn; a routine re-watch does not.
+            open(r, rv, cause == WatchCause::Retry).await
         }
         Action::Follow {
             stream,
@@ -110,11 +112,19 @@ async fn perform(r: &mut Reflector, action: Step) -> Outcome {
     }
 }
 
-/// Opens a watch from `rv` once upstream answers; the type is live and synced when it opens.
-async fn open(r: &mut Reflector, rv: u64) -> Outcome {
+/// Opens a watch from `rv` once upstream answers (and, for a reconnect, its turn came); the
+/// type is live and synced when it opens.
+async fn open(r: &mut Reflector, rv: u64, reconnect: bool) -> Outcome {
     r.wait_for_upstream().await;
-    match r.open_watch(rv).await {
+    let turn = match reconnect {
+        true => Some(r.admitted().await),
+        false => None,
+    };
+    let opened = r.open_watch(rv).await;
+    drop(turn);
+    match opened {
         Ok(stream) => {
+            tracing::debug!(resource = %r.key, resource_version = rv, reconnect, "watch opened");
             if r.state != Some(SyncState::Live) {
                 r.set_state(SyncState::Live, None).await;
             }

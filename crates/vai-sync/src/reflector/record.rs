@@ -75,6 +75,12 @@ impl Reflector {
         let _ = health.wait_for(|h| h.reachable).await;
     }
 
+    /// Waits for this type's turn to reconnect (see `crate::admission`).
+    pub async fn admitted(&self) -> crate::admission::Permit {
+        let last_read = self.shared.status.last_read(&self.key);
+        self.shared.admission.enter(&self.key, last_read).await
+    }
+
     /// Records the sync state on the status board, and in the store when it changed.
     pub async fn set_state(&mut self, state: SyncState, error: Option<String>) {
         let changed = self.state != Some(state);
