@@ -12,7 +12,8 @@
 //!   link: a link of many connections carries more;
 //! - [`Link::stall`]: connections are accepted and kept, and nothing gets through either way —
 //!   a link that is up but dead (a middlebox that lost its state, a radio that hangs);
-//! - [`Link::cut`]: the link is down: open connections close and new ones are refused;
+//! - [`Link::cut`]: the link is down: open connections close and new ones are refused
+//!   ([`Link::up`] undoes only that);
 //! - [`Link::restore`]: every lever released. Connections a stall held are closed then, as a
 //!   middlebox that dropped them would answer them.
 //!
@@ -66,15 +67,15 @@ pub struct Link {
 }
 
 impl Link {
-    /// Starts Toxiproxy (logging to `DIR/toxiproxy-server.log`, its pid in
-    /// `DIR/toxiproxy-server.pid` so the test environment's watchdog stops it too) and a proxy to
-    /// `plane`'s apiserver, and writes `DIR/link-kubeconfig`: the admin kubeconfig with the
-    /// proxy's address.
+    /// Starts Toxiproxy (logging to `DIR/toxiproxy-PORT.log`, its pid in `DIR/toxiproxy-PORT.pid`
+    /// so the test environment's watchdog stops it too) and a proxy on loopback port `PORT` to
+    /// `plane`'s apiserver, and writes `DIR/link-PORT.kubeconfig`: the admin kubeconfig with the
+    /// proxy's address. A control plane can have several links.
     pub async fn start(plane: &ControlPlane) -> Result<Link> {
         let dir = plane.dir();
         let api_port = free_port(&[])?;
         let listen = free_port(&[api_port])?;
-        let log_path = dir.join("toxiproxy-server.log");
+        let log_path = dir.join(format!("toxiproxy-{listen}.log"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -90,7 +91,7 @@ impl Link {
             .process_group(0)
             .spawn()
             .map_err(|e| Error::io(&binary, e))?;
-        let pid_file = dir.join("toxiproxy-server.pid");
+        let pid_file = dir.join(format!("toxiproxy-{listen}.pid"));
         let apiserver = plane
             .apiserver_url()
             .trim_start_matches("https://")
@@ -102,7 +103,7 @@ impl Link {
             api: format!("http://127.0.0.1:{api_port}"),
             listen,
             counter,
-            kubeconfig: dir.join("link-kubeconfig"),
+            kubeconfig: dir.join(format!("link-{listen}.kubeconfig")),
             pid_file,
         };
         link.wait_ready(&log_path).await?;
@@ -169,6 +170,17 @@ impl Link {
             "POST",
             &format!("/proxies/{PROXY}"),
             Some(json!({"enabled": false})),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Brings a cut link back up, its other levers (latency, bandwidth) as they were.
+    pub async fn up(&self) -> Result<()> {
+        self.call(
+            "POST",
+            &format!("/proxies/{PROXY}"),
+            Some(json!({"enabled": true})),
         )
         .await
         .map(drop)

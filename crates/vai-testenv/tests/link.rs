@@ -65,6 +65,6 @@ async fn the_link_delays_stalls_cuts_and_counts_what_it_carries() {
         "a refused connection fails well before the 30 s timeout: {:?}",
         started.elapsed()
     );
-    link.restore().await.unwrap();
+    link.up().await.unwrap();
     fresh.list(&ListParams::default()).await.unwrap();
 }

@@ -10,13 +10,16 @@
 //!
 //! `VAI_BENCH_CHURN` sets the churn's changes per second (0 skips the churn phase);
 //! `VAI_BENCH_SOAK_SECONDS` how long the soak's clients run on each side (600 in the full run,
-//! 20 in the quick one). Baselines:
+//! 20 in the quick one); `VAI_BENCH_EDGE_KBPS` the edge link's cap per connection (125 KB/s,
+//! 1 Mbit/s, in the full run; 1,000 in the quick one) and `VAI_BENCH_EDGE_CUT_SECONDS` its cut
+//! (300 / 15): the edge scenario runs at 10,000 pods or fewer unless the cap is set. Baselines:
 //! the kube-apiserver itself (its watch cache serves lists) and kube-runtime's in-memory
 //! reflector in a process of its own. Writes `target/vai-bench/report.json`, `report.md` and
 //! PNG charts beside them, and prints the markdown table. Scenarios: initial sync, memory and
 //! disk, full list, selective list, a UI page, watch fan-out with propagation delay, restart,
 //! in the quiet phase the cost of identity and access (RBAC on against off), and in the churn
-//! phase a soak of 200 clients on vai and then on the apiserver ([`soak`]).
+//! phase a soak of 200 clients on vai and then on the apiserver ([`soak`]) and the edge link:
+//! vai and a reflector each through an emulated slow link, cut for a while ([`edge`]).
 //! The quick run is CI's test: it fails, one line per miss, on the goals in [`goals`] (every
 //! scenario measured something, no LIST at restart, no upstream watch added by fan-out, a floor
 //! for the full list); the full run reports what it found, misses included, and does not fail
@@ -31,6 +34,7 @@ mod apiserver;
 mod baseline;
 mod chart;
 mod churn;
+mod edge;
 mod fanout;
 mod goals;
 mod http1;
@@ -59,6 +63,9 @@ async fn main() -> ExitCode {
     if let Ok(kubeconfig) = std::env::var(baseline::REFLECTOR_CHILD) {
         baseline::reflector_child(&kubeconfig).await;
     }
+    if let Ok(kubeconfig) = std::env::var(edge::REFLECTOR_CHILD) {
+        edge::reflector_child(&kubeconfig).await;
+    }
     let full = std::env::args().any(|a| a == "--bench");
     let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
     let n = var("VAI_BENCH_PODS").unwrap_or(if full { 100_000 } else { 2_000 });
@@ -84,6 +91,21 @@ async fn main() -> ExitCode {
             20
         })),
         config_maps: loaded.others as u64 / 2,
+        // The edge link's goals are set at 10,000 pods: at 100,000 a reflector's plain lists
+        // would take an hour at 1 Mbit/s.
+        edge: (n <= 10_000 || var("VAI_BENCH_EDGE_KBPS").is_some()).then(|| edge::EdgeSetup {
+            kilobytes_per_second: var("VAI_BENCH_EDGE_KBPS").unwrap_or(if full {
+                125
+            } else {
+                1_000
+            }),
+            cut: Duration::from_secs(var("VAI_BENCH_EDGE_CUT_SECONDS").unwrap_or(if full {
+                300
+            } else {
+                15
+            })),
+            steady: Duration::from_secs(if full { 120 } else { 10 }),
+        }),
     };
     let mut rows = Vec::new();
     setup.objects = apiserver::objects(&client).await;

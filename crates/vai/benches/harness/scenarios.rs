@@ -13,6 +13,7 @@ use vai_testenv::measure::rss_mb;
 
 use crate::apiserver;
 use crate::baseline::{Reflected, paginated_download, reflector, side_by_side};
+use crate::edge::{self, EdgeSetup};
 use crate::fanout::{self, UpstreamWatch};
 use crate::http1;
 use crate::pages::{UI_CLIENTS, UI_RATE, concurrent_pages, ui_page};
@@ -33,6 +34,8 @@ pub struct Setup {
     pub soak: Duration,
     /// ConfigMaps upstream (`settings-000000`…), which the soak's gets ask for.
     pub config_maps: u64,
+    /// The edge link scenario's link and durations (churn phase; `None` skips it).
+    pub edge: Option<EdgeSetup>,
 }
 
 /// What a phase saw that the quick run asserts on (see [`crate::goals`]); NaN where it was not
@@ -136,6 +139,7 @@ pub async fn run_phase(
     if phase == Phase::Churn {
         soak(&mut run, vai).await;
         writes_held(&mut run, vai).await;
+        edge_link(&mut run, dir.path(), synced.raw_bytes).await;
     }
     let (lists_before, lists_at_restart) = restart(&mut run, synced).await;
     if phase == Phase::Quiet {
@@ -474,6 +478,87 @@ async fn writes_held(run: &mut PhaseRun<'_>, vai: &Vai) {
             Goal::Max(50.0, "≤ tens of ms"),
         );
     }
+}
+
+/// Scenario 11 (churn phase only): vai and a reflector each through an emulated slow link
+/// ([`crate::edge`]); `raw_bytes` is the plain JSON of the lists, downloaded in scenario 1.
+async fn edge_link(run: &mut PhaseRun<'_>, dir: &Path, raw_bytes: usize) {
+    let Some(setup) = &run.setup.edge else {
+        println!(
+            "11. edge link: skipped (it runs at 10,000 pods or fewer, or set VAI_BENCH_EDGE_KBPS)"
+        );
+        return;
+    };
+    let log = run.log.with_file_name("vai-edge.log");
+    let edge = edge::measure(run.env, run.client, setup, &dir.join("vai-edge.db"), &log).await;
+    let link = format!(
+        "{} kbit/s a connection, 200 ms round trip",
+        setup.kilobytes_per_second * 8
+    );
+    let reflector = "kube-rs reflector through the same link";
+    run.row(
+        format!("11. edge link ({link}): initial sync"),
+        edge.sync_seconds,
+        reflector,
+        "s",
+        Goal::None,
+    );
+    run.row(
+        "11. edge link: initial sync, bytes received".into(),
+        edge.sync_megabytes,
+        reflector,
+        "MB",
+        Goal::None,
+    );
+    run.row(
+        "11. edge link: initial sync, bytes received vs the lists' plain JSON".into(),
+        (edge.sync_megabytes.0, raw_bytes as f64 / 1e6),
+        "the LISTs' JSON",
+        "MB",
+        Goal::Ratio(0.35, "≤ 0.35"),
+    );
+    run.row(
+        "11. edge link: bytes received per hour once synced, under churn".into(),
+        edge.steady_megabytes_per_hour,
+        reflector,
+        "MB/h",
+        Goal::None,
+    );
+    let tried = edge.reads_tried as f64;
+    run.row(
+        format!(
+            "11. edge link: reads unanswered of {tried} during a {} s cut",
+            setup.cut.as_secs()
+        ),
+        (
+            tried - edge.reads_during_cut.0,
+            tried - edge.reads_during_cut.1,
+        ),
+        "the apiserver through the link",
+        "unanswered reads",
+        Goal::Max(0.0, "0"),
+    );
+    run.row(
+        "11. edge link, after the cut: time until current".into(),
+        edge.current_seconds,
+        reflector,
+        "s",
+        Goal::None,
+    );
+    run.row(
+        "11. edge link, after the cut: bytes received until current".into(),
+        edge.current_megabytes,
+        reflector,
+        "MB",
+        Goal::Ratio(0.05, "≤ 0.05"),
+    );
+    run.row(
+        "11. edge link, after the cut: upstream LISTs".into(),
+        edge.lists_after_cut,
+        "the reflector's relists",
+        "calls",
+        Goal::Max(0.0, "0"),
+    );
 }
 
 /// Scenario 7, restart: time to the first answered list, and LISTs upstream. Returns the LISTs

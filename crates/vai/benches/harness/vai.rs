@@ -33,6 +33,12 @@ impl Vai {
 
     /// Starts vai on `db` with `extra` flags, its log appended to `log`.
     pub fn start_with(env: &TestEnv, db: &Path, log: &Path, extra: &[&str]) -> Vai {
+        Vai::start_through(&env.kubeconfig_path(), db, log, extra)
+    }
+
+    /// Starts vai on `db` with `extra` flags against the cluster `kubeconfig` names (the test
+    /// cluster through an emulated link), its log appended to `log`.
+    pub fn start_through(kubeconfig: &Path, db: &Path, log: &Path, extra: &[&str]) -> Vai {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -40,7 +46,7 @@ impl Vai {
             .port();
         let child = Command::new(env!("CARGO_BIN_EXE_vai"))
             .args(["serve", "--kubeconfig"])
-            .arg(env.kubeconfig_path())
+            .arg(kubeconfig)
             .arg("--db")
             .arg(db)
             .args([
