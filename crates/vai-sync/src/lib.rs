@@ -141,6 +141,9 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// How long the first fetch of the OpenAPI documents waits for the initial sync at most.
+const OPENAPI_WAIT: Duration = Duration::from_secs(300);
+
 /// The CRD and APIService types: changes to them change what upstream serves.
 const DISCOVERY_TRIGGERS: [&str; 2] = [selectable::CRDS, "apiregistration.k8s.io/v1/apiservices"];
 
@@ -187,11 +190,20 @@ impl Syncer {
             identity::refresh(&client, &store, config.timeout).await?;
         }
         let fields = tokio::spawn(selectable::follow(store.clone()));
-        let openapi = health.reachable.then(|| {
-            let (client, store, timeout) = (client.clone(), store.clone(), config.timeout);
-            tokio::spawn(async move { openapi::refresh(&client, &store, timeout).await })
-        });
+        let reachable = health.reachable;
         let syncer = Syncer::launch(client, store, config, registry, health, initial);
+        // The OpenAPI documents (~7 MB) wait for the data: on a slow link they would share it
+        // with the first lists.
+        let openapi = reachable.then(|| {
+            let shared = syncer.inner.shared.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                while !shared.status.all_synced() && started.elapsed() < OPENAPI_WAIT {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                openapi::refresh(&shared.client, &shared.store, shared.config.timeout).await
+            })
+        });
         let rediscover = tokio::spawn(rediscover(Arc::downgrade(&syncer.inner)));
         syncer
             .inner

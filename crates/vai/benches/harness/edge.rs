@@ -1,7 +1,7 @@
 //! Scenario 11, the edge link: vai and a kube-rs reflector, each through an emulated link of
 //! its own (`vai_testenv::link`: 200 ms round trip, a bandwidth cap per connection) to the same
-//! cluster under churn. Measured: the initial sync's time and bytes, the bytes per hour once
-//! synced, reads answered while the link is cut, and after the cut the time, bytes and LISTs
+//! cluster under churn. Measured: the initial sync's time and bytes (and, apart, the OpenAPI
+//! documents vai fetches after it), the bytes per hour once synced, reads answered while the link is cut, and after the cut the time, bytes and LISTs
 //! until each is current again (a ConfigMap changed during the cut is seen).
 //!
 //! The reflector runs in a process of its own (this binary as [`reflector_child`]) and tells
@@ -44,6 +44,8 @@ pub struct EdgeSetup {
 pub struct Edge {
     pub sync_seconds: (f64, f64),
     pub sync_megabytes: (f64, f64),
+    /// What vai received after the sync until the OpenAPI documents were stored.
+    pub openapi_megabytes: f64,
     pub steady_megabytes_per_hour: (f64, f64),
     pub reads_during_cut: (f64, f64),
     pub reads_tried: usize,
@@ -95,6 +97,20 @@ pub async fn measure(
             .unwrap_or(f64::NAN),
     );
     let sync_megabytes = (mb(vai_link.bytes().down), mb(reflector_link.bytes().down));
+    // vai fetches the OpenAPI documents once its data is synced (the reflector, none).
+    let at_ready = vai_link.bytes().down;
+    let root = vai_store::keys::openapi_document("/openapi/v3", "application/json");
+    let fetched = Instant::now();
+    while fetched.elapsed() < Duration::from_secs(300) {
+        let stored = vai_store::Store::open_read_only(db)
+            .ok()
+            .and_then(|store| store.document(&root).ok().flatten());
+        if stored.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let openapi_megabytes = mb(vai_link.bytes().down - at_ready);
 
     // Synced, under churn.
     let before = (vai_link.bytes().down, reflector_link.bytes().down);
@@ -174,6 +190,7 @@ pub async fn measure(
     Edge {
         sync_seconds,
         sync_megabytes,
+        openapi_megabytes,
         steady_megabytes_per_hour,
         reads_during_cut: (answered as f64, answered_upstream as f64),
         reads_tried: tried,

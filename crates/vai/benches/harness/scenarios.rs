@@ -504,14 +504,21 @@ async fn edge_link(run: &mut PhaseRun<'_>, dir: &Path, raw_bytes: usize) {
         Goal::None,
     );
     run.row(
-        "11. edge link: initial sync, bytes received".into(),
+        "11. edge link: initial sync, bytes received until ready".into(),
         edge.sync_megabytes,
         reflector,
         "MB",
         Goal::None,
     );
     run.row(
-        "11. edge link: initial sync, bytes received vs the lists' plain JSON".into(),
+        "11. edge link: then the OpenAPI documents (for kubectl explain offline)".into(),
+        (edge.openapi_megabytes, 0.0),
+        "the reflector fetches none",
+        "MB",
+        Goal::None,
+    );
+    run.row(
+        "11. edge link: initial sync, bytes received until ready vs the lists' plain JSON".into(),
         (edge.sync_megabytes.0, raw_bytes as f64 / 1e6),
         "the LISTs' JSON",
         "MB",
