@@ -4,25 +4,22 @@
 //! When upstream answers again after an outage every type wants its watch back in the same
 //! instant, and over HTTP/1.1 each is a new TLS connection: on a slow link they would share its
 //! bandwidth evenly and finish together, late. Admitted a few at a time in order of their last
-//! read, the type a user is looking at is live first and upstream sees no burst. Admission waits
-//! a moment (`SETTLE`) before its first decision so that types woken together are ranked
-//! together, not first come first served. Routine re-watches (upstream ended a watch) do not
-//! queue here. This module only orders; it never talks to upstream.
+//! read, the type a user is looking at is live first and upstream sees no burst.
+//!
+//! A loop takes its place in the queue ([`Admission::queue`]) *before* it waits for upstream,
+//! and asks for its turn ([`Ticket::admitted`]) once upstream answers: every type that waited
+//! through the outage is in the queue when the first of them asks, so the order is by last read
+//! (looked up when the turn is decided), never by who woke first. Routine re-watches (upstream
+//! ended a watch) do not queue. This module only orders; it never talks to upstream.
 
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::Notify;
 
 /// Types admitted at once.
 pub(crate) const IN_FLIGHT: usize = 8;
-/// How long a newcomer waits for the others woken with it before admission decides.
-const SETTLE: Duration = Duration::from_millis(10);
-
-/// A place in the queue: the most recent read first (never read: last), then by key.
-type Ticket = (Reverse<i64>, String);
 
 /// The admission queue shared by every loop of a syncer.
 #[derive(Debug)]
@@ -35,7 +32,14 @@ pub(crate) struct Admission {
 #[derive(Debug, Default)]
 struct Queue {
     admitted: usize,
-    waiting: BTreeSet<Ticket>,
+    waiting: BTreeSet<String>,
+}
+
+/// A type's place in the queue; dropped without being admitted, it leaves the queue.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    admission: Arc<Admission>,
+    key: Option<String>,
 }
 
 /// Held while a type reconnects; dropping it admits the next.
@@ -53,68 +57,72 @@ impl Admission {
         })
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.state.lock().expect("admission lock")
     }
 
-    /// Waits for a turn: `last_read_ms` is when a client last read the type (`None`: never).
-    pub(crate) async fn enter(self: &Arc<Self>, key: &str, last_read_ms: Option<i64>) -> Permit {
-        let ticket = (Reverse(last_read_ms.unwrap_or(i64::MIN)), key.to_string());
-        self.queue().waiting.insert(ticket.clone());
-        // Taken back if this wait is dropped (its loop stopped).
-        let mut queued = Queued {
-            admission: self,
-            ticket: Some(ticket),
-        };
-        tokio::time::sleep(SETTLE).await;
+    /// Takes a place in the queue for the type with store key `key`.
+    pub(crate) fn queue(self: &Arc<Self>, key: &str) -> Ticket {
+        self.lock().waiting.insert(key.to_string());
+        Ticket {
+            admission: self.clone(),
+            key: Some(key.to_string()),
+        }
+    }
+
+    #[cfg(test)]
+    fn admitted(&self) -> usize {
+        self.lock().admitted
+    }
+}
+
+impl Ticket {
+    /// Waits for this type's turn: the first of those queued by `last_read` (when a client last
+    /// read a type, `None` for never, newest first; then by key), once fewer than the limit
+    /// reconnect.
+    pub(crate) async fn admitted(mut self, last_read: impl Fn(&str) -> Option<i64>) -> Permit {
+        let admission = self.admission.clone();
+        let key = self.key.clone().expect("a ticket not admitted yet");
         loop {
-            let notified = self.changed.notified();
+            let notified = admission.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
-                let mut queue = self.queue();
-                let ticket = queued.ticket.as_ref().expect("queued");
-                if queue.admitted < self.limit && queue.waiting.first() == Some(ticket) {
-                    queue.waiting.pop_first();
+                let mut queue = admission.lock();
+                let first = queue
+                    .waiting
+                    .iter()
+                    .max_by_key(|k| (last_read(k).unwrap_or(i64::MIN), Reverse(*k)));
+                if queue.admitted < admission.limit && first == Some(&key) {
+                    queue.waiting.remove(&key);
                     queue.admitted += 1;
-                    queued.ticket = None;
+                    self.key = None;
                     drop(queue);
                     // The next in line may fit too.
-                    self.changed.notify_waiters();
+                    admission.changed.notify_waiters();
                     return Permit {
-                        admission: self.clone(),
+                        admission: self.admission.clone(),
                     };
                 }
             }
             notified.await;
         }
     }
+}
 
-    #[cfg(test)]
-    fn admitted(&self) -> usize {
-        self.queue().admitted
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.admission.lock().waiting.remove(&key);
+            self.admission.changed.notify_waiters();
+        }
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.admission.queue().admitted -= 1;
+        self.admission.lock().admitted -= 1;
         self.admission.changed.notify_waiters();
-    }
-}
-
-/// A ticket in the queue, removed if its wait ends without a permit.
-struct Queued<'a> {
-    admission: &'a Arc<Admission>,
-    ticket: Option<Ticket>,
-}
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            self.admission.queue().waiting.remove(&ticket);
-            self.admission.changed.notify_waiters();
-        }
     }
 }
 
@@ -122,35 +130,41 @@ impl Drop for Queued<'_> {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn types_woken_together_are_admitted_a_few_at_a_time_most_recently_read_first() {
+    fn read_at(key: &str) -> Option<i64> {
+        match key {
+            "old" => Some(10),
+            "newer" => Some(20),
+            "newest" => Some(30),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_queued_are_admitted_a_few_at_a_time_most_recently_read_first_whoever_asks_first() {
         let admission = Admission::new(2);
-        let (order, done) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Notify::new()));
-        let read = [
-            ("never-a", None),
-            ("old", Some(10)),
-            ("newest", Some(30)),
-            ("never-b", None),
-            ("newer", Some(20)),
-        ];
+        let keys = ["never-b", "old", "newest", "never-a", "newer"];
+        let tickets: Vec<Ticket> = keys.iter().map(|k| admission.queue(k)).collect();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (release, released) = tokio::sync::watch::channel(false);
+        // They ask in the order they were queued, the least recently read first.
         let mut tasks = Vec::new();
-        for (key, last_read) in read {
-            let (admission, order, done) = (admission.clone(), order.clone(), done.clone());
+        for (key, ticket) in keys.into_iter().zip(tickets) {
+            let (admission, order, mut released) =
+                (admission.clone(), order.clone(), released.clone());
             tasks.push(tokio::spawn(async move {
-                let permit = admission.enter(key, last_read).await;
+                let permit = ticket.admitted(read_at).await;
                 order.lock().unwrap().push(key);
                 assert!(admission.admitted() <= 2, "at most two at once");
-                done.notified().await;
+                released.wait_for(|r| *r).await.unwrap();
                 drop(permit);
             }));
+            tokio::task::yield_now().await;
         }
-        // Let everyone queue and the first two in.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        while order.lock().unwrap().len() < 2 {
+            tokio::task::yield_now().await;
+        }
         assert_eq!(*order.lock().unwrap(), ["newest", "newer"]);
-        for _ in 0..5 {
-            done.notify_waiters();
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        release.send(true).unwrap();
         for task in tasks {
             task.await.unwrap();
         }
@@ -161,21 +175,19 @@ mod tests {
         assert_eq!(admission.admitted(), 0);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_wait_given_up_leaves_the_queue() {
+    #[tokio::test]
+    async fn a_ticket_given_up_leaves_the_queue() {
         let admission = Admission::new(1);
-        let held = admission.enter("first", Some(5)).await;
-        let gave_up = tokio::spawn({
-            let admission = admission.clone();
-            async move { admission.enter("impatient", Some(9)).await }
+        let first = admission.queue("first").admitted(read_at).await;
+        // Ranks first ("newest") but its loop stops before it asks.
+        let gone = admission.queue("newest");
+        let patient = tokio::spawn({
+            let ticket = admission.queue("patient");
+            async move { ticket.admitted(read_at).await }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        gave_up.abort();
-        let _ = gave_up.await;
-        drop(held);
-        // Had the aborted wait kept its place (it ranks first), this would wait forever.
-        let next =
-            tokio::time::timeout(Duration::from_secs(1), admission.enter("patient", None)).await;
-        assert!(next.is_ok(), "the queue moved on");
+        drop(first);
+        drop(gone);
+        let admitted = tokio::time::timeout(std::time::Duration::from_secs(10), patient).await;
+        assert!(admitted.is_ok(), "the queue moved on");
     }
 }

@@ -73,8 +73,9 @@ async fn perform(r: &mut Reflector, action: Step) -> Outcome {
                     ?phase, "the sync loop lost its way (a bug); relisting"),
                 ListCause::Unlisted | ListCause::Retry => {}
             }
+            let ticket = r.queue();
             r.wait_for_upstream().await;
-            let _turn = r.admitted().await;
+            let _turn = r.turn(ticket).await;
             match r.list().await {
                 Ok((rv, overlap)) => Input::Listed { rv, overlap },
                 Err(e) => Input::Failed(e),
@@ -115,10 +116,11 @@ async fn perform(r: &mut Reflector, action: Step) -> Outcome {
 /// Opens a watch from `rv` once upstream answers (and, for a reconnect, its turn came); the
 /// type is live and synced when it opens.
 async fn open(r: &mut Reflector, rv: u64, reconnect: bool) -> Outcome {
+    let ticket = reconnect.then(|| r.queue());
     r.wait_for_upstream().await;
-    let turn = match reconnect {
-        true => Some(r.admitted().await),
-        false => None,
+    let turn = match ticket {
+        Some(ticket) => Some(r.turn(ticket).await),
+        None => None,
     };
     let opened = r.open_watch(rv).await;
     drop(turn);

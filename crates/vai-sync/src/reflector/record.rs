@@ -75,10 +75,18 @@ impl Reflector {
         let _ = health.wait_for(|h| h.reachable).await;
     }
 
-    /// Waits for this type's turn to reconnect (see `crate::admission`).
-    pub async fn admitted(&self) -> crate::admission::Permit {
-        let last_read = self.shared.status.last_read(&self.key);
-        self.shared.admission.enter(&self.key, last_read).await
+    /// Takes this type's place in the queue of reconnects (see `crate::admission`): before
+    /// waiting for upstream, so that the order is decided among all who waited.
+    pub fn queue(&self) -> crate::admission::Ticket {
+        self.shared.admission.queue(&self.key)
+    }
+
+    /// Waits for this type's turn to reconnect.
+    pub async fn turn(&self, ticket: crate::admission::Ticket) -> crate::admission::Permit {
+        let status = &self.shared.status;
+        let permit = ticket.admitted(|key| status.last_read(key)).await;
+        tracing::debug!(resource = %self.key, "its turn to reconnect");
+        permit
     }
 
     /// Records the sync state on the status board, and in the store when it changed.
