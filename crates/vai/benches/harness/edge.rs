@@ -44,7 +44,8 @@ pub struct EdgeSetup {
 pub struct Edge {
     pub sync_seconds: (f64, f64),
     pub sync_megabytes: (f64, f64),
-    /// What vai received after the sync until the OpenAPI documents were stored.
+    /// What vai received from the moment it was ready until the OpenAPI documents were stored
+    /// (the watches' events meanwhile included).
     pub openapi_megabytes: f64,
     pub steady_megabytes_per_hour: (f64, f64),
     pub reads_during_cut: (f64, f64),
@@ -86,9 +87,15 @@ pub async fn measure(
     // The initial sync, both at once.
     let vai = Vai::start_through(vai_link.kubeconfig_path(), db, log, &[]);
     let mut reflector = ReflectorChild::start(reflector_link.kubeconfig_path());
-    let (vai_ready, reflector_ready) = tokio::join!(
-        vai.ready(&http1::Client),
-        reflector.wait_for(|l| l.starts_with("ready "), Duration::from_secs(900)),
+    // Each side's bytes are read the moment it is ready.
+    let ((vai_ready, at_ready), (reflector_ready, reflector_bytes)) = tokio::join!(
+        async { (vai.ready(&http1::Client).await, vai_link.bytes().down) },
+        async {
+            let line = reflector
+                .wait_for(|l| l.starts_with("ready "), Duration::from_secs(900))
+                .await;
+            (line, reflector_link.bytes().down)
+        },
     );
     let sync_seconds = (
         vai_ready.unwrap_or(f64::NAN),
@@ -96,9 +103,8 @@ pub async fn measure(
             .and_then(|l| l["ready ".len()..].parse().ok())
             .unwrap_or(f64::NAN),
     );
-    let sync_megabytes = (mb(vai_link.bytes().down), mb(reflector_link.bytes().down));
+    let sync_megabytes = (mb(at_ready), mb(reflector_bytes));
     // vai fetches the OpenAPI documents once its data is synced (the reflector, none).
-    let at_ready = vai_link.bytes().down;
     let root = vai_store::keys::openapi_document("/openapi/v3", "application/json");
     let fetched = Instant::now();
     while fetched.elapsed() < Duration::from_secs(300) {
