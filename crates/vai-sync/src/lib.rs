@@ -13,6 +13,7 @@
 //! This crate talks to upstream and writes to the store; it never serves HTTP.
 
 mod admission;
+mod client;
 pub mod discovery;
 mod error;
 mod freshness;
@@ -36,6 +37,7 @@ use vai_store::Store;
 
 use metrics::Metrics;
 
+pub use client::upstream_client;
 pub use discovery::{ResourceInfo, Selection};
 pub use error::{Error, one_line};
 pub use freshness::Freshness;

@@ -46,13 +46,15 @@ const PROXY: &str = "apiserver";
 /// How long [`Link::start`] waits for Toxiproxy's API to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Bytes a link carried, each way, as Toxiproxy counted them at its side facing vai.
+/// What a link carried since it started: bytes each way, and connections.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LinkBytes {
     /// From vai to the apiserver (requests).
     pub up: u64,
     /// From the apiserver to vai (responses, watch events).
     pub down: u64,
+    /// TCP connections made through it.
+    pub connections: u64,
 }
 
 /// A running Toxiproxy in front of a control plane's apiserver. Dropping it stops the proxy.
@@ -191,11 +193,12 @@ impl Link {
         self.call("POST", "/reset", None).await.map(drop)
     }
 
-    /// The bytes the link carried since it started.
+    /// The bytes and connections the link carried since it started.
     pub fn bytes(&self) -> LinkBytes {
         LinkBytes {
             up: self.counter.up.load(Ordering::Relaxed),
             down: self.counter.down.load(Ordering::Relaxed),
+            connections: self.counter.connections.load(Ordering::Relaxed),
         }
     }
 
@@ -311,6 +314,7 @@ struct Counter {
     port: u16,
     up: Arc<AtomicU64>,
     down: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -323,9 +327,9 @@ impl Counter {
             .local_addr()
             .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?
             .port();
-        let (up, down) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let [up, down, connections] = [0; 3].map(|_| Arc::new(AtomicU64::new(0)));
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let counts = (up.clone(), down.clone());
+        let counts = [up.clone(), down.clone(), connections.clone()];
         std::thread::Builder::new()
             .name("link-counter".into())
             .spawn(move || {
@@ -348,6 +352,7 @@ impl Counter {
             port,
             up,
             down,
+            connections,
             stop: Some(stop),
         })
     }
@@ -364,9 +369,10 @@ impl Drop for Counter {
 async fn accept(
     listener: tokio::net::TcpListener,
     target: String,
-    (up, down): (Arc<AtomicU64>, Arc<AtomicU64>),
+    [up, down, connections]: [Arc<AtomicU64>; 3],
 ) {
     while let Ok((client, _)) = listener.accept().await {
+        connections.fetch_add(1, Ordering::Relaxed);
         let (target, up, down) = (target.clone(), up.clone(), down.clone());
         tokio::spawn(async move {
             let Ok(server) = tokio::net::TcpStream::connect(&target).await else {

@@ -293,7 +293,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         bare: kube::Client::try_from(bare_config)
             .context("building the client for callers' tokens")?,
     };
-    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    let client =
+        vai_sync::upstream_client(config, timeout).context("building the Kubernetes client")?;
     let store = Store::open(
         &db,
         StoreConfig {

@@ -192,6 +192,13 @@ async fn a_stalled_link_is_noticed_answered_from_the_cache_and_resumed_without_a
     assert_eq!(setting_through(&vai).await.0.as_deref(), Some("before"));
     let lists = vai_metric(&vai, "vai_sync_lists_total").await;
     assert!(lists > 10.0, "the initial sync listed every type: {lists}");
+    // Lists and watches share HTTP/2 connections (kube's HTTP/1.1 client makes one a watch:
+    // 63 types took 64).
+    let connections = link.bytes().connections;
+    assert!(
+        (1..=8).contains(&connections),
+        "{lists} types synced over {connections} connections"
+    );
 
     // The link stalls: nothing gets through, nothing is refused.
     link.stall().await.unwrap();
@@ -248,6 +255,12 @@ async fn a_stalled_link_is_noticed_answered_from_the_cache_and_resumed_without_a
         },
     )
     .await;
+    let reconnections = link.bytes().connections - connections;
+    eprintln!("{lists} types synced over {connections} connections, resumed over {reconnections}");
+    assert!(
+        (1..=8).contains(&reconnections),
+        "after the stall, every type resumed on one new connection: {reconnections}"
+    );
     // The types read had the first turns to reconnect.
     let log = vai.log_text()[restored_at..].to_string();
     let turns: Vec<&str> = log
