@@ -394,8 +394,8 @@ impl ControlPlane {
         }
     }
 
-    /// A client for the admin user. `read_timeout` bounds each response (useful with a paused
-    /// apiserver); `None` keeps kube's default.
+    /// A client for the admin user. `read_timeout` bounds connecting and each response (useful
+    /// with a paused apiserver); `None` keeps kube's defaults.
     pub async fn client(&self, read_timeout: Option<Duration>) -> Result<kube::Client> {
         client_of(&self.kubeconfig_path(), read_timeout).await
     }
@@ -585,7 +585,9 @@ pub(crate) async fn client_of(
     )
     .await?;
     if read_timeout.is_some() {
+        // A TLS handshake that hangs is bounded too.
         config.read_timeout = read_timeout;
+        config.connect_timeout = read_timeout;
     }
     Ok(kube::Client::try_from(config)?)
 }

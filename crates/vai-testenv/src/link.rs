@@ -8,8 +8,8 @@
 //!
 //! The levers, each taking effect on open connections and new ones:
 //! - [`Link::latency`]: a delay each way, with jitter;
-//! - [`Link::bandwidth`]: a rate cap. Toxiproxy caps **each connection** at the rate, not the
-//!   link: a link of many connections carries more;
+//! - [`Link::bandwidth`]: a rate cap on the link, shared by all its connections (applied by the
+//!   relay below, since Toxiproxy's own cap is per connection);
 //! - [`Link::stall`]: connections are accepted and kept, and nothing gets through either way —
 //!   a link that is up but dead (a middlebox that lost its state, a radio that hangs);
 //! - [`Link::cut`]: the link is down: open connections close and new ones are refused
@@ -17,8 +17,8 @@
 //! - [`Link::restore`]: every lever released. Connections a stall held are closed then, as a
 //!   middlebox that dropped them would answer them.
 //!
-//! [`Link::bytes`] counts the bytes carried each way since the link started, as they pass
-//! between Toxiproxy and the apiserver (Toxiproxy's own counters move only when a connection
+//! [`Link::bytes`] counts the bytes carried each way, and the connections, since the link
+//! started, as they pass a relay between Toxiproxy and the apiserver (Toxiproxy's own counters move only when a connection
 //! closes, and a watch's stays open): bytes a stall swallowed count as carried. Toxiproxy works on
 //! TCP streams: it cannot drop packets, so "loss" shows as the latency and jitter it causes.
 //!
@@ -150,14 +150,14 @@ impl Link {
         self.set_toxic("latency", "latency", attributes).await
     }
 
-    /// Caps each connection at `kilobytes_per_second` in each direction. Replaces an earlier cap.
-    pub async fn bandwidth(&self, kilobytes_per_second: u64) -> Result<()> {
-        self.set_toxic(
-            "bandwidth",
-            "bandwidth",
-            json!({ "rate": kilobytes_per_second }),
-        )
-        .await
+    /// Caps the link at `kilobytes_per_second` in each direction, shared by all its
+    /// connections as a real link is (0: no cap). Replaces an earlier cap.
+    pub fn bandwidth(&self, kilobytes_per_second: u64) {
+        for direction in [&self.counter.up, &self.counter.down] {
+            direction
+                .rate
+                .store(kilobytes_per_second * 1000, Ordering::Relaxed);
+        }
     }
 
     /// Lets nothing through, either way, on open connections and new ones (which are accepted).
@@ -190,14 +190,15 @@ impl Link {
 
     /// Releases every lever: the link is up, at loopback speed.
     pub async fn restore(&self) -> Result<()> {
+        self.bandwidth(0);
         self.call("POST", "/reset", None).await.map(drop)
     }
 
     /// The bytes and connections the link carried since it started.
     pub fn bytes(&self) -> LinkBytes {
         LinkBytes {
-            up: self.counter.up.load(Ordering::Relaxed),
-            down: self.counter.down.load(Ordering::Relaxed),
+            up: self.counter.up.bytes.load(Ordering::Relaxed),
+            down: self.counter.down.bytes.load(Ordering::Relaxed),
             connections: self.counter.connections.load(Ordering::Relaxed),
         }
     }
@@ -312,10 +313,40 @@ impl Drop for Link {
 #[derive(Debug)]
 struct Counter {
     port: u16,
-    up: Arc<AtomicU64>,
-    down: Arc<AtomicU64>,
+    up: Arc<Direction>,
+    down: Arc<Direction>,
     connections: Arc<AtomicU64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// One direction of the relay: the bytes it carried, and its cap.
+#[derive(Debug, Default)]
+struct Direction {
+    bytes: AtomicU64,
+    /// Bytes per second, 0 for no cap.
+    rate: AtomicU64,
+    /// When the capped link is free again: each chunk books its time after the last one's,
+    /// whichever connection sent it.
+    free_at: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Direction {
+    /// Waits until the link has carried `n` bytes at its rate after what was booked before.
+    async fn pass(&self, n: usize) {
+        let rate = self.rate.load(Ordering::Relaxed);
+        if rate == 0 {
+            return;
+        }
+        let done = {
+            let mut free_at = self.free_at.lock().expect("link shaper");
+            let now = tokio::time::Instant::now();
+            let start = free_at.filter(|t| *t > now).unwrap_or(now);
+            let done = start + Duration::from_secs_f64(n as f64 / rate as f64);
+            *free_at = Some(done);
+            done
+        };
+        tokio::time::sleep_until(done).await;
+    }
 }
 
 impl Counter {
@@ -327,9 +358,13 @@ impl Counter {
             .local_addr()
             .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?
             .port();
-        let [up, down, connections] = [0; 3].map(|_| Arc::new(AtomicU64::new(0)));
+        let (up, down) = (
+            Arc::new(Direction::default()),
+            Arc::new(Direction::default()),
+        );
+        let connections = Arc::new(AtomicU64::new(0));
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let counts = [up.clone(), down.clone(), connections.clone()];
+        let counts = (up.clone(), down.clone(), connections.clone());
         std::thread::Builder::new()
             .name("link-counter".into())
             .spawn(move || {
@@ -369,7 +404,7 @@ impl Drop for Counter {
 async fn accept(
     listener: tokio::net::TcpListener,
     target: String,
-    [up, down, connections]: [Arc<AtomicU64>; 3],
+    (up, down, connections): (Arc<Direction>, Arc<Direction>, Arc<AtomicU64>),
 ) {
     while let Ok((client, _)) = listener.accept().await {
         connections.fetch_add(1, Ordering::Relaxed);
@@ -388,18 +423,21 @@ async fn accept(
     }
 }
 
-/// Copies one direction until either side closes, counting what was written.
+/// Copies one direction until either side closes, at the direction's rate, counting what was
+/// written.
 async fn relay(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    count: &AtomicU64,
+    direction: &Direction,
 ) {
-    let mut buffer = vec![0u8; 64 * 1024];
+    // Small chunks, so that a capped link interleaves its connections finely.
+    let mut buffer = vec![0u8; 16 * 1024];
     while let Ok(n @ 1..) = from.read(&mut buffer).await {
+        direction.pass(n).await;
         if to.write_all(&buffer[..n]).await.is_err() {
             break;
         }
-        count.fetch_add(n as u64, Ordering::Relaxed);
+        direction.bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
     let _ = to.shutdown().await;
 }

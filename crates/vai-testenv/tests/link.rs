@@ -8,6 +8,13 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 use vai_testenv::TestEnv;
 
+/// Fetches `path` through the link on a client (a connection) of its own; its size.
+async fn api_get(link: &vai_testenv::Link, path: &str) -> usize {
+    let client = link.client(None).await.unwrap();
+    let request = http::Request::get(path).body(Vec::new()).unwrap();
+    client.request_text(request).await.unwrap().len()
+}
+
 #[tokio::test]
 async fn the_link_delays_stalls_cuts_and_counts_what_it_carries() {
     let env = TestEnv::start().await.unwrap();
@@ -38,6 +45,24 @@ async fn the_link_delays_stalls_cuts_and_counts_what_it_carries() {
     assert!(
         slow >= Duration::from_millis(300),
         "a round trip takes 2 x 150 ms, took {slow:?}"
+    );
+    link.restore().await.unwrap();
+
+    // A cap on the link, shared by its connections: two clients (two connections) each
+    // fetching a 1.6 MB document at 1 MB/s take at least 3.2 s together (1.6 s if each
+    // connection had the cap to itself).
+    link.bandwidth(1_000);
+    let document = "/openapi/v3/api/v1";
+    let size = api_get(&link, document).await;
+    assert!(size > 1_000_000, "the document is large: {size} bytes");
+    let started = Instant::now();
+    let (a, b) = tokio::join!(api_get(&link, document), api_get(&link, document));
+    let capped = started.elapsed();
+    let floor = Duration::from_secs_f64((a + b) as f64 / 1_000_000.0);
+    assert!(
+        capped >= floor.mul_f64(0.9),
+        "{} bytes over a 1 MB/s link took {capped:?} (at least {floor:?})",
+        a + b
     );
     link.restore().await.unwrap();
 

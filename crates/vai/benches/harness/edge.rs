@@ -1,5 +1,5 @@
 //! Scenario 11, the edge link: vai and a kube-rs reflector, each through an emulated link of
-//! its own (`vai_testenv::link`: 200 ms round trip, a bandwidth cap per connection) to the same
+//! its own (`vai_testenv::link`: 200 ms round trip, a bandwidth cap its connections share) to the same
 //! cluster under churn. Measured: the initial sync's time and bytes (and, apart, the OpenAPI
 //! documents vai fetches after it), the bytes per hour once synced, reads answered while the link is cut, and after the cut the time, bytes and LISTs
 //! until each is current again (a ConfigMap changed during the cut is seen).
@@ -31,7 +31,7 @@ const MARKER_NAMESPACE: &str = "team-00";
 
 /// How the link is set up, and how long each part runs.
 pub struct EdgeSetup {
-    /// The cap per connection, each way (KB/s): 125 is 1 Mbit/s.
+    /// The link's cap, each way, shared by its connections (KB/s): 125 is 1 Mbit/s.
     pub kilobytes_per_second: u64,
     /// How long the link is cut.
     pub cut: Duration,
@@ -72,7 +72,7 @@ pub async fn measure(
         link.latency(Duration::from_millis(100), Duration::from_millis(10))
             .await
             .unwrap();
-        link.bandwidth(setup.kilobytes_per_second).await.unwrap();
+        link.bandwidth(setup.kilobytes_per_second);
     }
     let markers: Api<ConfigMap> = Api::namespaced(client.clone(), MARKER_NAMESPACE);
     let marker = serde_json::from_value(serde_json::json!({

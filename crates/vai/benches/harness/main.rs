@@ -10,7 +10,7 @@
 //!
 //! `VAI_BENCH_CHURN` sets the churn's changes per second (0 skips the churn phase);
 //! `VAI_BENCH_SOAK_SECONDS` how long the soak's clients run on each side (600 in the full run,
-//! 20 in the quick one); `VAI_BENCH_EDGE_KBPS` the edge link's cap per connection (125 KB/s,
+//! 20 in the quick one); `VAI_BENCH_EDGE_KBPS` the edge link's cap (125 KB/s,
 //! 1 Mbit/s, in the full run; 1,000 in the quick one) and `VAI_BENCH_EDGE_CUT_SECONDS` its cut
 //! (300 / 15): the edge scenario runs at 10,000 pods or fewer unless the cap is set. Baselines:
 //! the kube-apiserver itself (its watch cache serves lists) and kube-runtime's in-memory

@@ -492,7 +492,7 @@ async fn edge_link(run: &mut PhaseRun<'_>, dir: &Path, raw_bytes: usize) {
     let log = run.log.with_file_name("vai-edge.log");
     let edge = edge::measure(run.env, run.client, setup, &dir.join("vai-edge.db"), &log).await;
     let link = format!(
-        "{} kbit/s a connection, 200 ms round trip",
+        "{} kbit/s, 200 ms round trip",
         setup.kilobytes_per_second * 8
     );
     let reflector = "kube-rs reflector through the same link";
