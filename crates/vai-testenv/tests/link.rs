@@ -53,10 +53,10 @@ async fn the_link_delays_stalls_cuts_and_counts_what_it_carries() {
     // connection had the cap to itself).
     link.bandwidth(1_000);
     let document = "/openapi/v3/api/v1";
-    let size = api_get(&link, document).await;
+    let size = api_get(link, document).await;
     assert!(size > 1_000_000, "the document is large: {size} bytes");
     let started = Instant::now();
-    let (a, b) = tokio::join!(api_get(&link, document), api_get(&link, document));
+    let (a, b) = tokio::join!(api_get(link, document), api_get(link, document));
     let capped = started.elapsed();
     let floor = Duration::from_secs_f64((a + b) as f64 / 1_000_000.0);
     assert!(
