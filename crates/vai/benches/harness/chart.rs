@@ -44,7 +44,8 @@ pub fn draw(rows: &[Row], out: &Path) -> Result<Vec<PathBuf>, Box<dyn Error>> {
     }
     let ratios: Vec<Bar> = paired
         .iter()
-        .filter(|r| r.ratio() > 0.0 && matches!(r.unit, "s" | "ms" | "MB"))
+        // A log axis has no place for 0 or infinity (a baseline of 0: plotters loops forever).
+        .filter(|r| r.ratio() > 0.0 && r.ratio().is_finite() && matches!(r.unit, "s" | "ms" | "MB"))
         .map(|r| Bar {
             label: format!(
                 "{} vs {} ({})",
@@ -129,7 +130,8 @@ fn bars(
     let values = bars
         .iter()
         .flat_map(|b| [Some(b.value), b.marker])
-        .flatten();
+        .flatten()
+        .filter(|v| v.is_finite() && *v > 0.0);
     let (lo, hi) = values.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
         (lo.min(v), hi.max(v))
     });
