@@ -287,23 +287,9 @@ impl ControlPlane {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        let log_path = self.log_path(component);
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| Error::io(&log_path, e))?;
-        let log_err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
-        let binary = self.binary(component);
-        let child = Command::new(&binary)
-            .args(self.args(component))
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| Error::io(&binary, e))?;
+        let mut command = Command::new(self.binary(component));
+        command.args(self.args(component)).current_dir(&self.dir);
+        let child = spawn_logged(command, &self.log_path(component))?;
         write_private(&self.pid_path(component), child.id().to_string().as_bytes())?;
         self.children
             .lock()
@@ -571,6 +557,23 @@ impl ControlPlane {
         }
         serde_json::from_slice(&bytes).map_err(|e| Error::Etcd(format!("POST {path}: {e}")))
     }
+}
+
+/// Spawns `command` in its own process group, its output appended to `log_path`.
+pub(crate) fn spawn_logged(mut command: Command, log_path: &Path) -> Result<Child> {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(|e| Error::io(log_path, e))?;
+    let log_err = log.try_clone().map_err(|e| Error::io(log_path, e))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Error::io(Path::new(command.get_program()), e))
 }
 
 /// A client from a kubeconfig file; `read_timeout` as in [`ControlPlane::client`].

@@ -24,9 +24,8 @@
 //!
 //! This module addresses only loopback: the proxy, its API and the apiserver it fronts.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -37,7 +36,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::controlplane::{ControlPlane, free_port};
+use crate::controlplane::{ControlPlane, free_port, spawn_logged};
 use crate::pki::write_private;
 use crate::{Error, Result};
 
@@ -78,21 +77,9 @@ impl Link {
         let api_port = free_port(&[])?;
         let listen = free_port(&[api_port])?;
         let log_path = dir.join(format!("toxiproxy-{listen}.log"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| Error::io(&log_path, e))?;
-        let log_err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
-        let binary = plane.binaries().toxiproxy();
-        let child = Command::new(&binary)
-            .args(["-host", "127.0.0.1", "-port", &api_port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| Error::io(&binary, e))?;
+        let mut command = Command::new(plane.binaries().toxiproxy());
+        command.args(["-host", "127.0.0.1", "-port", &api_port.to_string()]);
+        let child = spawn_logged(command, &log_path)?;
         let pid_file = dir.join(format!("toxiproxy-{listen}.pid"));
         let apiserver = plane
             .apiserver_url()
@@ -168,24 +155,19 @@ impl Link {
 
     /// Takes the link down: open connections close, new ones are refused.
     pub async fn cut(&self) -> Result<()> {
-        self.call(
-            "POST",
-            &format!("/proxies/{PROXY}"),
-            Some(json!({"enabled": false})),
-        )
-        .await
-        .map(drop)
+        self.enable(false).await
     }
 
     /// Brings a cut link back up, its other levers (latency, bandwidth) as they were.
     pub async fn up(&self) -> Result<()> {
-        self.call(
-            "POST",
-            &format!("/proxies/{PROXY}"),
-            Some(json!({"enabled": true})),
-        )
-        .await
-        .map(drop)
+        self.enable(true).await
+    }
+
+    async fn enable(&self, enabled: bool) -> Result<()> {
+        let body = json!({ "enabled": enabled });
+        self.call("POST", &format!("/proxies/{PROXY}"), Some(body))
+            .await
+            .map(drop)
     }
 
     /// Releases every lever: the link is up, at loopback speed.

@@ -69,13 +69,7 @@ pub async fn side_by_side(
 /// The reflector baseline, in a process of its own: one kube-runtime reflector per type, the
 /// way a controller holds them; prints `sync_seconds rss_mb objects_held`.
 pub async fn reflector_child(kubeconfig: &str) -> ! {
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(kubeconfig).unwrap(),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
-    let client = kube::Client::try_from(config).unwrap();
+    let client = client_from(kubeconfig).await;
     let started = Instant::now();
     let pods = reflect::<Pod>(&client);
     let config_maps = reflect::<ConfigMap>(&client);
@@ -112,10 +106,46 @@ where
         + Sync
         + 'static,
 {
+    reflect_seeing(client, |_| {})
+}
+
+/// A kube-runtime reflector of every `K`, running, that shows `seen` each event it applies;
+/// its store.
+pub fn reflect_seeing<K>(
+    client: &kube::Client,
+    mut seen: impl FnMut(&kube::runtime::watcher::Event<K>) + Send + 'static,
+) -> kube::runtime::reflector::Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
     let (store, writer) = kube::runtime::reflector::store::<K>();
     let watcher = kube::runtime::watcher(Api::<K>::all(client.clone()), Default::default());
-    tokio::spawn(kube::runtime::reflector(writer, watcher).for_each(|_| async {}));
+    tokio::spawn(
+        kube::runtime::reflector(writer, watcher).for_each(move |event| {
+            if let Ok(event) = &event {
+                seen(event);
+            }
+            async {}
+        }),
+    );
     store
+}
+
+/// A client for the cluster `kubeconfig` names (a reflector child's).
+pub async fn client_from(kubeconfig: &str) -> kube::Client {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    kube::Client::try_from(config).unwrap()
 }
 
 /// How long the reflector baseline may take to its first complete state (under churn at

@@ -12,7 +12,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::Event;
@@ -302,13 +301,7 @@ impl Drop for ReflectorChild {
 /// `ready SECONDS` once all three have their first complete state, `initdone TYPE` at each
 /// complete list, and `marker VALUE` each time the marker ConfigMap is applied to its store.
 pub async fn reflector_child(kubeconfig: &str) -> ! {
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(kubeconfig).unwrap(),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
-    let client = kube::Client::try_from(config).unwrap();
+    let client = crate::baseline::client_from(kubeconfig).await;
     let started = Instant::now();
     let (said, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
     let pods = follow::<Pod>(&client, "pods", said.clone(), |_| None);
@@ -349,23 +342,15 @@ where
         + Sync
         + 'static,
 {
-    let (store, writer) = kube::runtime::reflector::store::<K>();
-    let watcher = kube::runtime::watcher(Api::<K>::all(client.clone()), Default::default());
-    tokio::spawn(
-        kube::runtime::reflector(writer, watcher).for_each(move |event| {
-            match &event {
-                Ok(Event::InitDone) => {
-                    let _ = said.send(format!("initdone {name}"));
-                }
-                Ok(Event::Apply(object) | Event::InitApply(object)) => {
-                    if let Some(value) = marker(object) {
-                        let _ = said.send(format!("marker {value}"));
-                    }
-                }
-                _ => {}
+    crate::baseline::reflect_seeing(client, move |event| match event {
+        Event::InitDone => {
+            let _ = said.send(format!("initdone {name}"));
+        }
+        Event::Apply(object) | Event::InitApply(object) => {
+            if let Some(value) = marker(object) {
+                let _ = said.send(format!("marker {value}"));
             }
-            async {}
-        }),
-    );
-    store
+        }
+        _ => {}
+    })
 }

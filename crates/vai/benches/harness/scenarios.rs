@@ -511,7 +511,7 @@ async fn edge_link(run: &mut PhaseRun<'_>, dir: &Path, raw_bytes: usize) {
         Goal::None,
     );
     run.row(
-        "11. edge link: then the OpenAPI documents (for kubectl explain offline)".into(),
+        "11. edge link: from ready until the OpenAPI documents are stored (the watches' events included)".into(),
         (edge.openapi_megabytes, 0.0),
         "the reflector fetches none",
         "MB",
