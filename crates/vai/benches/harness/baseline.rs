@@ -95,35 +95,40 @@ pub async fn reflector_child(kubeconfig: &str) -> ! {
     std::process::exit(0);
 }
 
-/// A kube-runtime reflector of every `K`, running; its store.
-fn reflect<K>(client: &kube::Client) -> kube::runtime::reflector::Store<K>
-where
+/// What a kube-runtime reflector can hold: a built-in type.
+pub trait Reflectable:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Reflectable for K where
     K: kube::Resource<DynamicType = ()>
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
         + Send
         + Sync
-        + 'static,
+        + 'static
 {
+}
+
+/// A kube-runtime reflector of every `K`, running; its store.
+fn reflect<K: Reflectable>(client: &kube::Client) -> kube::runtime::reflector::Store<K> {
     reflect_seeing(client, |_| {})
 }
 
 /// A kube-runtime reflector of every `K`, running, that shows `seen` each event it applies;
 /// its store.
-pub fn reflect_seeing<K>(
+pub fn reflect_seeing<K: Reflectable>(
     client: &kube::Client,
     mut seen: impl FnMut(&kube::runtime::watcher::Event<K>) + Send + 'static,
-) -> kube::runtime::reflector::Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
+) -> kube::runtime::reflector::Store<K> {
     let (store, writer) = kube::runtime::reflector::store::<K>();
     let watcher = kube::runtime::watcher(Api::<K>::all(client.clone()), Default::default());
     tokio::spawn(

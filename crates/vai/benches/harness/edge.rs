@@ -327,21 +327,12 @@ pub async fn reflector_child(kubeconfig: &str) -> ! {
 }
 
 /// A reflector of every `K`, saying its lists and what `marker` finds in what it applies.
-fn follow<K>(
+fn follow<K: crate::baseline::Reflectable>(
     client: &kube::Client,
     name: &'static str,
     said: tokio::sync::mpsc::UnboundedSender<String>,
     marker: fn(&K) -> Option<String>,
-) -> kube::runtime::reflector::Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
+) -> kube::runtime::reflector::Store<K> {
     crate::baseline::reflect_seeing(client, move |event| match event {
         Event::InitDone => {
             let _ = said.send(format!("initdone {name}"));
