@@ -7,7 +7,9 @@
 //! before vai was current. Over HTTP/2 it is one, and HTTP/2 PINGs (every
 //! `--upstream-timeout`, answered within it) find a connection that died silently — a NAT
 //! that dropped it, a link that stalls — without waiting for a watch's 90 s of silence.
-//! With an HTTP proxy or a TLS server name override in the kubeconfig, kube's own client is
+//! The health probe (`/readyz`) has a connection of its own, so that on a slow link its answer
+//! does not queue behind a list on the shared one. With an HTTP proxy or a TLS server name
+//! override in the kubeconfig, kube's own client is
 //! used (those are kube's to get right). This module only builds the client.
 
 use std::time::Duration;
@@ -43,14 +45,27 @@ pub fn upstream_client(
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
-    let hyper = hyper_util::client::legacy::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .http2_keep_alive_interval(timeout)
-        .http2_keep_alive_timeout(timeout)
-        .http2_keep_alive_while_idle(true)
-        .http2_initial_connection_window_size(CONNECTION_WINDOW)
-        .http2_initial_stream_window_size(STREAM_WINDOW)
-        .build(https);
+    let client = || {
+        hyper_util::client::legacy::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .http2_keep_alive_interval(timeout)
+            .http2_keep_alive_timeout(timeout)
+            .http2_keep_alive_while_idle(true)
+            .http2_initial_connection_window_size(CONNECTION_WINDOW)
+            .http2_initial_stream_window_size(STREAM_WINDOW)
+            .build::<_, kube::client::Body>(https.clone())
+    };
+    // The health probe on a connection of its own: on a slow link its answer would otherwise
+    // wait behind whatever the shared connection carries (a list, the OpenAPI documents) and
+    // time out although the link works.
+    let (data, probe) = (client(), client());
+    let hyper = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let client = match request.uri().path() {
+            "/readyz" => probe.clone(),
+            _ => data.clone(),
+        };
+        client.request(request)
+    });
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
