@@ -25,8 +25,8 @@ const CONNECTION_WINDOW: u32 = 64 << 20;
 /// Each stream's window.
 const STREAM_WINDOW: u32 = 4 << 20;
 
-/// A client for `config`'s cluster: HTTP/2 (one connection, PINGs every `timeout`) when
-/// upstream negotiates it, HTTP/1.1 otherwise.
+/// A client for `config`'s cluster: HTTP/2 (the data on shared connections, the probe on its
+/// own, PINGs every `timeout`) when upstream negotiates it, HTTP/1.1 otherwise.
 pub fn upstream_client(
     config: kube::Config,
     timeout: Duration,
