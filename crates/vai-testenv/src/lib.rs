@@ -5,7 +5,8 @@
 //! `go.etcd.io/etcd/server/v3`, pinned by `testenv/go.mod` at the repository root
 //! ([`binaries`]). They run as ordinary processes on loopback ports, with generated credentials
 //! ([`pki`]), in one directory that holds all their state ([`controlplane`]); a Toxiproxy in
-//! front of the apiserver emulates a slow, stalled or cut link ([`link`]).
+//! front of the apiserver emulates a slow, stalled or cut link ([`link`]). A private
+//! PostgreSQL server ([`Postgres`], `scripts/pg`) is there for the store's shared backend.
 //!
 //! Two ways in, one implementation:
 //! - `scripts/testenv up DIR` / `down DIR` / `build` — the `vai-testenv` binary — for people
@@ -34,6 +35,7 @@ pub mod controlplane;
 pub mod link;
 pub mod measure;
 pub mod pki;
+pub mod postgres;
 pub mod workload;
 
 use std::io;
@@ -46,6 +48,7 @@ use std::time::Duration;
 pub use binaries::Binaries;
 pub use controlplane::{Component, ControlPlane};
 pub use link::{Link, LinkBytes};
+pub use postgres::Postgres;
 pub use nix::sys::signal::Signal;
 
 /// What can go wrong while building, starting or driving a test control plane.
