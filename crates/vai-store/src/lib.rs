@@ -42,6 +42,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backend;
 mod batch;
 mod checkpoint;
 mod codec;
@@ -63,6 +64,7 @@ mod sealed;
 pub mod selector;
 mod snapshot;
 mod sql;
+mod sqlite;
 mod store;
 mod watch;
 mod work;

@@ -21,11 +21,9 @@
 
 use std::collections::HashSet;
 
-use rusqlite::params;
-
 use crate::store::{Store, off_the_runtime};
 use crate::work::{ParsedOp, Work};
-use crate::{Error, Item, Result, StoredObject, sql};
+use crate::{Error, Item, Result, StoredObject};
 
 /// A full list of one resource type being written chunk by chunk, started by
 /// [`crate::Store::relist`]: a first list is staged invisibly, a relist compared with what is
@@ -75,20 +73,7 @@ impl Store {
     /// the stored set atomically at [`Relist::finish`], as [`crate::Batch::replace`] does with
     /// the whole list in memory.
     pub fn relist(&self, resource: &str) -> Result<Relist> {
-        let stored = self.read(|tx| {
-            Ok(tx
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM versions
-                                    WHERE resource_id = r.id AND rv <= r.last_rv)
-                            OR r.list_rv IS NOT NULL
-                     FROM resources r WHERE r.key = ?1",
-                )?
-                .query_row([resource], |r| r.get::<_, bool>(0))
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(false),
-                    e => Err(e),
-                })?)
-        })?;
+        let stored = self.read(|r| r.has_data(resource))?;
         let mode = if stored {
             Mode::Compared {
                 listed: HashSet::new(),
@@ -137,8 +122,7 @@ impl Relist {
             Mode::Compared { listed, changed } => {
                 let (store, resource) = (self.store.clone(), self.resource.clone());
                 let (objects, same) = tokio::task::spawn_blocking(move || -> Result<_> {
-                    let same =
-                        store.read(|tx| unchanged(tx, store.sealer(), &resource, &objects))?;
+                    let same = store.read(|r| r.unchanged(&resource, &objects))?;
                     Ok((objects, same))
                 })
                 .await
@@ -201,36 +185,4 @@ impl Relist {
             .map_err(|_| Error::Closed)?
             .map(|_| ())
     }
-}
-
-/// For each object, whether the stored current version has the same bytes.
-fn unchanged(
-    tx: &rusqlite::Transaction,
-    sealer: &crate::sealed::Sealer,
-    resource: &str,
-    objects: &[StoredObject],
-) -> Result<Vec<bool>> {
-    let row = sql::resource_row(tx, resource)?;
-    let mut stmt = tx.prepare_cached(
-        "SELECT body FROM versions
-         WHERE resource_id = ?1 AND namespace = ?2 AND name = ?3 AND rv_to IS NULL AND kind != 2",
-    )?;
-    objects
-        .iter()
-        .map(|o| {
-            let mut rows = stmt.query(params![row.id, o.namespace, o.name])?;
-            Ok(match rows.next()? {
-                Some(r) => {
-                    let place = crate::sealed::Place {
-                        resource,
-                        namespace: &o.namespace,
-                        name: &o.name,
-                    };
-                    let stored = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
-                    *sealer.open(place, crate::sealed::Part::Body, stored)? == *o.body
-                }
-                None => false,
-            })
-        })
-        .collect()
 }

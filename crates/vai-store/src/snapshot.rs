@@ -1,36 +1,24 @@
 //! One consistent read of the store ([`Snapshot`], from [`crate::Store::snapshot`]): the
-//! reads a caller needs together, all from the same state. It wraps the engine's read
-//! transaction and never lets it out, so callers stay engine-neutral; it never writes.
+//! reads a caller needs together, all from the same state. It wraps the engine's snapshot
+//! (`crate::backend::Reads`) and never lets it out, so callers stay engine-neutral; it never
+//! writes.
 
-use rusqlite::OptionalExtension;
-
-use crate::sealed::Sealer;
-use crate::{Document, Item, ResourceState, Result, SyncState, sql};
+use crate::backend::Reads;
+use crate::{Document, Item, ResourceState, Result};
 
 /// Reads from one snapshot of the store.
 pub struct Snapshot<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
-    sealer: &'a Sealer,
+    reads: &'a dyn Reads,
 }
 
 impl<'a> Snapshot<'a> {
-    pub(crate) fn new(tx: &'a rusqlite::Transaction<'a>, sealer: &'a Sealer) -> Snapshot<'a> {
-        Snapshot { tx, sealer }
+    pub(crate) fn new(reads: &'a dyn Reads) -> Snapshot<'a> {
+        Snapshot { reads }
     }
 
     /// A stored document, if there is one with this key.
     pub fn document(&self, key: &str) -> Result<Option<Document>> {
-        Ok(self
-            .tx
-            .prepare_cached("SELECT key, content_type, body FROM documents WHERE key = ?1")?
-            .query_row([key], |r| {
-                Ok(Document {
-                    key: r.get(0)?,
-                    content_type: r.get(1)?,
-                    body: r.get(2)?,
-                })
-            })
-            .optional()?)
+        self.reads.document(key)
     }
 
     /// One object with its table cells, latest (`resource_version: None`) or as of a
@@ -42,14 +30,8 @@ impl<'a> Snapshot<'a> {
         name: &str,
         resource_version: Option<u64>,
     ) -> Result<Option<Item>> {
-        sql::list::get(
-            self.tx,
-            self.sealer,
-            resource,
-            namespace,
-            name,
-            resource_version,
-        )
+        self.reads
+            .get_row(resource, namespace, name, resource_version)
     }
 
     /// The sync state of one resource type.
@@ -62,21 +44,6 @@ impl<'a> Snapshot<'a> {
 
     /// The sync state of every resource type.
     pub fn resource_states(&self) -> Result<Vec<ResourceState>> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT key, list_rv, last_rv, compacted_rv, last_contact_ms, last_error, state
-             FROM resources ORDER BY key",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(ResourceState {
-                resource: r.get(0)?,
-                list_resource_version: r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
-                last_resource_version: r.get::<_, i64>(2)? as u64,
-                oldest_resource_version: r.get::<_, i64>(3)? as u64,
-                last_contact_ms: r.get(4)?,
-                last_error: r.get(5)?,
-                state: SyncState::parse(&r.get::<_, String>(6)?),
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        self.reads.resource_states()
     }
 }

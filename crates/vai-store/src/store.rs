@@ -1,16 +1,14 @@
-//! The front of the store: [`Store`], which opens the file, hands writes to the one writer
-//! thread and runs every read in one read transaction on the reader pool.
+//! The front of the store: [`Store`], which parses what is written, keeps the field registry
+//! and the broadcast of committed events, and hands writes and reads to the engine underneath
+//! (a [`Backend`]: the SQLite file, `crate::sqlite`).
 //!
 //! Everything a caller does goes through here; this module must never expose the engine's
-//! types (connections, transactions, engine errors) in a public signature.
+//! types (connections, transactions, engine errors) in a public signature, nor use them.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::path::Path;
+use std::sync::Arc;
 
-use rusqlite::TransactionBehavior;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::fields::{self, FieldSet};
@@ -20,7 +18,6 @@ use crate::request::{
 };
 use crate::watch::Watch;
 use crate::work::{ParsedOp, Work, WriteRequest};
-use crate::writer::Writer;
 
 /// Batches of up to this many objects are parsed on the thread that writes them (a thread
 /// hop costs more than parsing a few); larger ones on a blocking thread.
@@ -43,35 +40,12 @@ pub(crate) async fn off_the_runtime<T: Send + 'static>(
         Err(_) => Err(Error::Closed),
     }
 }
+use crate::backend::{Backend, Bound, Reads};
+use crate::sqlite::Sqlite;
 use crate::{
     Batch, Document, Error, Event, EventKind, Item, Op, ResourceState, Result, Snapshot,
-    StoreConfig, checkpoint, counts, pool, registry, schema, sealed, sql,
+    StoreConfig, registry,
 };
-
-/// Takes the exclusive lock that makes one process the file's only writer. The lock is held
-/// by an open file (`<db>.lock`, created 0600), so the kernel releases it when the process
-/// dies, however it dies.
-fn lock_file(path: &Path) -> Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut lock_path = path.as_os_str().to_owned();
-    lock_path.push(".lock");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&lock_path)
-        .map_err(|e| Error::Io(PathBuf::from(&lock_path).display().to_string(), e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(path.display().to_string())),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::Io(
-            PathBuf::from(&lock_path).display().to_string(),
-            e,
-        )),
-    }
-}
 
 /// A vai database. Cheap to clone; every clone is the same store.
 #[derive(Clone, Debug)]
@@ -81,21 +55,12 @@ pub struct Store {
 
 #[derive(Debug)]
 struct Inner {
-    path: PathBuf,
-    /// Held (with an exclusive lock) while this process may write the file.
-    _lock: Option<std::fs::File>,
+    /// The engine that keeps the data (see [`crate::backend`]).
+    backend: Box<dyn Backend>,
     config: StoreConfig,
-    requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
-    readers: pool::ReaderPool,
     events: broadcast::Sender<Arc<[Event]>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    checkpointer: Mutex<Option<(checkpoint::Checkpointer, JoinHandle<()>)>>,
-    /// How long writes were held for the journal (`None` when read-only).
-    holds: Option<Arc<checkpoint::Holds>>,
-    /// The fields of each type (`None` when read-only: reads take them from the file).
+    /// The fields of each type (`None` when read-only: reads take them from the store).
     fields: Option<Arc<registry::FieldRegistry>>,
-    /// Seals and opens the rows of encrypted types: every body read goes through it.
-    sealer: Arc<sealed::Sealer>,
 }
 
 impl Store {
@@ -106,66 +71,25 @@ impl Store {
     /// without one ([`Error::Encrypted`]); stored rows are brought under the configuration's
     /// keys before anything is read (see `sealed`).
     pub fn open(path: &Path, config: StoreConfig) -> Result<Store> {
-        let lock = lock_file(path)?;
-        let mut conn = schema::open_writer(path)?;
-        if let Some(bytes) = config.max_size_bytes {
-            let page_size: u64 = conn
-                .query_row("PRAGMA page_size", [], |r| r.get(0))
-                .map_err(|e| crate::error::classify(path, e))?;
-            conn.pragma_update(None, "max_page_count", (bytes / page_size).max(1))
-                .map_err(|e| crate::error::classify(path, e))?;
-        }
-        let sealer = Arc::new(
-            sealed::prepare(
-                &mut conn,
-                path,
-                config.encryption.as_ref(),
-                config.compress_bodies,
-            )
-            .map_err(|e| e.about_file(path))?,
-        );
         let (events, _) = broadcast::channel(config.event_buffer.max(1));
-        let fields = Arc::new(registry::FieldRegistry::new(
-            config.indexed_fields.clone(),
-            sealer.clone(),
-        ));
-        let (checkpoints, asks) = checkpoint::channel();
-        let writer = Writer::new(
-            conn,
-            path,
-            config.clone(),
-            events.clone(),
-            fields.clone(),
-            checkpoints.clone(),
-            sealer.clone(),
-        )
-        .map_err(|e| e.about_file(path))?;
-        let (tx, rx) = mpsc::channel();
-        let handle = std::thread::Builder::new()
-            .name("vai-store-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| Error::Io("spawning the writer thread".into(), e))?;
-        let checkpoint_conn = schema::open_checkpointer(path)?;
-        let (db_path, journal_limit) = (path.to_path_buf(), config.journal_limit_bytes);
-        let checkpointer = std::thread::Builder::new()
-            .name("vai-store-checkpoint".into())
-            .spawn(move || checkpoint::run(checkpoint_conn, db_path, journal_limit, asks))
-            .map_err(|e| Error::Io("spawning the checkpoint thread".into(), e))?;
-        Ok(Store {
+        let (backend, fields) = Sqlite::open(path, &config, events.clone())?;
+        Ok(Store::over(Box::new(backend), config, events, Some(fields)))
+    }
+
+    fn over(
+        backend: Box<dyn Backend>,
+        config: StoreConfig,
+        events: broadcast::Sender<Arc<[Event]>>,
+        fields: Option<Arc<registry::FieldRegistry>>,
+    ) -> Store {
+        Store {
             inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                _lock: Some(lock),
-                requests: Mutex::new(Some(tx)),
-                readers: pool::ReaderPool::new(config.read_connections),
+                backend,
                 config,
                 events,
-                writer: Mutex::new(Some(handle)),
-                holds: Some(checkpoints.holds().clone()),
-                checkpointer: Mutex::new(Some((checkpoints, checkpointer))),
-                fields: Some(fields),
-                sealer,
+                fields,
             }),
-        })
+        }
     }
 
     /// Opens an existing database for reading only, alongside a process that writes it (this
@@ -178,33 +102,18 @@ impl Store {
     /// [`Store::open_read_only`] with a configuration: its keys ([`StoreConfig::encryption`]),
     /// checked against the file as [`Store::open`] checks them, and its reader pool's size.
     pub fn open_read_only_with(path: &Path, config: StoreConfig) -> Result<Store> {
-        schema::check_readable(path)?;
-        let sealer = {
-            let conn = schema::open_reader(path)?;
-            sealed::check(&conn, path, config.encryption.as_ref(), false)
-                .map_err(|e| e.about_file(path))?
-        };
-        let (events, _) = broadcast::channel(1);
-        Ok(Store {
-            inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                _lock: None,
-                readers: pool::ReaderPool::new(config.read_connections),
-                config,
-                requests: Mutex::new(None),
-                events,
-                writer: Mutex::new(None),
-                checkpointer: Mutex::new(None),
-                holds: None,
-                fields: None,
-                sealer: Arc::new(sealer),
-            }),
-        })
+        let backend = Sqlite::open_read_only(path, &config)?;
+        Ok(Store::over(
+            Box::new(backend),
+            config,
+            broadcast::channel(1).0,
+            None,
+        ))
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        self.inner.backend.path()
     }
 
     /// Parses items as [`Store::write`] does, extracting `fields` (on the calling thread, so
@@ -268,7 +177,7 @@ impl Store {
         match &self.inner.fields {
             Some(registry) => registry.get(resource).1,
             None => Arc::new(
-                self.read(|tx| registry::stored(tx, resource))
+                self.read(|r| r.fields(resource))
                     .unwrap_or_else(|_| fields::builtin(resource)),
             ),
         }
@@ -287,18 +196,8 @@ impl Store {
     }
 
     pub(crate) fn send(&self, work: Work) -> Result<oneshot::Receiver<Result<Arc<[Event]>>>> {
-        if self.inner._lock.is_none() {
-            return Err(Error::ReadOnly);
-        }
         let (reply, receiver) = oneshot::channel();
-        self.inner
-            .requests
-            .lock()
-            .expect("requests lock")
-            .as_ref()
-            .ok_or(Error::Closed)?
-            .send(WriteRequest { work, reply })
-            .map_err(|_| Error::Closed)?;
+        self.inner.backend.submit(WriteRequest { work, reply })?;
         Ok(receiver)
     }
 
@@ -319,16 +218,12 @@ impl Store {
     /// same state (what a request that needs several things read together wants, e.g. a
     /// type's state and its table columns).
     pub fn snapshot<T>(&self, f: impl FnOnce(&Snapshot) -> Result<T>) -> Result<T> {
-        self.read(|tx| f(&Snapshot::new(tx, &self.inner.sealer)))
+        self.read(|r| f(&Snapshot::new(r)))
     }
 
     /// How many objects of `resource` exist now.
     pub fn count(&self, resource: &str) -> Result<u64> {
-        self.read(|tx| match sql::resource_row(tx, resource) {
-            Ok(row) => Ok(counts::objects(tx, row.id, None)?),
-            Err(Error::UnknownResource(_)) => Ok(0),
-            Err(e) => Err(e),
-        })
+        self.read(|r| r.count(resource))
     }
 
     /// Applies a batch and waits for its commit; returns the events it produced (what
@@ -365,23 +260,17 @@ impl Store {
         self.inner.events.subscribe()
     }
 
-    /// The sealer of this store's encrypted rows.
-    pub(crate) fn sealer(&self) -> &sealed::Sealer {
-        &self.inner.sealer
-    }
-
-    /// Runs `f` in one read transaction (one snapshot). Crate-private: the engine's
-    /// transaction is no caller's business.
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
-        let mut conn = self.inner.readers.take(&self.inner.path)?;
-        let result = (|| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-            let out = f(&tx)?;
-            tx.finish()?;
-            Ok(out)
-        })();
-        self.inner.readers.give(conn);
-        result.map_err(|e: Error| e.about_file(&self.inner.path))
+    /// Runs `f` over one snapshot (see [`crate::backend`]). Crate-private: the engine's
+    /// reads are no caller's business.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Reads) -> Result<T>) -> Result<T> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.inner.backend.read(&mut |reads| {
+            let f = f.take().expect("a snapshot is read once");
+            out = Some(f(reads)?);
+            Ok(())
+        })?;
+        Ok(out.expect("the snapshot was read"))
     }
 
     /// One object, latest (`resource_version: None`) or as of a resource version.
@@ -462,20 +351,12 @@ impl Store {
         };
         loop {
             part_request.limit = request.limit.map(|limit| limit - listed.count);
-            let bound = sql::list::Bound {
+            let bound = Bound {
                 items: LIST_PART_ITEMS,
                 until: std::time::Instant::now() + LIST_PART_HOLD,
             };
-            let part = self.read(|tx| {
-                sql::list::list_part(
-                    tx,
-                    &self.inner.sealer,
-                    resource,
-                    &part_request,
-                    &bound,
-                    &mut |row| sink.item(row),
-                )
-            });
+            let part = self
+                .read(|r| r.list_part(resource, &part_request, &bound, &mut |row| sink.item(row)));
             let between = sink.between();
             let part = part?;
             between?;
@@ -511,7 +392,7 @@ impl Store {
         request: &PageRequest,
         mut each: impl FnMut(Row) -> Result<()>,
     ) -> Result<PageMeta> {
-        self.read(|tx| sql::page::page_each(tx, &self.inner.sealer, resource, request, &mut each))
+        self.read(|r| r.page(resource, request, &mut each))
     }
 
     /// Counts a page request's matches (every page) per value of `column` — e.g. pods per
@@ -522,14 +403,12 @@ impl Store {
         request: &PageRequest,
         column: &Column,
     ) -> Result<Summary> {
-        self.read(|tx| sql::page::summary(tx, resource, request, column))
+        self.read(|r| r.summary(resource, request, column))
     }
 
     /// Every stored event of `resource` after `resource_version`, in commit order.
     pub fn events_since(&self, resource: &str, resource_version: u64) -> Result<Vec<Event>> {
-        self.read(|tx| {
-            sql::events::events_since(tx, &self.inner.sealer, resource, resource_version)
-        })
+        self.read(|r| r.events_since(resource, resource_version))
     }
 
     /// Watches `resource` from `resource_version`: first the stored events after it, then live
@@ -541,9 +420,7 @@ impl Store {
         // above it) or at or below `resource_version` (which the watch drops anyway). So the
         // replay itself says which live events it holds: no scan of the type's versions.
         let live = self.subscribe();
-        let replay = self.read(|tx| {
-            sql::events::events_since(tx, &self.inner.sealer, resource, resource_version)
-        })?;
+        let replay = self.read(|r| r.events_since(resource, resource_version))?;
         let seen_seq = replay.iter().map(|e| e.seq).max().unwrap_or(0);
         Ok(Watch::new(
             resource,
@@ -568,64 +445,37 @@ impl Store {
     /// [`Compression`](crate::Compression)). A read-only store reports each dictionary's
     /// ratio on its training samples; the writing one, over the bodies written since it opened.
     pub fn compression(&self) -> BTreeMap<String, crate::Compression> {
-        self.inner.sealer.codec().report().into_iter().collect()
+        self.inner.backend.compression()
     }
 
     /// What each type's bodies take at rest, history included, and their ratio to the JSON
     /// they hold (see [`Footprint`](crate::Footprint)). Reads every stored body's length and
     /// header: a scan of the file, for `vai status` and benchmarks, not for a hot path.
     pub fn footprint(&self) -> Result<BTreeMap<String, crate::Footprint>> {
-        self.read(|tx| crate::codec::footprint(tx))
+        self.read(|r| r.footprint())
     }
 
     /// How long writes have been held since the store opened, by cause: the writer waiting
     /// for a truncating checkpoint (which waits for readers of old snapshots), or for the WAL
     /// to come back under [`StoreConfig::journal_limit_bytes`]. Nothing for a read-only store.
     pub fn writes_held(&self) -> crate::WritesHeld {
-        self.inner
-            .holds
-            .as_ref()
-            .map(|h| h.read())
-            .unwrap_or_default()
+        self.inner.backend.writes_held()
     }
 
     /// Runs SQLite's full integrity check; `Ok` means the file is sound.
     pub fn check_integrity(&self) -> Result<()> {
-        let path = self.inner.path.display().to_string();
-        self.read(|tx| {
-            let verdict: String = tx.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-            if verdict == "ok" {
-                Ok(())
-            } else {
-                Err(Error::Corrupt(format!("{path}: {verdict}")))
-            }
-        })
+        self.read(|r| r.check_integrity())
     }
 
     /// Stops the writer after the queued batches and closes the file. Other clones of this
     /// store can still read; writes fail with [`Error::Closed`].
     pub fn close(&self) {
-        self.inner.shut_down();
-    }
-}
-
-impl Inner {
-    /// Stops the writer (after its queued batches), then the checkpointer (so the writer's
-    /// last commits are checkpointed too). Idempotent.
-    fn shut_down(&self) {
-        self.requests.lock().expect("requests lock").take();
-        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
-            let _ = handle.join();
-        }
-        if let Some((stop, handle)) = self.checkpointer.lock().expect("checkpointer lock").take() {
-            drop(stop);
-            let _ = handle.join();
-        }
+        self.inner.backend.close();
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.shut_down();
+        self.backend.close();
     }
 }

@@ -48,8 +48,8 @@ use std::time::Duration;
 pub use binaries::Binaries;
 pub use controlplane::{Component, ControlPlane};
 pub use link::{Link, LinkBytes};
-pub use postgres::Postgres;
 pub use nix::sys::signal::Signal;
+pub use postgres::Postgres;
 
 /// What can go wrong while building, starting or driving a test control plane.
 #[derive(Debug, thiserror::Error)]

@@ -101,7 +101,10 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let root = self.dir.parent().expect("a temporary directory has a parent");
+        let root = self
+            .dir
+            .parent()
+            .expect("a temporary directory has a parent");
         if std::thread::panicking() || std::env::var_os(KEEP_ENV_VAR).is_some() {
             let _ = std::fs::write(root.join("keep"), b"");
             eprintln!(
@@ -110,7 +113,10 @@ impl Drop for Postgres {
             );
         }
         if let Err(e) = self.stop() {
-            eprintln!("vai-testenv: stopping PostgreSQL in {}: {e}", self.dir.display());
+            eprintln!(
+                "vai-testenv: stopping PostgreSQL in {}: {e}",
+                self.dir.display()
+            );
         }
         if let Some(mut watchdog) = self.watchdog.lock().expect("watchdog lock").take() {
             drop(watchdog.stdin.take());

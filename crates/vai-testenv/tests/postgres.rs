@@ -30,10 +30,16 @@ fn a_private_server_answers_keeps_its_data_and_leaves_nothing_behind() {
     // No TCP: the only way in is the socket in its directory.
     assert_eq!(answer(&url, "SHOW listen_addresses"), "");
     assert_eq!(answer(&url, "SELECT current_user"), "vai");
-    answer(&url, "CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)");
+    answer(
+        &url,
+        "CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)",
+    );
 
     pg.stop().unwrap();
-    assert!(!psql(&url, "SELECT 1").status.success(), "a stopped server answered");
+    assert!(
+        !psql(&url, "SELECT 1").status.success(),
+        "a stopped server answered"
+    );
     pg.restart().unwrap();
     assert_eq!(answer(&url, "SELECT n FROM kept"), "42");
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{BY_KEY, VISIBLE_AT, check_window, resource_row};
 use std::time::Instant;
 
+use crate::backend::{Bound, ListPart};
 use crate::request::{ListMeta, ListRequest, Pace, PacedSink, Row};
 use crate::sealed::{Part, Place, Sealer};
 use crate::selector::{Field, FieldSelector, LabelRequirement, LabelSelector};
@@ -115,22 +116,6 @@ pub(crate) fn get(
             .open_opt(place, Part::Cells, cells.as_deref())?
             .map(std::borrow::Cow::into_owned),
     }))
-}
-
-/// How much of a list one read serves before it lets its snapshot go (see
-/// [`crate::Store::list_paced`]).
-pub(crate) struct Bound {
-    /// Items at most.
-    pub items: usize,
-    /// Until then at most (checked after each item).
-    pub until: std::time::Instant,
-}
-
-/// One read's part of a list: the list's metadata so far, and where to resume when the read
-/// stopped before the list's end (a continue token of the same snapshot).
-pub(crate) struct ListPart {
-    pub meta: ListMeta,
-    pub resume: Option<String>,
 }
 
 /// Lists objects in Kubernetes key order, calling `each` per item, until the request's limit

@@ -456,19 +456,20 @@ mod tests {
     use super::*;
     use crate::{Batch, Store, StoreConfig};
 
-    /// SQLite's plan for a page request, one line per step.
+    /// SQLite's plan for a page request, one line per step (read on a connection of its own
+    /// to the store's file).
     fn plan(store: &Store, request: &PageRequest) -> String {
-        store
-            .read(|tx| {
-                let counted = counted_total(tx, "/v1/pods", request)?.is_some();
-                let (_, sql, args) = page_sql(tx, "/v1/pods", request, counted)?;
-                let mut stmt = tx.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-                let steps = stmt
-                    .query_map(params_from_iter(args.iter()), |r| r.get::<_, String>(3))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok(steps.join("\n"))
-            })
+        let mut conn = crate::schema::open_reader(store.path()).unwrap();
+        let tx = conn.transaction().unwrap();
+        let counted = counted_total(&tx, "/v1/pods", request).unwrap().is_some();
+        let (_, sql, args) = page_sql(&tx, "/v1/pods", request, counted).unwrap();
+        let mut stmt = tx.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let steps = stmt
+            .query_map(params_from_iter(args.iter()), |r| r.get::<_, String>(3))
             .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap();
+        steps.join("\n")
     }
 
     #[test]
