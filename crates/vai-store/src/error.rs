@@ -141,6 +141,9 @@ pub enum Error {
     /// The store is closed.
     #[error("the store is closed")]
     Closed,
+    /// What was asked is not served by this store's backend yet (named in the message).
+    #[error("not supported yet: {0}")]
+    Unsupported(&'static str),
 }
 
 impl Error {
@@ -154,6 +157,15 @@ impl Error {
             },
             other => other,
         }
+    }
+}
+
+/// Inside the crate, `?` turns PostgreSQL's errors into [`Error::Backend`]. Hidden, as
+/// SQLite's below.
+#[doc(hidden)]
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Error {
+        Error::Backend(Box::new(e))
     }
 }
 

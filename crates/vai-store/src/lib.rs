@@ -56,6 +56,7 @@ pub mod keys;
 mod matching;
 pub mod object;
 mod pool;
+mod postgres;
 mod registry;
 mod relist;
 mod request;

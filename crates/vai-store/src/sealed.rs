@@ -113,6 +113,11 @@ impl Sealer {
         Sealer::with_codec(encryption, Codec::default())
     }
 
+    /// A sealer that neither encrypts nor compresses (a backend that stores bodies plain).
+    pub(crate) fn plain() -> Sealer {
+        Sealer::with_codec(None, Codec::default())
+    }
+
     /// A sealer for a file opened with this configuration (checked by [`prepare`]/[`check`]).
     fn with_codec(encryption: Option<Encryption>, codec: Codec) -> Sealer {
         Sealer {

@@ -76,6 +76,32 @@ impl Store {
         Ok(Store::over(Box::new(backend), config, events, Some(fields)))
     }
 
+    /// Opens (or creates) a store in a PostgreSQL database for writing: `url` as libpq reads
+    /// it (`postgresql://user@host/db`, `postgresql:///db?host=/socket/dir`). One process per
+    /// database writes: a second gets [`Error::Locked`] (the database's advisory lock, held by
+    /// the writer's connection). A database of another program, or of a newer vai, is refused
+    /// untouched. Not yet served on this backend (each [`Error::Unsupported`]): the query
+    /// API's pages and summaries, encryption and compression at rest, fields declared by CRDs.
+    pub fn open_postgres(url: &str, config: StoreConfig) -> Result<Store> {
+        let (events, _) = broadcast::channel(config.event_buffer.max(1));
+        let (backend, fields) =
+            crate::postgres::Postgres::open(url, &config, events.clone(), true)?;
+        Ok(Store::over(Box::new(backend), config, events, Some(fields)))
+    }
+
+    /// Opens a store in a PostgreSQL database for reading only, beside the process that writes
+    /// it. Writes fail with [`Error::ReadOnly`].
+    pub fn open_postgres_read_only(url: &str, config: StoreConfig) -> Result<Store> {
+        let (backend, _) =
+            crate::postgres::Postgres::open(url, &config, broadcast::channel(1).0, false)?;
+        Ok(Store::over(
+            Box::new(backend),
+            config,
+            broadcast::channel(1).0,
+            None,
+        ))
+    }
+
     fn over(
         backend: Box<dyn Backend>,
         config: StoreConfig,

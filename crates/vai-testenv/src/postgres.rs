@@ -56,7 +56,7 @@ impl Postgres {
         Ok(pg)
     }
 
-    /// The connection URL (`postgresql://vai@localhost/vai?host=DIR`), for `--store`.
+    /// The connection URL (`postgresql:///vai?host=DIR&user=vai`), for `--store`.
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -22,19 +22,19 @@ use crate::{Error, Result};
 /// The state of a list chain, carried by its continue token: which resource, at which
 /// snapshot, after which key.
 #[derive(Serialize, Deserialize)]
-struct ContinueToken {
-    r: String,
-    rv: u64,
-    ns: String,
-    n: String,
+pub(crate) struct ContinueToken {
+    pub r: String,
+    pub rv: u64,
+    pub ns: String,
+    pub n: String,
 }
 
 impl ContinueToken {
-    fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("token serialises"))
     }
 
-    fn decode(token: &str) -> Result<ContinueToken> {
+    pub(crate) fn decode(token: &str) -> Result<ContinueToken> {
         let bytes = URL_SAFE_NO_PAD
             .decode(token)
             .map_err(|_| Error::InvalidContinue("not a continue token".into()))?;
@@ -343,9 +343,17 @@ fn with_field_labels(
     fields: &FieldSelector,
     labels: &LabelSelector,
 ) -> Result<(FieldSelector, LabelSelector)> {
+    split_fields(&snapshot_fields(tx, resource, fields)?, fields, labels)
+}
+
+/// [`with_field_labels`] with the type's fields given (any engine's).
+pub(crate) fn split_fields(
+    known: &crate::FieldSet,
+    fields: &FieldSelector,
+    labels: &LabelSelector,
+) -> Result<(FieldSelector, LabelSelector)> {
     let mut columns = FieldSelector::default();
     let mut labels = labels.clone();
-    let known = snapshot_fields(tx, resource, fields)?;
     for req in &fields.0 {
         match &req.field {
             Field::Name | Field::Namespace => columns.0.push(req.clone()),
@@ -374,9 +382,19 @@ pub(crate) fn evaluated_fields(
     tx: &Transaction,
     resource: &str,
     fields: &FieldSelector,
-) -> Result<Vec<(crate::fields::IndexedField, bool, String)>> {
-    let known = snapshot_fields(tx, resource, fields)?;
-    Ok(fields
+) -> Result<Vec<EvaluatedField>> {
+    Ok(evaluated_in(
+        &snapshot_fields(tx, resource, fields)?,
+        fields,
+    ))
+}
+
+/// A requirement on a field checked on each object read: the field, negated, the value.
+pub(crate) type EvaluatedField = (crate::fields::IndexedField, bool, String);
+
+/// [`evaluated_fields`] with the type's fields given (any engine's).
+pub(crate) fn evaluated_in(known: &crate::FieldSet, fields: &FieldSelector) -> Vec<EvaluatedField> {
+    fields
         .0
         .iter()
         .filter_map(|req| match &req.field {
@@ -386,13 +404,10 @@ pub(crate) fn evaluated_fields(
                 .map(|f| (f.clone(), req.negate, req.value.clone())),
             _ => None,
         })
-        .collect())
+        .collect()
 }
 
-fn matches_evaluated(
-    evaluated: &[(crate::fields::IndexedField, bool, String)],
-    body: &[u8],
-) -> bool {
+pub(crate) fn matches_evaluated(evaluated: &[EvaluatedField], body: &[u8]) -> bool {
     let object: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     evaluated.iter().all(|(field, negate, value)| {
         crate::matching::evaluated_holds(field, *negate, value, &object)

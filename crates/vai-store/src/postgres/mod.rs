@@ -1,0 +1,234 @@
+//! The shared engine: the store's data in a PostgreSQL database ([`Postgres`]), for several
+//! vai processes at once.
+//!
+//! The same model as the SQLite file (one table of versions that is both state and history,
+//! label rows, resource rows with their window; see `schema`), in PostgreSQL's terms: every
+//! read one `REPEATABLE READ READ ONLY` transaction (one snapshot), writes group-committed by
+//! one writer thread (`writer`) on a connection that holds the database's advisory lock for
+//! the store, so one process writes at a time.
+//!
+//! The client is `tokio-postgres`: the store's engine is threads, but its reads are called
+//! from anywhere (a blocking thread, an async task), so the connections' I/O runs on a small
+//! runtime of the backend's own and callers wait on the client's futures, which need no
+//! runtime of theirs ([`block`]). (The blocking `postgres` crate would run `Runtime::block_on`
+//! on the caller's thread, which panics inside an async task.) It has binary `COPY` and
+//! `LISTEN`, which later steps need.
+//!
+//! Not yet here (each refused with [`Error::Unsupported`], never served wrong): the query
+//! API's pages and summaries, encryption and compression at rest, fields declared by CRDs.
+//! This module must never hand a PostgreSQL type to the front.
+
+mod reads;
+mod schema;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::broadcast;
+use tokio_postgres::{Client, IsolationLevel, NoTls};
+
+use crate::backend::{Backend, Reads};
+use crate::registry::FieldRegistry;
+use crate::work::WriteRequest;
+use crate::{Compression, Error, Event, Result, StoreConfig, WritesHeld};
+
+/// The advisory lock (`pg_try_advisory_lock`) whose holder is the database's writer: `vai1`.
+const WRITER_LOCK: i64 = 0x7661_6931;
+
+/// Waits for a future of the client on the calling thread. The client's futures only wait on
+/// channels to the connection task (which runs on the backend's runtime), so any thread may
+/// wait on them, an async task's included.
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    futures::executor::block_on(f)
+}
+
+/// The URL without its password, for messages.
+fn describe(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(config) => {
+            let hosts: Vec<String> = config
+                .get_hosts()
+                .iter()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                    tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                })
+                .collect();
+            format!(
+                "PostgreSQL database {} on {}",
+                config.get_dbname().unwrap_or("(default)"),
+                hosts.join(",")
+            )
+        }
+        Err(_) => "a PostgreSQL database".to_string(),
+    }
+}
+
+/// A connection (and the task that drives it on `runtime`).
+fn connect(runtime: &tokio::runtime::Runtime, url: &str) -> Result<Client> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| Error::Backend(format!("{}: {e}", describe(url)).into()))?;
+    let (client, connection) = block(runtime.spawn(async move { config.connect(NoTls).await }))
+        .map_err(|_| Error::Closed)?
+        .map_err(|e| Error::Backend(format!("{}: {e}", describe(url)).into()))?;
+    runtime.spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// A vai store in a PostgreSQL database. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Postgres {
+    url: String,
+    /// Runs the connections' I/O (`None` once dropped: see `Drop`).
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Idle read connections (opened on demand, up to the configured number at rest).
+    idle: Mutex<Vec<Client>>,
+    keep_idle: usize,
+    fields: Arc<FieldRegistry>,
+    requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    writable: bool,
+}
+
+impl Postgres {
+    /// Connects; with `write`, takes the writer's lock ([`Error::Locked`] when another process
+    /// holds it), creates or checks the schema and starts the writer, which publishes what it
+    /// commits on `events`.
+    pub(crate) fn open(
+        url: &str,
+        config: &StoreConfig,
+        events: broadcast::Sender<Arc<[Event]>>,
+        write: bool,
+    ) -> Result<(Postgres, Arc<FieldRegistry>)> {
+        if config.encryption.is_some() {
+            return Err(Error::Unsupported(
+                "encryption at rest on the PostgreSQL backend",
+            ));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("vai-store-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Io("starting the PostgreSQL client's runtime".into(), e))?;
+        let fields = Arc::new(FieldRegistry::new(
+            config.indexed_fields.clone(),
+            Arc::new(crate::sealed::Sealer::plain()),
+        ));
+        let mut first = connect(&runtime, url)?;
+        let (requests, writer, idle) = if write {
+            let locked: bool =
+                block(first.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK]))?.get(0);
+            if !locked {
+                return Err(Error::Locked(describe(url)));
+            }
+            schema::prepare(&mut first, url, true)?;
+            let writer = writer::Writer::new(first, config.clone(), events, fields.clone())?;
+            let (tx, rx) = mpsc::channel();
+            let handle = std::thread::Builder::new()
+                .name("vai-store-pg-writer".into())
+                .spawn(move || writer.run(rx))
+                .map_err(|e| Error::Io("spawning the writer thread".into(), e))?;
+            (Some(tx), Some(handle), Vec::new())
+        } else {
+            schema::prepare(&mut first, url, false)?;
+            (None, None, vec![first])
+        };
+        let backend = Postgres {
+            url: url.to_string(),
+            runtime: Some(runtime),
+            idle: Mutex::new(idle),
+            keep_idle: config.read_connections.max(1),
+            fields: fields.clone(),
+            requests: Mutex::new(requests),
+            writer: Mutex::new(writer),
+            writable: write,
+        };
+        Ok((backend, fields))
+    }
+}
+
+impl Backend for Postgres {
+    fn read(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()> {
+        let taken = self.idle.lock().expect("idle lock").pop();
+        let mut client = match taken {
+            Some(client) if !client.is_closed() => client,
+            _ => connect(
+                self.runtime
+                    .as_ref()
+                    .expect("the runtime lives as long as the store"),
+                &self.url,
+            )?,
+        };
+        let result = (|| {
+            let tx = block(
+                client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start(),
+            )?;
+            f(&reads::Snapshot::new(&tx, &self.fields))?;
+            block(tx.commit())?;
+            Ok(())
+        })();
+        let mut idle = self.idle.lock().expect("idle lock");
+        if idle.len() < self.keep_idle && !client.is_closed() {
+            idle.push(client);
+        }
+        result
+    }
+
+    fn submit(&self, request: WriteRequest) -> Result<()> {
+        if !self.writable {
+            return Err(Error::ReadOnly);
+        }
+        self.requests
+            .lock()
+            .expect("requests lock")
+            .as_ref()
+            .ok_or(Error::Closed)?
+            .send(request)
+            .map_err(|_| Error::Closed)
+    }
+
+    fn path(&self) -> &Path {
+        Path::new("")
+    }
+
+    fn compression(&self) -> BTreeMap<String, Compression> {
+        BTreeMap::new()
+    }
+
+    fn writes_held(&self) -> WritesHeld {
+        WritesHeld::default()
+    }
+
+    fn close(&self) {
+        self.requests.lock().expect("requests lock").take();
+        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Postgres {
+    /// Stops the writer, then the runtime without waiting for its threads: a store may be
+    /// dropped inside an async task, where waiting is not allowed.
+    fn drop(&mut self) {
+        self.close();
+        self.idle.lock().expect("idle lock").clear();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! Reads of one PostgreSQL snapshot (a `REPEATABLE READ READ ONLY` transaction): gets, list
+//! parts with label and field selectors and continue tokens (the same tokens as the SQLite
+//! file's), history replays, states, documents and counts.
+//!
+//! Every value is a bound parameter. This module must never write.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_postgres::Transaction;
+use tokio_postgres::types::ToSql;
+
+use super::block;
+use crate::backend::{Bound, ListPart, Reads};
+use crate::object::StoredObject;
+use crate::registry::FieldRegistry;
+use crate::request::{
+    Column, ItemSink, ListMeta, ListRequest, Pace, PacedSink, PageMeta, PageRequest, Row, Summary,
+};
+use crate::selector::{Field, FieldSelector, LabelRequirement, LabelSelector};
+use crate::sql::list::{ContinueToken, evaluated_in, matches_evaluated, split_fields};
+use crate::{
+    Attributes, Document, Error, Event, EventKind, FieldSet, Footprint, Item, ResourceState,
+    Result, SyncState,
+};
+
+/// The conditions that select the versions of one resource visible at a resource version
+/// (`$1`: the resource's id, `$2`: the version).
+const VISIBLE_AT: &str =
+    "v.resource_id = $1 AND v.rv <= $2 AND (v.rv_to IS NULL OR v.rv_to > $2) AND v.kind != 2";
+
+/// A resource type's row: its id and window.
+struct ResourceRow {
+    id: i64,
+    last_rv: i64,
+    compacted_rv: i64,
+}
+
+/// One snapshot.
+pub(super) struct Snapshot<'a, 'b> {
+    tx: &'a Transaction<'b>,
+    fields: &'a Arc<FieldRegistry>,
+}
+
+/// Parameters of a query built at run time.
+type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+fn bind(args: &mut Params, value: impl ToSql + Sync + Send + 'static) -> String {
+    args.push(Box::new(value));
+    format!("${}", args.len())
+}
+
+fn refs(args: &Params) -> Vec<&(dyn ToSql + Sync)> {
+    args.iter()
+        .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+impl<'a, 'b> Snapshot<'a, 'b> {
+    pub(super) fn new(tx: &'a Transaction<'b>, fields: &'a Arc<FieldRegistry>) -> Self {
+        Snapshot { tx, fields }
+    }
+
+    fn resource_row(&self, resource: &str) -> Result<ResourceRow> {
+        block(self.tx.query_opt(
+            "SELECT id, last_rv, compacted_rv FROM vai_resources WHERE key = $1",
+            &[&resource],
+        ))?
+        .map(|r| ResourceRow {
+            id: r.get(0),
+            last_rv: r.get(1),
+            compacted_rv: r.get(2),
+        })
+        .ok_or_else(|| Error::UnknownResource(resource.to_string()))
+    }
+
+    fn known_fields(&self, resource: &str) -> Arc<FieldSet> {
+        self.fields.get(resource).1
+    }
+}
+
+/// Checks that `rv` can be answered exactly: inside the window, not in the future.
+fn check_window(row: &ResourceRow, rv: i64) -> Result<()> {
+    if rv < row.compacted_rv {
+        return Err(Error::Gone {
+            requested: rv as u64,
+            oldest: row.compacted_rv as u64,
+        });
+    }
+    if rv > row.last_rv {
+        return Err(Error::TooLargeResourceVersion {
+            requested: rv as u64,
+            current: row.last_rv as u64,
+        });
+    }
+    Ok(())
+}
+
+fn push_fields(sql: &mut String, args: &mut Params, fields: &FieldSelector) {
+    for req in &fields.0 {
+        let column = match req.field {
+            Field::Name => "v.name",
+            Field::Namespace => "v.namespace",
+            Field::Other(_) => unreachable!("indexed fields are label requirements"),
+        };
+        let op = if req.negate { "<>" } else { "=" };
+        let p = bind(args, req.value.clone());
+        *sql += &format!(" AND {column} {op} {p}");
+    }
+}
+
+fn push_labels(sql: &mut String, args: &mut Params, labels: &LabelSelector) {
+    const LABEL: &str = "SELECT 1 FROM vai_labels l WHERE l.version_id = v.id";
+    for req in &labels.0 {
+        let (negate, key, condition) = match req {
+            LabelRequirement::Exists(k) => (false, k, String::new()),
+            LabelRequirement::NotExists(k) => (true, k, String::new()),
+            LabelRequirement::In(k, values) | LabelRequirement::NotIn(k, values) => {
+                let p = bind(args, values.clone());
+                let negate = matches!(req, LabelRequirement::NotIn(..));
+                (negate, k, format!(" AND l.value = ANY({p})"))
+            }
+            LabelRequirement::GreaterThan(k, n) | LabelRequirement::LessThan(k, n) => {
+                let op = if matches!(req, LabelRequirement::GreaterThan(..)) {
+                    ">"
+                } else {
+                    "<"
+                };
+                let p = bind(args, *n);
+                // Only integer values take part, as upstream (canonical form: no plus sign,
+                // no leading zeros).
+                let condition = format!(
+                    " AND l.value ~ '^(0|-?[1-9][0-9]{{0,17}})$' AND l.value::bigint {op} {p}"
+                );
+                (false, k, condition)
+            }
+        };
+        let key = bind(args, key.clone());
+        let not = if negate { "NOT " } else { "" };
+        *sql += &format!(" AND {not}EXISTS ({LABEL} AND l.key = {key}{condition})");
+    }
+}
+
+impl Reads for Snapshot<'_, '_> {
+    fn document(&self, key: &str) -> Result<Option<Document>> {
+        Ok(block(self.tx.query_opt(
+            "SELECT key, content_type, body FROM vai_documents WHERE key = $1",
+            &[&key],
+        ))?
+        .map(|r| Document {
+            key: r.get(0),
+            content_type: r.get(1),
+            body: r.get(2),
+        }))
+    }
+
+    fn get_row(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        resource_version: Option<u64>,
+    ) -> Result<Option<Item>> {
+        let row = self.resource_row(resource)?;
+        let at = resource_version.map_or(row.last_rv, |rv| rv as i64);
+        check_window(&row, at)?;
+        Ok(block(self.tx.query_opt(
+            &format!(
+                "SELECT v.body, v.cells FROM vai_versions v
+                 WHERE {VISIBLE_AT} AND v.namespace = $3 AND v.name = $4"
+            ),
+            &[&row.id, &at, &namespace, &name],
+        ))?
+        .map(|r| Item {
+            object: r.get(0),
+            cells: r.get(1),
+        }))
+    }
+
+    fn resource_states(&self) -> Result<Vec<ResourceState>> {
+        Ok(block(self.tx.query(
+            "SELECT key, list_rv, last_rv, compacted_rv, last_contact_ms, last_error, state
+             FROM vai_resources ORDER BY key",
+            &[],
+        ))?
+        .into_iter()
+        .map(|r| ResourceState {
+            resource: r.get(0),
+            list_resource_version: r.get::<_, Option<i64>>(1).map(|v| v as u64),
+            last_resource_version: r.get::<_, i64>(2) as u64,
+            oldest_resource_version: r.get::<_, i64>(3) as u64,
+            last_contact_ms: r.get(4),
+            last_error: r.get(5),
+            state: SyncState::parse(r.get::<_, &str>(6)),
+        })
+        .collect())
+    }
+
+    fn count(&self, resource: &str) -> Result<u64> {
+        let row = match self.resource_row(resource) {
+            Ok(row) => row,
+            Err(Error::UnknownResource(_)) => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        Ok(block(self.tx.query_one(
+            "SELECT count(*) FROM vai_versions
+             WHERE resource_id = $1 AND rv_to IS NULL AND kind != 2 AND rv <= $2",
+            &[&row.id, &row.last_rv],
+        ))?
+        .get::<_, i64>(0) as u64)
+    }
+
+    fn fields(&self, resource: &str) -> Result<FieldSet> {
+        Ok((*self.known_fields(resource)).clone())
+    }
+
+    fn has_data(&self, resource: &str) -> Result<bool> {
+        Ok(block(self.tx.query_opt(
+            "SELECT EXISTS (SELECT 1 FROM vai_versions
+                            WHERE resource_id = r.id AND rv <= r.last_rv)
+                    OR r.list_rv IS NOT NULL
+             FROM vai_resources r WHERE r.key = $1",
+            &[&resource],
+        ))?
+        .is_some_and(|r| r.get(0)))
+    }
+
+    fn unchanged(&self, resource: &str, objects: &[StoredObject]) -> Result<Vec<bool>> {
+        let row = self.resource_row(resource)?;
+        let namespaces: Vec<&str> = objects.iter().map(|o| o.namespace.as_str()).collect();
+        let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+        // One round trip for the chunk: the stored bodies of its keys.
+        let stored: std::collections::HashMap<(String, String), Vec<u8>> = block(self.tx.query(
+            "SELECT v.namespace, v.name, v.body
+             FROM unnest($2::text[], $3::text[]) AS k(namespace, name)
+             JOIN vai_versions v ON v.resource_id = $1 AND v.namespace = k.namespace
+                 AND v.name = k.name AND v.rv_to IS NULL AND v.kind != 2",
+            &[&row.id, &namespaces, &names],
+        ))?
+        .into_iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect();
+        Ok(objects
+            .iter()
+            .map(|o| {
+                stored
+                    .get(&(o.namespace.clone(), o.name.clone()))
+                    .is_some_and(|body| *body == o.body)
+            })
+            .collect())
+    }
+
+    fn list_part(
+        &self,
+        resource: &str,
+        request: &ListRequest,
+        bound: &Bound,
+        each: &mut PacedSink,
+    ) -> Result<ListPart> {
+        let row = self.resource_row(resource)?;
+        let (at, after) = match &request.continue_token {
+            Some(token) => {
+                let token = ContinueToken::decode(token)?;
+                if token.r != resource {
+                    return Err(Error::InvalidContinue(format!(
+                        "the token belongs to {}, not {resource}",
+                        token.r
+                    )));
+                }
+                if (token.rv as i64) < row.compacted_rv {
+                    return Err(Error::Expired);
+                }
+                (token.rv as i64, Some((token.ns, token.n)))
+            }
+            None => (
+                request.resource_version.map_or(row.last_rv, |rv| rv as i64),
+                None,
+            ),
+        };
+        check_window(&row, at)?;
+        let known = self.known_fields(resource);
+        let (columns_only, labels) = split_fields(&known, &request.fields, &request.labels)?;
+        let evaluated = evaluated_in(&known, &request.fields);
+        let mut args: Params = vec![Box::new(row.id), Box::new(at)];
+        let mut sql = format!(
+            "SELECT v.namespace, v.name, v.body, v.cells FROM vai_versions v WHERE {VISIBLE_AT}"
+        );
+        if let Some(ns) = &request.namespace {
+            let p = bind(&mut args, ns.clone());
+            sql += &format!(" AND v.namespace = {p}");
+        }
+        if let Some((ns, name)) = after {
+            let (p1, p2) = (bind(&mut args, ns), bind(&mut args, name));
+            sql += &format!(" AND (v.namespace, v.name) > ({p1}, {p2})");
+        }
+        push_fields(&mut sql, &mut args, &columns_only);
+        push_labels(&mut sql, &mut args, &labels);
+        sql += " ORDER BY v.namespace, v.name";
+        // A part reads at most what its bound lets it serve, plus the row that says whether a
+        // continue token is owed; rows that fail an evaluated field are skipped, so then the
+        // part reads until its bound in time instead.
+        let wanted = request.limit.map_or(bound.items, |l| l.min(bound.items)) as i64 + 1;
+        if evaluated.is_empty() {
+            let p = bind(&mut args, wanted);
+            sql += &format!(" LIMIT {p}");
+        }
+        let rows = block(self.tx.query(&sql, &refs(&args)))?;
+        let mut count = 0;
+        let mut last_key: Option<(String, String)> = None;
+        let mut continue_token = None;
+        let mut resume = None;
+        let token = |ns: &str, n: &str| {
+            ContinueToken {
+                r: resource.to_string(),
+                rv: at as u64,
+                ns: ns.to_string(),
+                n: n.to_string(),
+            }
+            .encode()
+        };
+        for r in &rows {
+            let (ns, name): (&str, &str) = (r.get(0), r.get(1));
+            let body: &[u8] = r.get(2);
+            if !evaluated.is_empty() && !matches_evaluated(&evaluated, body) {
+                continue;
+            }
+            if request.limit == Some(count) {
+                let (ns, n) = last_key.take().expect("a full page has a last key");
+                continue_token = Some(token(&ns, &n));
+                break;
+            }
+            let pace = each(Row {
+                namespace: ns,
+                name,
+                body,
+                cells: r.get::<_, Option<&[u8]>>(3),
+            })?;
+            count += 1;
+            if request.limit.is_some() {
+                last_key = Some((ns.to_string(), name.to_string()));
+            }
+            let stop = pace == Pace::Yield || count >= bound.items || Instant::now() >= bound.until;
+            if stop && request.limit != Some(count) {
+                resume = Some(token(ns, name));
+                break;
+            }
+        }
+        // Evaluated fields read without a limit; a limited read that came back short of its
+        // limit without a stop has listed everything.
+        Ok(ListPart {
+            meta: ListMeta {
+                resource_version: at as u64,
+                continue_token,
+                count,
+            },
+            resume,
+        })
+    }
+
+    fn page(&self, _: &str, _: &PageRequest, _: &mut ItemSink) -> Result<PageMeta> {
+        Err(Error::Unsupported(
+            "the query API's pages on the PostgreSQL backend",
+        ))
+    }
+
+    fn summary(&self, _: &str, _: &PageRequest, _: &Column) -> Result<Summary> {
+        Err(Error::Unsupported(
+            "the query API's summaries on the PostgreSQL backend",
+        ))
+    }
+
+    fn events_since(&self, resource: &str, resource_version: u64) -> Result<Vec<Event>> {
+        let row = self.resource_row(resource)?;
+        let rv = resource_version as i64;
+        if rv < row.compacted_rv {
+            return Err(Error::Gone {
+                requested: resource_version,
+                oldest: row.compacted_rv as u64,
+            });
+        }
+        let type_name: Arc<str> = resource.into();
+        let fields = self.known_fields(resource);
+        // Rows above the last resource version belong to a list still being staged.
+        block(self.tx.query(
+            "SELECT v.seq, v.kind, v.rv, v.namespace, v.name, v.body, v.cells, v.created,
+                 (SELECT json_object_agg(l.key, l.value) FROM vai_labels l
+                  WHERE l.version_id = v.id)::text
+             FROM vai_versions v
+             WHERE v.resource_id = $1 AND v.rv > $2 AND v.rv <= $3 ORDER BY v.rv, v.seq",
+            &[&row.id, &rv, &row.last_rv],
+        ))?
+        .into_iter()
+        .map(|r| {
+            let kind = EventKind::from_i64(r.get::<_, i16>(1).into());
+            let body: Vec<u8> = r.get(5);
+            // A tombstone keeps no label rows: its attributes are read from its body.
+            let attributes = if kind == EventKind::Deleted {
+                Attributes::read(&fields, &body).unwrap_or_default()
+            } else {
+                Attributes::from_label_json(r.get::<_, Option<&str>>(8), r.get(7))
+            };
+            Ok(Event {
+                resource: type_name.clone(),
+                seq: r.get::<_, i64>(0) as u64,
+                kind,
+                resource_version: r.get::<_, i64>(2) as u64,
+                namespace: r.get(3),
+                name: r.get(4),
+                body: body.into(),
+                cells: r.get::<_, Option<Vec<u8>>>(6).map(Into::into),
+                attributes: Arc::new(attributes),
+            })
+        })
+        .collect()
+    }
+
+    fn footprint(&self) -> Result<BTreeMap<String, Footprint>> {
+        Err(Error::Unsupported(
+            "the footprint of bodies on the PostgreSQL backend",
+        ))
+    }
+
+    /// The store's own invariants: at most one current row per key, and no sequence number
+    /// twice.
+    fn check_integrity(&self) -> Result<()> {
+        let bad: i64 = block(self.tx.query_one(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM vai_versions WHERE rv_to IS NULL
+                      GROUP BY resource_id, namespace, name HAVING count(*) > 1) c)
+                  + (SELECT count(*) FROM (SELECT 1 FROM vai_versions
+                      GROUP BY seq HAVING count(*) > 1) s)",
+            &[],
+        ))?
+        .get(0);
+        if bad == 0 {
+            Ok(())
+        } else {
+            Err(Error::Corrupt(format!(
+                "the PostgreSQL store: {bad} keys or sequence numbers held twice"
+            )))
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The PostgreSQL database's schema: recognising a vai database, refusing another program's or
+//! a newer vai's untouched, and creating or migrating vai's tables.
+//!
+//! A vai database holds `vai_schema` (one row: the application and the schema version) and
+//! tables prefixed `vai_`. One table of versions is both the current state and the history, as
+//! in the SQLite file: a row is visible at resource version `R` when `rv <= R < rv_to`. Keys
+//! sort as Kubernetes sorts them (bytewise): every key column is `COLLATE "C"`.
+//!
+//! This module must never drop or rewrite data that is not vai's.
+
+use tokio_postgres::Client;
+
+use super::{block, describe};
+use crate::{Error, Result};
+
+/// The schema version this build writes. Older databases are migrated; newer ones refused.
+pub(crate) const SCHEMA_VERSION: i32 = 1;
+
+const SCHEMA_V1: &str = r#"
+CREATE TABLE vai_schema (
+    application text NOT NULL,
+    version integer NOT NULL
+);
+INSERT INTO vai_schema VALUES ('vai', 1);
+CREATE TABLE vai_resources (
+    id bigserial PRIMARY KEY,
+    key text COLLATE "C" NOT NULL UNIQUE,
+    list_rv bigint,
+    last_rv bigint NOT NULL DEFAULT 0,
+    compacted_rv bigint NOT NULL DEFAULT 0,
+    last_contact_ms bigint,
+    last_error text,
+    state text NOT NULL DEFAULT 'syncing'
+);
+CREATE TABLE vai_versions (
+    id bigserial PRIMARY KEY,
+    resource_id bigint NOT NULL,
+    namespace text COLLATE "C" NOT NULL,
+    name text COLLATE "C" NOT NULL,
+    rv bigint NOT NULL,
+    rv_to bigint,
+    kind smallint NOT NULL,
+    seq bigint NOT NULL,
+    prune_rv bigint,
+    prune_ms bigint,
+    created text COLLATE "C",
+    body bytea NOT NULL,
+    cells bytea
+);
+CREATE INDEX vai_versions_by_key ON vai_versions (resource_id, namespace, name, rv);
+CREATE UNIQUE INDEX vai_versions_current ON vai_versions (resource_id, namespace, name)
+    WHERE rv_to IS NULL;
+CREATE INDEX vai_versions_by_rv ON vai_versions (resource_id, rv, seq);
+CREATE UNIQUE INDEX vai_versions_by_seq ON vai_versions (seq);
+CREATE INDEX vai_versions_prunable ON vai_versions (resource_id, prune_rv)
+    WHERE prune_rv IS NOT NULL;
+CREATE TABLE vai_labels (
+    version_id bigint NOT NULL,
+    resource_id bigint NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    value text COLLATE "C" NOT NULL,
+    PRIMARY KEY (version_id, key)
+);
+CREATE INDEX vai_labels_by_value ON vai_labels (resource_id, key, value, version_id);
+CREATE TABLE vai_documents (
+    key text COLLATE "C" PRIMARY KEY,
+    content_type text NOT NULL,
+    body bytea NOT NULL,
+    fetched_ms bigint NOT NULL
+);
+"#;
+
+/// Checks that the database is vai's (or empty) and of a schema this build reads; with
+/// `create`, makes an empty database a vai one. Returns the schema version found.
+pub(crate) fn prepare(client: &mut Client, url: &str, create: bool) -> Result<i32> {
+    let found: Option<(String, i32)> = {
+        let marked = block(client.query_one("SELECT to_regclass('vai_schema') IS NOT NULL", &[]))?
+            .get::<_, bool>(0);
+        if marked {
+            let row = block(client.query_opt("SELECT application, version FROM vai_schema", &[]))?;
+            row.map(|r| (r.get(0), r.get(1)))
+        } else {
+            None
+        }
+    };
+    match found {
+        Some((application, version)) if application == "vai" => {
+            if version > SCHEMA_VERSION {
+                return Err(Error::NewerSchema {
+                    path: describe(url),
+                    found: version,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            Ok(version)
+        }
+        Some(_) => Err(Error::ForeignFile(describe(url))),
+        None => {
+            // No mark: only an empty database becomes vai's.
+            let tables: i64 = block(client.query_one(
+                "SELECT count(*) FROM pg_catalog.pg_tables
+                 WHERE schemaname = current_schema()",
+                &[],
+            ))?
+            .get(0);
+            if tables > 0 {
+                return Err(Error::ForeignFile(describe(url)));
+            }
+            if !create {
+                return Err(Error::OlderSchema(describe(url)));
+            }
+            let tx = block(client.transaction())?;
+            block(tx.batch_execute(SCHEMA_V1))?;
+            block(tx.commit())?;
+            Ok(SCHEMA_VERSION)
+        }
+    }
+}

@@ -1,0 +1,656 @@
+//! The PostgreSQL writer: one thread, one connection (the one holding the writer's lock),
+//! batches group-committed in one transaction each inside its own savepoint, with the same
+//! semantics as the SQLite writer — replays skipped, full lists swapped in with tombstones for
+//! what vanished, staged first lists invisible until committed, the resource's versions in the
+//! same transaction as its objects, retention applied, events published after the commit.
+//!
+//! This module must never be reached but through the request channel.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+
+use tokio::sync::broadcast;
+use tokio_postgres::Transaction;
+
+use super::block;
+use crate::object::StoredObject;
+use crate::registry::FieldRegistry;
+use crate::work::{ParsedOp, Work, WriteRequest};
+use crate::{Attributes, Error, Event, EventKind, Result, StoreConfig};
+
+/// Events per published chunk of a staged list.
+const PUBLISH_CHUNK: i64 = 1024;
+
+pub(super) struct Writer {
+    client: tokio_postgres::Client,
+    config: StoreConfig,
+    events: broadcast::Sender<Arc<[Event]>>,
+    fields: Arc<FieldRegistry>,
+    next_seq: i64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A key's current row.
+#[derive(Clone, Copy)]
+struct Current {
+    id: i64,
+    rv: i64,
+    tombstone: bool,
+}
+
+/// A committed staged list, published after the commit from the database.
+struct StagedList {
+    resource: Arc<str>,
+    rid: i64,
+    stored_rv: i64,
+    rv: i64,
+}
+
+/// What one batch produced.
+struct Applied {
+    events: Vec<Event>,
+    staged: Option<StagedList>,
+}
+
+impl Writer {
+    pub(super) fn new(
+        client: tokio_postgres::Client,
+        config: StoreConfig,
+        events: broadcast::Sender<Arc<[Event]>>,
+        fields: Arc<FieldRegistry>,
+    ) -> Result<Writer> {
+        // Rows a list staged and never committed (the writer stopped mid-list) go at open.
+        block(client.execute(
+            "DELETE FROM vai_labels l USING vai_versions v, vai_resources r
+             WHERE l.version_id = v.id AND v.resource_id = r.id AND v.rv > r.last_rv",
+            &[],
+        ))?;
+        block(client.execute(
+            "DELETE FROM vai_versions v USING vai_resources r
+             WHERE v.resource_id = r.id AND v.rv > r.last_rv",
+            &[],
+        ))?;
+        let max: Option<i64> =
+            block(client.query_one("SELECT max(seq) FROM vai_versions", &[]))?.get(0);
+        Ok(Writer {
+            client,
+            config,
+            events,
+            fields,
+            next_seq: max.unwrap_or(0) + 1,
+        })
+    }
+
+    /// Runs until every sender is gone.
+    pub(super) fn run(mut self, requests: Receiver<WriteRequest>) {
+        while let Ok(first) = requests.recv() {
+            let mut group = vec![first];
+            while group.len() < 256 {
+                match requests.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<WriteRequest>) {
+        let seq_before = self.next_seq;
+        let alone = group.len() == 1;
+        let (works, mut outcomes): (Vec<Work>, Vec<_>) = group
+            .into_iter()
+            .map(|r| (r.work, (r.reply, Err::<Applied, _>(Error::Closed))))
+            .unzip();
+        let now = now_ms();
+        let mut next_seq = self.next_seq;
+        let (config, fields) = (&self.config, &self.fields);
+        let result = (|| -> Result<()> {
+            let tx = block(self.client.transaction())?;
+            let mut touched = Vec::new();
+            for (at, mut work) in works.into_iter().enumerate() {
+                if !alone {
+                    block(tx.batch_execute("SAVEPOINT batch"))?;
+                }
+                let applied = match &mut work {
+                    Work::Batch {
+                        resource,
+                        ops,
+                        parsed_with,
+                    } => fields
+                        .refresh(resource, *parsed_with, ops)
+                        .and_then(|()| apply_batch(&tx, &mut next_seq, resource, ops, now)),
+                    Work::Documents(documents) => {
+                        put_documents(&tx, documents, now).map(|()| Applied {
+                            events: Vec::new(),
+                            staged: None,
+                        })
+                    }
+                    Work::Fields(_) => Err(Error::Unsupported(
+                        "fields declared by CRDs on the PostgreSQL backend",
+                    )),
+                };
+                let applied = match applied {
+                    Ok(applied) => {
+                        if !alone {
+                            block(tx.batch_execute("RELEASE batch"))?;
+                        }
+                        if let Work::Batch { resource, .. } = &work {
+                            touched.push(resource.clone());
+                        }
+                        Ok(applied)
+                    }
+                    Err(e) if alone => return Err(e),
+                    Err(e) => {
+                        block(tx.batch_execute("ROLLBACK TO batch; RELEASE batch"))?;
+                        Err(e)
+                    }
+                };
+                outcomes[at].1 = applied;
+            }
+            for resource in &touched {
+                prune(&tx, resource, config, now)?;
+            }
+            block(tx.commit())?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.next_seq = next_seq;
+                for (reply, outcome) in outcomes {
+                    let outcome = outcome.map(|applied| {
+                        let events = Arc::<[Event]>::from(applied.events);
+                        if !events.is_empty() {
+                            let _ = self.events.send(events.clone());
+                        }
+                        if let Some(list) = applied.staged {
+                            self.publish_staged(&list);
+                        }
+                        events
+                    });
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                self.next_seq = seq_before;
+                if !matches!(e, Error::InvalidObject(_) | Error::Unsupported(_)) {
+                    tracing::error!(error = %e, "store commit failed; the batches are not applied");
+                }
+                self.fields.rolled_back();
+                if alone && let Some((reply, _)) = outcomes.pop() {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+                for (reply, _) in outcomes {
+                    let _ = reply.send(Err(Error::CommitFailed(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// Publishes a committed staged list's events (ADDED at the list's resource version),
+    /// read back in chunks. A failed read is logged: the data is committed, and a subscriber
+    /// that misses events resynchronises as after a lag.
+    fn publish_staged(&self, list: &StagedList) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        let mut after = 0i64;
+        loop {
+            let rows = match block(self.client.query(
+                "SELECT v.seq, v.namespace, v.name, v.body, v.cells, v.created,
+                     (SELECT json_object_agg(l.key, l.value) FROM vai_labels l
+                      WHERE l.version_id = v.id)::text
+                 FROM vai_versions v
+                 WHERE v.resource_id = $1 AND v.rv = $2 AND v.seq > $3
+                 ORDER BY v.seq LIMIT $4",
+                &[&list.rid, &list.stored_rv, &after, &PUBLISH_CHUNK],
+            )) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(error = %e, resource = %list.resource, "publishing a stored list's events");
+                    return;
+                }
+            };
+            let Some(last) = rows.last() else { return };
+            after = last.get(0);
+            let events: Vec<Event> = rows
+                .iter()
+                .map(|r| Event {
+                    resource: list.resource.clone(),
+                    seq: r.get::<_, i64>(0) as u64,
+                    kind: EventKind::Added,
+                    resource_version: list.rv as u64,
+                    namespace: r.get(1),
+                    name: r.get(2),
+                    body: r.get::<_, Vec<u8>>(3).into(),
+                    cells: r.get::<_, Option<Vec<u8>>>(4).map(Into::into),
+                    attributes: Arc::new(Attributes::from_label_json(
+                        r.get::<_, Option<String>>(6).as_deref(),
+                        r.get(5),
+                    )),
+                })
+                .collect();
+            let _ = self.events.send(events.into());
+        }
+    }
+}
+
+fn put_documents(tx: &Transaction, documents: &[crate::Document], now: i64) -> Result<()> {
+    for doc in documents {
+        block(tx.execute(
+            "INSERT INTO vai_documents (key, content_type, body, fetched_ms)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (key) DO UPDATE SET content_type = excluded.content_type,
+                 body = excluded.body, fetched_ms = excluded.fetched_ms",
+            &[&doc.key, &doc.content_type, &doc.body, &now],
+        ))?;
+    }
+    Ok(())
+}
+
+fn resource_id(tx: &Transaction, resource: &str) -> Result<i64> {
+    block(tx.execute(
+        "INSERT INTO vai_resources (key) VALUES ($1) ON CONFLICT (key) DO NOTHING",
+        &[&resource],
+    ))?;
+    Ok(block(tx.query_one("SELECT id FROM vai_resources WHERE key = $1", &[&resource]))?.get(0))
+}
+
+fn current(tx: &Transaction, rid: i64, ns: &str, name: &str) -> Result<Option<Current>> {
+    Ok(block(tx.query_opt(
+        "SELECT id, rv, kind FROM vai_versions
+         WHERE resource_id = $1 AND namespace = $2 AND name = $3 AND rv_to IS NULL",
+        &[&rid, &ns, &name],
+    ))?
+    .map(|r| Current {
+        id: r.get(0),
+        rv: r.get(1),
+        tombstone: r.get::<_, i16>(2) == EventKind::Deleted as i16,
+    }))
+}
+
+/// Deletes the rows staged above `last_rv` for one resource (and their label rows).
+fn discard_staged(tx: &Transaction, rid: i64, last_rv: i64) -> Result<()> {
+    block(tx.execute(
+        "DELETE FROM vai_labels WHERE version_id IN
+           (SELECT id FROM vai_versions WHERE resource_id = $1 AND rv > $2)",
+        &[&rid, &last_rv],
+    ))?;
+    block(tx.execute(
+        "DELETE FROM vai_versions WHERE resource_id = $1 AND rv > $2",
+        &[&rid, &last_rv],
+    ))?;
+    Ok(())
+}
+
+struct Ctx<'a, 'b> {
+    tx: &'a Transaction<'b>,
+    rid: i64,
+    resource: Arc<str>,
+    next_seq: &'a mut i64,
+    now: i64,
+    events: Vec<Event>,
+    staging: bool,
+}
+
+impl Ctx<'_, '_> {
+    /// Writes a new version of a key at `rv`, superseding its current row if it has one.
+    fn put(
+        &mut self,
+        kind: EventKind,
+        rv: i64,
+        obj: &StoredObject,
+        superseded: Option<Current>,
+    ) -> Result<()> {
+        if let Some(old) = superseded {
+            block(self.tx.execute(
+                "UPDATE vai_versions SET rv_to = $2,
+                     prune_rv = CASE WHEN kind = 2 THEN rv ELSE $2 END,
+                     prune_ms = CASE WHEN kind = 2 THEN prune_ms ELSE $3 END
+                 WHERE id = $1",
+                &[&old.id, &rv, &self.now],
+            ))?;
+        }
+        let seq = *self.next_seq;
+        *self.next_seq += 1;
+        let deleted = kind == EventKind::Deleted;
+        let id: i64 = block(self.tx.query_one(
+            "INSERT INTO vai_versions
+                 (resource_id, namespace, name, rv, rv_to, kind, seq, prune_rv, prune_ms,
+                  created, body, cells)
+             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            &[
+                &self.rid,
+                &obj.namespace,
+                &obj.name,
+                &rv,
+                &(kind as i16),
+                &seq,
+                &deleted.then_some(rv),
+                &deleted.then_some(self.now),
+                &obj.created,
+                &obj.body,
+                &obj.cells,
+            ],
+        ))?
+        .get(0);
+        if !deleted {
+            for (k, v) in obj
+                .labels
+                .iter()
+                .chain(obj.fields.iter().map(|(k, v)| (k, v)))
+            {
+                block(self.tx.execute(
+                    "INSERT INTO vai_labels (version_id, resource_id, key, value)
+                     VALUES ($1, $2, $3, $4)",
+                    &[&id, &self.rid, k, v],
+                ))?;
+            }
+        }
+        if self.staging {
+            return Ok(());
+        }
+        self.events.push(Event {
+            resource: self.resource.clone(),
+            seq: seq as u64,
+            kind,
+            resource_version: rv as u64,
+            namespace: obj.namespace.clone(),
+            name: obj.name.clone(),
+            body: obj.body.clone().into(),
+            cells: obj.cells.clone().map(Into::into),
+            attributes: Arc::new(Attributes::from_pairs(
+                obj.labels.clone(),
+                obj.fields.iter().cloned(),
+                obj.created.clone(),
+            )),
+        });
+        Ok(())
+    }
+}
+
+fn apply_batch(
+    tx: &Transaction,
+    next_seq: &mut i64,
+    resource: &str,
+    ops: &[ParsedOp],
+    now: i64,
+) -> Result<Applied> {
+    let rid = resource_id(tx, resource)?;
+    let row = block(tx.query_one(
+        "SELECT last_rv, compacted_rv, list_rv FROM vai_resources WHERE id = $1 FOR UPDATE",
+        &[&rid],
+    ))?;
+    let (mut last_rv, mut compacted, mut listed): (i64, i64, Option<i64>) =
+        (row.get(0), row.get(1), row.get(2));
+    let staged_at = last_rv + 1;
+    let abandons = ops.iter().any(|op| {
+        matches!(
+            op,
+            ParsedOp::Apply(..)
+                | ParsedOp::Bookmark(_)
+                | ParsedOp::Replace(..)
+                | ParsedOp::ReplaceListed { .. }
+        )
+    });
+    if abandons {
+        discard_staged(tx, rid, last_rv)?;
+    }
+    let mut ctx = Ctx {
+        tx,
+        rid,
+        resource: Arc::from(resource),
+        next_seq,
+        now,
+        events: Vec::new(),
+        staging: false,
+    };
+    let mut state_update = None;
+    let mut published = None;
+    let contact = ops.iter().any(|op| !matches!(op, ParsedOp::State { .. }));
+    let listed_at = |rv: i64, last_rv: &mut i64, compacted: &mut i64, listed: &mut Option<i64>| {
+        if listed.is_none() && *compacted == 0 {
+            *compacted = rv;
+        }
+        *listed = Some(rv);
+        *last_rv = (*last_rv).max(rv);
+    };
+    for op in ops {
+        match op {
+            ParsedOp::Apply(kind, obj) => {
+                let rv = obj.resource_version as i64;
+                let existing = current(tx, rid, &obj.namespace, &obj.name)?;
+                // Replays (at or below what is held for the key, or what the last list
+                // reflects) are skipped: a resumed watch never duplicates or reorders.
+                if existing.is_some_and(|cur| cur.rv >= rv) || listed.is_some_and(|at| rv <= at) {
+                    last_rv = last_rv.max(rv);
+                    continue;
+                }
+                let live = existing.is_some_and(|cur| !cur.tombstone);
+                if *kind == EventKind::Deleted {
+                    if live {
+                        ctx.put(EventKind::Deleted, rv, obj, existing)?;
+                    }
+                } else {
+                    let kind = if live {
+                        EventKind::Modified
+                    } else {
+                        EventKind::Added
+                    };
+                    ctx.put(kind, rv, obj, existing)?;
+                }
+                last_rv = last_rv.max(rv);
+            }
+            ParsedOp::Bookmark(rv) => {
+                last_rv = last_rv.max(*rv as i64);
+                ctx.events.push(Event::bookmark(ctx.resource.clone(), *rv));
+            }
+            ParsedOp::Replace(rv, objects) => {
+                let keys = objects
+                    .iter()
+                    .map(|o| (o.namespace.clone(), o.name.clone()))
+                    .collect();
+                replace(&mut ctx, *rv as i64, objects, &keys)?;
+                listed_at(*rv as i64, &mut last_rv, &mut compacted, &mut listed);
+            }
+            ParsedOp::ReplaceListed {
+                rv,
+                changed,
+                listed: keys,
+            } => {
+                replace(&mut ctx, *rv as i64, changed, keys)?;
+                listed_at(*rv as i64, &mut last_rv, &mut compacted, &mut listed);
+            }
+            ParsedOp::Stage { first, objects } => {
+                if *first {
+                    discard_staged(tx, rid, last_rv)?;
+                    let has_rows: bool = block(tx.query_one(
+                        "SELECT EXISTS (SELECT 1 FROM vai_versions WHERE resource_id = $1)",
+                        &[&rid],
+                    ))?
+                    .get(0);
+                    if has_rows || listed.is_some() {
+                        return Err(Error::InvalidObject(format!(
+                            "{resource} has data: its relist must compare, not stage"
+                        )));
+                    }
+                }
+                ctx.staging = true;
+                for obj in objects {
+                    ctx.put(EventKind::Added, staged_at, obj, None)?;
+                }
+                ctx.staging = false;
+            }
+            ParsedOp::CommitStaged(rv) => {
+                let rv = *rv as i64;
+                let any: bool = block(tx.query_one(
+                    "SELECT EXISTS (SELECT 1 FROM vai_versions WHERE resource_id = $1 AND rv = $2)",
+                    &[&rid, &staged_at],
+                ))?
+                .get(0);
+                let mut stored_rv = staged_at;
+                if any && staged_at > rv {
+                    block(tx.execute(
+                        "UPDATE vai_versions SET rv = $3 WHERE resource_id = $1 AND rv = $2",
+                        &[&rid, &staged_at, &rv],
+                    ))?;
+                    stored_rv = rv;
+                }
+                published = any.then(|| StagedList {
+                    resource: ctx.resource.clone(),
+                    rid,
+                    stored_rv,
+                    rv,
+                });
+                listed_at(rv, &mut last_rv, &mut compacted, &mut listed);
+            }
+            ParsedOp::State { state, error } => state_update = Some((*state, error.clone())),
+        }
+    }
+    block(tx.execute(
+        "UPDATE vai_resources SET last_rv = $2, compacted_rv = $3, list_rv = $4,
+             last_contact_ms = CASE WHEN $5 THEN $6 ELSE last_contact_ms END
+         WHERE id = $1",
+        &[&rid, &last_rv, &compacted, &listed, &contact, &now],
+    ))?;
+    if let Some((state, error)) = state_update {
+        block(tx.execute(
+            "UPDATE vai_resources SET state = $2, last_error = $3 WHERE id = $1",
+            &[&rid, &state.as_str(), &error],
+        ))?;
+    }
+    Ok(Applied {
+        events: ctx.events,
+        staged: published,
+    })
+}
+
+/// Swaps the live set of a resource for a full list at `rv` (`objects`: the members that may
+/// differ; `listed`: every member's key): what changed becomes a new version, what vanished a
+/// tombstone.
+fn replace(
+    ctx: &mut Ctx,
+    rv: i64,
+    objects: &[StoredObject],
+    listed: &HashSet<(String, String)>,
+) -> Result<()> {
+    for obj in objects {
+        let existing = current(ctx.tx, ctx.rid, &obj.namespace, &obj.name)?;
+        match existing {
+            Some(cur) if !cur.tombstone && cur.rv >= rv => {}
+            Some(cur) if !cur.tombstone => {
+                let body: Vec<u8> = block(
+                    ctx.tx
+                        .query_one("SELECT body FROM vai_versions WHERE id = $1", &[&cur.id]),
+                )?
+                .get(0);
+                if body != obj.body {
+                    ctx.put(EventKind::Modified, rv, obj, existing)?;
+                }
+            }
+            _ => ctx.put(EventKind::Added, rv, obj, existing)?,
+        }
+    }
+    let rows = block(ctx.tx.query(
+        "SELECT namespace, name, rv, id, body, cells, created FROM vai_versions
+         WHERE resource_id = $1 AND rv_to IS NULL AND kind != 2 AND rv < $2
+         ORDER BY namespace, name",
+        &[&ctx.rid, &rv],
+    ))?;
+    for row in rows {
+        let key: (String, String) = (row.get(0), row.get(1));
+        if listed.contains(&key) {
+            continue;
+        }
+        let cur = Current {
+            id: row.get(3),
+            rv: row.get(2),
+            tombstone: false,
+        };
+        let mut labels = std::collections::BTreeMap::new();
+        let mut fields = Vec::new();
+        for l in block(ctx.tx.query(
+            "SELECT key, value FROM vai_labels WHERE version_id = $1",
+            &[&cur.id],
+        ))? {
+            let (k, v): (String, String) = (l.get(0), l.get(1));
+            if k.starts_with(crate::fields::PREFIX) {
+                fields.push((k, v));
+            } else {
+                labels.insert(k, v);
+            }
+        }
+        let obj = StoredObject {
+            namespace: key.0,
+            name: key.1,
+            resource_version: rv as u64,
+            labels,
+            created: row.get(6),
+            body: row.get(4),
+            cells: row.get(5),
+            fields,
+        };
+        ctx.put(EventKind::Deleted, rv, &obj, Some(cur))?;
+    }
+    Ok(())
+}
+
+/// Retention: raises the window's start so that at most `history_max_events` history rows
+/// remain and none older than `history_max_age`, then deletes what fell out of it.
+fn prune(tx: &Transaction, resource: &str, config: &StoreConfig, now: i64) -> Result<()> {
+    let Some(rid) =
+        block(tx.query_opt("SELECT id FROM vai_resources WHERE key = $1", &[&resource]))?
+            .map(|r| r.get::<_, i64>(0))
+    else {
+        return Ok(());
+    };
+    let rows: i64 = block(tx.query_one(
+        "SELECT count(*) FROM vai_versions WHERE resource_id = $1 AND prune_rv IS NOT NULL",
+        &[&rid],
+    ))?
+    .get(0);
+    let max = i64::try_from(config.history_max_events).unwrap_or(i64::MAX);
+    let by_count: Option<i64> = match rows.checked_sub(max.saturating_add(1)) {
+        Some(excess) if excess >= 0 => block(tx.query_opt(
+            "SELECT prune_rv FROM vai_versions WHERE resource_id = $1 AND prune_rv IS NOT NULL
+             ORDER BY prune_rv LIMIT 1 OFFSET $2",
+            &[&rid, &excess],
+        ))?
+        .map(|r| r.get(0)),
+        _ => None,
+    };
+    let cutoff = now - config.history_max_age.as_millis() as i64;
+    let by_age: Option<i64> = block(tx.query_one(
+        "SELECT max(prune_rv) FROM vai_versions
+         WHERE resource_id = $1 AND prune_rv IS NOT NULL AND prune_ms <= $2",
+        &[&rid, &cutoff],
+    ))?
+    .get(0);
+    let Some(new_compacted) = by_count.max(by_age) else {
+        return Ok(());
+    };
+    block(tx.execute(
+        "UPDATE vai_resources SET compacted_rv = greatest(compacted_rv, $2) WHERE id = $1",
+        &[&rid, &new_compacted],
+    ))?;
+    block(tx.execute(
+        "DELETE FROM vai_labels WHERE version_id IN
+           (SELECT id FROM vai_versions
+            WHERE resource_id = $1 AND prune_rv IS NOT NULL AND prune_rv <= $2 AND kind != 2)",
+        &[&rid, &new_compacted],
+    ))?;
+    block(tx.execute(
+        "DELETE FROM vai_versions
+         WHERE resource_id = $1 AND prune_rv IS NOT NULL AND prune_rv <= $2",
+        &[&rid, &new_compacted],
+    ))?;
+    Ok(())
+}
