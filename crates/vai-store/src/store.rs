@@ -90,16 +90,13 @@ impl Store {
     }
 
     /// Opens a store in a PostgreSQL database for reading only, beside the process that writes
-    /// it. Writes fail with [`Error::ReadOnly`].
+    /// it. Writes fail with [`Error::ReadOnly`]. What the writer commits reaches this store's
+    /// subscribers and watches too, read back from the database (the writer's `NOTIFY` rings,
+    /// and it looks at least once a second).
     pub fn open_postgres_read_only(url: &str, config: StoreConfig) -> Result<Store> {
-        let (backend, _) =
-            crate::postgres::Postgres::open(url, &config, broadcast::channel(1).0, false)?;
-        Ok(Store::over(
-            Box::new(backend),
-            config,
-            broadcast::channel(1).0,
-            None,
-        ))
+        let (events, _) = broadcast::channel(config.event_buffer.max(1));
+        let (backend, _) = crate::postgres::Postgres::open(url, &config, events.clone(), false)?;
+        Ok(Store::over(Box::new(backend), config, events, None))
     }
 
     fn over(

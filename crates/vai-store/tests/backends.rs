@@ -469,3 +469,51 @@ fn a_database_of_another_program_or_a_newer_vai_is_refused_untouched() {
     );
     assert_eq!(psql(&pg, "SELECT version FROM vai_schema"), "99");
 }
+
+#[test]
+fn a_reader_in_another_process_sees_every_commit_live_and_in_order() {
+    let pg = vai_testenv::Postgres::start().unwrap();
+    let writer = Store::open_postgres(pg.url(), StoreConfig::default()).unwrap();
+    writer
+        .write_blocking(Batch::new(PODS).replace(10, vec![pod("a", "p", 1, "web", "Running")]))
+        .unwrap();
+    let reader = Store::open_postgres_read_only(pg.url(), StoreConfig::default()).unwrap();
+    let mut watch = reader.watch(PODS, 10).unwrap();
+    let runtime = runtime();
+    let mut waits = Vec::new();
+    for rv in 11..=60u64 {
+        let kind = if rv % 10 == 0 {
+            EventKind::Deleted
+        } else if rv % 10 == 1 && rv > 11 {
+            // After a deletion: the pod comes back.
+            EventKind::Added
+        } else {
+            EventKind::Modified
+        };
+        let written = std::time::Instant::now();
+        writer
+            .write_blocking(Batch::new(PODS).event(kind, pod("a", "p", rv, "web", "Running")))
+            .unwrap();
+        let event = runtime.block_on(async {
+            loop {
+                let e = watch.next().await.unwrap();
+                if e.kind != EventKind::Bookmark {
+                    return e;
+                }
+            }
+        });
+        waits.push(written.elapsed());
+        assert_eq!((event.kind, event.resource_version), (kind, rv));
+    }
+    waits.sort();
+    eprintln!(
+        "a reader saw the writer's commits after p50 {:?}, max {:?} (50 commits)",
+        waits[waits.len() / 2],
+        waits.last().unwrap()
+    );
+    assert_eq!(
+        reader.count(PODS).unwrap(),
+        0,
+        "the last event deleted the pod"
+    );
+}

@@ -20,10 +20,12 @@
 
 mod reads;
 mod schema;
+mod tail;
 mod writer;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -87,22 +89,31 @@ fn connect(runtime: &tokio::runtime::Runtime, url: &str) -> Result<Client> {
 /// A vai store in a PostgreSQL database. See the module docs.
 #[derive(Debug)]
 pub(crate) struct Postgres {
+    shared: Arc<Shared>,
+    requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The tailer of a store that does not write (see `tail`), and its stop flag.
+    tailer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
+    writable: bool,
+}
+
+/// What the reads, the writer's owner and the tailer share.
+#[derive(Debug)]
+pub(crate) struct Shared {
     url: String,
     /// Runs the connections' I/O (`None` once dropped: see `Drop`).
     runtime: Option<tokio::runtime::Runtime>,
-    /// Idle read connections (opened on demand, up to the configured number at rest).
+    /// Idle read connections (opened on demand; this many kept at rest).
     idle: Mutex<Vec<Client>>,
     keep_idle: usize,
     fields: Arc<FieldRegistry>,
-    requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    writable: bool,
 }
 
 impl Postgres {
     /// Connects; with `write`, takes the writer's lock ([`Error::Locked`] when another process
-    /// holds it), creates or checks the schema and starts the writer, which publishes what it
-    /// commits on `events`.
+    /// holds it), creates or checks the schema and starts the writer. Either way what is
+    /// committed is published on `events`: by the writer, or (read-only) by a tailer of the
+    /// writer's commits (see `tail`).
     pub(crate) fn open(
         url: &str,
         config: &StoreConfig,
@@ -125,7 +136,16 @@ impl Postgres {
             Arc::new(crate::sealed::Sealer::plain()),
         ));
         let mut first = connect(&runtime, url)?;
-        let (requests, writer, idle) = if write {
+        let shared = |runtime, idle| {
+            Arc::new(Shared {
+                url: url.to_string(),
+                runtime: Some(runtime),
+                idle: Mutex::new(idle),
+                keep_idle: config.read_connections.max(1),
+                fields: fields.clone(),
+            })
+        };
+        let backend = if write {
             let locked: bool =
                 block(first.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK]))?.get(0);
             if !locked {
@@ -138,36 +158,50 @@ impl Postgres {
                 .name("vai-store-pg-writer".into())
                 .spawn(move || writer.run(rx))
                 .map_err(|e| Error::Io("spawning the writer thread".into(), e))?;
-            (Some(tx), Some(handle), Vec::new())
+            Postgres {
+                shared: shared(runtime, Vec::new()),
+                requests: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(handle)),
+                tailer: Mutex::new(None),
+                writable: true,
+            }
         } else {
             schema::prepare(&mut first, url, false)?;
-            (None, None, vec![first])
-        };
-        let backend = Postgres {
-            url: url.to_string(),
-            runtime: Some(runtime),
-            idle: Mutex::new(idle),
-            keep_idle: config.read_connections.max(1),
-            fields: fields.clone(),
-            requests: Mutex::new(requests),
-            writer: Mutex::new(writer),
-            writable: write,
+            let shared = shared(runtime, vec![first]);
+            let mut known = None;
+            tail::look(&shared, &events, &mut known)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let handle = {
+                let (shared, stop) = (shared.clone(), stop.clone());
+                std::thread::Builder::new()
+                    .name("vai-store-pg-tail".into())
+                    .spawn(move || tail::run(shared, events, stop, known))
+                    .map_err(|e| Error::Io("spawning the tailer thread".into(), e))?
+            };
+            Postgres {
+                shared,
+                requests: Mutex::new(None),
+                writer: Mutex::new(None),
+                tailer: Mutex::new(Some((stop, handle))),
+                writable: false,
+            }
         };
         Ok((backend, fields))
     }
 }
 
-impl Backend for Postgres {
+impl Shared {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the store")
+    }
+
     fn read(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()> {
         let taken = self.idle.lock().expect("idle lock").pop();
         let mut client = match taken {
             Some(client) if !client.is_closed() => client,
-            _ => connect(
-                self.runtime
-                    .as_ref()
-                    .expect("the runtime lives as long as the store"),
-                &self.url,
-            )?,
+            _ => connect(self.runtime(), &self.url)?,
         };
         let result = (|| {
             let tx = block(
@@ -186,6 +220,23 @@ impl Backend for Postgres {
             idle.push(client);
         }
         result
+    }
+}
+
+impl Drop for Shared {
+    /// Stops the runtime without waiting for its threads: a store may be dropped inside an
+    /// async task, where waiting is not allowed.
+    fn drop(&mut self) {
+        self.idle.lock().expect("idle lock").clear();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Backend for Postgres {
+    fn read(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()> {
+        self.shared.read(f)
     }
 
     fn submit(&self, request: WriteRequest) -> Result<()> {
@@ -218,17 +269,15 @@ impl Backend for Postgres {
         if let Some(handle) = self.writer.lock().expect("writer lock").take() {
             let _ = handle.join();
         }
+        if let Some((stop, handle)) = self.tailer.lock().expect("tailer lock").take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = handle.join();
+        }
     }
 }
 
 impl Drop for Postgres {
-    /// Stops the writer, then the runtime without waiting for its threads: a store may be
-    /// dropped inside an async task, where waiting is not allowed.
     fn drop(&mut self) {
         self.close();
-        self.idle.lock().expect("idle lock").clear();
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }

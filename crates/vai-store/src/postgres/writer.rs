@@ -158,6 +158,10 @@ impl Writer {
             for resource in &touched {
                 prune(&tx, resource, config, now)?;
             }
+            if !touched.is_empty() {
+                // Delivered at the commit: readers in other processes look (see `tail`).
+                block(tx.batch_execute(&format!("NOTIFY {}", super::tail::CHANNEL)))?;
+            }
             block(tx.commit())?;
             Ok(())
         })();
