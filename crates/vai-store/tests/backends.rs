@@ -1,5 +1,5 @@
 //! One test source, every backend: each test here runs against the SQLite file and against a
-//! real PostgreSQL (a private server per test, `scripts/pg`), and asserts the same answers —
+//! real PostgreSQL (a private server, `scripts/pg`), and asserts the same answers —
 //! lists, gets, history and watches, continue tokens on their snapshot, selectors, chunked
 //! relists, retention, the single writer, and what survives a reopen.
 
@@ -9,45 +9,9 @@ use vai_store::{
 
 const PODS: &str = "/v1/pods";
 
-/// Where a store lives: a file in a temporary directory, or a PostgreSQL server of the test's.
-enum Place {
-    Sqlite(tempfile::TempDir),
-    Postgres(vai_testenv::Postgres),
-}
+mod common;
 
-impl Place {
-    fn open(&self, config: StoreConfig) -> vai_store::Result<Store> {
-        match self {
-            Place::Sqlite(dir) => Store::open(&dir.path().join("vai.db"), config),
-            Place::Postgres(pg) => Store::open_postgres(pg.url(), config),
-        }
-    }
-
-    fn open_read_only(&self) -> vai_store::Result<Store> {
-        match self {
-            Place::Sqlite(dir) => Store::open_read_only(&dir.path().join("vai.db")),
-            Place::Postgres(pg) => Store::open_postgres_read_only(pg.url(), StoreConfig::default()),
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Place::Sqlite(_) => "sqlite",
-            Place::Postgres(_) => "postgres",
-        }
-    }
-}
-
-/// Runs `test` once per backend, each on a fresh place.
-fn each_backend(test: impl Fn(&Place)) {
-    for place in [
-        Place::Sqlite(tempfile::tempdir().unwrap()),
-        Place::Postgres(vai_testenv::Postgres::start().expect("a private PostgreSQL starts")),
-    ] {
-        eprintln!("-- {}", place.name());
-        test(&place);
-    }
-}
+use common::{Place, each_backend};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

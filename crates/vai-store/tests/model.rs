@@ -1,6 +1,7 @@
 //! Model-based property test: random sequences of events, stale replays, bookmarks, relists
 //! (whole, in chunks, abandoned midway) and reopenings, applied to the store and to a plain in-memory model. Every list (whole, paged,
-//! by selector, by namespace), every get and every "as of" list must agree with the model.
+//! by selector, by namespace), every get and every "as of" list must agree with the model — on
+//! every backend (the SQLite file and PostgreSQL), each case on both.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +9,8 @@ use proptest::prelude::*;
 use vai_store::{
     Batch, Column, EventKind, LabelSelector, ListRequest, PageRequest, SortKey, Store, StoreConfig,
 };
+
+mod common;
 
 const PODS: &str = "/v1/pods";
 type Key = (String, String);
@@ -288,14 +291,12 @@ fn listed(model: &Model, keep: Vec<(usize, usize, usize)>, rv: u64) -> BTreeMap<
     objects
 }
 
-fn run(actions: Vec<Action>) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("vai.db");
+fn run(place: &common::Place, actions: Vec<Action>) {
     let config = StoreConfig {
         history_max_events: 1_000_000,
         ..Default::default()
     };
-    let mut store = Store::open(&path, config.clone()).unwrap();
+    let mut store = place.open(config.clone()).unwrap();
     let mut model = Model::default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -387,7 +388,7 @@ fn run(actions: Vec<Action>) {
             Action::Reopen => {
                 store.close();
                 drop(store);
-                store = Store::open(&path, config.clone()).unwrap();
+                store = place.open(config.clone()).unwrap();
             }
         }
         check(&store, &model);
@@ -399,6 +400,6 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
     #[test]
     fn the_store_agrees_with_a_plain_model(actions in proptest::collection::vec(action(), 1..40)) {
-        run(actions);
+        common::each_backend(|place| run(place, actions.clone()));
     }
 }

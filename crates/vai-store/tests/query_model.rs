@@ -1,6 +1,6 @@
 //! Property test of the query API's primitives: for random data sets and random queries, the
 //! store's pages, totals and summaries (SQL) equal the same query evaluated in plain Rust over
-//! the full list.
+//! the full list — on every backend (the SQLite file and PostgreSQL), each case on both.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -10,6 +10,8 @@ use vai_store::{
     Batch, Column, Condition, Filter, ListRequest, Operator, PageRequest, SortKey, Store,
     StoreConfig,
 };
+
+mod common;
 
 const PODS: &str = "/v1/pods";
 
@@ -263,8 +265,9 @@ proptest! {
         page_size in prop::option::of(1usize..15),
         summary_column in column(),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("vai.db"), StoreConfig::default()).unwrap();
+        for common::Fresh { backend, store, .. } in common::fresh_stores(StoreConfig::default()) {
+        eprintln!("-- {backend}");
+        let (pods, filters, sort) = (pods.clone(), filters.clone(), sort.clone());
         // One pod per key (the last generated wins), as a cluster holds them.
         let mut unique: BTreeMap<(String, String), Pod> = BTreeMap::new();
         for p in pods {
@@ -294,6 +297,7 @@ proptest! {
 
         let (stored, model) = summaries(&store, &request, &matching, &summary_column);
         prop_assert_eq!(stored, model);
+        }
     }
 }
 
@@ -310,8 +314,9 @@ proptest! {
         offset in 0usize..20,
         page_size in prop::option::of(1usize..15),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("vai.db"), StoreConfig::default()).unwrap();
+        for common::Fresh { backend, store, .. } in common::fresh_stores(StoreConfig::default()) {
+        eprintln!("-- {backend}");
+        let (before, after) = (before.clone(), after.clone());
         let unique = |pods: Vec<Pod>| -> BTreeMap<(String, String), Pod> {
             pods.into_iter().map(|p| ((p.namespace.clone(), p.name.clone()), p)).collect()
         };
@@ -362,6 +367,7 @@ proptest! {
             let phase = Column::Field("status.phase".into());
             let (stored, model) = summaries(&store, &request, &all, &phase);
             prop_assert_eq!(stored, model, "summary as of {:?} in {:?}", at, namespace);
+        }
         }
     }
 }
@@ -456,8 +462,9 @@ proptest! {
         fields in field_selector(),
         filter in prop::collection::vec(condition(), 1..3),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("vai.db"), StoreConfig::default()).unwrap();
+        for common::Fresh { backend, store, .. } in common::fresh_stores(StoreConfig::default()) {
+        eprintln!("-- {backend}");
+        let (before, after, labels, fields, filter) = (before.clone(), after.clone(), labels.clone(), fields.clone(), filter.clone());
         let unique = |pods: Vec<Pod>| -> BTreeMap<(String, String), Pod> {
             pods.into_iter().map(|p| ((p.namespace.clone(), p.name.clone()), p)).collect()
         };
@@ -496,6 +503,7 @@ proptest! {
                     "{} {:?} {:?} at {} for {:?}", source, event.kind, key, at, filter
                 );
             }
+        }
         }
     }
 }

@@ -61,6 +61,32 @@ impl Postgres {
         &self.url
     }
 
+    /// Creates a new, empty database on this server and returns its URL (for tests that want
+    /// a fresh store each, on one server).
+    pub fn create_database(&self) -> Result<String> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let name = format!(
+            "vai_{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let out = Command::new("psql")
+            .args([
+                self.url.as_str(),
+                "-XqAc",
+                &format!("CREATE DATABASE {name}"),
+            ])
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| Error::io(Path::new("psql"), e))?;
+        if !out.status.success() {
+            return Err(Error::Config(format!(
+                "CREATE DATABASE {name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(self.url.replacen(":///vai?", &format!(":///{name}?"), 1))
+    }
+
     /// The server's directory: its data, socket and `pg.log`.
     pub fn dir(&self) -> &Path {
         &self.dir

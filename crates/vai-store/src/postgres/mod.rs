@@ -18,6 +18,7 @@
 //! API's pages and summaries, encryption and compression at rest, fields declared by CRDs.
 //! This module must never hand a PostgreSQL type to the front.
 
+mod page;
 mod reads;
 mod schema;
 mod tail;

@@ -44,14 +44,14 @@ pub(super) struct Snapshot<'a, 'b> {
 }
 
 /// Parameters of a query built at run time.
-type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+pub(super) type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
-fn bind(args: &mut Params, value: impl ToSql + Sync + Send + 'static) -> String {
+pub(super) fn bind(args: &mut Params, value: impl ToSql + Sync + Send + 'static) -> String {
     args.push(Box::new(value));
     format!("${}", args.len())
 }
 
-fn refs(args: &Params) -> Vec<&(dyn ToSql + Sync)> {
+pub(super) fn refs(args: &Params) -> Vec<&(dyn ToSql + Sync)> {
     args.iter()
         .map(|a| a.as_ref() as &(dyn ToSql + Sync))
         .collect()
@@ -75,9 +75,74 @@ impl<'a, 'b> Snapshot<'a, 'b> {
         .ok_or_else(|| Error::UnknownResource(resource.to_string()))
     }
 
-    fn known_fields(&self, resource: &str) -> Arc<FieldSet> {
+    pub(super) fn known_fields(&self, resource: &str) -> Arc<FieldSet> {
         self.fields.get(resource).1
     }
+
+    pub(super) fn tx(&self) -> &Transaction<'b> {
+        self.tx
+    }
+
+    /// The `SELECT {columns} …` (columns of version `v`) of a list's selection — visibility
+    /// at its snapshot, namespace, selectors, the continue position — without order or limit.
+    /// Shared by lists and pages.
+    pub(super) fn selection(
+        &self,
+        resource: &str,
+        request: &ListRequest,
+        columns: &str,
+    ) -> Result<Selection> {
+        let row = self.resource_row(resource)?;
+        let (at, after) = match &request.continue_token {
+            Some(token) => {
+                let token = ContinueToken::decode(token)?;
+                if token.r != resource {
+                    return Err(Error::InvalidContinue(format!(
+                        "the token belongs to {}, not {resource}",
+                        token.r
+                    )));
+                }
+                if (token.rv as i64) < row.compacted_rv {
+                    return Err(Error::Expired);
+                }
+                (token.rv as i64, Some((token.ns, token.n)))
+            }
+            None => (
+                request.resource_version.map_or(row.last_rv, |rv| rv as i64),
+                None,
+            ),
+        };
+        check_window(&row, at)?;
+        let known = self.known_fields(resource);
+        let (columns_only, labels) = split_fields(&known, &request.fields, &request.labels)?;
+        let mut args: Params = vec![Box::new(row.id), Box::new(at)];
+        let mut sql = format!("SELECT {columns} FROM vai_versions v WHERE {VISIBLE_AT}");
+        if let Some(ns) = &request.namespace {
+            let p = bind(&mut args, ns.clone());
+            sql += &format!(" AND v.namespace = {p}");
+        }
+        if let Some((ns, name)) = after {
+            let (p1, p2) = (bind(&mut args, ns), bind(&mut args, name));
+            sql += &format!(" AND (v.namespace, v.name) > ({p1}, {p2})");
+        }
+        push_fields(&mut sql, &mut args, &columns_only);
+        push_labels(&mut sql, &mut args, &labels);
+        Ok(Selection { at, sql, args })
+    }
+
+    pub(super) fn resource_id(&self, resource: &str) -> Result<i64> {
+        Ok(self.resource_row(resource)?.id)
+    }
+}
+
+/// A list's selection as SQL (see [`Snapshot::selection`]).
+pub(super) struct Selection {
+    /// The snapshot's resource version.
+    pub at: i64,
+    /// `SELECT … WHERE …`, without order or limit.
+    pub sql: String,
+    /// Its parameters.
+    pub args: Params,
 }
 
 /// Checks that `rv` can be answered exactly: inside the window, not in the future.
@@ -258,44 +323,13 @@ impl Reads for Snapshot<'_, '_> {
         bound: &Bound,
         each: &mut PacedSink,
     ) -> Result<ListPart> {
-        let row = self.resource_row(resource)?;
-        let (at, after) = match &request.continue_token {
-            Some(token) => {
-                let token = ContinueToken::decode(token)?;
-                if token.r != resource {
-                    return Err(Error::InvalidContinue(format!(
-                        "the token belongs to {}, not {resource}",
-                        token.r
-                    )));
-                }
-                if (token.rv as i64) < row.compacted_rv {
-                    return Err(Error::Expired);
-                }
-                (token.rv as i64, Some((token.ns, token.n)))
-            }
-            None => (
-                request.resource_version.map_or(row.last_rv, |rv| rv as i64),
-                None,
-            ),
-        };
-        check_window(&row, at)?;
         let known = self.known_fields(resource);
-        let (columns_only, labels) = split_fields(&known, &request.fields, &request.labels)?;
         let evaluated = evaluated_in(&known, &request.fields);
-        let mut args: Params = vec![Box::new(row.id), Box::new(at)];
-        let mut sql = format!(
-            "SELECT v.namespace, v.name, v.body, v.cells FROM vai_versions v WHERE {VISIBLE_AT}"
-        );
-        if let Some(ns) = &request.namespace {
-            let p = bind(&mut args, ns.clone());
-            sql += &format!(" AND v.namespace = {p}");
-        }
-        if let Some((ns, name)) = after {
-            let (p1, p2) = (bind(&mut args, ns), bind(&mut args, name));
-            sql += &format!(" AND (v.namespace, v.name) > ({p1}, {p2})");
-        }
-        push_fields(&mut sql, &mut args, &columns_only);
-        push_labels(&mut sql, &mut args, &labels);
+        let Selection {
+            at,
+            mut sql,
+            mut args,
+        } = self.selection(resource, request, "v.namespace, v.name, v.body, v.cells")?;
         sql += " ORDER BY v.namespace, v.name";
         // A part reads at most what its bound lets it serve, plus the row that says whether a
         // continue token is owed; rows that fail an evaluated field are skipped, so then the
@@ -358,16 +392,12 @@ impl Reads for Snapshot<'_, '_> {
         })
     }
 
-    fn page(&self, _: &str, _: &PageRequest, _: &mut ItemSink) -> Result<PageMeta> {
-        Err(Error::Unsupported(
-            "the query API's pages on the PostgreSQL backend",
-        ))
+    fn page(&self, resource: &str, request: &PageRequest, each: &mut ItemSink) -> Result<PageMeta> {
+        super::page::page(self, resource, request, each)
     }
 
-    fn summary(&self, _: &str, _: &PageRequest, _: &Column) -> Result<Summary> {
-        Err(Error::Unsupported(
-            "the query API's summaries on the PostgreSQL backend",
-        ))
+    fn summary(&self, resource: &str, request: &PageRequest, column: &Column) -> Result<Summary> {
+        super::page::summary(self, resource, request, column)
     }
 
     fn events_since(&self, resource: &str, resource_version: u64) -> Result<Vec<Event>> {

@@ -43,7 +43,7 @@ pub(crate) fn column_sql(column: &Column, bind: &mut dyn FnMut(Value) -> String)
 
 /// Refuses columns naming fields this snapshot does not index (a request parsed against the
 /// registry just before a field went): they would read as absent everywhere.
-fn check_columns<'a>(
+pub(crate) fn check_columns<'a>(
     fields: &FieldSet,
     columns: impl IntoIterator<Item = &'a Column>,
 ) -> Result<()> {
@@ -260,7 +260,7 @@ pub(crate) fn summary(
 }
 
 /// Largest first, then by value (absent last among equals).
-fn sorted_counts(mut counts: Vec<(Option<String>, u64)>) -> Vec<(Option<String>, u64)> {
+pub(crate) fn sorted_counts(mut counts: Vec<(Option<String>, u64)>) -> Vec<(Option<String>, u64)> {
     counts.sort_by(|a, b| {
         b.1.cmp(&a.1).then_with(|| match (&a.0, &b.0) {
             (Some(x), Some(y)) => x.cmp(y),
