@@ -91,7 +91,9 @@ pub enum Error {
     #[error("{0} has an older schema (hint: run `vai serve` once to upgrade it)")]
     OlderSchema(String),
     /// Another process has the database open for writing.
-    #[error("{0} is in use by another vai process (hint: stop it, or pass a different --db)")]
+    #[error(
+        "{0} is in use by another vai process (hint: stop it, or pass a different --db or --store)"
+    )]
     Locked(String),
     /// The store was opened read-only.
     #[error("the store is open read-only")]

@@ -112,38 +112,45 @@ impl FieldRegistry {
             .prepare("SELECT key FROM resources UNION SELECT resource FROM fields")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        {
-            let mut state = self.state.write().expect("fields lock");
-            state.declared = declared;
-            state.sets.clear();
-        }
+        self.load(declared);
         for key in &keys {
             reconcile(&tx, &self.sealer, key, &self.get(key).1)?;
         }
         tx.commit()?;
+        for key in keys {
+            self.reconciled_now(key);
+        }
+        Ok(())
+    }
+
+    /// Takes what CRDs declared in earlier runs (as an engine read it at open).
+    pub fn load(&self, declared: BTreeMap<String, Vec<String>>) {
+        let mut state = self.state.write().expect("fields lock");
+        state.declared = declared;
+        state.sets.clear();
+    }
+
+    /// Whether this run has recorded `key`'s set in the engine (see [`FieldRegistry::ensure`]).
+    pub fn is_reconciled(&self, key: &str) -> bool {
         self.reconciled
             .lock()
             .expect("reconciled lock")
-            .extend(keys);
-        Ok(())
+            .contains(key)
+    }
+
+    /// `key`'s set is now recorded in the engine (once the transaction that did commits).
+    pub fn reconciled_now(&self, key: String) {
+        self.reconciled.lock().expect("reconciled lock").insert(key);
     }
 
     /// Before the writer applies a batch of `key` (in the group's transaction): records the
     /// type's set if this run has not yet (a type written for the first time).
     pub fn ensure(&self, tx: &Connection, key: &str) -> Result<()> {
-        if self
-            .reconciled
-            .lock()
-            .expect("reconciled lock")
-            .contains(key)
-        {
+        if self.is_reconciled(key) {
             return Ok(());
         }
         reconcile(tx, &self.sealer, key, &self.get(key).1)?;
-        self.reconciled
-            .lock()
-            .expect("reconciled lock")
-            .insert(key.to_string());
+        self.reconciled_now(key.to_string());
         Ok(())
     }
 
@@ -187,6 +194,22 @@ impl FieldRegistry {
         conn: &mut Connection,
         declared: BTreeMap<String, Vec<String>>,
     ) -> Result<()> {
+        let Some(plan) = self.plan(declared) else {
+            return Ok(());
+        };
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (key, set) in &plan.sets {
+            reconcile(&tx, &self.sealer, key, set)?;
+        }
+        tx.commit()?;
+        self.adopt(plan);
+        Ok(())
+    }
+
+    /// What replacing the declarations with `declared` changes: `None` if nothing, else the
+    /// new set of every type whose declarations changed, for the engine to reindex (in one
+    /// transaction) before [`FieldRegistry::adopt`].
+    pub fn plan(&self, declared: BTreeMap<String, Vec<String>>) -> Option<Declaration> {
         let declared: BTreeMap<String, Vec<String>> = declared
             .into_iter()
             .filter_map(|(key, mut paths)| {
@@ -199,35 +222,57 @@ impl FieldRegistry {
             let state = self.state.read().expect("fields lock");
             (state.declared.clone(), state.configured.clone())
         };
-        let changed: Vec<&String> = old
+        let sets: Vec<(String, Arc<FieldSet>)> = old
             .keys()
             .chain(declared.keys())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .filter(|key| old.get(*key) != declared.get(*key))
+            .map(|key| {
+                let paths = declared.get(key).map(Vec::as_slice).unwrap_or(&[]);
+                (
+                    key.clone(),
+                    Arc::new(FieldSet::compose(key, paths, &configured)),
+                )
+            })
             .collect();
-        if changed.is_empty() {
-            return Ok(());
-        }
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut sets = Vec::new();
-        for key in changed {
-            let paths = declared.get(key).map(Vec::as_slice).unwrap_or(&[]);
-            let set = FieldSet::compose(key, paths, &configured);
-            reconcile(&tx, &self.sealer, key, &set)?;
-            sets.push((key.clone(), Arc::new(set)));
-        }
-        tx.commit()?;
+        (!sets.is_empty()).then_some(Declaration { declared, sets })
+    }
+
+    /// A declaration's reindexing committed: the registry changes.
+    pub fn adopt(&self, plan: Declaration) {
         let mut state = self.state.write().expect("fields lock");
-        state.declared = declared;
+        state.declared = plan.declared;
         state.generation += 1;
-        let mut reconciled = self.reconciled.lock().expect("reconciled lock");
-        for (key, set) in sets {
-            reconciled.insert(key.clone());
+        for (key, set) in plan.sets {
+            self.reconciled_now(key.clone());
             state.sets.insert(key, set);
         }
-        Ok(())
     }
+}
+
+/// A change of declarations (see [`FieldRegistry::plan`]).
+pub(crate) struct Declaration {
+    declared: BTreeMap<String, Vec<String>>,
+    /// The new set of each type whose declarations changed.
+    pub sets: Vec<(String, Arc<FieldSet>)>,
+}
+
+/// How a type's set changes: the indexed fields whose label rows go, and those whose rows
+/// must be backfilled.
+pub(crate) fn changes<'a>(
+    old: &'a FieldSet,
+    new: &FieldSet,
+) -> (Vec<&'a IndexedField>, Vec<IndexedField>) {
+    let kept =
+        |f: &IndexedField, other: &FieldSet| other.get(&f.name).is_some_and(|o| o.same_index(f));
+    let removed = old.iter().filter(|f| f.indexed && !kept(f, new)).collect();
+    let added = new
+        .iter()
+        .filter(|f| f.indexed && !kept(f, old))
+        .cloned()
+        .collect();
+    (removed, added)
 }
 
 /// A type's fields as a snapshot records them (what its label rows hold); empty for a type
@@ -285,14 +330,7 @@ fn reconcile(tx: &Connection, sealer: &Sealer, key: &str, set: &FieldSet) -> Res
         .prepare_cached("SELECT id FROM resources WHERE key = ?1")?
         .query_row([key], |r| r.get(0))
         .optional()?;
-    let kept =
-        |f: &IndexedField, other: &FieldSet| other.get(&f.name).is_some_and(|o| o.same_index(f));
-    let removed: Vec<&IndexedField> = old.iter().filter(|f| f.indexed && !kept(f, set)).collect();
-    let added: Vec<IndexedField> = set
-        .iter()
-        .filter(|f| f.indexed && !kept(f, &old))
-        .cloned()
-        .collect();
+    let (removed, added) = changes(&old, set);
     if let Some(rid) = rid {
         let mut delete =
             tx.prepare_cached("DELETE FROM labels WHERE resource_id = ?1 AND key = ?2")?;
@@ -310,18 +348,21 @@ fn reconcile(tx: &Connection, sealer: &Sealer, key: &str, set: &FieldSet) -> Res
         }
     }
     record(tx, key, set)?;
-    if !removed.is_empty() || !added.is_empty() {
-        let names = |fields: Vec<&IndexedField>| -> Vec<String> {
-            fields.into_iter().map(|f| f.name.clone()).collect()
-        };
-        tracing::info!(
-            resource = key,
-            added = ?names(added.iter().collect()),
-            removed = ?names(removed),
-            "reindexed the type's fields"
-        );
-    }
+    log_reindexed(key, &added, &removed);
     Ok(())
+}
+
+/// Says which fields of a type were reindexed, if any were.
+pub(crate) fn log_reindexed(key: &str, added: &[IndexedField], removed: &[&IndexedField]) {
+    if removed.is_empty() && added.is_empty() {
+        return;
+    }
+    tracing::info!(
+        resource = key,
+        added = ?added.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        removed = ?removed.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        "reindexed the type's fields"
+    );
 }
 
 /// Adds the label rows of `fields` (indexed, of one type) to every stored version of the type.

@@ -80,8 +80,8 @@ impl Store {
     /// it (`postgresql://user@host/db`, `postgresql:///db?host=/socket/dir`). One process per
     /// database writes: a second gets [`Error::Locked`] (the database's advisory lock, held by
     /// the writer's connection). A database of another program, or of a newer vai, is refused
-    /// untouched. Not yet served on this backend (each [`Error::Unsupported`]): the query
-    /// API's pages and summaries, encryption and compression at rest, fields declared by CRDs.
+    /// untouched. Not yet on this backend: encryption at rest ([`Error::Unsupported`]), and
+    /// vai's own compression of bodies (PostgreSQL compresses large values itself).
     pub fn open_postgres(url: &str, config: StoreConfig) -> Result<Store> {
         let (events, _) = broadcast::channel(config.event_buffer.max(1));
         let (backend, fields) =

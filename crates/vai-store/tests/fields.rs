@@ -9,6 +9,8 @@ use vai_store::{
     PageRequest, Store, StoreConfig,
 };
 
+mod common;
+
 const WIDGETS: &str = "example.com/v1/widgets";
 const DEPLOYMENTS: &str = "apps/v1/deployments";
 const PODS: &str = "/v1/pods";
@@ -110,10 +112,21 @@ fn unsupported(result: Result<Vec<String>, Error>) -> String {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_field_declared_while_objects_are_stored_is_backfilled_before_the_declaration_returns() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("vai.db"), StoreConfig::default()).unwrap();
+    for place in common::fresh_places() {
+        eprintln!("-- {}", place.backend());
+        a_field_declared_while_objects_are_stored_is_backfilled_before_the_declaration_returns_on(
+            &place,
+        )
+        .await;
+    }
+}
+
+async fn a_field_declared_while_objects_are_stored_is_backfilled_before_the_declaration_returns_on(
+    place: &common::Place,
+) {
+    let store = place.open(StoreConfig::default()).unwrap();
     store
         .write(Batch::new(WIDGETS).replace(
             10,
@@ -250,22 +263,25 @@ async fn a_field_declared_while_objects_are_stored_is_backfilled_before_the_decl
         unsupported(select(&store, WIDGETS, "spec.color=blue")),
         "field label not supported: spec.color"
     );
-    let labels: i64 = rusqlite::Connection::open(store.path())
-        .unwrap()
-        .query_row(
-            "SELECT count(*) FROM labels WHERE key LIKE '#spec.%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let labels = place.count(
+        "SELECT count(*) FROM labels WHERE key LIKE '#spec.%'",
+        "SELECT count(*) FROM vai_labels WHERE key LIKE '#spec.%'",
+    );
     assert_eq!(labels, 0, "no index rows are left behind");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declarations_and_configured_fields_survive_restarts_and_a_changed_configuration_reindexes()
 {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("vai.db");
+    for place in common::fresh_places() {
+        eprintln!("-- {}", place.backend());
+        declarations_and_configured_fields_survive_restarts_and_a_changed_configuration_reindexes_on(&place).await;
+    }
+}
+
+async fn declarations_and_configured_fields_survive_restarts_and_a_changed_configuration_reindexes_on(
+    place: &common::Place,
+) {
     let config = |fields: &str| StoreConfig {
         indexed_fields: ConfiguredField::parse_list(fields).unwrap(),
         ..StoreConfig::default()
@@ -279,7 +295,9 @@ async fn declarations_and_configured_fields_survive_restarts_and_a_changed_confi
         )
     };
     {
-        let store = Store::open(&path, config("deployments.apps=spec.replicas")).unwrap();
+        let store = place
+            .open(config("deployments.apps=spec.replicas"))
+            .unwrap();
         store
             .write(Batch::new(DEPLOYMENTS).replace(
                 5,
@@ -317,7 +335,7 @@ async fn declarations_and_configured_fields_survive_restarts_and_a_changed_confi
     // Another configuration: replicas goes, paused comes; nothing is written after the open,
     // and the answers are already right (and the declaration is still known, with no CRD).
     {
-        let store = Store::open(&path, config("deployments.apps=spec.paused")).unwrap();
+        let store = place.open(config("deployments.apps=spec.paused")).unwrap();
         assert_eq!(
             filter(&store, DEPLOYMENTS, "spec.paused", Operator::Eq, "true").unwrap(),
             vec!["b", "c"]
@@ -347,7 +365,9 @@ async fn declarations_and_configured_fields_survive_restarts_and_a_changed_confi
 
     // Back to replicas: rebuilt from the objects as they are now (a changed since), with no
     // value left over from the first run.
-    let store = Store::open(&path, config("deployments.apps=spec.replicas")).unwrap();
+    let store = place
+        .open(config("deployments.apps=spec.replicas"))
+        .unwrap();
     assert_eq!(
         summary(&store, DEPLOYMENTS, "spec.replicas"),
         vec![
@@ -361,7 +381,7 @@ async fn declarations_and_configured_fields_survive_restarts_and_a_changed_confi
     drop(store);
 
     // A read-only open (what `vai status` uses) reads the fields from the file.
-    let reader = Store::open_read_only(&path).unwrap();
+    let reader = place.open_read_only().unwrap();
     assert!(reader.fields(WIDGETS).selectable("spec.color").is_some());
     assert_eq!(
         select(&reader, WIDGETS, "spec.color=blue").unwrap(),
@@ -369,9 +389,20 @@ async fn declarations_and_configured_fields_survive_restarts_and_a_changed_confi
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configured_fields_on_a_missing_path_are_absent_and_built_in_ones_keep_upstreams_default() {
-    let dir = tempfile::tempdir().unwrap();
+    for place in common::fresh_places() {
+        eprintln!("-- {}", place.backend());
+        configured_fields_on_a_missing_path_are_absent_and_built_in_ones_keep_upstreams_default_on(
+            &place,
+        )
+        .await;
+    }
+}
+
+async fn configured_fields_on_a_missing_path_are_absent_and_built_in_ones_keep_upstreams_default_on(
+    place: &common::Place,
+) {
     let config = StoreConfig {
         indexed_fields: ConfiguredField::parse_list(
             "pods=spec.serviceAccountName,spec.priority,metadata.annotations[example.com/team]",
@@ -379,7 +410,7 @@ async fn configured_fields_on_a_missing_path_are_absent_and_built_in_ones_keep_u
         .unwrap(),
         ..StoreConfig::default()
     };
-    let store = Store::open(&dir.path().join("vai.db"), config).unwrap();
+    let store = place.open(config).unwrap();
     let pod = |name: &str, spec: serde_json::Value, team: Option<&str>| {
         let mut pod = serde_json::json!({
             "kind": "Pod",

@@ -14,10 +14,11 @@
 //! on the caller's thread, which panics inside an async task.) It has binary `COPY` and
 //! `LISTEN`, which later steps need.
 //!
-//! Not yet here (each refused with [`Error::Unsupported`], never served wrong): the query
-//! API's pages and summaries, encryption and compression at rest, fields declared by CRDs.
+//! Not yet here (refused with [`Error::Unsupported`], never served wrong): encryption at rest.
+//! Bodies are stored as upstream sent them (PostgreSQL compresses large values itself).
 //! This module must never hand a PostgreSQL type to the front.
 
+mod fields;
 mod page;
 mod reads;
 mod schema;
@@ -107,7 +108,6 @@ pub(crate) struct Shared {
     /// Idle read connections (opened on demand; this many kept at rest).
     idle: Mutex<Vec<Client>>,
     keep_idle: usize,
-    fields: Arc<FieldRegistry>,
 }
 
 impl Postgres {
@@ -143,7 +143,6 @@ impl Postgres {
                 runtime: Some(runtime),
                 idle: Mutex::new(idle),
                 keep_idle: config.read_connections.max(1),
-                fields: fields.clone(),
             })
         };
         let backend = if write {
@@ -212,7 +211,7 @@ impl Shared {
                     .read_only(true)
                     .start(),
             )?;
-            f(&reads::Snapshot::new(&tx, &self.fields))?;
+            f(&reads::Snapshot::new(&tx))?;
             block(tx.commit())?;
             Ok(())
         })();

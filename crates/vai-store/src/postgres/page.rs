@@ -87,7 +87,7 @@ fn condition_sql(c: &Condition, args: &mut Params) -> Result<String> {
 /// A page request's matching ids (the list's selection and the filters), before order and
 /// cut.
 fn filtered(snapshot: &Snapshot, resource: &str, request: &PageRequest) -> Result<Selection> {
-    let fields = snapshot.known_fields(resource);
+    let fields = snapshot.known_fields(resource)?;
     if let Some((field, ..)) = evaluated_in(&fields, &request.list.fields).first() {
         return Err(Error::UnsupportedField(format!(
             "field {:?} is not indexed, so pages cannot select on it; indexed: {}",
@@ -194,7 +194,7 @@ pub(super) fn summary(
     request: &PageRequest,
     column: &Column,
 ) -> Result<Summary> {
-    check_columns(&snapshot.known_fields(resource), [column])?;
+    check_columns(&snapshot.known_fields(resource)?, [column])?;
     let Selection { at, sql, mut args } = filtered(snapshot, resource, request)?;
     let tx = snapshot.tx();
     let label_key = match column {

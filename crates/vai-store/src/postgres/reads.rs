@@ -14,7 +14,6 @@ use tokio_postgres::types::ToSql;
 use super::block;
 use crate::backend::{Bound, ListPart, Reads};
 use crate::object::StoredObject;
-use crate::registry::FieldRegistry;
 use crate::request::{
     Column, ItemSink, ListMeta, ListRequest, Pace, PacedSink, PageMeta, PageRequest, Row, Summary,
 };
@@ -40,7 +39,6 @@ struct ResourceRow {
 /// One snapshot.
 pub(super) struct Snapshot<'a, 'b> {
     tx: &'a Transaction<'b>,
-    fields: &'a Arc<FieldRegistry>,
 }
 
 /// Parameters of a query built at run time.
@@ -58,8 +56,8 @@ pub(super) fn refs(args: &Params) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 impl<'a, 'b> Snapshot<'a, 'b> {
-    pub(super) fn new(tx: &'a Transaction<'b>, fields: &'a Arc<FieldRegistry>) -> Self {
-        Snapshot { tx, fields }
+    pub(super) fn new(tx: &'a Transaction<'b>) -> Self {
+        Snapshot { tx }
     }
 
     fn resource_row(&self, resource: &str) -> Result<ResourceRow> {
@@ -75,8 +73,9 @@ impl<'a, 'b> Snapshot<'a, 'b> {
         .ok_or_else(|| Error::UnknownResource(resource.to_string()))
     }
 
-    pub(super) fn known_fields(&self, resource: &str) -> Arc<FieldSet> {
-        self.fields.get(resource).1
+    /// The type's fields as this snapshot records them (what its label rows reflect).
+    pub(super) fn known_fields(&self, resource: &str) -> Result<FieldSet> {
+        super::fields::stored(self.tx, resource)
     }
 
     pub(super) fn tx(&self) -> &Transaction<'b> {
@@ -113,8 +112,11 @@ impl<'a, 'b> Snapshot<'a, 'b> {
             ),
         };
         check_window(&row, at)?;
-        let known = self.known_fields(resource);
-        let (columns_only, labels) = split_fields(&known, &request.fields, &request.labels)?;
+        let (columns_only, labels) = split_fields(
+            &self.known_fields(resource)?,
+            &request.fields,
+            &request.labels,
+        )?;
         let mut args: Params = vec![Box::new(row.id), Box::new(at)];
         let mut sql = format!("SELECT {columns} FROM vai_versions v WHERE {VISIBLE_AT}");
         if let Some(ns) = &request.namespace {
@@ -277,7 +279,7 @@ impl Reads for Snapshot<'_, '_> {
     }
 
     fn fields(&self, resource: &str) -> Result<FieldSet> {
-        Ok((*self.known_fields(resource)).clone())
+        self.known_fields(resource)
     }
 
     fn has_data(&self, resource: &str) -> Result<bool> {
@@ -323,8 +325,7 @@ impl Reads for Snapshot<'_, '_> {
         bound: &Bound,
         each: &mut PacedSink,
     ) -> Result<ListPart> {
-        let known = self.known_fields(resource);
-        let evaluated = evaluated_in(&known, &request.fields);
+        let evaluated = evaluated_in(&self.known_fields(resource)?, &request.fields);
         let Selection {
             at,
             mut sql,
@@ -410,7 +411,7 @@ impl Reads for Snapshot<'_, '_> {
             });
         }
         let type_name: Arc<str> = resource.into();
-        let fields = self.known_fields(resource);
+        let fields = self.known_fields(resource)?;
         // Rows above the last resource version belong to a list still being staged.
         block(self.tx.query(
             "SELECT v.seq, v.kind, v.rv, v.namespace, v.name, v.body, v.cells, v.created,
@@ -445,10 +446,28 @@ impl Reads for Snapshot<'_, '_> {
         .collect()
     }
 
+    /// Stored bytes as PostgreSQL keeps them (`pg_column_size`: after TOAST's own
+    /// compression of large values), plain bytes as the JSON's length.
     fn footprint(&self) -> Result<BTreeMap<String, Footprint>> {
-        Err(Error::Unsupported(
-            "the footprint of bodies on the PostgreSQL backend",
-        ))
+        Ok(block(self.tx.query(
+            "SELECT r.key, count(*), sum(pg_column_size(v.body))::bigint,
+                 sum(octet_length(v.body))::bigint
+             FROM vai_versions v JOIN vai_resources r ON r.id = v.resource_id
+             GROUP BY r.key",
+            &[],
+        ))?
+        .into_iter()
+        .map(|r| {
+            (
+                r.get(0),
+                Footprint {
+                    versions: r.get::<_, i64>(1) as u64,
+                    stored_bytes: r.get::<_, i64>(2) as u64,
+                    plain_bytes: Some(r.get::<_, i64>(3) as u64),
+                },
+            )
+        })
+        .collect())
     }
 
     /// The store's own invariants: at most one current row per key, and no sequence number

@@ -62,6 +62,16 @@ CREATE TABLE vai_labels (
     PRIMARY KEY (version_id, key)
 );
 CREATE INDEX vai_labels_by_value ON vai_labels (resource_id, key, value, version_id);
+CREATE TABLE vai_fields (
+    resource text COLLATE "C" NOT NULL,
+    name text COLLATE "C" NOT NULL,
+    path text NOT NULL,
+    default_value text,
+    selectable boolean NOT NULL,
+    indexed boolean NOT NULL,
+    declared boolean NOT NULL,
+    PRIMARY KEY (resource, name)
+);
 CREATE TABLE vai_documents (
     key text COLLATE "C" PRIMARY KEY,
     content_type text NOT NULL,

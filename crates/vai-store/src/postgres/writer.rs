@@ -79,6 +79,19 @@ impl Writer {
         ))?;
         let max: Option<i64> =
             block(client.query_one("SELECT max(seq) FROM vai_versions", &[]))?.get(0);
+        // What CRDs declared in earlier runs, and every stored type's set brought up to date
+        // (a configuration that indexes other fields reindexes them here).
+        let mut client = client;
+        let tx = block(client.transaction())?;
+        fields.load(super::fields::declared(&tx)?);
+        let keys = super::fields::keys(&tx)?;
+        for key in &keys {
+            super::fields::reconcile(&tx, key, &fields.get(key).1)?;
+        }
+        block(tx.commit())?;
+        for key in keys {
+            fields.reconciled_now(key);
+        }
         Ok(Writer {
             client,
             config,
@@ -90,16 +103,51 @@ impl Writer {
 
     /// Runs until every sender is gone.
     pub(super) fn run(mut self, requests: Receiver<WriteRequest>) {
-        while let Ok(first) = requests.recv() {
+        // Field declarations change how later batches are indexed: each is applied alone,
+        // between groups.
+        let mut held = None;
+        while let Some(first) = held.take().or_else(|| requests.recv().ok()) {
+            if let Work::Fields(declared) = first.work {
+                let _ = first
+                    .reply
+                    .send(self.declare(declared).map(|()| Arc::from([])));
+                continue;
+            }
             let mut group = vec![first];
             while group.len() < 256 {
                 match requests.try_recv() {
+                    Ok(next) if matches!(next.work, Work::Fields(_)) => {
+                        held = Some(next);
+                        break;
+                    }
                     Ok(next) => group.push(next),
                     Err(_) => break,
                 }
             }
             self.commit_group(group);
         }
+        // Let the next writer in at once, not when the server notices the closed connection.
+        if let Err(e) = block(self.client.execute(
+            "SELECT pg_advisory_unlock($1)",
+            &[&super::WRITER_LOCK],
+        )) {
+            tracing::warn!(error = %e, "PostgreSQL: releasing the writer's lock");
+        }
+    }
+
+    /// Replaces what CRDs declare: the types whose declarations changed are reindexed in one
+    /// transaction, and the registry changes once it has committed.
+    fn declare(&mut self, declared: std::collections::BTreeMap<String, Vec<String>>) -> Result<()> {
+        let Some(plan) = self.fields.plan(declared) else {
+            return Ok(());
+        };
+        let tx = block(self.client.transaction())?;
+        for (key, set) in &plan.sets {
+            super::fields::reconcile(&tx, key, set)?;
+        }
+        block(tx.commit())?;
+        self.fields.adopt(plan);
+        Ok(())
     }
 
     fn commit_group(&mut self, group: Vec<WriteRequest>) {
@@ -112,10 +160,20 @@ impl Writer {
         let now = now_ms();
         let mut next_seq = self.next_seq;
         let (config, fields) = (&self.config, &self.fields);
+        let mut recorded: Vec<String> = Vec::new();
         let result = (|| -> Result<()> {
             let tx = block(self.client.transaction())?;
             let mut touched = Vec::new();
             for (at, mut work) in works.into_iter().enumerate() {
+                // A type written for the first time in this run: its set recorded (outside
+                // the batch's savepoint, so it stays even if the batch fails).
+                if let Work::Batch { resource, .. } = &work
+                    && !fields.is_reconciled(resource)
+                    && !recorded.contains(resource)
+                {
+                    super::fields::reconcile(&tx, resource, &fields.get(resource).1)?;
+                    recorded.push(resource.clone());
+                }
                 if !alone {
                     block(tx.batch_execute("SAVEPOINT batch"))?;
                 }
@@ -133,9 +191,7 @@ impl Writer {
                             staged: None,
                         })
                     }
-                    Work::Fields(_) => Err(Error::Unsupported(
-                        "fields declared by CRDs on the PostgreSQL backend",
-                    )),
+                    Work::Fields(_) => unreachable!("declarations are applied alone"),
                 };
                 let applied = match applied {
                     Ok(applied) => {
@@ -168,6 +224,9 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.next_seq = next_seq;
+                for key in recorded {
+                    self.fields.reconciled_now(key);
+                }
                 for (reply, outcome) in outcomes {
                     let outcome = outcome.map(|applied| {
                         let events = Arc::<[Event]>::from(applied.events);

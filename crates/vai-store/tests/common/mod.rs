@@ -31,6 +31,29 @@ impl Place {
         }
     }
 
+    /// A count read straight from the engine's tables: `sqlite` on the file, `postgres` on
+    /// the database (with `psql`).
+    pub fn count(&self, sqlite: &str, postgres: &str) -> i64 {
+        match self {
+            Place::Sqlite(dir) => rusqlite::Connection::open(dir.path().join("vai.db"))
+                .unwrap()
+                .query_row(sqlite, [], |r| r.get(0))
+                .unwrap(),
+            Place::Postgres(url) => {
+                let out = std::process::Command::new("psql")
+                    .args([url.as_str(), "-XtAc", postgres])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{postgres}: {out:?}");
+                String::from_utf8(out.stdout)
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap()
+            }
+        }
+    }
+
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         match self {

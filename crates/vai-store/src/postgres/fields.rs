@@ -1,0 +1,118 @@
+//! Each type's fields on PostgreSQL: the set its label rows reflect, recorded in `vai_fields`
+//! (as the SQLite file records it), and the reindexing when a type's set changes — label rows
+//! of fields that went are deleted, those of fields that came are backfilled into every
+//! stored version. What a set *is* is the registry's (`crate::registry`); this module only
+//! keeps the database in step with it, inside the writer's transaction.
+
+use std::collections::BTreeMap;
+
+use tokio_postgres::GenericClient;
+
+use super::block;
+use crate::fields::{self, IndexedField};
+use crate::{FieldSet, Result};
+
+/// A type's fields as the database records them; empty for a type with none.
+pub(super) fn stored(tx: &impl GenericClient, key: &str) -> Result<FieldSet> {
+    Ok(FieldSet::new(
+        block(tx.query(
+            "SELECT name, path, default_value, selectable, indexed, declared
+             FROM vai_fields WHERE resource = $1",
+            &[&key],
+        ))?
+        .iter()
+        .map(|r| {
+            IndexedField::stored(
+                r.get(0),
+                serde_json::from_str(r.get(1)).unwrap_or_default(),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+            )
+        })
+        .collect(),
+    ))
+}
+
+/// What CRDs declared in earlier runs (store key → `jsonPath`s).
+pub(super) fn declared(tx: &impl GenericClient) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut declared: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in block(tx.query(
+        "SELECT resource, name FROM vai_fields WHERE declared ORDER BY resource, name",
+        &[],
+    ))? {
+        declared
+            .entry(r.get(0))
+            .or_default()
+            .push(format!(".{}", r.get::<_, &str>(1)));
+    }
+    Ok(declared)
+}
+
+/// Every type the database knows of: stored, or with a recorded set.
+pub(super) fn keys(tx: &impl GenericClient) -> Result<Vec<String>> {
+    Ok(block(tx.query(
+        "SELECT key FROM vai_resources UNION SELECT resource FROM vai_fields",
+        &[],
+    ))?
+    .iter()
+    .map(|r| r.get(0))
+    .collect())
+}
+
+/// Makes the recorded set of `key`, and its label rows, those of `set`.
+pub(super) fn reconcile(tx: &impl GenericClient, key: &str, set: &FieldSet) -> Result<()> {
+    let old = stored(tx, key)?;
+    if old == *set {
+        return Ok(());
+    }
+    let (removed, added) = crate::registry::changes(&old, set);
+    let rid: Option<i64> =
+        block(tx.query_opt("SELECT id FROM vai_resources WHERE key = $1", &[&key]))?
+            .map(|r| r.get(0));
+    if let Some(rid) = rid {
+        for f in &removed {
+            block(tx.execute(
+                "DELETE FROM vai_labels WHERE resource_id = $1 AND key = $2",
+                &[&rid, &f.key()],
+            ))?;
+        }
+        if !added.is_empty() {
+            let added = FieldSet::new(added.clone());
+            for row in block(tx.query(
+                "SELECT id, body FROM vai_versions WHERE resource_id = $1 AND kind != 2",
+                &[&rid],
+            ))? {
+                let id: i64 = row.get(0);
+                // A body that cannot be read keeps no fields.
+                for (k, v) in fields::extract(&added, row.get(1)).unwrap_or_default() {
+                    block(tx.execute(
+                        "INSERT INTO vai_labels (version_id, resource_id, key, value)
+                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                        &[&id, &rid, &k, &v],
+                    ))?;
+                }
+            }
+        }
+    }
+    block(tx.execute("DELETE FROM vai_fields WHERE resource = $1", &[&key]))?;
+    for f in set.iter() {
+        block(tx.execute(
+            "INSERT INTO vai_fields (resource, name, path, default_value, selectable, indexed,
+                 declared)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &key,
+                &f.name,
+                &serde_json::to_string(f.path()).expect("keys serialise"),
+                &f.default_value(),
+                &f.selectable,
+                &f.indexed,
+                &f.declared,
+            ],
+        ))?;
+    }
+    crate::registry::log_reindexed(key, &added, &removed);
+    Ok(())
+}
