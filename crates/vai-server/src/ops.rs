@@ -65,11 +65,14 @@ pub(crate) async fn metrics(State(app): State<App>) -> Response {
             .set(behind.map_or(0, |b| b.versions as i64));
     }
     let path = app.store.path().to_path_buf();
-    let bytes =
-        tokio::task::spawn_blocking(move || file_size(&path, "") + file_size(&path, "-wal"))
-            .await
-            .unwrap_or(0);
-    app.metrics.db_bytes.set(bytes as i64);
+    // A file's size (a store in PostgreSQL has none of its own to report here).
+    if !path.as_os_str().is_empty() {
+        let bytes =
+            tokio::task::spawn_blocking(move || file_size(&path, "") + file_size(&path, "-wal"))
+                .await
+                .unwrap_or(0);
+        app.metrics.db_bytes.set(bytes as i64);
+    }
     let held = app.store.writes_held();
     for (cause, held) in [
         ("checkpoint", held.behind_checkpoint),

@@ -102,8 +102,12 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     /// [`crate::Error::Closed`] after [`Backend::close`].
     fn submit(&self, request: WriteRequest) -> Result<()>;
 
-    /// Where the data lives, when it is a file.
+    /// Where the data lives, when it is a file (empty otherwise).
     fn path(&self) -> &Path;
+
+    /// Where the data lives, for people: a file's path, a database's name and host (never a
+    /// password).
+    fn describe(&self) -> String;
 
     /// How each type's bodies are compressed at rest.
     fn compression(&self) -> BTreeMap<String, Compression>;

@@ -188,6 +188,10 @@ impl Backend for Sqlite {
         &self.path
     }
 
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
     fn compression(&self) -> BTreeMap<String, Compression> {
         self.sealer.codec().report().into_iter().collect()
     }

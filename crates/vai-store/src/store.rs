@@ -134,9 +134,15 @@ impl Store {
         ))
     }
 
-    /// The database file.
+    /// The database file (empty for a store in PostgreSQL).
     pub fn path(&self) -> &Path {
         self.inner.backend.path()
+    }
+
+    /// Where the data lives, for people and logs: the file's path, or the PostgreSQL
+    /// database's name and host (never its password).
+    pub fn describe(&self) -> String {
+        self.inner.backend.describe()
     }
 
     /// Parses items as [`Store::write`] does, extracting `fields` (on the calling thread, so

@@ -481,3 +481,16 @@ fn a_reader_in_another_process_sees_every_commit_live_and_in_order() {
         "the last event deleted the pod"
     );
 }
+
+/// `vai serve` opens its store inside an async task: a refused open and a drop there must
+/// neither panic nor block.
+#[tokio::test]
+async fn opening_refused_and_dropping_inside_an_async_task_are_fine() {
+    let url = common::server().create_database().unwrap();
+    let writer = Store::open_postgres(&url, StoreConfig::default()).unwrap();
+    let refused = Store::open_postgres(&url, StoreConfig::default()).unwrap_err();
+    assert!(matches!(refused, Error::Locked(_)), "{refused}");
+    drop(writer);
+    let reopened = Store::open_postgres(&url, StoreConfig::default()).unwrap();
+    drop(reopened);
+}

@@ -60,6 +60,12 @@ struct ClusterArgs {
     /// The database file (default: one per cluster under the user's data directory).
     #[arg(long)]
     db: Option<PathBuf>,
+    /// Store in this PostgreSQL database instead of a file, the store several vai replicas
+    /// share (`postgresql://user@host/db`, `postgresql:///db?host=/socket/dir`; from
+    /// $VAI_STORE, to keep a password off the command line). One replica per database syncs
+    /// and writes; a second `vai serve` on it is refused (reader replicas: not yet).
+    #[arg(long, value_name = "URL", env = "VAI_STORE", conflicts_with = "db")]
+    store: Option<String>,
     /// Encrypt Secrets (and the other types the file names) in the database: the
     /// apiserver's EncryptionConfiguration (aesgcm keys; the first encrypts), mode 0600.
     #[arg(long, value_name = "FILE")]
@@ -295,15 +301,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let client =
         vai_sync::upstream_client(config, timeout).context("building the Kubernetes client")?;
-    let store = Store::open(
-        &db,
-        StoreConfig {
-            indexed_fields,
-            encryption,
-            ..StoreConfig::default()
-        },
-    )?;
-    tracing::info!(db = %db.display(), %cluster, "opened the store");
+    let store_config = StoreConfig {
+        indexed_fields,
+        encryption,
+        ..StoreConfig::default()
+    };
+    let store = match &args.cluster.store {
+        Some(url) => Store::open_postgres(url, store_config)?,
+        None => Store::open(&db, store_config)?,
+    };
+    tracing::info!(store = %store.describe(), %cluster, "opened the store");
     let registry = prometheus::Registry::new();
     let sync_config = vai_sync::SyncConfig {
         selection: vai_sync::Selection {
@@ -484,26 +491,29 @@ async fn kubeconfig(args: KubeconfigArgs) -> anyhow::Result<()> {
 }
 
 async fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let db = match &args.cluster.db {
-        Some(db) => db.clone(),
-        None => default_db(&client_config(&args.cluster).await?)?,
+    let config = StoreConfig {
+        encryption: args.cluster.encryption()?,
+        ..StoreConfig::default()
     };
-    if !db.exists() {
-        anyhow::bail!(
-            "no database at {} (hint: `vai serve` creates it on its first start; pass --db for another file)",
-            db.display()
-        );
-    }
-    let store = Store::open_read_only_with(
-        &db,
-        StoreConfig {
-            encryption: args.cluster.encryption()?,
-            ..StoreConfig::default()
-        },
-    )?;
+    let store = match &args.cluster.store {
+        Some(url) => Store::open_postgres_read_only(url, config)?,
+        None => {
+            let db = match &args.cluster.db {
+                Some(db) => db.clone(),
+                None => default_db(&client_config(&args.cluster).await?)?,
+            };
+            if !db.exists() {
+                anyhow::bail!(
+                    "no database at {} (hint: `vai serve` creates it on its first start; pass --db for another file)",
+                    db.display()
+                );
+            }
+            Store::open_read_only_with(&db, config)?
+        }
+    };
     let states = store.resource_states()?;
     if states.is_empty() {
-        println!("{}: no resource types synced yet", db.display());
+        println!("{}: no resource types synced yet", store.describe());
         return Ok(());
     }
     let footprint = store.footprint()?;

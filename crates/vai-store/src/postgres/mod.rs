@@ -72,6 +72,39 @@ fn describe(url: &str) -> String {
     }
 }
 
+/// The runtime the connections' I/O runs on. Dropping it does not wait for its threads: a
+/// store may be opened (and fail to open) or dropped inside an async task, where waiting is
+/// not allowed.
+#[derive(Debug)]
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnRuntime {
+    fn start() -> Result<OwnRuntime> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("vai-store-pg")
+            .enable_all()
+            .build()
+            .map(|r| OwnRuntime(Some(r)))
+            .map_err(|e| Error::Io("starting the PostgreSQL client's runtime".into(), e))
+    }
+}
+
+impl std::ops::Deref for OwnRuntime {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("the runtime lives until dropped")
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// A connection (and the task that drives it on `runtime`).
 fn connect(runtime: &tokio::runtime::Runtime, url: &str) -> Result<Client> {
     let config: tokio_postgres::Config = url
@@ -103,8 +136,8 @@ pub(crate) struct Postgres {
 #[derive(Debug)]
 pub(crate) struct Shared {
     url: String,
-    /// Runs the connections' I/O (`None` once dropped: see `Drop`).
-    runtime: Option<tokio::runtime::Runtime>,
+    /// Runs the connections' I/O.
+    runtime: OwnRuntime,
     /// Idle read connections (opened on demand; this many kept at rest).
     idle: Mutex<Vec<Client>>,
     keep_idle: usize,
@@ -126,12 +159,7 @@ impl Postgres {
                 "encryption at rest on the PostgreSQL backend",
             ));
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("vai-store-pg")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Io("starting the PostgreSQL client's runtime".into(), e))?;
+        let runtime = OwnRuntime::start()?;
         let fields = Arc::new(FieldRegistry::new(
             config.indexed_fields.clone(),
             Arc::new(crate::sealed::Sealer::plain()),
@@ -140,7 +168,7 @@ impl Postgres {
         let shared = |runtime, idle| {
             Arc::new(Shared {
                 url: url.to_string(),
-                runtime: Some(runtime),
+                runtime,
                 idle: Mutex::new(idle),
                 keep_idle: config.read_connections.max(1),
             })
@@ -192,9 +220,7 @@ impl Postgres {
 
 impl Shared {
     fn runtime(&self) -> &tokio::runtime::Runtime {
-        self.runtime
-            .as_ref()
-            .expect("the runtime lives as long as the store")
+        &self.runtime
     }
 
     fn read(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()> {
@@ -224,13 +250,9 @@ impl Shared {
 }
 
 impl Drop for Shared {
-    /// Stops the runtime without waiting for its threads: a store may be dropped inside an
-    /// async task, where waiting is not allowed.
+    /// Closes the idle connections before the runtime that drives them stops.
     fn drop(&mut self) {
         self.idle.lock().expect("idle lock").clear();
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
 
@@ -254,6 +276,10 @@ impl Backend for Postgres {
 
     fn path(&self) -> &Path {
         Path::new("")
+    }
+
+    fn describe(&self) -> String {
+        describe(&self.shared.url)
     }
 
     fn compression(&self) -> BTreeMap<String, Compression> {

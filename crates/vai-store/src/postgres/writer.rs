@@ -127,10 +127,10 @@ impl Writer {
             self.commit_group(group);
         }
         // Let the next writer in at once, not when the server notices the closed connection.
-        if let Err(e) = block(self.client.execute(
-            "SELECT pg_advisory_unlock($1)",
-            &[&super::WRITER_LOCK],
-        )) {
+        if let Err(e) = block(
+            self.client
+                .execute("SELECT pg_advisory_unlock($1)", &[&super::WRITER_LOCK]),
+        ) {
             tracing::warn!(error = %e, "PostgreSQL: releasing the writer's lock");
         }
     }

@@ -64,12 +64,13 @@ impl Vai {
     pub fn spawn_with_kubeconfig(kubeconfig: &Path, dir: &Path, port: u16, extra: &[&str]) -> Vai {
         let db = dir.join("vai.db");
         let log = dir.join(format!("vai-{port}.log"));
+        // A store in PostgreSQL (`--store`) instead of the file.
+        let file = (!extra.contains(&"--store")).then(|| ["--db".as_ref(), db.as_os_str()]);
         let child = Command::new(env!("CARGO_BIN_EXE_vai"))
             .arg("serve")
             .arg("--kubeconfig")
             .arg(kubeconfig)
-            .arg("--db")
-            .arg(&db)
+            .args(file.into_iter().flatten())
             .args(
                 (!extra.contains(&"--listen"))
                     .then(|| ["--listen".to_string(), format!("127.0.0.1:{port}")])
