@@ -1,7 +1,10 @@
 //! The store at scale: a generated, realistic set of Pods (default 100,000 of ~5 KB), then
 //! ingest, single events, gets, selective pages and a full list, each reported as median and
-//! p99 against the goals, twice in one run: bodies stored plain and compressed with the
-//! store's dictionaries (`StoreConfig::compress_bodies`), side by side. Run:
+//! p99 against the goals, three times in one run, side by side: in the file with bodies stored
+//! plain, in the file compressed with the store's dictionaries (`StoreConfig::compress_bodies`),
+//! and, with `VAI_BENCH_POSTGRES=1`, in PostgreSQL (a private server, `scripts/pg`; off by
+//! default while its writes take a round trip per row: at 100,000 pods it would run for an
+//! hour). Run:
 //!
 //! ```text
 //! cargo bench -p vai-store --bench scale            # 100,000 pods
@@ -52,13 +55,19 @@ fn main() {
         raw as f64 / n as f64,
         raw as f64 / 1e6
     );
-    let plain = run(&pods, raw, false);
-    let compressed = run(&pods, raw, true);
+    let plain = run(&pods, raw, Engine::File { compress: false });
+    let compressed = run(&pods, raw, Engine::File { compress: true });
+    let postgres = (std::env::var("VAI_BENCH_POSTGRES").as_deref() == Ok("1")).then(|| {
+        let server = vai_testenv::Postgres::start().expect("a private PostgreSQL starts");
+        run(&pods, raw, Engine::Postgres(&server))
+    });
     println!(
-        "| measure | plain median | p99 | compressed median | p99 | goal |\n|---|---|---|---|---|---|"
+        "| measure | plain median | p99 | compressed median | p99 | postgres median | p99 | goal |\n|---|---|---|---|---|---|---|---|"
     );
-    for ((what, before, goal), (_, after, _)) in plain.0.iter().zip(&compressed.0) {
-        println!("| {what} | {before} | {after} | {goal} |");
+    for (at, ((what, before, goal), (_, after, _))) in plain.0.iter().zip(&compressed.0).enumerate()
+    {
+        let pg = postgres.as_ref().map_or("- | -", |p| p.0[at].1.as_str());
+        println!("| {what} | {before} | {after} | {pg} | {goal} |");
     }
     println!(
         "process RSS at the end: {:.0} MB (includes the generated data set held by the benchmark)",
@@ -66,16 +75,71 @@ fn main() {
     );
 }
 
-fn run(pods: &[Vec<u8>], raw: usize, compress_bodies: bool) -> Rows {
+/// Where a run stores.
+enum Engine<'a> {
+    /// A file, with bodies compressed or not.
+    File { compress: bool },
+    /// A database of its own (one per store opened) on this server.
+    Postgres(&'a vai_testenv::Postgres),
+}
+
+impl Engine<'_> {
+    /// A new store named `name`, and where it lives (a file's path, a database's URL).
+    fn open(&self, dir: &std::path::Path, name: &str) -> (Store, String) {
+        match self {
+            Engine::File { compress } => {
+                let path = dir.join(format!("{name}.db"));
+                let config = StoreConfig {
+                    compress_bodies: *compress,
+                    ..StoreConfig::default()
+                };
+                (
+                    Store::open(&path, config).unwrap(),
+                    path.display().to_string(),
+                )
+            }
+            Engine::Postgres(server) => {
+                let url = server.create_database().unwrap();
+                (
+                    Store::open_postgres(&url, StoreConfig::default()).unwrap(),
+                    url,
+                )
+            }
+        }
+    }
+
+    /// Bytes the store at `place` takes on disk.
+    fn size(&self, place: &str) -> u64 {
+        match self {
+            Engine::File { .. } => {
+                let path = std::path::Path::new(place);
+                let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                size(path) + size(&path.with_extension("db-wal"))
+            }
+            Engine::Postgres(_) => {
+                let out = std::process::Command::new("psql")
+                    .args([
+                        place,
+                        "-XtAc",
+                        "SELECT pg_database_size(current_database())",
+                    ])
+                    .output()
+                    .unwrap();
+                String::from_utf8(out.stdout)
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap_or(0)
+            }
+        }
+    }
+}
+
+fn run(pods: &[Vec<u8>], raw: usize, engine: Engine) -> Rows {
     let n = pods.len() as u64;
-    let config = StoreConfig {
-        compress_bodies,
-        ..StoreConfig::default()
-    };
     let mut rows = Rows::default();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bench.db");
-    let store = Store::open(&path, config.clone()).unwrap();
+    let (store, place) = engine.open(dir.path(), "bench");
 
     // Ingest: the initial list as batches of 1,000 events (after an empty list at version 0:
     // events at or below a list's version are replays the list already reflects).
@@ -97,7 +161,7 @@ fn run(pods: &[Vec<u8>], raw: usize, compress_bodies: bool) -> Rows {
     );
 
     // Ingest as the initial sync does it: one replace holding the whole list, into a new file.
-    let fresh = Store::open(&dir.path().join("replace.db"), config.clone()).unwrap();
+    let (fresh, _) = engine.open(dir.path(), "replace");
     let started = Instant::now();
     fresh
         .write_blocking(Batch::new(PODS).replace(n + 1, pods.to_vec()))
@@ -114,7 +178,7 @@ fn run(pods: &[Vec<u8>], raw: usize, compress_bodies: bool) -> Rows {
     // As sync sends a first list: chunks of 500 (`Store::relist`), objects carrying
     // managedFields as upstream sends every object (the store drops them).
     let with_fields: Vec<Vec<u8>> = pods.iter().map(|p| with_managed_fields(p)).collect();
-    let fresh = Store::open(&dir.path().join("managed.db"), config).unwrap();
+    let (fresh, _) = engine.open(dir.path(), "managed");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let started = Instant::now();
     runtime.block_on(async {
@@ -332,8 +396,7 @@ fn run(pods: &[Vec<u8>], raw: usize, compress_bodies: bool) -> Rows {
         .get(PODS)
         .map_or("none".to_string(), |c| format!("{:.3}", c.ratio));
     store.close();
-    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let db = size(&path) + size(&path.with_extension("db-wal"));
+    let db = engine.size(&place);
     rows.add(
         "database on disk, history of the 42,000 modifications (20,000 kept) included",
         format!(

@@ -6,20 +6,18 @@
 
 use std::collections::BTreeMap;
 
-use tokio_postgres::GenericClient;
-
-use super::block;
+use super::Tx;
 use crate::fields::{self, IndexedField};
 use crate::{FieldSet, Result};
 
 /// A type's fields as the database records them; empty for a type with none.
-pub(super) fn stored(tx: &impl GenericClient, key: &str) -> Result<FieldSet> {
+pub(super) fn stored(tx: &Tx, key: &str) -> Result<FieldSet> {
     Ok(FieldSet::new(
-        block(tx.query(
+        tx.query(
             "SELECT name, path, default_value, selectable, indexed, declared
              FROM vai_fields WHERE resource = $1",
             &[&key],
-        ))?
+        )?
         .iter()
         .map(|r| {
             IndexedField::stored(
@@ -36,12 +34,12 @@ pub(super) fn stored(tx: &impl GenericClient, key: &str) -> Result<FieldSet> {
 }
 
 /// What CRDs declared in earlier runs (store key → `jsonPath`s).
-pub(super) fn declared(tx: &impl GenericClient) -> Result<BTreeMap<String, Vec<String>>> {
+pub(super) fn declared(tx: &Tx) -> Result<BTreeMap<String, Vec<String>>> {
     let mut declared: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in block(tx.query(
+    for r in tx.query(
         "SELECT resource, name FROM vai_fields WHERE declared ORDER BY resource, name",
         &[],
-    ))? {
+    )? {
         declared
             .entry(r.get(0))
             .or_default()
@@ -51,54 +49,55 @@ pub(super) fn declared(tx: &impl GenericClient) -> Result<BTreeMap<String, Vec<S
 }
 
 /// Every type the database knows of: stored, or with a recorded set.
-pub(super) fn keys(tx: &impl GenericClient) -> Result<Vec<String>> {
-    Ok(block(tx.query(
-        "SELECT key FROM vai_resources UNION SELECT resource FROM vai_fields",
-        &[],
-    ))?
-    .iter()
-    .map(|r| r.get(0))
-    .collect())
+pub(super) fn keys(tx: &Tx) -> Result<Vec<String>> {
+    Ok(tx
+        .query(
+            "SELECT key FROM vai_resources UNION SELECT resource FROM vai_fields",
+            &[],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
 /// Makes the recorded set of `key`, and its label rows, those of `set`.
-pub(super) fn reconcile(tx: &impl GenericClient, key: &str, set: &FieldSet) -> Result<()> {
+pub(super) fn reconcile(tx: &Tx, key: &str, set: &FieldSet) -> Result<()> {
     let old = stored(tx, key)?;
     if old == *set {
         return Ok(());
     }
     let (removed, added) = crate::registry::changes(&old, set);
-    let rid: Option<i64> =
-        block(tx.query_opt("SELECT id FROM vai_resources WHERE key = $1", &[&key]))?
-            .map(|r| r.get(0));
+    let rid: Option<i64> = tx
+        .query_opt("SELECT id FROM vai_resources WHERE key = $1", &[&key])?
+        .map(|r| r.get(0));
     if let Some(rid) = rid {
         for f in &removed {
-            block(tx.execute(
+            tx.execute(
                 "DELETE FROM vai_labels WHERE resource_id = $1 AND key = $2",
                 &[&rid, &f.key()],
-            ))?;
+            )?;
         }
         if !added.is_empty() {
             let added = FieldSet::new(added.clone());
-            for row in block(tx.query(
+            for row in tx.query(
                 "SELECT id, body FROM vai_versions WHERE resource_id = $1 AND kind != 2",
                 &[&rid],
-            ))? {
+            )? {
                 let id: i64 = row.get(0);
                 // A body that cannot be read keeps no fields.
                 for (k, v) in fields::extract(&added, row.get(1)).unwrap_or_default() {
-                    block(tx.execute(
+                    tx.execute(
                         "INSERT INTO vai_labels (version_id, resource_id, key, value)
                          VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                         &[&id, &rid, &k, &v],
-                    ))?;
+                    )?;
                 }
             }
         }
     }
-    block(tx.execute("DELETE FROM vai_fields WHERE resource = $1", &[&key]))?;
+    tx.execute("DELETE FROM vai_fields WHERE resource = $1", &[&key])?;
     for f in set.iter() {
-        block(tx.execute(
+        tx.execute(
             "INSERT INTO vai_fields (resource, name, path, default_value, selectable, indexed,
                  declared)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -111,7 +110,7 @@ pub(super) fn reconcile(tx: &impl GenericClient, key: &str, set: &FieldSet) -> R
                 &f.indexed,
                 &f.declared,
             ],
-        ))?;
+        )?;
     }
     crate::registry::log_reindexed(key, &added, &removed);
     Ok(())

@@ -33,7 +33,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::broadcast;
-use tokio_postgres::{Client, IsolationLevel, NoTls};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, IsolationLevel, NoTls, Row, Statement, Transaction};
 
 use crate::backend::{Backend, Reads};
 use crate::registry::FieldRegistry;
@@ -48,6 +49,63 @@ const WRITER_LOCK: i64 = 0x7661_6931;
 /// wait on them, an async task's included.
 fn block<T>(f: impl std::future::Future<Output = T>) -> T {
     futures::executor::block_on(f)
+}
+
+/// Prepared statements of one connection, by their SQL: a query then takes one round trip,
+/// not two (a statement prepared anew each time is a round trip of its own).
+#[derive(Debug, Default)]
+pub(crate) struct Statements(Mutex<std::collections::HashMap<String, Statement>>);
+
+/// Statements kept per connection at most (dynamic SQL varies with selectors' shapes).
+const STATEMENTS_KEPT: usize = 512;
+
+/// A transaction with its connection's statements: every query of the backend goes through
+/// one, and waits for its answer ([`block`]).
+pub(crate) struct Tx<'a, 'b> {
+    tx: &'a Transaction<'b>,
+    statements: &'a Statements,
+}
+
+type Params<'p> = [&'p (dyn ToSql + Sync)];
+
+impl<'a, 'b> Tx<'a, 'b> {
+    pub(crate) fn new(tx: &'a Transaction<'b>, statements: &'a Statements) -> Tx<'a, 'b> {
+        Tx { tx, statements }
+    }
+
+    fn statement(&self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.statements.0.lock().expect("statements lock").get(sql) {
+            return Ok(s.clone());
+        }
+        let statement = block(self.tx.prepare(sql))?;
+        let mut kept = self.statements.0.lock().expect("statements lock");
+        if kept.len() >= STATEMENTS_KEPT {
+            kept.clear();
+        }
+        kept.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+
+    pub(crate) fn query(&self, sql: &str, params: &Params) -> Result<Vec<Row>> {
+        Ok(block(self.tx.query(&self.statement(sql)?, params))?)
+    }
+
+    pub(crate) fn query_one(&self, sql: &str, params: &Params) -> Result<Row> {
+        Ok(block(self.tx.query_one(&self.statement(sql)?, params))?)
+    }
+
+    pub(crate) fn query_opt(&self, sql: &str, params: &Params) -> Result<Option<Row>> {
+        Ok(block(self.tx.query_opt(&self.statement(sql)?, params))?)
+    }
+
+    pub(crate) fn execute(&self, sql: &str, params: &Params) -> Result<u64> {
+        Ok(block(self.tx.execute(&self.statement(sql)?, params))?)
+    }
+
+    /// Statements without parameters, not kept (savepoints, `NOTIFY`).
+    pub(crate) fn batch_execute(&self, sql: &str) -> Result<()> {
+        Ok(block(self.tx.batch_execute(sql))?)
+    }
 }
 
 /// The URL without its password, for messages.
@@ -138,8 +196,9 @@ pub(crate) struct Shared {
     url: String,
     /// Runs the connections' I/O.
     runtime: OwnRuntime,
-    /// Idle read connections (opened on demand; this many kept at rest).
-    idle: Mutex<Vec<Client>>,
+    /// Idle read connections with their statements (opened on demand; this many kept at
+    /// rest).
+    idle: Mutex<Vec<(Client, Statements)>>,
     keep_idle: usize,
 }
 
@@ -195,7 +254,7 @@ impl Postgres {
             }
         } else {
             schema::prepare(&mut first, url, false)?;
-            let shared = shared(runtime, vec![first]);
+            let shared = shared(runtime, vec![(first, Statements::default())]);
             let mut known = None;
             tail::look(&shared, &events, &mut known)?;
             let stop = Arc::new(AtomicBool::new(false));
@@ -225,9 +284,9 @@ impl Shared {
 
     fn read(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()> {
         let taken = self.idle.lock().expect("idle lock").pop();
-        let mut client = match taken {
-            Some(client) if !client.is_closed() => client,
-            _ => connect(self.runtime(), &self.url)?,
+        let (mut client, statements) = match taken {
+            Some((client, statements)) if !client.is_closed() => (client, statements),
+            _ => (connect(self.runtime(), &self.url)?, Statements::default()),
         };
         let result = (|| {
             let tx = block(
@@ -237,13 +296,13 @@ impl Shared {
                     .read_only(true)
                     .start(),
             )?;
-            f(&reads::Snapshot::new(&tx))?;
+            f(&reads::Snapshot::new(Tx::new(&tx, &statements)))?;
             block(tx.commit())?;
             Ok(())
         })();
         let mut idle = self.idle.lock().expect("idle lock");
         if idle.len() < self.keep_idle && !client.is_closed() {
-            idle.push(client);
+            idle.push((client, statements));
         }
         result
     }

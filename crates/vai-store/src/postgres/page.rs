@@ -4,7 +4,6 @@
 //!
 //! Every value is a bound parameter. This module must never write.
 
-use super::block;
 use super::reads::{Params, Selection, Snapshot, bind, refs};
 use crate::request::{
     Column, Condition, ItemSink, Operator, PageMeta, PageRequest, Row, Summary, indexed_names,
@@ -133,8 +132,9 @@ pub(super) fn page(
     }
     let Selection { at, sql, mut args } = filtered(snapshot, resource, request)?;
     let tx = snapshot.tx();
-    let total: i64 =
-        block(tx.query_one(&format!("SELECT count(*) FROM ({sql}) s"), &refs(&args)))?.get(0);
+    let total: i64 = tx
+        .query_one(&format!("SELECT count(*) FROM ({sql}) s"), &refs(&args))?
+        .get(0);
     let mut order = Vec::new();
     for key in &request.sort {
         let mut col = column_sql(&key.column, &mut args);
@@ -158,19 +158,20 @@ pub(super) fn page(
         ),
         None => String::new(),
     };
-    let ids: Vec<i64> = block(tx.query(
-        &format!("{sql} ORDER BY {} OFFSET {offset}{limit}", order.join(", ")),
-        &refs(&args),
-    ))?
-    .iter()
-    .map(|r| r.get(0))
-    .collect();
-    let rows = block(tx.query(
+    let ids: Vec<i64> = tx
+        .query(
+            &format!("{sql} ORDER BY {} OFFSET {offset}{limit}", order.join(", ")),
+            &refs(&args),
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let rows = tx.query(
         "SELECT v.namespace, v.name, v.body, v.cells
          FROM unnest($1::bigint[]) WITH ORDINALITY AS p(id, at)
          JOIN vai_versions v ON v.id = p.id ORDER BY p.at",
         &[&ids],
-    ))?;
+    )?;
     for r in &rows {
         each(Row {
             namespace: r.get(0),
@@ -205,22 +206,23 @@ pub(super) fn summary(
     let mut counts: Vec<(Option<String>, u64)>;
     match label_key {
         Some(key) => {
-            let total: i64 =
-                block(tx.query_one(&format!("SELECT count(*) FROM ({sql}) s"), &refs(&args)))?
-                    .get(0);
+            let total: i64 = tx
+                .query_one(&format!("SELECT count(*) FROM ({sql}) s"), &refs(&args))?
+                .get(0);
             let rid = bind(&mut args, snapshot.resource_id(resource)?);
             let key = bind(&mut args, key);
-            counts = block(tx.query(
-                &format!(
-                    "SELECT l.value, count(*) FROM vai_labels l
+            counts = tx
+                .query(
+                    &format!(
+                        "SELECT l.value, count(*) FROM vai_labels l
                      WHERE l.resource_id = {rid} AND l.key = {key} AND l.version_id IN ({sql})
                      GROUP BY l.value"
-                ),
-                &refs(&args),
-            ))?
-            .iter()
-            .map(|r| (Some(r.get::<_, String>(0)), r.get::<_, i64>(1) as u64))
-            .collect();
+                    ),
+                    &refs(&args),
+                )?
+                .iter()
+                .map(|r| (Some(r.get::<_, String>(0)), r.get::<_, i64>(1) as u64))
+                .collect();
             let labelled: u64 = counts.iter().map(|(_, n)| n).sum();
             if total as u64 > labelled {
                 counts.push((None, total as u64 - labelled));
@@ -228,16 +230,17 @@ pub(super) fn summary(
         }
         None => {
             let value = column_sql(column, &mut args);
-            counts = block(tx.query(
-                &format!(
-                    "SELECT {value}, count(*) FROM vai_versions v WHERE v.id IN ({sql})
+            counts = tx
+                .query(
+                    &format!(
+                        "SELECT {value}, count(*) FROM vai_versions v WHERE v.id IN ({sql})
                      GROUP BY 1"
-                ),
-                &refs(&args),
-            ))?
-            .iter()
-            .map(|r| (r.get::<_, Option<String>>(0), r.get::<_, i64>(1) as u64))
-            .collect();
+                    ),
+                    &refs(&args),
+                )?
+                .iter()
+                .map(|r| (r.get::<_, Option<String>>(0), r.get::<_, i64>(1) as u64))
+                .collect();
         }
     }
     Ok(Summary {

@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 
-use super::block;
+use super::Tx;
 use crate::backend::{Bound, ListPart, Reads};
 use crate::object::StoredObject;
 use crate::request::{
@@ -38,7 +37,7 @@ struct ResourceRow {
 
 /// One snapshot.
 pub(super) struct Snapshot<'a, 'b> {
-    tx: &'a Transaction<'b>,
+    tx: Tx<'a, 'b>,
 }
 
 /// Parameters of a query built at run time.
@@ -56,30 +55,31 @@ pub(super) fn refs(args: &Params) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 impl<'a, 'b> Snapshot<'a, 'b> {
-    pub(super) fn new(tx: &'a Transaction<'b>) -> Self {
+    pub(super) fn new(tx: Tx<'a, 'b>) -> Self {
         Snapshot { tx }
     }
 
     fn resource_row(&self, resource: &str) -> Result<ResourceRow> {
-        block(self.tx.query_opt(
-            "SELECT id, last_rv, compacted_rv FROM vai_resources WHERE key = $1",
-            &[&resource],
-        ))?
-        .map(|r| ResourceRow {
-            id: r.get(0),
-            last_rv: r.get(1),
-            compacted_rv: r.get(2),
-        })
-        .ok_or_else(|| Error::UnknownResource(resource.to_string()))
+        self.tx
+            .query_opt(
+                "SELECT id, last_rv, compacted_rv FROM vai_resources WHERE key = $1",
+                &[&resource],
+            )?
+            .map(|r| ResourceRow {
+                id: r.get(0),
+                last_rv: r.get(1),
+                compacted_rv: r.get(2),
+            })
+            .ok_or_else(|| Error::UnknownResource(resource.to_string()))
     }
 
     /// The type's fields as this snapshot records them (what its label rows reflect).
     pub(super) fn known_fields(&self, resource: &str) -> Result<FieldSet> {
-        super::fields::stored(self.tx, resource)
+        super::fields::stored(&self.tx, resource)
     }
 
-    pub(super) fn tx(&self) -> &Transaction<'b> {
-        self.tx
+    pub(super) fn tx(&self) -> &Tx<'a, 'b> {
+        &self.tx
     }
 
     /// The `SELECT {columns} …` (columns of version `v`) of a list's selection — visibility
@@ -211,15 +211,17 @@ fn push_labels(sql: &mut String, args: &mut Params, labels: &LabelSelector) {
 
 impl Reads for Snapshot<'_, '_> {
     fn document(&self, key: &str) -> Result<Option<Document>> {
-        Ok(block(self.tx.query_opt(
-            "SELECT key, content_type, body FROM vai_documents WHERE key = $1",
-            &[&key],
-        ))?
-        .map(|r| Document {
-            key: r.get(0),
-            content_type: r.get(1),
-            body: r.get(2),
-        }))
+        Ok(self
+            .tx
+            .query_opt(
+                "SELECT key, content_type, body FROM vai_documents WHERE key = $1",
+                &[&key],
+            )?
+            .map(|r| Document {
+                key: r.get(0),
+                content_type: r.get(1),
+                body: r.get(2),
+            }))
     }
 
     fn get_row(
@@ -232,36 +234,40 @@ impl Reads for Snapshot<'_, '_> {
         let row = self.resource_row(resource)?;
         let at = resource_version.map_or(row.last_rv, |rv| rv as i64);
         check_window(&row, at)?;
-        Ok(block(self.tx.query_opt(
-            &format!(
-                "SELECT v.body, v.cells FROM vai_versions v
+        Ok(self
+            .tx
+            .query_opt(
+                &format!(
+                    "SELECT v.body, v.cells FROM vai_versions v
                  WHERE {VISIBLE_AT} AND v.namespace = $3 AND v.name = $4"
-            ),
-            &[&row.id, &at, &namespace, &name],
-        ))?
-        .map(|r| Item {
-            object: r.get(0),
-            cells: r.get(1),
-        }))
+                ),
+                &[&row.id, &at, &namespace, &name],
+            )?
+            .map(|r| Item {
+                object: r.get(0),
+                cells: r.get(1),
+            }))
     }
 
     fn resource_states(&self) -> Result<Vec<ResourceState>> {
-        Ok(block(self.tx.query(
-            "SELECT key, list_rv, last_rv, compacted_rv, last_contact_ms, last_error, state
+        Ok(self
+            .tx
+            .query(
+                "SELECT key, list_rv, last_rv, compacted_rv, last_contact_ms, last_error, state
              FROM vai_resources ORDER BY key",
-            &[],
-        ))?
-        .into_iter()
-        .map(|r| ResourceState {
-            resource: r.get(0),
-            list_resource_version: r.get::<_, Option<i64>>(1).map(|v| v as u64),
-            last_resource_version: r.get::<_, i64>(2) as u64,
-            oldest_resource_version: r.get::<_, i64>(3) as u64,
-            last_contact_ms: r.get(4),
-            last_error: r.get(5),
-            state: SyncState::parse(r.get::<_, &str>(6)),
-        })
-        .collect())
+                &[],
+            )?
+            .into_iter()
+            .map(|r| ResourceState {
+                resource: r.get(0),
+                list_resource_version: r.get::<_, Option<i64>>(1).map(|v| v as u64),
+                last_resource_version: r.get::<_, i64>(2) as u64,
+                oldest_resource_version: r.get::<_, i64>(3) as u64,
+                last_contact_ms: r.get(4),
+                last_error: r.get(5),
+                state: SyncState::parse(r.get::<_, &str>(6)),
+            })
+            .collect())
     }
 
     fn count(&self, resource: &str) -> Result<u64> {
@@ -270,12 +276,14 @@ impl Reads for Snapshot<'_, '_> {
             Err(Error::UnknownResource(_)) => return Ok(0),
             Err(e) => return Err(e),
         };
-        Ok(block(self.tx.query_one(
-            "SELECT count(*) FROM vai_versions
+        Ok(self
+            .tx
+            .query_one(
+                "SELECT count(*) FROM vai_versions
              WHERE resource_id = $1 AND rv_to IS NULL AND kind != 2 AND rv <= $2",
-            &[&row.id, &row.last_rv],
-        ))?
-        .get::<_, i64>(0) as u64)
+                &[&row.id, &row.last_rv],
+            )?
+            .get::<_, i64>(0) as u64)
     }
 
     fn fields(&self, resource: &str) -> Result<FieldSet> {
@@ -283,14 +291,16 @@ impl Reads for Snapshot<'_, '_> {
     }
 
     fn has_data(&self, resource: &str) -> Result<bool> {
-        Ok(block(self.tx.query_opt(
-            "SELECT EXISTS (SELECT 1 FROM vai_versions
+        Ok(self
+            .tx
+            .query_opt(
+                "SELECT EXISTS (SELECT 1 FROM vai_versions
                             WHERE resource_id = r.id AND rv <= r.last_rv)
                     OR r.list_rv IS NOT NULL
              FROM vai_resources r WHERE r.key = $1",
-            &[&resource],
-        ))?
-        .is_some_and(|r| r.get(0)))
+                &[&resource],
+            )?
+            .is_some_and(|r| r.get(0)))
     }
 
     fn unchanged(&self, resource: &str, objects: &[StoredObject]) -> Result<Vec<bool>> {
@@ -298,16 +308,18 @@ impl Reads for Snapshot<'_, '_> {
         let namespaces: Vec<&str> = objects.iter().map(|o| o.namespace.as_str()).collect();
         let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
         // One round trip for the chunk: the stored bodies of its keys.
-        let stored: std::collections::HashMap<(String, String), Vec<u8>> = block(self.tx.query(
-            "SELECT v.namespace, v.name, v.body
+        let stored: std::collections::HashMap<(String, String), Vec<u8>> = self
+            .tx
+            .query(
+                "SELECT v.namespace, v.name, v.body
              FROM unnest($2::text[], $3::text[]) AS k(namespace, name)
              JOIN vai_versions v ON v.resource_id = $1 AND v.namespace = k.namespace
                  AND v.name = k.name AND v.rv_to IS NULL AND v.kind != 2",
-            &[&row.id, &namespaces, &names],
-        ))?
-        .into_iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect();
+                &[&row.id, &namespaces, &names],
+            )?
+            .into_iter()
+            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .collect();
         Ok(objects
             .iter()
             .map(|o| {
@@ -340,7 +352,7 @@ impl Reads for Snapshot<'_, '_> {
             let p = bind(&mut args, wanted);
             sql += &format!(" LIMIT {p}");
         }
-        let rows = block(self.tx.query(&sql, &refs(&args)))?;
+        let rows = self.tx.query(&sql, &refs(&args))?;
         let mut count = 0;
         let mut last_key: Option<(String, String)> = None;
         let mut continue_token = None;
@@ -413,74 +425,79 @@ impl Reads for Snapshot<'_, '_> {
         let type_name: Arc<str> = resource.into();
         let fields = self.known_fields(resource)?;
         // Rows above the last resource version belong to a list still being staged.
-        block(self.tx.query(
-            "SELECT v.seq, v.kind, v.rv, v.namespace, v.name, v.body, v.cells, v.created,
+        self.tx
+            .query(
+                "SELECT v.seq, v.kind, v.rv, v.namespace, v.name, v.body, v.cells, v.created,
                  (SELECT json_object_agg(l.key, l.value) FROM vai_labels l
                   WHERE l.version_id = v.id)::text
              FROM vai_versions v
              WHERE v.resource_id = $1 AND v.rv > $2 AND v.rv <= $3 ORDER BY v.rv, v.seq",
-            &[&row.id, &rv, &row.last_rv],
-        ))?
-        .into_iter()
-        .map(|r| {
-            let kind = EventKind::from_i64(r.get::<_, i16>(1).into());
-            let body: Vec<u8> = r.get(5);
-            // A tombstone keeps no label rows: its attributes are read from its body.
-            let attributes = if kind == EventKind::Deleted {
-                Attributes::read(&fields, &body).unwrap_or_default()
-            } else {
-                Attributes::from_label_json(r.get::<_, Option<&str>>(8), r.get(7))
-            };
-            Ok(Event {
-                resource: type_name.clone(),
-                seq: r.get::<_, i64>(0) as u64,
-                kind,
-                resource_version: r.get::<_, i64>(2) as u64,
-                namespace: r.get(3),
-                name: r.get(4),
-                body: body.into(),
-                cells: r.get::<_, Option<Vec<u8>>>(6).map(Into::into),
-                attributes: Arc::new(attributes),
+                &[&row.id, &rv, &row.last_rv],
+            )?
+            .into_iter()
+            .map(|r| {
+                let kind = EventKind::from_i64(r.get::<_, i16>(1).into());
+                let body: Vec<u8> = r.get(5);
+                // A tombstone keeps no label rows: its attributes are read from its body.
+                let attributes = if kind == EventKind::Deleted {
+                    Attributes::read(&fields, &body).unwrap_or_default()
+                } else {
+                    Attributes::from_label_json(r.get::<_, Option<&str>>(8), r.get(7))
+                };
+                Ok(Event {
+                    resource: type_name.clone(),
+                    seq: r.get::<_, i64>(0) as u64,
+                    kind,
+                    resource_version: r.get::<_, i64>(2) as u64,
+                    namespace: r.get(3),
+                    name: r.get(4),
+                    body: body.into(),
+                    cells: r.get::<_, Option<Vec<u8>>>(6).map(Into::into),
+                    attributes: Arc::new(attributes),
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 
     /// Stored bytes as PostgreSQL keeps them (`pg_column_size`: after TOAST's own
     /// compression of large values), plain bytes as the JSON's length.
     fn footprint(&self) -> Result<BTreeMap<String, Footprint>> {
-        Ok(block(self.tx.query(
-            "SELECT r.key, count(*), sum(pg_column_size(v.body))::bigint,
+        Ok(self
+            .tx
+            .query(
+                "SELECT r.key, count(*), sum(pg_column_size(v.body))::bigint,
                  sum(octet_length(v.body))::bigint
              FROM vai_versions v JOIN vai_resources r ON r.id = v.resource_id
              GROUP BY r.key",
-            &[],
-        ))?
-        .into_iter()
-        .map(|r| {
-            (
-                r.get(0),
-                Footprint {
-                    versions: r.get::<_, i64>(1) as u64,
-                    stored_bytes: r.get::<_, i64>(2) as u64,
-                    plain_bytes: Some(r.get::<_, i64>(3) as u64),
-                },
-            )
-        })
-        .collect())
+                &[],
+            )?
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    Footprint {
+                        versions: r.get::<_, i64>(1) as u64,
+                        stored_bytes: r.get::<_, i64>(2) as u64,
+                        plain_bytes: Some(r.get::<_, i64>(3) as u64),
+                    },
+                )
+            })
+            .collect())
     }
 
     /// The store's own invariants: at most one current row per key, and no sequence number
     /// twice.
     fn check_integrity(&self) -> Result<()> {
-        let bad: i64 = block(self.tx.query_one(
-            "SELECT (SELECT count(*) FROM (SELECT 1 FROM vai_versions WHERE rv_to IS NULL
+        let bad: i64 = self
+            .tx
+            .query_one(
+                "SELECT (SELECT count(*) FROM (SELECT 1 FROM vai_versions WHERE rv_to IS NULL
                       GROUP BY resource_id, namespace, name HAVING count(*) > 1) c)
                   + (SELECT count(*) FROM (SELECT 1 FROM vai_versions
                       GROUP BY seq HAVING count(*) > 1) s)",
-            &[],
-        ))?
-        .get(0);
+                &[],
+            )?
+            .get(0);
         if bad == 0 {
             Ok(())
         } else {

@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
+use super::{Statements, Tx};
 use tokio::sync::broadcast;
-use tokio_postgres::Transaction;
 
 use super::block;
 use crate::object::StoredObject;
@@ -24,6 +24,8 @@ const PUBLISH_CHUNK: i64 = 1024;
 
 pub(super) struct Writer {
     client: tokio_postgres::Client,
+    /// The writer connection's prepared statements.
+    statements: Statements,
     config: StoreConfig,
     events: broadcast::Sender<Arc<[Event]>>,
     fields: Arc<FieldRegistry>,
@@ -82,18 +84,21 @@ impl Writer {
         // What CRDs declared in earlier runs, and every stored type's set brought up to date
         // (a configuration that indexes other fields reindexes them here).
         let mut client = client;
-        let tx = block(client.transaction())?;
+        let statements = Statements::default();
+        let raw = block(client.transaction())?;
+        let tx = Tx::new(&raw, &statements);
         fields.load(super::fields::declared(&tx)?);
         let keys = super::fields::keys(&tx)?;
         for key in &keys {
             super::fields::reconcile(&tx, key, &fields.get(key).1)?;
         }
-        block(tx.commit())?;
+        block(raw.commit())?;
         for key in keys {
             fields.reconciled_now(key);
         }
         Ok(Writer {
             client,
+            statements,
             config,
             events,
             fields,
@@ -141,11 +146,12 @@ impl Writer {
         let Some(plan) = self.fields.plan(declared) else {
             return Ok(());
         };
-        let tx = block(self.client.transaction())?;
+        let raw = block(self.client.transaction())?;
+        let tx = Tx::new(&raw, &self.statements);
         for (key, set) in &plan.sets {
             super::fields::reconcile(&tx, key, set)?;
         }
-        block(tx.commit())?;
+        block(raw.commit())?;
         self.fields.adopt(plan);
         Ok(())
     }
@@ -159,10 +165,11 @@ impl Writer {
             .unzip();
         let now = now_ms();
         let mut next_seq = self.next_seq;
-        let (config, fields) = (&self.config, &self.fields);
+        let (config, fields, statements) = (&self.config, &self.fields, &self.statements);
         let mut recorded: Vec<String> = Vec::new();
         let result = (|| -> Result<()> {
-            let tx = block(self.client.transaction())?;
+            let raw = block(self.client.transaction())?;
+            let tx = Tx::new(&raw, statements);
             let mut touched = Vec::new();
             for (at, mut work) in works.into_iter().enumerate() {
                 // A type written for the first time in this run: its set recorded (outside
@@ -175,7 +182,7 @@ impl Writer {
                     recorded.push(resource.clone());
                 }
                 if !alone {
-                    block(tx.batch_execute("SAVEPOINT batch"))?;
+                    tx.batch_execute("SAVEPOINT batch")?;
                 }
                 let applied = match &mut work {
                     Work::Batch {
@@ -196,7 +203,7 @@ impl Writer {
                 let applied = match applied {
                     Ok(applied) => {
                         if !alone {
-                            block(tx.batch_execute("RELEASE batch"))?;
+                            tx.batch_execute("RELEASE batch")?;
                         }
                         if let Work::Batch { resource, .. } = &work {
                             touched.push(resource.clone());
@@ -205,7 +212,7 @@ impl Writer {
                     }
                     Err(e) if alone => return Err(e),
                     Err(e) => {
-                        block(tx.batch_execute("ROLLBACK TO batch; RELEASE batch"))?;
+                        tx.batch_execute("ROLLBACK TO batch; RELEASE batch")?;
                         Err(e)
                     }
                 };
@@ -216,9 +223,9 @@ impl Writer {
             }
             if !touched.is_empty() {
                 // Delivered at the commit: readers in other processes look (see `tail`).
-                block(tx.batch_execute(&format!("NOTIFY {}", super::tail::CHANNEL)))?;
+                tx.batch_execute(&format!("NOTIFY {}", super::tail::CHANNEL))?;
             }
-            block(tx.commit())?;
+            block(raw.commit())?;
             Ok(())
         })();
         match result {
@@ -306,56 +313,59 @@ impl Writer {
     }
 }
 
-fn put_documents(tx: &Transaction, documents: &[crate::Document], now: i64) -> Result<()> {
+fn put_documents(tx: &Tx, documents: &[crate::Document], now: i64) -> Result<()> {
     for doc in documents {
-        block(tx.execute(
+        tx.execute(
             "INSERT INTO vai_documents (key, content_type, body, fetched_ms)
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (key) DO UPDATE SET content_type = excluded.content_type,
                  body = excluded.body, fetched_ms = excluded.fetched_ms",
             &[&doc.key, &doc.content_type, &doc.body, &now],
-        ))?;
+        )?;
     }
     Ok(())
 }
 
-fn resource_id(tx: &Transaction, resource: &str) -> Result<i64> {
-    block(tx.execute(
+fn resource_id(tx: &Tx, resource: &str) -> Result<i64> {
+    tx.execute(
         "INSERT INTO vai_resources (key) VALUES ($1) ON CONFLICT (key) DO NOTHING",
         &[&resource],
-    ))?;
-    Ok(block(tx.query_one("SELECT id FROM vai_resources WHERE key = $1", &[&resource]))?.get(0))
+    )?;
+    Ok(tx
+        .query_one("SELECT id FROM vai_resources WHERE key = $1", &[&resource])?
+        .get(0))
 }
 
-fn current(tx: &Transaction, rid: i64, ns: &str, name: &str) -> Result<Option<Current>> {
-    Ok(block(tx.query_opt(
-        "SELECT id, rv, kind FROM vai_versions
+fn current(tx: &Tx, rid: i64, ns: &str, name: &str) -> Result<Option<Current>> {
+    Ok(tx
+        .query_opt(
+            "SELECT id, rv, kind FROM vai_versions
          WHERE resource_id = $1 AND namespace = $2 AND name = $3 AND rv_to IS NULL",
-        &[&rid, &ns, &name],
-    ))?
-    .map(|r| Current {
-        id: r.get(0),
-        rv: r.get(1),
-        tombstone: r.get::<_, i16>(2) == EventKind::Deleted as i16,
-    }))
+            &[&rid, &ns, &name],
+        )?
+        .map(|r| Current {
+            id: r.get(0),
+            rv: r.get(1),
+            tombstone: r.get::<_, i16>(2) == EventKind::Deleted as i16,
+        }))
 }
 
 /// Deletes the rows staged above `last_rv` for one resource (and their label rows).
-fn discard_staged(tx: &Transaction, rid: i64, last_rv: i64) -> Result<()> {
-    block(tx.execute(
+fn discard_staged(tx: &Tx, rid: i64, last_rv: i64) -> Result<()> {
+    tx.execute(
         "DELETE FROM vai_labels WHERE version_id IN
            (SELECT id FROM vai_versions WHERE resource_id = $1 AND rv > $2)",
         &[&rid, &last_rv],
-    ))?;
-    block(tx.execute(
+    )?;
+    tx.execute(
         "DELETE FROM vai_versions WHERE resource_id = $1 AND rv > $2",
         &[&rid, &last_rv],
-    ))?;
+    )?;
     Ok(())
 }
 
 struct Ctx<'a, 'b> {
-    tx: &'a Transaction<'b>,
+    tx: &'a Tx<'a, 'b>,
     rid: i64,
     resource: Arc<str>,
     next_seq: &'a mut i64,
@@ -374,48 +384,50 @@ impl Ctx<'_, '_> {
         superseded: Option<Current>,
     ) -> Result<()> {
         if let Some(old) = superseded {
-            block(self.tx.execute(
+            self.tx.execute(
                 "UPDATE vai_versions SET rv_to = $2,
                      prune_rv = CASE WHEN kind = 2 THEN rv ELSE $2 END,
                      prune_ms = CASE WHEN kind = 2 THEN prune_ms ELSE $3 END
                  WHERE id = $1",
                 &[&old.id, &rv, &self.now],
-            ))?;
+            )?;
         }
         let seq = *self.next_seq;
         *self.next_seq += 1;
         let deleted = kind == EventKind::Deleted;
-        let id: i64 = block(self.tx.query_one(
-            "INSERT INTO vai_versions
+        let id: i64 = self
+            .tx
+            .query_one(
+                "INSERT INTO vai_versions
                  (resource_id, namespace, name, rv, rv_to, kind, seq, prune_rv, prune_ms,
                   created, body, cells)
              VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-            &[
-                &self.rid,
-                &obj.namespace,
-                &obj.name,
-                &rv,
-                &(kind as i16),
-                &seq,
-                &deleted.then_some(rv),
-                &deleted.then_some(self.now),
-                &obj.created,
-                &obj.body,
-                &obj.cells,
-            ],
-        ))?
-        .get(0);
+                &[
+                    &self.rid,
+                    &obj.namespace,
+                    &obj.name,
+                    &rv,
+                    &(kind as i16),
+                    &seq,
+                    &deleted.then_some(rv),
+                    &deleted.then_some(self.now),
+                    &obj.created,
+                    &obj.body,
+                    &obj.cells,
+                ],
+            )?
+            .get(0);
         if !deleted {
             for (k, v) in obj
                 .labels
                 .iter()
                 .chain(obj.fields.iter().map(|(k, v)| (k, v)))
             {
-                block(self.tx.execute(
+                self.tx.execute(
                     "INSERT INTO vai_labels (version_id, resource_id, key, value)
                      VALUES ($1, $2, $3, $4)",
                     &[&id, &self.rid, k, v],
-                ))?;
+                )?;
             }
         }
         if self.staging {
@@ -441,17 +453,17 @@ impl Ctx<'_, '_> {
 }
 
 fn apply_batch(
-    tx: &Transaction,
+    tx: &Tx,
     next_seq: &mut i64,
     resource: &str,
     ops: &[ParsedOp],
     now: i64,
 ) -> Result<Applied> {
     let rid = resource_id(tx, resource)?;
-    let row = block(tx.query_one(
+    let row = tx.query_one(
         "SELECT last_rv, compacted_rv, list_rv FROM vai_resources WHERE id = $1 FOR UPDATE",
         &[&rid],
-    ))?;
+    )?;
     let (mut last_rv, mut compacted, mut listed): (i64, i64, Option<i64>) =
         (row.get(0), row.get(1), row.get(2));
     let staged_at = last_rv + 1;
@@ -535,11 +547,12 @@ fn apply_batch(
             ParsedOp::Stage { first, objects } => {
                 if *first {
                     discard_staged(tx, rid, last_rv)?;
-                    let has_rows: bool = block(tx.query_one(
-                        "SELECT EXISTS (SELECT 1 FROM vai_versions WHERE resource_id = $1)",
-                        &[&rid],
-                    ))?
-                    .get(0);
+                    let has_rows: bool = tx
+                        .query_one(
+                            "SELECT EXISTS (SELECT 1 FROM vai_versions WHERE resource_id = $1)",
+                            &[&rid],
+                        )?
+                        .get(0);
                     if has_rows || listed.is_some() {
                         return Err(Error::InvalidObject(format!(
                             "{resource} has data: its relist must compare, not stage"
@@ -554,17 +567,17 @@ fn apply_batch(
             }
             ParsedOp::CommitStaged(rv) => {
                 let rv = *rv as i64;
-                let any: bool = block(tx.query_one(
+                let any: bool = tx.query_one(
                     "SELECT EXISTS (SELECT 1 FROM vai_versions WHERE resource_id = $1 AND rv = $2)",
                     &[&rid, &staged_at],
-                ))?
+                )?
                 .get(0);
                 let mut stored_rv = staged_at;
                 if any && staged_at > rv {
-                    block(tx.execute(
+                    tx.execute(
                         "UPDATE vai_versions SET rv = $3 WHERE resource_id = $1 AND rv = $2",
                         &[&rid, &staged_at, &rv],
-                    ))?;
+                    )?;
                     stored_rv = rv;
                 }
                 published = any.then(|| StagedList {
@@ -578,17 +591,17 @@ fn apply_batch(
             ParsedOp::State { state, error } => state_update = Some((*state, error.clone())),
         }
     }
-    block(tx.execute(
+    tx.execute(
         "UPDATE vai_resources SET last_rv = $2, compacted_rv = $3, list_rv = $4,
              last_contact_ms = CASE WHEN $5 THEN $6 ELSE last_contact_ms END
          WHERE id = $1",
         &[&rid, &last_rv, &compacted, &listed, &contact, &now],
-    ))?;
+    )?;
     if let Some((state, error)) = state_update {
-        block(tx.execute(
+        tx.execute(
             "UPDATE vai_resources SET state = $2, last_error = $3 WHERE id = $1",
             &[&rid, &state.as_str(), &error],
-        ))?;
+        )?;
     }
     Ok(Applied {
         events: ctx.events,
@@ -610,11 +623,10 @@ fn replace(
         match existing {
             Some(cur) if !cur.tombstone && cur.rv >= rv => {}
             Some(cur) if !cur.tombstone => {
-                let body: Vec<u8> = block(
-                    ctx.tx
-                        .query_one("SELECT body FROM vai_versions WHERE id = $1", &[&cur.id]),
-                )?
-                .get(0);
+                let body: Vec<u8> = ctx
+                    .tx
+                    .query_one("SELECT body FROM vai_versions WHERE id = $1", &[&cur.id])?
+                    .get(0);
                 if body != obj.body {
                     ctx.put(EventKind::Modified, rv, obj, existing)?;
                 }
@@ -622,12 +634,12 @@ fn replace(
             _ => ctx.put(EventKind::Added, rv, obj, existing)?,
         }
     }
-    let rows = block(ctx.tx.query(
+    let rows = ctx.tx.query(
         "SELECT namespace, name, rv, id, body, cells, created FROM vai_versions
          WHERE resource_id = $1 AND rv_to IS NULL AND kind != 2 AND rv < $2
          ORDER BY namespace, name",
         &[&ctx.rid, &rv],
-    ))?;
+    )?;
     for row in rows {
         let key: (String, String) = (row.get(0), row.get(1));
         if listed.contains(&key) {
@@ -640,10 +652,10 @@ fn replace(
         };
         let mut labels = std::collections::BTreeMap::new();
         let mut fields = Vec::new();
-        for l in block(ctx.tx.query(
+        for l in ctx.tx.query(
             "SELECT key, value FROM vai_labels WHERE version_id = $1",
             &[&cur.id],
-        ))? {
+        )? {
             let (k, v): (String, String) = (l.get(0), l.get(1));
             if k.starts_with(crate::fields::PREFIX) {
                 fields.push((k, v));
@@ -668,52 +680,55 @@ fn replace(
 
 /// Retention: raises the window's start so that at most `history_max_events` history rows
 /// remain and none older than `history_max_age`, then deletes what fell out of it.
-fn prune(tx: &Transaction, resource: &str, config: &StoreConfig, now: i64) -> Result<()> {
-    let Some(rid) =
-        block(tx.query_opt("SELECT id FROM vai_resources WHERE key = $1", &[&resource]))?
-            .map(|r| r.get::<_, i64>(0))
+fn prune(tx: &Tx, resource: &str, config: &StoreConfig, now: i64) -> Result<()> {
+    let Some(rid) = tx
+        .query_opt("SELECT id FROM vai_resources WHERE key = $1", &[&resource])?
+        .map(|r| r.get::<_, i64>(0))
     else {
         return Ok(());
     };
-    let rows: i64 = block(tx.query_one(
-        "SELECT count(*) FROM vai_versions WHERE resource_id = $1 AND prune_rv IS NOT NULL",
-        &[&rid],
-    ))?
-    .get(0);
+    let rows: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM vai_versions WHERE resource_id = $1 AND prune_rv IS NOT NULL",
+            &[&rid],
+        )?
+        .get(0);
     let max = i64::try_from(config.history_max_events).unwrap_or(i64::MAX);
     let by_count: Option<i64> = match rows.checked_sub(max.saturating_add(1)) {
-        Some(excess) if excess >= 0 => block(tx.query_opt(
-            "SELECT prune_rv FROM vai_versions WHERE resource_id = $1 AND prune_rv IS NOT NULL
+        Some(excess) if excess >= 0 => tx
+            .query_opt(
+                "SELECT prune_rv FROM vai_versions WHERE resource_id = $1 AND prune_rv IS NOT NULL
              ORDER BY prune_rv LIMIT 1 OFFSET $2",
-            &[&rid, &excess],
-        ))?
-        .map(|r| r.get(0)),
+                &[&rid, &excess],
+            )?
+            .map(|r| r.get(0)),
         _ => None,
     };
     let cutoff = now - config.history_max_age.as_millis() as i64;
-    let by_age: Option<i64> = block(tx.query_one(
-        "SELECT max(prune_rv) FROM vai_versions
+    let by_age: Option<i64> = tx
+        .query_one(
+            "SELECT max(prune_rv) FROM vai_versions
          WHERE resource_id = $1 AND prune_rv IS NOT NULL AND prune_ms <= $2",
-        &[&rid, &cutoff],
-    ))?
-    .get(0);
+            &[&rid, &cutoff],
+        )?
+        .get(0);
     let Some(new_compacted) = by_count.max(by_age) else {
         return Ok(());
     };
-    block(tx.execute(
+    tx.execute(
         "UPDATE vai_resources SET compacted_rv = greatest(compacted_rv, $2) WHERE id = $1",
         &[&rid, &new_compacted],
-    ))?;
-    block(tx.execute(
+    )?;
+    tx.execute(
         "DELETE FROM vai_labels WHERE version_id IN
            (SELECT id FROM vai_versions
             WHERE resource_id = $1 AND prune_rv IS NOT NULL AND prune_rv <= $2 AND kind != 2)",
         &[&rid, &new_compacted],
-    ))?;
-    block(tx.execute(
+    )?;
+    tx.execute(
         "DELETE FROM vai_versions
          WHERE resource_id = $1 AND prune_rv IS NOT NULL AND prune_rv <= $2",
         &[&rid, &new_compacted],
-    ))?;
+    )?;
     Ok(())
 }
