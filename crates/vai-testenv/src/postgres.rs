@@ -5,6 +5,7 @@
 //! missing, `initdb`, running as an unprivileged user); this module only drives it, so a person
 //! at a shell and a test start the same server. It never touches a shared system instance.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -45,6 +46,9 @@ impl Postgres {
             .arg(WATCHDOG_SCRIPT)
             .arg(dir.parent().expect("a temporary directory has a parent"))
             .stdin(Stdio::piped())
+            // A group of its own: a signal to the test's group (`timeout`, a terminal's
+            // Ctrl-C) must not take the watchdog with it, or the server outlives the test.
+            .process_group(0)
             .spawn()
             .map_err(|e| Error::io(Path::new("sh"), e))?;
         let mut pg = Postgres {
