@@ -331,7 +331,9 @@ async fn a_database_in_use_is_refused_and_status_reads_it_alongside() {
     ]);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("is in use by another vai process (hint: stop it, or pass a different --db)"),
+        err.contains(
+            "is in use by another vai process (hint: stop it, or pass a different --db or --store)"
+        ),
         "{err}"
     );
 
