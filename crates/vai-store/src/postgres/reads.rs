@@ -93,17 +93,8 @@ impl<'a, 'b> Snapshot<'a, 'b> {
         let row = self.resource_row(resource)?;
         let (at, after) = match &request.continue_token {
             Some(token) => {
-                let token = ContinueToken::decode(token)?;
-                if token.r != resource {
-                    return Err(Error::InvalidContinue(format!(
-                        "the token belongs to {}, not {resource}",
-                        token.r
-                    )));
-                }
-                if (token.rv as i64) < row.compacted_rv {
-                    return Err(Error::Expired);
-                }
-                (token.rv as i64, Some((token.ns, token.n)))
+                let (rv, after) = ContinueToken::resume(token, resource, row.compacted_rv as u64)?;
+                (rv as i64, Some(after))
             }
             None => (
                 request.resource_version.map_or(row.last_rv, |rv| rv as i64),

@@ -34,7 +34,28 @@ impl ContinueToken {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("token serialises"))
     }
 
-    pub(crate) fn decode(token: &str) -> Result<ContinueToken> {
+    /// Where a list continues (its snapshot's version and the last key served), from a token
+    /// given for `resource`, whose window starts at `compacted_rv` (any engine's): a token of
+    /// another type is refused, one whose snapshot left the window has [`Error::Expired`].
+    pub(crate) fn resume(
+        token: &str,
+        resource: &str,
+        compacted_rv: u64,
+    ) -> Result<(u64, (String, String))> {
+        let token = ContinueToken::decode(token)?;
+        if token.r != resource {
+            return Err(Error::InvalidContinue(format!(
+                "the token belongs to {}, not {resource}",
+                token.r
+            )));
+        }
+        if token.rv < compacted_rv {
+            return Err(Error::Expired);
+        }
+        Ok((token.rv, (token.ns, token.n)))
+    }
+
+    fn decode(token: &str) -> Result<ContinueToken> {
         let bytes = URL_SAFE_NO_PAD
             .decode(token)
             .map_err(|_| Error::InvalidContinue("not a continue token".into()))?;
@@ -252,17 +273,8 @@ pub(crate) fn selection_sql(
     let row = resource_row(tx, resource)?;
     let (at, after) = match &request.continue_token {
         Some(token) => {
-            let token = ContinueToken::decode(token)?;
-            if token.r != resource {
-                return Err(Error::InvalidContinue(format!(
-                    "the token belongs to {}, not {resource}",
-                    token.r
-                )));
-            }
-            if token.rv < row.compacted_rv {
-                return Err(Error::Expired);
-            }
-            (token.rv, Some((token.ns, token.n)))
+            let (rv, after) = ContinueToken::resume(token, resource, row.compacted_rv)?;
+            (rv, Some(after))
         }
         None => (request.resource_version.unwrap_or(row.last_rv), None),
     };
