@@ -6,9 +6,8 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
 
-use support::{Vai, eventually, get, items, kubectl_direct, run};
+use support::{Vai, get, kubectl_direct, run, same_through_vai};
 use vai_testenv::TestEnv;
 use vai_testenv::measure::metric_sum;
 
@@ -32,27 +31,6 @@ kind: ConfigMap
 metadata: {name: c3, namespace: t-pg, labels: {app: a}}
 data: {k: v3}
 "#;
-
-/// `kubectl get <args> -o json` through vai equals the same through the apiserver (awaited).
-async fn same_through_vai(env: &TestEnv, vai: &Vai, args: &[&str]) {
-    eventually(
-        &format!("kubectl get {}", args.join(" ")),
-        Duration::from_secs(15),
-        async || {
-            let direct = items(&run(kubectl_direct(env)
-                .arg("get")
-                .args(args)
-                .args(["-o", "json"])));
-            let through = items(&run(vai
-                .kubectl(env)
-                .arg("get")
-                .args(args)
-                .args(["-o", "json"])));
-            (direct == through && !direct.is_empty()).then_some(())
-        },
-    )
-    .await;
-}
 
 #[tokio::test]
 async fn vai_on_postgresql_serves_what_the_apiserver_serves_and_resumes_after_a_restart() {

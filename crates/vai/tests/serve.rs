@@ -10,7 +10,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::watcher;
-use support::{Vai, eventually, items, kubectl_direct, run};
+use support::{Vai, eventually, kubectl_direct, run, same_through_vai};
 use vai_testenv::TestEnv;
 
 const SETUP: &str = r#"
@@ -60,25 +60,6 @@ kind: Widget
 metadata: {name: w2, namespace: t-kubectl}
 spec: {size: large}
 "#;
-
-/// `kubectl get <args> -o json` through vai equals the same through the apiserver (awaited:
-/// vai converges within the timeout).
-async fn same_through_vai(env: &TestEnv, vai: &Vai, args: &[&str]) {
-    let what = format!("kubectl get {}", args.join(" "));
-    eventually(&what, Duration::from_secs(15), async || {
-        let direct = items(&run(kubectl_direct(env)
-            .arg("get")
-            .args(args)
-            .args(["-o", "json"])));
-        let through = items(&run(vai
-            .kubectl(env)
-            .arg("get")
-            .args(args)
-            .args(["-o", "json"])));
-        (direct == through && (!direct.is_empty() || args.contains(&"--allow-empty"))).then_some(())
-    })
-    .await;
-}
 
 #[tokio::test]
 async fn kubectl_through_vai_returns_what_the_apiserver_returns() {

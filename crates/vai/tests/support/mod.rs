@@ -173,6 +173,25 @@ impl Drop for Vai {
     }
 }
 
+/// `kubectl get <args> -o json` through vai equals the same through the apiserver (awaited:
+/// vai converges within the timeout).
+pub async fn same_through_vai(env: &TestEnv, vai: &Vai, args: &[&str]) {
+    let what = format!("kubectl get {}", args.join(" "));
+    eventually(&what, Duration::from_secs(15), async || {
+        let direct = items(&run(kubectl_direct(env)
+            .arg("get")
+            .args(args)
+            .args(["-o", "json"])));
+        let through = items(&run(vai
+            .kubectl(env)
+            .arg("get")
+            .args(args)
+            .args(["-o", "json"])));
+        (direct == through && (!direct.is_empty() || args.contains(&"--allow-empty"))).then_some(())
+    })
+    .await;
+}
+
 /// kubectl pointed at the apiserver directly.
 pub fn kubectl_direct(env: &TestEnv) -> Command {
     let mut cmd = Command::new(env.control_plane().binaries().kubectl());
