@@ -125,6 +125,9 @@ impl From<vai_store::Error> for ApiError {
                 retry_after: Some(1),
                 ..ApiError::new(StatusCode::GATEWAY_TIMEOUT, "Timeout", message)
             },
+            E::Unavailable(_) => ApiError::unavailable(format!(
+                "{message} (vai's shared store is down; it answers again once the database does)"
+            )),
             E::UnknownResource(_) => ApiError::unavailable(format!(
                 "{message}: the cache has not synced this type yet and upstream is unreachable"
             )),

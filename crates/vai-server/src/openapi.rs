@@ -107,13 +107,17 @@ async fn keep(app: &App, path_and_query: &str, response: Response) -> Response {
         content_type: content_type.clone(),
         body: bytes.to_vec(),
     };
-    // Kept when it changed (kubectl asks for the same documents again and again).
+    // Kept when it changed (kubectl asks for the same documents again and again), by the
+    // process that writes the store (a reader replica's writer keeps its own copies).
     let key = document.key.clone();
     let before = app
         .blocking(move |store| store.document(&key).map_err(ApiError::from))
         .await;
     let unchanged = matches!(&before, Ok(Some(d)) if d.body == document.body);
-    if !unchanged && let Err(e) = app.store.put_documents(vec![document]).await {
+    if !unchanged
+        && app.store.writes()
+        && let Err(e) = app.store.put_documents(vec![document]).await
+    {
         tracing::warn!(path = path_and_query, error = %e, "cannot keep an OpenAPI document");
     }
     Response::from_parts(parts, Body::from(bytes))

@@ -102,6 +102,13 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     /// [`crate::Error::Closed`] after [`Backend::close`].
     fn submit(&self, request: WriteRequest) -> Result<()>;
 
+    /// Whether this process writes the data now.
+    fn writes(&self) -> bool;
+
+    /// Changes of [`Backend::writes`], for an engine where they happen (a replica of a shared
+    /// database takes over writing, and gives it up); `None` where it is fixed at open.
+    fn writer_changes(&self) -> Option<tokio::sync::watch::Receiver<bool>>;
+
     /// Where the data lives, when it is a file (empty otherwise).
     fn path(&self) -> &Path;
 

@@ -146,6 +146,10 @@ pub enum Error {
     /// What was asked is not served by this store's backend yet (named in the message).
     #[error("not supported yet: {0}")]
     Unsupported(&'static str),
+    /// The database server cannot be reached (down, restarting, the connection lost): what
+    /// was asked may succeed once it answers again.
+    #[error("the store's database is unreachable: {0}")]
+    Unavailable(String),
 }
 
 impl Error {
@@ -162,12 +166,22 @@ impl Error {
     }
 }
 
-/// Inside the crate, `?` turns PostgreSQL's errors into [`Error::Backend`]. Hidden, as
-/// SQLite's below.
+/// Inside the crate, `?` turns PostgreSQL's errors into [`Error::Unavailable`] when the
+/// server cannot be reached (the connection closed or refused, the server shutting down or
+/// starting: classes 08 and 57P), into [`Error::Backend`] otherwise. Hidden, as SQLite's below.
 #[doc(hidden)]
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Error {
-        Error::Backend(Box::new(e))
+        let unreachable = e.is_closed()
+            || match e.code() {
+                Some(code) => code.code().starts_with("08") || code.code().starts_with("57P"),
+                None => std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()),
+            };
+        if unreachable {
+            Error::Unavailable(e.to_string())
+        } else {
+            Error::Backend(Box::new(e))
+        }
     }
 }
 

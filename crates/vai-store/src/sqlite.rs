@@ -184,6 +184,14 @@ impl Backend for Sqlite {
             .map_err(|_| Error::Closed)
     }
 
+    fn writes(&self) -> bool {
+        self.lock.is_some()
+    }
+
+    fn writer_changes(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        None
+    }
+
     fn path(&self) -> &Path {
         &self.path
     }

@@ -82,11 +82,22 @@ impl Store {
     /// the writer's connection). A database of another program, or of a newer vai, is refused
     /// untouched. Not yet on this backend: encryption at rest ([`Error::Unsupported`]), and
     /// vai's own compression of bodies (PostgreSQL compresses large values itself).
+    ///
+    /// The right to write is the lock's: when the writer's session with the database is lost
+    /// (the server restarted, the connection cut), the store stops writing (writes fail with
+    /// [`Error::ReadOnly`], [`Store::writes`] turns false) and follows the database as
+    /// [`Store::open_postgres_replica`] does, taking the lock again when it is free.
     pub fn open_postgres(url: &str, config: StoreConfig) -> Result<Store> {
-        let (events, _) = broadcast::channel(config.event_buffer.max(1));
-        let (backend, fields) =
-            crate::postgres::Postgres::open(url, &config, events.clone(), true)?;
-        Ok(Store::over(Box::new(backend), config, events, Some(fields)))
+        Store::on_postgres(url, config, crate::postgres::Mode::Write)
+    }
+
+    /// Opens a store in a PostgreSQL database as one of several replicas: it writes if no
+    /// other process does; otherwise it reads, follows what the writer commits (as
+    /// [`Store::open_postgres_read_only`]), and takes over writing as soon as the writer's lock
+    /// is free (the writer stopped, died, or lost its session), with every commit of the last
+    /// writer published before its own. [`Store::writer_changes`] tells when.
+    pub fn open_postgres_replica(url: &str, config: StoreConfig) -> Result<Store> {
+        Store::on_postgres(url, config, crate::postgres::Mode::Replica)
     }
 
     /// Opens a store in a PostgreSQL database for reading only, beside the process that writes
@@ -94,9 +105,27 @@ impl Store {
     /// subscribers and watches too, read back from the database (the writer's `NOTIFY` rings,
     /// and it looks at least once a second).
     pub fn open_postgres_read_only(url: &str, config: StoreConfig) -> Result<Store> {
+        Store::on_postgres(url, config, crate::postgres::Mode::Read)
+    }
+
+    fn on_postgres(url: &str, config: StoreConfig, mode: crate::postgres::Mode) -> Result<Store> {
         let (events, _) = broadcast::channel(config.event_buffer.max(1));
-        let (backend, _) = crate::postgres::Postgres::open(url, &config, events.clone(), false)?;
-        Ok(Store::over(Box::new(backend), config, events, None))
+        let (backend, fields) =
+            crate::postgres::Postgres::open(url, &config, events.clone(), mode)?;
+        let fields = (mode != crate::postgres::Mode::Read).then_some(fields);
+        Ok(Store::over(Box::new(backend), config, events, fields))
+    }
+
+    /// Whether this process writes the store now (a store opened read-only never does; a
+    /// replica on PostgreSQL does while it holds the writer's lock).
+    pub fn writes(&self) -> bool {
+        self.inner.backend.writes()
+    }
+
+    /// Changes of [`Store::writes`], for a store where they happen (on PostgreSQL, opened
+    /// for writing or as a replica); `None` where it is fixed for the store's life.
+    pub fn writer_changes(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.inner.backend.writer_changes()
     }
 
     fn over(
@@ -194,16 +223,24 @@ impl Store {
         })
     }
 
-    /// The field registry (writable stores only).
+    /// The field registry (while this process writes: a reader takes the fields from the
+    /// store, where the writer records them).
     pub(crate) fn field_registry(&self) -> Result<&registry::FieldRegistry> {
-        self.inner.fields.as_deref().ok_or(Error::ReadOnly)
+        self.registry().ok_or(Error::ReadOnly)
+    }
+
+    fn registry(&self) -> Option<&registry::FieldRegistry> {
+        self.inner
+            .fields
+            .as_deref()
+            .filter(|_| self.inner.backend.writes())
     }
 
     /// The fields of a resource type (`group/version/plural`): its built-in field selectors,
     /// the fields its CRD declares selectable, and the configured ones (see [`fields`]). What
     /// field selectors and the query API accept for the type.
     pub fn fields(&self, resource: &str) -> Arc<FieldSet> {
-        match &self.inner.fields {
+        match self.registry() {
             Some(registry) => registry.get(resource).1,
             None => Arc::new(
                 self.read(|r| r.fields(resource))

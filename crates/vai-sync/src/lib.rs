@@ -21,6 +21,7 @@ mod identity;
 mod metrics;
 mod openapi;
 mod reflector;
+mod replica;
 mod selectable;
 mod spool;
 mod status;
@@ -110,7 +111,11 @@ struct Inner {
     shared: Arc<Shared>,
     resources: RwLock<HashMap<(String, String, String), ResourceInfo>>,
     loops: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Tasks of the syncer's whole life: the health probe, the role's follower.
     background: Mutex<Vec<JoinHandle<()>>>,
+    /// Tasks of the current role: a writer's rediscovery, fields and OpenAPI documents; a
+    /// standby's follower of what the writer stores.
+    duties: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
@@ -119,6 +124,9 @@ impl Drop for Inner {
             task.abort();
         }
         for task in self.background.lock().expect("background lock").drain(..) {
+            task.abort();
+        }
+        for task in self.duties.lock().expect("duties lock").drain(..) {
             task.abort();
         }
     }
@@ -152,13 +160,17 @@ const DISCOVERY_TRIGGERS: [&str; 2] = [selectable::CRDS, "apiregistration.k8s.io
 impl Syncer {
     /// Discovers what to cache (or, with upstream unreachable, takes what the store cached
     /// last time) and starts the loops. Fails only when upstream is unreachable and the store
-    /// has never synced.
+    /// has never synced. On a store another process writes now (a replica of a shared
+    /// database), serves what that writer stores, and syncs once the store takes over.
     pub async fn start(
         client: kube::Client,
         store: Store,
         config: SyncConfig,
         registry: &prometheus::Registry,
     ) -> Result<Syncer, Error> {
+        if !store.writes() {
+            return Ok(Syncer::standby(client, store, config, registry));
+        }
         let (initial, health) =
             match discovery::discover(&client, &store, &config.selection, config.timeout).await {
                 Ok(found) => (
@@ -191,13 +203,20 @@ impl Syncer {
         if config.identity_documents && health.reachable {
             identity::refresh(&client, &store, config.timeout).await?;
         }
-        let fields = tokio::spawn(selectable::follow(store.clone()));
-        let reachable = health.reachable;
-        let syncer = Syncer::launch(client, store, config, registry, health, initial);
-        // The OpenAPI documents (~7 MB) wait for the data: on a slow link they would share it
-        // with the first lists.
-        let openapi = reachable.then(|| {
-            let shared = syncer.inner.shared.clone();
+        let syncer = Syncer::launch(client, store, config, registry, health);
+        syncer.begin_writing(initial);
+        syncer.follow_role(true);
+        Ok(syncer)
+    }
+
+    /// Starts what a writer runs besides its loops: CRDs' fields followed, rediscovery, the
+    /// OpenAPI documents once the data is in (their ~7 MB would share a slow link with the
+    /// first lists); then the loops of `types`.
+    fn begin_writing(&self, types: Vec<ResourceInfo>) {
+        let shared = &self.inner.shared;
+        let fields = tokio::spawn(selectable::follow(shared.store.clone()));
+        let openapi = shared.health.borrow().reachable.then(|| {
+            let shared = shared.clone();
             tokio::spawn(async move {
                 let started = std::time::Instant::now();
                 while !shared.status.all_synced() && started.elapsed() < OPENAPI_WAIT {
@@ -206,14 +225,113 @@ impl Syncer {
                 openapi::refresh(&shared.client, &shared.store, shared.config.timeout).await
             })
         });
-        let rediscover = tokio::spawn(rediscover(Arc::downgrade(&syncer.inner)));
+        let rediscover = tokio::spawn(rediscover(Arc::downgrade(&self.inner)));
+        self.inner
+            .duties
+            .lock()
+            .expect("duties lock")
+            .extend([rediscover, fields].into_iter().chain(openapi));
+        self.apply(types);
+    }
+
+    /// A syncer over a store that another process writes now (a replica on a shared
+    /// database): no loops; the types and their states as the writer stored them (see
+    /// `replica`); the health probe, for freshness and the proxy. When the store takes over
+    /// writing, the syncer starts syncing, from the resource versions stored.
+    fn standby(
+        client: kube::Client,
+        store: Store,
+        config: SyncConfig,
+        registry: &prometheus::Registry,
+    ) -> Syncer {
+        let health = UpstreamHealth {
+            reachable: true,
+            since_ms: now_ms(),
+            last_ok_ms: None,
+            error: None,
+        };
+        let syncer = Syncer::launch(client, store, config, registry, health);
+        syncer.stand_by();
+        syncer.follow_role(false);
         syncer
-            .inner
+    }
+
+    /// Follows the store's role, if it can change: taking over when it starts writing,
+    /// standing by when it stops (`writing`: the role the syncer started in).
+    fn follow_role(&self, writing: bool) {
+        let Some(changes) = self.inner.shared.store.writer_changes() else {
+            return;
+        };
+        let role = tokio::spawn(follow_role(Arc::downgrade(&self.inner), changes, writing));
+        self.inner
             .background
             .lock()
             .expect("background lock")
-            .extend([rediscover, fields].into_iter().chain(openapi));
-        Ok(syncer)
+            .push(role);
+    }
+
+    /// Stops syncing (its duties and loops) and follows what the writer stores.
+    fn stand_by(&self) {
+        let duties: Vec<_> = std::mem::take(&mut *self.inner.duties.lock().expect("duties lock"));
+        let loops: Vec<_> = self
+            .inner
+            .loops
+            .lock()
+            .expect("loops lock")
+            .drain()
+            .map(|(_, task)| task)
+            .collect();
+        for task in duties.iter().chain(&loops) {
+            task.abort();
+        }
+        let follow = tokio::spawn(replica::follow(Arc::downgrade(&self.inner)));
+        self.inner.duties.lock().expect("duties lock").push(follow);
+    }
+
+    /// Starts syncing on a store that has just taken over writing: discovery (upstream's, or
+    /// the stored one while upstream does not answer), then every loop, resumed from the
+    /// versions the last writer stored.
+    async fn take_over(&self) {
+        let duties: Vec<_> = std::mem::take(&mut *self.inner.duties.lock().expect("duties lock"));
+        stop_all(duties).await;
+        let shared = &self.inner.shared;
+        let found = match discovery::discover(
+            &shared.client,
+            &shared.store,
+            &shared.config.selection,
+            shared.config.timeout,
+        )
+        .await
+        {
+            Ok(found) => {
+                if shared.config.identity_documents
+                    && let Err(e) =
+                        identity::refresh(&shared.client, &shared.store, shared.config.timeout)
+                            .await
+                {
+                    tracing::warn!(error = %one_line(&e), "cannot store the identity documents");
+                }
+                found
+            }
+            Err(e) => {
+                tracing::warn!(error = %one_line(&e), "discovery failed; syncing the stored types");
+                discovery::stored(&shared.store)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+            }
+        };
+        let keys: std::collections::HashSet<String> = found.iter().map(|i| i.key()).collect();
+        for key in shared.status.all().into_keys() {
+            if !keys.contains(&key) {
+                shared.status.remove(&key);
+            }
+        }
+        tracing::info!(
+            types = found.len(),
+            "this replica writes the store now; syncing from the stored versions"
+        );
+        self.begin_writing(found);
     }
 
     /// Stops every loop (sync, rediscovery, the health probe) and waits until each has: the
@@ -221,10 +339,13 @@ impl Syncer {
     /// it before closing the store, or a loop mid-write fails on the closed store (and says so
     /// in the log). Idempotent; the syncer serves its status afterwards but syncs nothing.
     pub async fn stop(&self) {
-        // Rediscovery first, so that it cannot start a loop after the loops are taken.
+        // The role and rediscovery first, so that neither can start a loop after the loops
+        // are taken.
         let background: Vec<_> =
             std::mem::take(&mut *self.inner.background.lock().expect("background lock"));
         stop_all(background).await;
+        let duties: Vec<_> = std::mem::take(&mut *self.inner.duties.lock().expect("duties lock"));
+        stop_all(duties).await;
         let loops: Vec<_> = self
             .inner
             .loops
@@ -253,7 +374,9 @@ impl Syncer {
             last_ok_ms: None,
             error: None,
         };
-        Syncer::launch(client, store, config, registry, health, types)
+        let syncer = Syncer::launch(client, store, config, registry, health);
+        syncer.apply(types);
+        syncer
     }
 
     /// A handle over what `store` holds of `types`, with no upstream: no loops and no probe.
@@ -288,6 +411,7 @@ impl Syncer {
                 resources: RwLock::new(HashMap::new()),
                 loops: Mutex::new(HashMap::new()),
                 background: Mutex::new(Vec::new()),
+                duties: Mutex::new(Vec::new()),
             }),
         };
         syncer.index(&types);
@@ -314,7 +438,6 @@ impl Syncer {
         config: SyncConfig,
         registry: &prometheus::Registry,
         health: UpstreamHealth,
-        types: Vec<ResourceInfo>,
     ) -> Syncer {
         let (health, _) = watch::channel(health);
         let shared = Arc::new(Shared {
@@ -332,9 +455,9 @@ impl Syncer {
                 resources: RwLock::new(HashMap::new()),
                 loops: Mutex::new(HashMap::new()),
                 background: Mutex::new(Vec::new()),
+                duties: Mutex::new(Vec::new()),
             }),
         };
-        syncer.apply(types);
         let probe = tokio::spawn(upstream::probe(
             client,
             shared.health.clone(),
@@ -496,6 +619,35 @@ fn last_contact(store: &Store) -> Result<Option<i64>, Error> {
         .iter()
         .filter_map(|s| s.last_contact_ms)
         .max())
+}
+
+/// Takes over or stands by as the store's role changes (from `writing`, the role the syncer
+/// is in); stops when the syncer is dropped.
+async fn follow_role(
+    inner: std::sync::Weak<Inner>,
+    mut changes: watch::Receiver<bool>,
+    mut writing: bool,
+) {
+    loop {
+        let writes = *changes.borrow_and_update();
+        if writes == writing {
+            if changes.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        writing = writes;
+        let Some(inner) = inner.upgrade() else { return };
+        let syncer = Syncer { inner };
+        if writes {
+            syncer.take_over().await;
+        } else {
+            tracing::warn!(
+                "this replica no longer writes the store; serving what the writer stores"
+            );
+            syncer.stand_by();
+        }
+    }
 }
 
 /// Refreshes discovery when CRDs or APIServices change, when upstream comes back, and

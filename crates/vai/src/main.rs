@@ -62,8 +62,9 @@ struct ClusterArgs {
     db: Option<PathBuf>,
     /// Store in this PostgreSQL database instead of a file, the store several vai replicas
     /// share (`postgresql://user@host/db`, `postgresql:///db?host=/socket/dir`; from
-    /// $VAI_STORE, to keep a password off the command line). One replica per database syncs
-    /// and writes; a second `vai serve` on it is refused (reader replicas: not yet).
+    /// $VAI_STORE, to keep a password off the command line). Every `vai serve` on the
+    /// database serves it; one at a time syncs and writes (the first; another takes over
+    /// within seconds when it goes).
     #[arg(long, value_name = "URL", env = "VAI_STORE", conflicts_with = "db")]
     store: Option<String>,
     /// Encrypt Secrets (and the other types the file names) in the database: the
@@ -307,7 +308,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..StoreConfig::default()
     };
     let store = match &args.cluster.store {
-        Some(url) => Store::open_postgres(url, store_config)?,
+        Some(url) => Store::open_postgres_replica(url, store_config)?,
         None => Store::open(&db, store_config)?,
     };
     tracing::info!(store = %store.describe(), %cluster, "opened the store");

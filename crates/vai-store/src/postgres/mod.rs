@@ -21,6 +21,7 @@
 mod fields;
 mod page;
 mod reads;
+mod role;
 mod schema;
 mod tail;
 mod writer;
@@ -32,7 +33,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, IsolationLevel, NoTls, Row, Statement, Transaction};
 
@@ -165,29 +166,59 @@ impl Drop for OwnRuntime {
 
 /// A connection (and the task that drives it on `runtime`).
 fn connect(runtime: &tokio::runtime::Runtime, url: &str) -> Result<Client> {
+    let about = |e: tokio_postgres::Error| match Error::from(e) {
+        Error::Unavailable(m) => Error::Unavailable(format!("{}: {m}", describe(url))),
+        Error::Backend(e) => Error::Backend(format!("{}: {e}", describe(url)).into()),
+        other => other,
+    };
     let config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| Error::Backend(format!("{}: {e}", describe(url)).into()))?;
     let (client, connection) = block(runtime.spawn(async move { config.connect(NoTls).await }))
         .map_err(|_| Error::Closed)?
-        .map_err(|e| Error::Backend(format!("{}: {e}", describe(url)).into()))?;
+        .map_err(about)?;
     runtime.spawn(async move {
         if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "PostgreSQL connection ended");
+            tracing::debug!(error = %e, "PostgreSQL connection ended");
         }
     });
     Ok(client)
+}
+
+/// Takes the writer's lock on `client`'s session, if no other session holds it.
+fn try_lock(client: &Client) -> Result<bool> {
+    Ok(block(client.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK]))?.get(0))
+}
+
+/// How a store opens the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Writes, or fails to open ([`Error::Locked`]) while another process writes.
+    Write,
+    /// Writes when no other process does; otherwise reads, and takes over writing when the
+    /// writer goes (see `role`).
+    Replica,
+    /// Reads only, never writes.
+    Read,
+}
+
+/// Whether this process writes the database now, and the way in for writes while it does.
+#[derive(Debug)]
+pub(crate) struct Role {
+    requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    writing: watch::Sender<bool>,
 }
 
 /// A vai store in a PostgreSQL database. See the module docs.
 #[derive(Debug)]
 pub(crate) struct Postgres {
     shared: Arc<Shared>,
-    requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    /// The tailer of a store that does not write (see `tail`), and its stop flag.
-    tailer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
-    writable: bool,
+    role: Arc<Role>,
+    /// Asks the engine thread to stop (with a ring, so a standby stops at once).
+    stop: Arc<AtomicBool>,
+    wake: mpsc::Sender<tail::Ring>,
+    engine: Mutex<Option<JoinHandle<()>>>,
+    mode: Mode,
 }
 
 /// What the reads, the writer's owner and the tailer share.
@@ -203,15 +234,16 @@ pub(crate) struct Shared {
 }
 
 impl Postgres {
-    /// Connects; with `write`, takes the writer's lock ([`Error::Locked`] when another process
-    /// holds it), creates or checks the schema and starts the writer. Either way what is
-    /// committed is published on `events`: by the writer, or (read-only) by a tailer of the
-    /// writer's commits (see `tail`).
+    /// Connects and, as `mode` says, takes the writer's lock ([`Error::Locked`] in
+    /// [`Mode::Write`] when another process holds it), creates or checks the schema and
+    /// starts the writer; or starts following the writer's commits. Either way what is
+    /// committed is published on `events`: by the writer, or by the standby's tailer (see
+    /// `role`, `tail`).
     pub(crate) fn open(
         url: &str,
         config: &StoreConfig,
         events: broadcast::Sender<Arc<[Event]>>,
-        write: bool,
+        mode: Mode,
     ) -> Result<(Postgres, Arc<FieldRegistry>)> {
         if config.encryption.is_some() {
             return Err(Error::Unsupported(
@@ -224,54 +256,60 @@ impl Postgres {
             Arc::new(crate::sealed::Sealer::plain()),
         ));
         let mut first = connect(&runtime, url)?;
-        let shared = |runtime, idle| {
-            Arc::new(Shared {
-                url: url.to_string(),
-                runtime,
-                idle: Mutex::new(idle),
-                keep_idle: config.read_connections.max(1),
-            })
-        };
-        let backend = if write {
-            let locked: bool =
-                block(first.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK]))?.get(0);
-            if !locked {
-                return Err(Error::Locked(describe(url)));
-            }
+        let shared = Arc::new(Shared {
+            url: url.to_string(),
+            runtime,
+            idle: Mutex::new(Vec::new()),
+            keep_idle: config.read_connections.max(1),
+        });
+        let locked = mode != Mode::Read && try_lock(&first)?;
+        if mode == Mode::Write && !locked {
+            return Err(Error::Locked(describe(url)));
+        }
+        let (requests, writing) = (Mutex::new(None), watch::Sender::new(locked));
+        let role = Arc::new(Role { requests, writing });
+        let start = if locked {
             schema::prepare(&mut first, url, true)?;
-            let writer = writer::Writer::new(first, config.clone(), events, fields.clone())?;
+            let writer =
+                writer::Writer::new(first, config.clone(), events.clone(), fields.clone())?;
             let (tx, rx) = mpsc::channel();
-            let handle = std::thread::Builder::new()
-                .name("vai-store-pg-writer".into())
-                .spawn(move || writer.run(rx))
-                .map_err(|e| Error::Io("spawning the writer thread".into(), e))?;
-            Postgres {
-                shared: shared(runtime, Vec::new()),
-                requests: Mutex::new(Some(tx)),
-                writer: Mutex::new(Some(handle)),
-                tailer: Mutex::new(None),
-                writable: true,
-            }
+            *role.requests.lock().expect("requests lock") = Some(tx);
+            role::Start::Writing(Box::new(writer), rx)
         } else {
             schema::prepare(&mut first, url, false)?;
-            let shared = shared(runtime, vec![(first, Statements::default())]);
+            shared
+                .idle
+                .lock()
+                .expect("idle lock")
+                .push((first, Statements::default()));
             let mut known = None;
             tail::look(&shared, &events, &mut known)?;
-            let stop = Arc::new(AtomicBool::new(false));
-            let handle = {
-                let (shared, stop) = (shared.clone(), stop.clone());
-                std::thread::Builder::new()
-                    .name("vai-store-pg-tail".into())
-                    .spawn(move || tail::run(shared, events, stop, known))
-                    .map_err(|e| Error::Io("spawning the tailer thread".into(), e))?
-            };
-            Postgres {
-                shared,
-                requests: Mutex::new(None),
-                writer: Mutex::new(None),
-                tailer: Mutex::new(Some((stop, handle))),
-                writable: false,
-            }
+            role::Start::Standby(known)
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (wake, rings) = mpsc::channel();
+        let engine = role::Engine {
+            shared: shared.clone(),
+            role: role.clone(),
+            config: config.clone(),
+            events,
+            fields: fields.clone(),
+            may_write: mode != Mode::Read,
+            stop: stop.clone(),
+            rings,
+            ring: wake.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("vai-store-pg".into())
+            .spawn(move || engine.run(start))
+            .map_err(|e| Error::Io("spawning the store's thread".into(), e))?;
+        let backend = Postgres {
+            shared,
+            role,
+            stop,
+            wake,
+            engine: Mutex::new(Some(handle)),
+            mode,
         };
         Ok((backend, fields))
     }
@@ -321,16 +359,20 @@ impl Backend for Postgres {
     }
 
     fn submit(&self, request: WriteRequest) -> Result<()> {
-        if !self.writable {
-            return Err(Error::ReadOnly);
+        let requests = self.role.requests.lock().expect("requests lock");
+        match requests.as_ref() {
+            Some(requests) => requests.send(request).map_err(|_| Error::Closed),
+            None if self.stop.load(Ordering::Relaxed) => Err(Error::Closed),
+            None => Err(Error::ReadOnly),
         }
-        self.requests
-            .lock()
-            .expect("requests lock")
-            .as_ref()
-            .ok_or(Error::Closed)?
-            .send(request)
-            .map_err(|_| Error::Closed)
+    }
+
+    fn writes(&self) -> bool {
+        *self.role.writing.borrow()
+    }
+
+    fn writer_changes(&self) -> Option<watch::Receiver<bool>> {
+        (self.mode != Mode::Read).then(|| self.role.writing.subscribe())
     }
 
     fn path(&self) -> &Path {
@@ -349,13 +391,13 @@ impl Backend for Postgres {
         WritesHeld::default()
     }
 
+    /// Stops the writer after the writes queued (releasing the writer's lock), or the
+    /// standby's tailer.
     fn close(&self) {
-        self.requests.lock().expect("requests lock").take();
-        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
-            let _ = handle.join();
-        }
-        if let Some((stop, handle)) = self.tailer.lock().expect("tailer lock").take() {
-            stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
+        self.role.requests.lock().expect("requests lock").take();
+        let _ = self.wake.send(tail::Ring::Stop);
+        if let Some(handle) = self.engine.lock().expect("engine lock").take() {
             let _ = handle.join();
         }
     }

@@ -3,7 +3,7 @@
 //! reader replica see every change, in order.
 //!
 //! The writer rings a doorbell (`NOTIFY vai_commits`) in each commit; a connection of this
-//! module's `LISTEN`s. A notification carries nothing but "look": the tailer then reads, in
+//! module's `LISTEN`s (the standby's thread, `role`, waits on it). A notification carries nothing but "look": the tailer then reads, in
 //! one snapshot, each type whose last resource version moved past the one it knows, and
 //! publishes that type's stored events after it (and a bookmark at its new version). A
 //! notification can be lost while the listening connection is down, so the tailer also looks
@@ -12,10 +12,7 @@
 //! This module must never write.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{Arc, mpsc};
 
 use tokio::sync::broadcast;
 
@@ -25,64 +22,20 @@ use crate::{Event, Result};
 /// The channel the writer notifies on each commit.
 pub(super) const CHANNEL: &str = "vai_commits";
 
-/// How long the tailer waits for a doorbell before it looks anyway.
-const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
-
-/// What the listening task tells the tailer.
-enum Ring {
+/// What the standby's thread is told: by the listening task, or by the store closing.
+#[derive(Debug)]
+pub(crate) enum Ring {
     /// A commit was notified.
     Commit,
     /// The listening connection ended: look (notifications may have been lost), reconnect.
     Lost,
+    /// The store is closing.
+    Stop,
 }
 
-/// Runs the tailer until `stop` is set (looked at least once a second); `events` is the
-/// store's broadcast.
-pub(super) fn run(
-    shared: Arc<Shared>,
-    events: broadcast::Sender<Arc<[Event]>>,
-    stop: Arc<AtomicBool>,
-    mut known: Known,
-) {
-    let mut doorbell: Option<mpsc::Receiver<Ring>> = None;
-    // Keeps the listening connection open.
-    let mut _listener = None;
-    while !stop.load(Ordering::Relaxed) {
-        if doorbell.is_none() {
-            match listen(&shared) {
-                Ok((client, rx)) => {
-                    _listener = Some(client);
-                    doorbell = Some(rx);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "PostgreSQL: cannot listen for commits; looking every second")
-                }
-            }
-        }
-        if let Err(e) = look(&shared, &events, &mut known) {
-            tracing::warn!(error = %e, "PostgreSQL: reading the writer's commits");
-        }
-        let rang = match &doorbell {
-            Some(rx) => rx.recv_timeout(LOOK_AT_LEAST_EVERY),
-            None => {
-                std::thread::sleep(LOOK_AT_LEAST_EVERY);
-                Err(mpsc::RecvTimeoutError::Timeout)
-            }
-        };
-        match rang {
-            Ok(Ring::Commit) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Ok(Ring::Lost) | Err(mpsc::RecvTimeoutError::Disconnected) => doorbell = None,
-        }
-        // Rings that came meanwhile are answered by the one look.
-        if let Some(rx) = &doorbell {
-            while rx.try_recv().is_ok() {}
-        }
-    }
-}
-
-/// Opens a connection that `LISTEN`s, and a channel that rings for each notification. The
-/// client returned keeps the connection open.
-fn listen(shared: &Shared) -> Result<(tokio_postgres::Client, mpsc::Receiver<Ring>)> {
+/// Opens a connection that `LISTEN`s, ringing `ring` for each notification (and once when
+/// it ends). The client returned keeps the connection open.
+pub(super) fn listen(shared: &Shared, ring: mpsc::Sender<Ring>) -> Result<tokio_postgres::Client> {
     let runtime = shared.runtime();
     let config: tokio_postgres::Config = shared
         .url
@@ -91,7 +44,7 @@ fn listen(shared: &Shared) -> Result<(tokio_postgres::Client, mpsc::Receiver<Rin
     let (client, mut connection) =
         block(runtime.spawn(async move { config.connect(tokio_postgres::NoTls).await }))
             .map_err(|_| crate::Error::Closed)??;
-    let (tx, rx) = mpsc::channel();
+    let tx = ring;
     runtime.spawn(async move {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
@@ -109,7 +62,7 @@ fn listen(shared: &Shared) -> Result<(tokio_postgres::Client, mpsc::Receiver<Rin
         }
     });
     block(client.batch_execute(&format!("LISTEN {CHANNEL}")))?;
-    Ok((client, rx))
+    Ok(client)
 }
 
 /// Each type's last resource version as the tailer last looked (`None`: not looked yet).

@@ -6,9 +6,9 @@
 //!
 //! This module must never be reached but through the request channel.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 
 use super::{Statements, Tx};
 use tokio::sync::broadcast;
@@ -30,7 +30,21 @@ pub(super) struct Writer {
     events: broadcast::Sender<Arc<[Event]>>,
     fields: Arc<FieldRegistry>,
     next_seq: i64,
+    /// Each type's last resource version as committed (what a standby taking over from this
+    /// writer knows: see `role`).
+    committed: HashMap<String, u64>,
 }
+
+/// Why [`Writer::run`] returned.
+pub(super) enum Ended {
+    /// Every sender is gone: the store closed.
+    Closed,
+    /// The session (and the writer's lock with it) is lost: each type's last committed version.
+    Lost(HashMap<String, u64>),
+}
+
+/// How often an idle writer checks that its session is still there.
+const SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -59,6 +73,8 @@ struct StagedList {
 struct Applied {
     events: Vec<Event>,
     staged: Option<StagedList>,
+    /// The type and its last resource version after it (none for documents).
+    last_rv: Option<(String, u64)>,
 }
 
 impl Writer {
@@ -81,6 +97,10 @@ impl Writer {
         ))?;
         let max: Option<i64> =
             block(client.query_one("SELECT max(seq) FROM vai_versions", &[]))?.get(0);
+        let committed = block(client.query("SELECT key, last_rv FROM vai_resources", &[]))?
+            .into_iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1) as u64))
+            .collect();
         // What CRDs declared in earlier runs, and every stored type's set brought up to date
         // (a configuration that indexes other fields reindexes them here).
         let mut client = client;
@@ -103,15 +123,28 @@ impl Writer {
             events,
             fields,
             next_seq: max.unwrap_or(0) + 1,
+            committed,
         })
     }
 
-    /// Runs until every sender is gone.
-    pub(super) fn run(mut self, requests: Receiver<WriteRequest>) {
+    /// Runs until every sender is gone, or the session is lost (a closed connection, seen
+    /// after a failed commit or within [`SESSION_CHECK`] while idle).
+    pub(super) fn run(mut self, requests: &Receiver<WriteRequest>) -> Ended {
         // Field declarations change how later batches are indexed: each is applied alone,
         // between groups.
         let mut held = None;
-        while let Some(first) = held.take().or_else(|| requests.recv().ok()) {
+        loop {
+            if self.client.is_closed() {
+                return Ended::Lost(self.committed);
+            }
+            let first = match held.take() {
+                Some(first) => first,
+                None => match requests.recv_timeout(SESSION_CHECK) {
+                    Ok(first) => first,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+            };
             if let Work::Fields(declared) = first.work {
                 let _ = first
                     .reply
@@ -131,13 +164,21 @@ impl Writer {
             }
             self.commit_group(group);
         }
-        // Let the next writer in at once, not when the server notices the closed connection.
+        // Let the next writer in at once, not when the server notices the closed connection,
+        // and ring the standbys' doorbell so that one takes over now, not at its next look.
         if let Err(e) = block(
             self.client
                 .execute("SELECT pg_advisory_unlock($1)", &[&super::WRITER_LOCK]),
-        ) {
+        )
+        .and_then(|_| {
+            block(
+                self.client
+                    .batch_execute(&format!("NOTIFY {}", super::tail::CHANNEL)),
+            )
+        }) {
             tracing::warn!(error = %e, "PostgreSQL: releasing the writer's lock");
         }
+        Ended::Closed
     }
 
     /// Replaces what CRDs declare: the types whose declarations changed are reindexed in one
@@ -196,6 +237,7 @@ impl Writer {
                         put_documents(&tx, documents, now).map(|()| Applied {
                             events: Vec::new(),
                             staged: None,
+                            last_rv: None,
                         })
                     }
                     Work::Fields(_) => unreachable!("declarations are applied alone"),
@@ -236,6 +278,9 @@ impl Writer {
                 }
                 for (reply, outcome) in outcomes {
                     let outcome = outcome.map(|applied| {
+                        if let Some((resource, rv)) = applied.last_rv {
+                            self.committed.insert(resource, rv);
+                        }
                         let events = Arc::<[Event]>::from(applied.events);
                         if !events.is_empty() {
                             let _ = self.events.send(events.clone());
@@ -606,6 +651,7 @@ fn apply_batch(
     Ok(Applied {
         events: ctx.events,
         staged: published,
+        last_rv: Some((resource.to_string(), last_rv as u64)),
     })
 }
 
