@@ -250,6 +250,7 @@ impl Syncer {
             last_ok_ms: None,
             error: None,
         };
+        tracing::info!(store = %store.describe(), "another vai process writes the store; serving what it stores, and taking over when it goes");
         let syncer = Syncer::launch(client, store, config, registry, health);
         syncer.stand_by();
         syncer.follow_role(false);

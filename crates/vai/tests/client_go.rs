@@ -4,71 +4,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use support::Vai;
+use support::{Informer, Vai};
 use vai_testenv::TestEnv;
-
-/// Lines of the informer's output, read on a thread.
-struct Informer {
-    child: std::process::Child,
-    lines: mpsc::Receiver<serde_json::Value>,
-}
-
-impl Informer {
-    fn start(env: &TestEnv, server: &str, ns: &str, streaming: bool) -> Informer {
-        let mut child = Command::new(env.control_plane().binaries().client_go_informer())
-            .args([
-                "--server",
-                server,
-                "--namespace",
-                ns,
-                "--resource",
-                "configmaps",
-            ])
-            .env("KUBE_FEATURE_WatchListClient", streaming.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
-                    return;
-                }
-            }
-        });
-        Informer { child, lines }
-    }
-
-    /// The next event (skipping `kube-root-ca.crt`), within `within`.
-    fn next(&self, within: Duration) -> serde_json::Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let event = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no informer event within {within:?}"));
-            if event["name"] != "kube-root-ca.crt" {
-                return event;
-            }
-        }
-    }
-}
-
-impl Drop for Informer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test]
 async fn a_client_go_informer_through_vai_syncs_and_sees_changes_in_order() {

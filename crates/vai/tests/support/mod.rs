@@ -2,8 +2,10 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use vai_testenv::TestEnv;
@@ -143,6 +145,13 @@ impl Vai {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills it (SIGKILL: no clean-up of any kind) and waits.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// A kubectl command pointed at vai (its own kubeconfig, with no credentials).
@@ -577,4 +586,61 @@ pub async fn faulty_proxy(
     });
     std::fs::write(&kubeconfig, config.to_string()).unwrap();
     (kubeconfig, seen)
+}
+
+/// A client-go SharedInformer (the test environment's `client-go-informer`): the lines of its
+/// output, read on a thread.
+pub struct Informer {
+    child: std::process::Child,
+    lines: mpsc::Receiver<serde_json::Value>,
+}
+
+impl Informer {
+    pub fn start(env: &TestEnv, server: &str, ns: &str, streaming: bool) -> Informer {
+        let mut child = Command::new(env.control_plane().binaries().client_go_informer())
+            .args([
+                "--server",
+                server,
+                "--namespace",
+                ns,
+                "--resource",
+                "configmaps",
+            ])
+            .env("KUBE_FEATURE_WatchListClient", streaming.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        Informer { child, lines }
+    }
+
+    /// The next event (skipping `kube-root-ca.crt`), within `within`.
+    pub fn next(&self, within: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no informer event within {within:?}"));
+            if event["name"] != "kube-root-ca.crt" {
+                return event;
+            }
+        }
+    }
+}
+
+impl Drop for Informer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
