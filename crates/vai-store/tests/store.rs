@@ -1,4 +1,6 @@
 //! Behaviour of the store through its public API: files, writes, snapshots, history, watches.
+//! The tests of behaviour run on each backend (the SQLite file, a real PostgreSQL); those of
+//! the file itself (permissions, corruption, a full disk, the journal, compression) on the file.
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
@@ -9,6 +11,10 @@ use vai_store::{
 };
 
 const PODS: &str = "/v1/pods";
+
+mod common;
+
+use common::{Place, fresh_places};
 
 fn pod(ns: &str, name: &str, rv: u64, app: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
@@ -35,14 +41,18 @@ fn list_err(store: &Store, req: ListRequest) -> Error {
     store.list(PODS, &req, |_, _, _| Ok(())).unwrap_err()
 }
 
-fn open(dir: &tempfile::TempDir) -> Store {
+fn open(place: &Place) -> Store {
+    place.open(StoreConfig::default()).unwrap()
+}
+
+fn open_file(dir: &tempfile::TempDir) -> Store {
     Store::open(&dir.path().join("vai.db"), StoreConfig::default()).unwrap()
 }
 
 #[test]
 fn files_are_private_and_foreign_or_newer_files_are_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = open_file(&dir);
     store
         .write_blocking(Batch::new(PODS).replace(5, vec![pod("a", "p", 5, "x")]))
         .unwrap();
@@ -81,270 +91,282 @@ fn files_are_private_and_foreign_or_newer_files_are_refused_untouched() {
 
 #[test]
 fn replace_swaps_the_set_atomically_and_yields_the_diff() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store
-        .write_blocking(Batch::new(PODS).replace(
-            10,
+    for place in fresh_places() {
+        eprintln!("-- {}", place.backend());
+        let store = open(&place);
+        store
+            .write_blocking(Batch::new(PODS).replace(
+                10,
+                vec![
+                    pod("a", "keep", 3, "x"),
+                    pod("a", "change", 4, "x"),
+                    pod("b", "gone", 5, "x"),
+                ],
+            ))
+            .unwrap();
+        let events = store
+            .write_blocking(Batch::new(PODS).replace(
+                20,
+                vec![
+                    pod("a", "keep", 3, "x"),
+                    pod("a", "change", 15, "y"),
+                    pod("c", "new", 18, "x"),
+                ],
+            ))
+            .unwrap();
+        let mut diff: Vec<(EventKind, String)> = events
+            .iter()
+            .map(|e| (e.kind, format!("{}/{}", e.namespace, e.name)))
+            .collect();
+        diff.sort_by_key(|(_, n)| n.clone());
+        assert_eq!(
+            diff,
             vec![
-                pod("a", "keep", 3, "x"),
-                pod("a", "change", 4, "x"),
-                pod("b", "gone", 5, "x"),
-            ],
-        ))
-        .unwrap();
-    let events = store
-        .write_blocking(Batch::new(PODS).replace(
-            20,
-            vec![
-                pod("a", "keep", 3, "x"),
-                pod("a", "change", 15, "y"),
-                pod("c", "new", 18, "x"),
-            ],
-        ))
-        .unwrap();
-    let mut diff: Vec<(EventKind, String)> = events
-        .iter()
-        .map(|e| (e.kind, format!("{}/{}", e.namespace, e.name)))
-        .collect();
-    diff.sort_by_key(|(_, n)| n.clone());
-    assert_eq!(
-        diff,
-        vec![
-            (EventKind::Modified, "a/change".into()),
-            (EventKind::Deleted, "b/gone".into()),
-            (EventKind::Added, "c/new".into()),
-        ]
-    );
-    let (now, meta) = names(&store, &ListRequest::default());
-    assert_eq!(now, ["a/change", "a/keep", "c/new"]);
-    assert_eq!(meta.resource_version, 20);
-    // The state before the relist is still answerable from history.
-    let before = ListRequest {
-        resource_version: Some(10),
-        ..Default::default()
-    };
-    assert_eq!(names(&store, &before).0, ["a/change", "a/keep", "b/gone"]);
+                (EventKind::Modified, "a/change".into()),
+                (EventKind::Deleted, "b/gone".into()),
+                (EventKind::Added, "c/new".into()),
+            ]
+        );
+        let (now, meta) = names(&store, &ListRequest::default());
+        assert_eq!(now, ["a/change", "a/keep", "c/new"]);
+        assert_eq!(meta.resource_version, 20);
+        // The state before the relist is still answerable from history.
+        let before = ListRequest {
+            resource_version: Some(10),
+            ..Default::default()
+        };
+        assert_eq!(names(&store, &before).0, ["a/change", "a/keep", "b/gone"]);
+    }
 }
 
 #[test]
 fn replayed_events_are_skipped_and_deletes_of_unknown_objects_ignored() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store
-        .write_blocking(Batch::new(PODS).replace(1, Vec::<Vec<u8>>::new()))
-        .unwrap();
-    let first = store
-        .write_blocking(Batch::new(PODS).event(EventKind::Added, pod("a", "p", 2, "x")))
-        .unwrap();
-    assert_eq!(first[0].kind, EventKind::Added);
-    let again = store
-        .write_blocking(
-            Batch::new(PODS)
-                .event(EventKind::Modified, pod("a", "p", 2, "x"))
-                .event(EventKind::Deleted, pod("a", "ghost", 3, "x")),
-        )
-        .unwrap();
-    assert!(again.is_empty(), "{again:?}");
-    assert_eq!(
+    for place in fresh_places() {
+        eprintln!("-- {}", place.backend());
+        let store = open(&place);
         store
-            .resource_state(PODS)
-            .unwrap()
-            .unwrap()
-            .last_resource_version,
-        3
-    );
+            .write_blocking(Batch::new(PODS).replace(1, Vec::<Vec<u8>>::new()))
+            .unwrap();
+        let first = store
+            .write_blocking(Batch::new(PODS).event(EventKind::Added, pod("a", "p", 2, "x")))
+            .unwrap();
+        assert_eq!(first[0].kind, EventKind::Added);
+        let again = store
+            .write_blocking(
+                Batch::new(PODS)
+                    .event(EventKind::Modified, pod("a", "p", 2, "x"))
+                    .event(EventKind::Deleted, pod("a", "ghost", 3, "x")),
+            )
+            .unwrap();
+        assert!(again.is_empty(), "{again:?}");
+        assert_eq!(
+            store
+                .resource_state(PODS)
+                .unwrap()
+                .unwrap()
+                .last_resource_version,
+            3
+        );
+    }
 }
 
 #[test]
 fn continue_chains_stay_on_their_snapshot_and_expire_with_410() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig {
-        history_max_events: 2,
-        ..Default::default()
-    };
-    let store = Store::open(&dir.path().join("vai.db"), config).unwrap();
-    let all: Vec<_> = (0..5)
-        .map(|i| pod("ns", &format!("p{i}"), 10, "x"))
-        .collect();
-    store
-        .write_blocking(Batch::new(PODS).replace(10, all))
-        .unwrap();
-
-    let first = ListRequest {
-        limit: Some(2),
-        ..Default::default()
-    };
-    let (page1, meta1) = names(&store, &first);
-    assert_eq!(page1, ["ns/p0", "ns/p1"]);
-    let token = meta1.continue_token.clone().unwrap();
-
-    // Writes after the first page do not show in the rest of the chain.
-    store
-        .write_blocking(
-            Batch::new(PODS)
-                .event(EventKind::Deleted, pod("ns", "p3", 11, "x"))
-                .event(EventKind::Added, pod("ns", "p9", 12, "x")),
-        )
-        .unwrap();
-    let next = ListRequest {
-        limit: Some(10),
-        continue_token: Some(token),
-        ..Default::default()
-    };
-    let (page2, meta2) = names(&store, &next);
-    assert_eq!(page2, ["ns/p2", "ns/p3", "ns/p4"]);
-    assert_eq!(meta2.resource_version, 10);
-    assert_eq!(meta2.continue_token, None);
-
-    // Push the snapshot out of the window (two history rows kept).
-    for rv in 13..17 {
+    for place in fresh_places() {
+        eprintln!("-- {}", place.backend());
+        let config = StoreConfig {
+            history_max_events: 2,
+            ..Default::default()
+        };
+        let store = place.open(config).unwrap();
+        let all: Vec<_> = (0..5)
+            .map(|i| pod("ns", &format!("p{i}"), 10, "x"))
+            .collect();
         store
-            .write_blocking(Batch::new(PODS).event(EventKind::Modified, pod("ns", "p0", rv, "x")))
+            .write_blocking(Batch::new(PODS).replace(10, all))
             .unwrap();
-    }
-    let first = ListRequest {
-        limit: Some(1),
-        ..Default::default()
-    };
-    let stale = ListRequest {
-        continue_token: meta1.continue_token,
-        ..first
-    };
-    let err = store.list(PODS, &stale, |_, _, _| Ok(())).unwrap_err();
-    assert!(matches!(err, Error::Expired), "{err:?}");
-    let err = list_err(
-        &store,
-        ListRequest {
-            resource_version: Some(10),
+
+        let first = ListRequest {
+            limit: Some(2),
             ..Default::default()
-        },
-    );
-    assert!(matches!(err, Error::Gone { requested: 10, .. }), "{err:?}");
-    let err = list_err(
-        &store,
-        ListRequest {
-            resource_version: Some(99),
+        };
+        let (page1, meta1) = names(&store, &first);
+        assert_eq!(page1, ["ns/p0", "ns/p1"]);
+        let token = meta1.continue_token.clone().unwrap();
+
+        // Writes after the first page do not show in the rest of the chain.
+        store
+            .write_blocking(
+                Batch::new(PODS)
+                    .event(EventKind::Deleted, pod("ns", "p3", 11, "x"))
+                    .event(EventKind::Added, pod("ns", "p9", 12, "x")),
+            )
+            .unwrap();
+        let next = ListRequest {
+            limit: Some(10),
+            continue_token: Some(token),
             ..Default::default()
-        },
-    );
-    assert!(
-        matches!(
-            err,
-            Error::TooLargeResourceVersion {
-                requested: 99,
-                current: 16
-            }
-        ),
-        "{err:?}"
-    );
-    let err = store
-        .list(
-            PODS,
-            &ListRequest {
-                continue_token: Some("garbage!".into()),
+        };
+        let (page2, meta2) = names(&store, &next);
+        assert_eq!(page2, ["ns/p2", "ns/p3", "ns/p4"]);
+        assert_eq!(meta2.resource_version, 10);
+        assert_eq!(meta2.continue_token, None);
+
+        // Push the snapshot out of the window (two history rows kept).
+        for rv in 13..17 {
+            store
+                .write_blocking(
+                    Batch::new(PODS).event(EventKind::Modified, pod("ns", "p0", rv, "x")),
+                )
+                .unwrap();
+        }
+        let first = ListRequest {
+            limit: Some(1),
+            ..Default::default()
+        };
+        let stale = ListRequest {
+            continue_token: meta1.continue_token,
+            ..first
+        };
+        let err = store.list(PODS, &stale, |_, _, _| Ok(())).unwrap_err();
+        assert!(matches!(err, Error::Expired), "{err:?}");
+        let err = list_err(
+            &store,
+            ListRequest {
+                resource_version: Some(10),
                 ..Default::default()
             },
-            |_, _, _| Ok(()),
-        )
-        .unwrap_err();
-    assert!(matches!(err, Error::InvalidContinue(_)), "{err:?}");
+        );
+        assert!(matches!(err, Error::Gone { requested: 10, .. }), "{err:?}");
+        let err = list_err(
+            &store,
+            ListRequest {
+                resource_version: Some(99),
+                ..Default::default()
+            },
+        );
+        assert!(
+            matches!(
+                err,
+                Error::TooLargeResourceVersion {
+                    requested: 99,
+                    current: 16
+                }
+            ),
+            "{err:?}"
+        );
+        let err = store
+            .list(
+                PODS,
+                &ListRequest {
+                    continue_token: Some("garbage!".into()),
+                    ..Default::default()
+                },
+                |_, _, _| Ok(()),
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidContinue(_)), "{err:?}");
+    }
 }
 
 #[test]
 fn selectors_filter_in_sql() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store
-        .write_blocking(Batch::new(PODS).replace(
-            9,
-            vec![
-                pod("a", "web-1", 1, "web"),
-                pod("a", "db-1", 2, "db"),
-                pod("b", "web-2", 3, "web"),
-            ],
-        ))
-        .unwrap();
-    let req = |labels: &str, fields: &str, ns: Option<&str>| ListRequest {
-        labels: LabelSelector::parse(labels).unwrap(),
-        fields: FieldSelector::parse(fields).unwrap(),
-        namespace: ns.map(str::to_string),
-        ..Default::default()
-    };
-    assert_eq!(
-        names(&store, &req("app=web", "", None)).0,
-        ["a/web-1", "b/web-2"]
-    );
-    assert_eq!(names(&store, &req("app!=web", "", None)).0, ["a/db-1"]);
-    assert_eq!(
-        names(&store, &req("app in (db, web)", "", Some("a"))).0,
-        ["a/db-1", "a/web-1"]
-    );
-    assert_eq!(
-        names(&store, &req("!app", "", None)).0,
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        names(&store, &req("", "metadata.name=web-2", None)).0,
-        ["b/web-2"]
-    );
-    assert_eq!(
-        names(&store, &req("app", "metadata.namespace!=a", None)).0,
-        ["b/web-2"]
-    );
+    for place in fresh_places() {
+        eprintln!("-- {}", place.backend());
+        let store = open(&place);
+        store
+            .write_blocking(Batch::new(PODS).replace(
+                9,
+                vec![
+                    pod("a", "web-1", 1, "web"),
+                    pod("a", "db-1", 2, "db"),
+                    pod("b", "web-2", 3, "web"),
+                ],
+            ))
+            .unwrap();
+        let req = |labels: &str, fields: &str, ns: Option<&str>| ListRequest {
+            labels: LabelSelector::parse(labels).unwrap(),
+            fields: FieldSelector::parse(fields).unwrap(),
+            namespace: ns.map(str::to_string),
+            ..Default::default()
+        };
+        assert_eq!(
+            names(&store, &req("app=web", "", None)).0,
+            ["a/web-1", "b/web-2"]
+        );
+        assert_eq!(names(&store, &req("app!=web", "", None)).0, ["a/db-1"]);
+        assert_eq!(
+            names(&store, &req("app in (db, web)", "", Some("a"))).0,
+            ["a/db-1", "a/web-1"]
+        );
+        assert_eq!(
+            names(&store, &req("!app", "", None)).0,
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            names(&store, &req("", "metadata.name=web-2", None)).0,
+            ["b/web-2"]
+        );
+        assert_eq!(
+            names(&store, &req("app", "metadata.namespace!=a", None)).0,
+            ["b/web-2"]
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_watch_replays_history_then_follows_live_events_without_gap_or_duplicate() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store
-        .write(Batch::new(PODS).replace(10, vec![pod("a", "p", 10, "x")]))
-        .await
-        .unwrap();
-    store
-        .write(Batch::new(PODS).event(EventKind::Modified, pod("a", "p", 11, "y")))
-        .await
-        .unwrap();
-    store
-        .write(Batch::new(PODS).event(EventKind::Added, pod("a", "q", 12, "y")))
-        .await
-        .unwrap();
-
-    let mut watch = store.watch(PODS, 10).unwrap();
-    store
-        .write(Batch::new(PODS).event(EventKind::Deleted, pod("a", "p", 13, "y")))
-        .await
-        .unwrap();
-    store.write(Batch::new(PODS).bookmark(14)).await.unwrap();
-    store
-        .write(Batch::new("/v1/configmaps").replace(15, Vec::<Vec<u8>>::new()))
-        .await
-        .unwrap();
-    store
-        .write(Batch::new(PODS).event(EventKind::Added, pod("a", "r", 16, "y")))
-        .await
-        .unwrap();
-
-    let mut seen = Vec::new();
-    while seen.len() < 5 {
-        let e = tokio::time::timeout(Duration::from_secs(5), watch.next())
+    for place in fresh_places() {
+        eprintln!("-- {}", place.backend());
+        let store = open(&place);
+        store
+            .write(Batch::new(PODS).replace(10, vec![pod("a", "p", 10, "x")]))
             .await
-            .unwrap()
             .unwrap();
-        seen.push((e.kind, e.name.clone(), e.resource_version));
+        store
+            .write(Batch::new(PODS).event(EventKind::Modified, pod("a", "p", 11, "y")))
+            .await
+            .unwrap();
+        store
+            .write(Batch::new(PODS).event(EventKind::Added, pod("a", "q", 12, "y")))
+            .await
+            .unwrap();
+
+        let mut watch = store.watch(PODS, 10).unwrap();
+        store
+            .write(Batch::new(PODS).event(EventKind::Deleted, pod("a", "p", 13, "y")))
+            .await
+            .unwrap();
+        store.write(Batch::new(PODS).bookmark(14)).await.unwrap();
+        store
+            .write(Batch::new("/v1/configmaps").replace(15, Vec::<Vec<u8>>::new()))
+            .await
+            .unwrap();
+        store
+            .write(Batch::new(PODS).event(EventKind::Added, pod("a", "r", 16, "y")))
+            .await
+            .unwrap();
+
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            let e = tokio::time::timeout(Duration::from_secs(5), watch.next())
+                .await
+                .unwrap()
+                .unwrap();
+            seen.push((e.kind, e.name.clone(), e.resource_version));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (EventKind::Modified, "p".into(), 11),
+                (EventKind::Added, "q".into(), 12),
+                (EventKind::Deleted, "p".into(), 13),
+                (EventKind::Bookmark, "".into(), 14),
+                (EventKind::Added, "r".into(), 16),
+            ]
+        );
+        assert!(matches!(store.watch(PODS, 3), Err(Error::Gone { .. })));
     }
-    assert_eq!(
-        seen,
-        vec![
-            (EventKind::Modified, "p".into(), 11),
-            (EventKind::Added, "q".into(), 12),
-            (EventKind::Deleted, "p".into(), 13),
-            (EventKind::Bookmark, "".into(), 14),
-            (EventKind::Added, "r".into(), 16),
-        ]
-    );
-    assert!(matches!(store.watch(PODS, 3), Err(Error::Gone { .. })));
 }
 
 /// Watches opened while a writer commits, each from the version it last read (as a client
@@ -352,86 +374,92 @@ async fn a_watch_replays_history_then_follows_live_events_without_gap_or_duplica
 /// they were committed before its history read, during it, or after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_opened_while_writes_commit_miss_nothing_and_repeat_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store
-        .write(Batch::new(PODS).replace(1, vec![pod("a", "p0", 1, "x")]))
-        .await
-        .unwrap();
-    let last = 400u64;
-    let writer = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            for rv in 2..=last {
-                let name = format!("p{}", rv % 7);
-                store
-                    .write(Batch::new(PODS).event(EventKind::Modified, pod("a", &name, rv, "y")))
-                    .await
-                    .unwrap();
-            }
-        })
-    };
-    let mut watches = Vec::new();
-    while !writer.is_finished() || watches.is_empty() {
-        let from = store
-            .resource_state(PODS)
-            .unwrap()
-            .unwrap()
-            .last_resource_version;
-        watches.push((from, store.watch(PODS, from).unwrap()));
-        tokio::task::yield_now().await;
-    }
-    writer.await.unwrap();
-    let opened_midway = watches
-        .iter()
-        .filter(|(from, _)| *from > 1 && *from < last)
-        .count();
-    assert!(
-        opened_midway > 0,
-        "some watches opened while the writer ran"
-    );
-    for (from, mut watch) in watches {
-        let mut seen = Vec::new();
-        while seen.last().is_none_or(|rv| *rv < last) && from < last {
-            let e = tokio::time::timeout(Duration::from_secs(10), watch.next())
-                .await
-                .expect("every event up to the last arrives")
-                .unwrap();
-            seen.push(e.resource_version);
+    for place in fresh_places() {
+        eprintln!("-- {}", place.backend());
+        let store = open(&place);
+        store
+            .write(Batch::new(PODS).replace(1, vec![pod("a", "p0", 1, "x")]))
+            .await
+            .unwrap();
+        let last = 400u64;
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for rv in 2..=last {
+                    let name = format!("p{}", rv % 7);
+                    store
+                        .write(
+                            Batch::new(PODS).event(EventKind::Modified, pod("a", &name, rv, "y")),
+                        )
+                        .await
+                        .unwrap();
+                }
+            })
+        };
+        let mut watches = Vec::new();
+        while !writer.is_finished() || watches.is_empty() {
+            let from = store
+                .resource_state(PODS)
+                .unwrap()
+                .unwrap()
+                .last_resource_version;
+            watches.push((from, store.watch(PODS, from).unwrap()));
+            tokio::task::yield_now().await;
         }
-        let want: Vec<u64> = (from + 1..=last).collect();
-        assert_eq!(seen, want, "the watch from {from}");
+        writer.await.unwrap();
+        let opened_midway = watches
+            .iter()
+            .filter(|(from, _)| *from > 1 && *from < last)
+            .count();
+        assert!(
+            opened_midway > 0,
+            "some watches opened while the writer ran"
+        );
+        for (from, mut watch) in watches {
+            let mut seen = Vec::new();
+            while seen.last().is_none_or(|rv| *rv < last) && from < last {
+                let e = tokio::time::timeout(Duration::from_secs(10), watch.next())
+                    .await
+                    .expect("every event up to the last arrives")
+                    .unwrap();
+                seen.push(e.resource_version);
+            }
+            let want: Vec<u64> = (from + 1..=last).collect();
+            assert_eq!(seen, want, "the watch from {from}");
+        }
     }
 }
 
 #[test]
 fn sync_state_and_data_survive_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(&dir);
-        store
-            .write_blocking(
-                Batch::new(PODS)
-                    .replace(7, vec![pod("a", "p", 7, "x")])
-                    .bookmark(9)
-                    .state(SyncState::Stale, Some("connection refused".into())),
-            )
+    for place in fresh_places() {
+        eprintln!("-- {}", place.backend());
+        {
+            let store = open(&place);
+            store
+                .write_blocking(
+                    Batch::new(PODS)
+                        .replace(7, vec![pod("a", "p", 7, "x")])
+                        .bookmark(9)
+                        .state(SyncState::Stale, Some("connection refused".into())),
+                )
+                .unwrap();
+            store.close();
+        }
+        let store = open(&place);
+        let state = store.resource_state(PODS).unwrap().unwrap();
+        assert_eq!(state.list_resource_version, Some(7));
+        assert_eq!(state.last_resource_version, 9);
+        assert_eq!(state.state, SyncState::Stale);
+        assert_eq!(state.last_error.as_deref(), Some("connection refused"));
+        assert!(store.get(PODS, "a", "p", None).unwrap().is_some());
+        // New events continue the sequence after a reopen (no duplicate sequence numbers).
+        let events = store
+            .write_blocking(Batch::new(PODS).event(EventKind::Added, pod("a", "q", 10, "x")))
             .unwrap();
-        store.close();
+        assert!(events[0].seq > 1);
+        store.check_integrity().unwrap();
     }
-    let store = open(&dir);
-    let state = store.resource_state(PODS).unwrap().unwrap();
-    assert_eq!(state.list_resource_version, Some(7));
-    assert_eq!(state.last_resource_version, 9);
-    assert_eq!(state.state, SyncState::Stale);
-    assert_eq!(state.last_error.as_deref(), Some("connection refused"));
-    assert!(store.get(PODS, "a", "p", None).unwrap().is_some());
-    // New events continue the sequence after a reopen (no duplicate sequence numbers).
-    let events = store
-        .write_blocking(Batch::new(PODS).event(EventKind::Added, pod("a", "q", 10, "x")))
-        .unwrap();
-    assert!(events[0].seq > 1);
-    store.check_integrity().unwrap();
 }
 
 fn aged_pod(ns: &str, name: &str, rv: u64, app: &str, created: &str, rank: Option<u32>) -> Vec<u8> {
@@ -449,130 +477,132 @@ fn aged_pod(ns: &str, name: &str, rv: u64, app: &str, created: &str, rank: Optio
 
 #[test]
 fn pages_filter_sort_and_count_in_one_snapshot() {
-    use vai_store::{Column, Condition, Filter, Operator, PageRequest, SortKey};
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store
-        .write_blocking(Batch::new(PODS).replace(
-            50,
-            vec![
-                aged_pod("a", "web-1", 1, "web", "2026-01-03T00:00:00Z", Some(10)),
-                aged_pod("a", "web-2", 2, "web", "2026-01-01T00:00:00Z", Some(9)),
-                aged_pod("b", "Web-3", 3, "web", "2026-01-02T00:00:00Z", None),
-                aged_pod("b", "db-1", 4, "db", "2026-01-04T00:00:00Z", Some(100)),
-                aged_pod("c", "cache-1", 5, "cache", "2026-01-05T00:00:00Z", Some(2)),
-            ],
-        ))
-        .unwrap();
-    let run = |req: &PageRequest| {
-        let mut out = Vec::new();
-        let meta = store
-            .page(PODS, req, |_, name, _| {
-                out.push(name.to_string());
-                Ok(())
-            })
+    for place in fresh_places() {
+        eprintln!("-- {}", place.backend());
+        use vai_store::{Column, Condition, Filter, Operator, PageRequest, SortKey};
+        let store = open(&place);
+        store
+            .write_blocking(Batch::new(PODS).replace(
+                50,
+                vec![
+                    aged_pod("a", "web-1", 1, "web", "2026-01-03T00:00:00Z", Some(10)),
+                    aged_pod("a", "web-2", 2, "web", "2026-01-01T00:00:00Z", Some(9)),
+                    aged_pod("b", "Web-3", 3, "web", "2026-01-02T00:00:00Z", None),
+                    aged_pod("b", "db-1", 4, "db", "2026-01-04T00:00:00Z", Some(100)),
+                    aged_pod("c", "cache-1", 5, "cache", "2026-01-05T00:00:00Z", Some(2)),
+                ],
+            ))
             .unwrap();
-        (out, meta.total)
-    };
-    let cond = |column: Column, operator: Operator, values: &[&str]| Condition {
-        column,
-        operator,
-        values: values.iter().map(|v| v.to_string()).collect(),
-    };
-    let newest_first = vec![SortKey {
-        column: Column::CreationTimestamp,
-        descending: true,
-        case_insensitive: false,
-    }];
-
-    // Filter by label, newest first, page 1 of size 2, with the total.
-    let mut req = PageRequest {
-        filters: vec![Filter(vec![cond(
-            Column::Label("app".into()),
-            Operator::Eq,
-            &["web"],
-        )])],
-        sort: newest_first.clone(),
-        page_size: Some(2),
-        ..Default::default()
-    };
-    assert_eq!(run(&req), (vec!["web-1".into(), "Web-3".into()], 3));
-    req.offset = 2;
-    assert_eq!(run(&req), (vec!["web-2".into()], 3));
-
-    // OR within a filter, AND across filters; substring; time comparison.
-    let req = PageRequest {
-        filters: vec![
-            Filter(vec![
-                cond(Column::Name, Operator::Contains, &["eb"]),
-                cond(Column::Namespace, Operator::Eq, &["c"]),
-            ]),
-            Filter(vec![cond(
-                Column::CreationTimestamp,
-                Operator::Gt,
-                &["2026-01-01T12:00:00Z"],
-            )]),
-        ],
-        sort: newest_first.clone(),
-        ..Default::default()
-    };
-    assert_eq!(run(&req).0, ["cache-1", "web-1", "Web-3"]);
-
-    // Numeric comparison on a label: 9 < 10 < 100, not text order; absent labels never match.
-    let req = PageRequest {
-        filters: vec![Filter(vec![cond(
-            Column::Label("rank".into()),
-            Operator::Gt,
-            &["5"],
-        )])],
-        sort: vec![SortKey {
-            column: Column::Name,
-            descending: false,
+        let run = |req: &PageRequest| {
+            let mut out = Vec::new();
+            let meta = store
+                .page(PODS, req, |_, name, _| {
+                    out.push(name.to_string());
+                    Ok(())
+                })
+                .unwrap();
+            (out, meta.total)
+        };
+        let cond = |column: Column, operator: Operator, values: &[&str]| Condition {
+            column,
+            operator,
+            values: values.iter().map(|v| v.to_string()).collect(),
+        };
+        let newest_first = vec![SortKey {
+            column: Column::CreationTimestamp,
+            descending: true,
             case_insensitive: false,
-        }],
-        ..Default::default()
-    };
-    assert_eq!(run(&req).0, ["db-1", "web-1", "web-2"]);
+        }];
 
-    // Case-insensitive sort, and a not-in that keeps objects without the label.
-    let req = PageRequest {
-        filters: vec![Filter(vec![cond(
-            Column::Label("rank".into()),
-            Operator::NotIn,
-            &["10", "100"],
-        )])],
-        sort: vec![SortKey {
-            column: Column::Name,
-            descending: false,
-            case_insensitive: true,
-        }],
-        ..Default::default()
-    };
-    assert_eq!(run(&req).0, ["cache-1", "web-2", "Web-3"]);
+        // Filter by label, newest first, page 1 of size 2, with the total.
+        let mut req = PageRequest {
+            filters: vec![Filter(vec![cond(
+                Column::Label("app".into()),
+                Operator::Eq,
+                &["web"],
+            )])],
+            sort: newest_first.clone(),
+            page_size: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(run(&req), (vec!["web-1".into(), "Web-3".into()], 3));
+        req.offset = 2;
+        assert_eq!(run(&req), (vec!["web-2".into()], 3));
 
-    // Pages of an older snapshot.
-    store
-        .write_blocking(Batch::new(PODS).event(
-            EventKind::Deleted,
-            aged_pod("a", "web-1", 60, "web", "", None),
-        ))
-        .unwrap();
-    let mut req = PageRequest {
-        sort: newest_first,
-        ..Default::default()
-    };
-    assert_eq!(run(&req).1, 4);
-    req.list.resource_version = Some(50);
-    assert_eq!(run(&req).1, 5);
+        // OR within a filter, AND across filters; substring; time comparison.
+        let req = PageRequest {
+            filters: vec![
+                Filter(vec![
+                    cond(Column::Name, Operator::Contains, &["eb"]),
+                    cond(Column::Namespace, Operator::Eq, &["c"]),
+                ]),
+                Filter(vec![cond(
+                    Column::CreationTimestamp,
+                    Operator::Gt,
+                    &["2026-01-01T12:00:00Z"],
+                )]),
+            ],
+            sort: newest_first.clone(),
+            ..Default::default()
+        };
+        assert_eq!(run(&req).0, ["cache-1", "web-1", "Web-3"]);
 
-    assert!(matches!(
-        Column::parse("spec.nodeName"),
-        Err(Error::UnsupportedField(_))
-    ));
-    assert_eq!(
-        Column::parse("metadata.labels[app]").unwrap(),
-        Column::Label("app".into())
-    );
+        // Numeric comparison on a label: 9 < 10 < 100, not text order; absent labels never match.
+        let req = PageRequest {
+            filters: vec![Filter(vec![cond(
+                Column::Label("rank".into()),
+                Operator::Gt,
+                &["5"],
+            )])],
+            sort: vec![SortKey {
+                column: Column::Name,
+                descending: false,
+                case_insensitive: false,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(run(&req).0, ["db-1", "web-1", "web-2"]);
+
+        // Case-insensitive sort, and a not-in that keeps objects without the label.
+        let req = PageRequest {
+            filters: vec![Filter(vec![cond(
+                Column::Label("rank".into()),
+                Operator::NotIn,
+                &["10", "100"],
+            )])],
+            sort: vec![SortKey {
+                column: Column::Name,
+                descending: false,
+                case_insensitive: true,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(run(&req).0, ["cache-1", "web-2", "Web-3"]);
+
+        // Pages of an older snapshot.
+        store
+            .write_blocking(Batch::new(PODS).event(
+                EventKind::Deleted,
+                aged_pod("a", "web-1", 60, "web", "", None),
+            ))
+            .unwrap();
+        let mut req = PageRequest {
+            sort: newest_first,
+            ..Default::default()
+        };
+        assert_eq!(run(&req).1, 4);
+        req.list.resource_version = Some(50);
+        assert_eq!(run(&req).1, 5);
+
+        assert!(matches!(
+            Column::parse("spec.nodeName"),
+            Err(Error::UnsupportedField(_))
+        ));
+        assert_eq!(
+            Column::parse("metadata.labels[app]").unwrap(),
+            Column::Label("app".into())
+        );
+    }
 }
 
 #[test]
@@ -580,7 +610,7 @@ fn a_corrupt_file_is_reported_as_corrupt_never_silently_wiped() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vai.db");
     {
-        let store = open(&dir);
+        let store = open_file(&dir);
         let pods: Vec<_> = (0..200)
             .map(|i| pod("ns", &format!("p{i}"), 5, "x"))
             .collect();
@@ -611,52 +641,54 @@ fn a_corrupt_file_is_reported_as_corrupt_never_silently_wiped() {
 
 #[test]
 fn history_older_than_the_age_limit_is_pruned() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig {
-        history_max_age: Duration::ZERO,
-        ..Default::default()
-    };
-    let store = Store::open(&dir.path().join("vai.db"), config).unwrap();
-    store
-        .write_blocking(Batch::new(PODS).replace(10, vec![pod("a", "p", 10, "x")]))
-        .unwrap();
-    store
-        .write_blocking(Batch::new(PODS).event(EventKind::Modified, pod("a", "p", 11, "y")))
-        .unwrap();
-    // With no age allowed, the superseded version is gone at once: RV 10 is out of the window.
-    let as_of_10 = ListRequest {
-        resource_version: Some(10),
-        ..Default::default()
-    };
-    let err = store.list(PODS, &as_of_10, |_, _, _| Ok(())).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Gone {
-                requested: 10,
-                oldest: 11
-            }
-        ),
-        "{err:?}"
-    );
-    assert!(matches!(store.watch(PODS, 10), Err(Error::Gone { .. })));
-    // The current state is untouched.
-    assert_eq!(names(&store, &ListRequest::default()).0, ["a/p"]);
-    assert_eq!(
+    for place in fresh_places() {
+        eprintln!("-- {}", place.backend());
+        let config = StoreConfig {
+            history_max_age: Duration::ZERO,
+            ..Default::default()
+        };
+        let store = place.open(config).unwrap();
         store
-            .resource_state(PODS)
-            .unwrap()
-            .unwrap()
-            .oldest_resource_version,
-        11
-    );
+            .write_blocking(Batch::new(PODS).replace(10, vec![pod("a", "p", 10, "x")]))
+            .unwrap();
+        store
+            .write_blocking(Batch::new(PODS).event(EventKind::Modified, pod("a", "p", 11, "y")))
+            .unwrap();
+        // With no age allowed, the superseded version is gone at once: RV 10 is out of the window.
+        let as_of_10 = ListRequest {
+            resource_version: Some(10),
+            ..Default::default()
+        };
+        let err = store.list(PODS, &as_of_10, |_, _, _| Ok(())).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Gone {
+                    requested: 10,
+                    oldest: 11
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(matches!(store.watch(PODS, 10), Err(Error::Gone { .. })));
+        // The current state is untouched.
+        assert_eq!(names(&store, &ListRequest::default()).0, ["a/p"]);
+        assert_eq!(
+            store
+                .resource_state(PODS)
+                .unwrap()
+                .unwrap()
+                .oldest_resource_version,
+            11
+        );
+    }
 }
 
 #[test]
 fn one_writer_per_file_and_read_only_opens_alongside() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vai.db");
-    let store = open(&dir);
+    let store = open_file(&dir);
     store
         .write_blocking(Batch::new(PODS).replace(3, vec![pod("a", "p", 3, "x")]))
         .unwrap();
@@ -678,7 +710,7 @@ fn one_writer_per_file_and_read_only_opens_alongside() {
     ));
     // The lock goes with the store.
     drop(store);
-    let store = open(&dir);
+    let store = open_file(&dir);
     assert_eq!(store.count(PODS).unwrap(), 1);
     // Read-only opens never create files.
     assert!(matches!(
@@ -690,216 +722,228 @@ fn one_writer_per_file_and_read_only_opens_alongside() {
 
 #[tokio::test]
 async fn documents_are_stored_replaced_and_survive_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let doc = |body: &str| vai_store::Document {
-        key: "/version".into(),
-        content_type: "application/json".into(),
-        body: body.as_bytes().to_vec(),
-    };
-    {
-        let store = open(&dir);
-        assert_eq!(store.document("/version").unwrap(), None);
-        store.put_documents(vec![doc("{\"a\":1}")]).await.unwrap();
-        store.put_documents(vec![doc("{\"a\":2}")]).await.unwrap();
+    for place in fresh_places() {
+        eprintln!("-- {}", place.backend());
+        let doc = |body: &str| vai_store::Document {
+            key: "/version".into(),
+            content_type: "application/json".into(),
+            body: body.as_bytes().to_vec(),
+        };
+        {
+            let store = open(&place);
+            assert_eq!(store.document("/version").unwrap(), None);
+            store.put_documents(vec![doc("{\"a\":1}")]).await.unwrap();
+            store.put_documents(vec![doc("{\"a\":2}")]).await.unwrap();
+            assert_eq!(store.document("/version").unwrap(), Some(doc("{\"a\":2}")));
+            store.close();
+        }
+        let store = open(&place);
         assert_eq!(store.document("/version").unwrap(), Some(doc("{\"a\":2}")));
-        store.close();
     }
-    let store = open(&dir);
-    assert_eq!(store.document("/version").unwrap(), Some(doc("{\"a\":2}")));
 }
 
 #[tokio::test]
 async fn a_snapshot_reads_documents_objects_and_states_from_one_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store
-        .write(Batch::new(PODS).replace(3, vec![pod("a", "p", 3, "x")]))
-        .await
-        .unwrap();
-    let doc = vai_store::Document {
-        key: "k".into(),
-        content_type: "application/json".into(),
-        body: b"{}".to_vec(),
-    };
-    store.put_documents(vec![doc.clone()]).await.unwrap();
-    // A write committed while the snapshot is open is not in it.
-    let (before, object, after) = store
-        .snapshot(|s| {
-            let before = s.resource_state(PODS)?.unwrap().last_resource_version;
-            let writer = store.clone();
-            std::thread::spawn(move || {
-                writer
-                    .write_blocking(Batch::new(PODS).event(EventKind::Added, pod("a", "q", 9, "x")))
-                    .unwrap()
-            })
-            .join()
-            .unwrap();
-            let object = s.get_row(PODS, "a", "q", None)?;
-            let after = s.resource_state(PODS)?.unwrap().last_resource_version;
-            assert_eq!(s.document("k")?, Some(doc.clone()));
-            Ok((before, object, after))
-        })
-        .unwrap();
-    assert_eq!((before, after), (3, 3), "the snapshot's state stays");
-    assert_eq!(object, None, "the later object is not in the snapshot");
-    assert!(store.get_row(PODS, "a", "q", None).unwrap().is_some());
-    assert_eq!(
+    for place in fresh_places() {
+        eprintln!("-- {}", place.backend());
+        let store = open(&place);
         store
-            .resource_state(PODS)
-            .unwrap()
-            .unwrap()
-            .last_resource_version,
-        9
-    );
+            .write(Batch::new(PODS).replace(3, vec![pod("a", "p", 3, "x")]))
+            .await
+            .unwrap();
+        let doc = vai_store::Document {
+            key: "k".into(),
+            content_type: "application/json".into(),
+            body: b"{}".to_vec(),
+        };
+        store.put_documents(vec![doc.clone()]).await.unwrap();
+        // A write committed while the snapshot is open is not in it.
+        let (before, object, after) = store
+            .snapshot(|s| {
+                let before = s.resource_state(PODS)?.unwrap().last_resource_version;
+                let writer = store.clone();
+                std::thread::spawn(move || {
+                    writer
+                        .write_blocking(
+                            Batch::new(PODS).event(EventKind::Added, pod("a", "q", 9, "x")),
+                        )
+                        .unwrap()
+                })
+                .join()
+                .unwrap();
+                let object = s.get_row(PODS, "a", "q", None)?;
+                let after = s.resource_state(PODS)?.unwrap().last_resource_version;
+                assert_eq!(s.document("k")?, Some(doc.clone()));
+                Ok((before, object, after))
+            })
+            .unwrap();
+        assert_eq!((before, after), (3, 3), "the snapshot's state stays");
+        assert_eq!(object, None, "the later object is not in the snapshot");
+        assert!(store.get_row(PODS, "a", "q", None).unwrap().is_some());
+        assert_eq!(
+            store
+                .resource_state(PODS)
+                .unwrap()
+                .unwrap()
+                .last_resource_version,
+            9
+        );
+    }
 }
 
 #[test]
 fn a_state_change_alone_is_not_contact_with_upstream() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store
-        .write_blocking(Batch::new(PODS).replace(3, vec![pod("a", "p", 3, "x")]))
-        .unwrap();
-    let contact = store.resource_state(PODS).unwrap().unwrap().last_contact_ms;
-    assert!(contact.is_some());
-    std::thread::sleep(Duration::from_millis(5));
-    store
-        .write_blocking(Batch::new(PODS).state(SyncState::Stale, Some("refused".into())))
-        .unwrap();
-    let state = store.resource_state(PODS).unwrap().unwrap();
-    assert_eq!(
-        (state.state, state.last_contact_ms),
-        (SyncState::Stale, contact)
-    );
-    std::thread::sleep(Duration::from_millis(5));
-    store.write_blocking(Batch::new(PODS).bookmark(4)).unwrap();
-    let later = store.resource_state(PODS).unwrap().unwrap().last_contact_ms;
-    assert!(
-        later > contact,
-        "a bookmark is contact: {later:?} > {contact:?}"
-    );
+    for place in fresh_places() {
+        eprintln!("-- {}", place.backend());
+        let store = open(&place);
+        store
+            .write_blocking(Batch::new(PODS).replace(3, vec![pod("a", "p", 3, "x")]))
+            .unwrap();
+        let contact = store.resource_state(PODS).unwrap().unwrap().last_contact_ms;
+        assert!(contact.is_some());
+        std::thread::sleep(Duration::from_millis(5));
+        store
+            .write_blocking(Batch::new(PODS).state(SyncState::Stale, Some("refused".into())))
+            .unwrap();
+        let state = store.resource_state(PODS).unwrap().unwrap();
+        assert_eq!(
+            (state.state, state.last_contact_ms),
+            (SyncState::Stale, contact)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        store.write_blocking(Batch::new(PODS).bookmark(4)).unwrap();
+        let later = store.resource_state(PODS).unwrap().unwrap().last_contact_ms;
+        assert!(
+            later > contact,
+            "a bookmark is contact: {later:?} > {contact:?}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn table_cells_are_kept_per_version_and_travel_with_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let row = |rv: u64, cells: &str| vai_store::Item {
-        object: pod("a", "p", rv, "x"),
-        cells: Some(cells.as_bytes().to_vec()),
-    };
-    store
-        .write(Batch::new(PODS).replace(3, vec![row(3, r#"["p","Running"]"#)]))
-        .await
-        .unwrap();
-    let mut watch = store.watch(PODS, 3).unwrap();
-    let events = store
-        .write(Batch::new(PODS).event(EventKind::Modified, row(4, r#"["p","Failed"]"#)))
-        .await
-        .unwrap();
-    assert_eq!(events[0].cells.as_deref(), Some(&br#"["p","Failed"]"#[..]));
-    assert_eq!(watch.next().await.unwrap().cells, events[0].cells);
-    let mut listed = Vec::new();
-    store
-        .list_rows(PODS, &ListRequest::default(), |r| {
-            listed.push(String::from_utf8(r.cells.unwrap().to_vec()).unwrap());
-            Ok(())
-        })
-        .unwrap();
-    assert_eq!(listed, vec![r#"["p","Failed"]"#]);
-    // A relist that no longer has the object deletes it with its last cells.
-    store
-        .write(Batch::new(PODS).replace(5, Vec::<Vec<u8>>::new()))
-        .await
-        .unwrap();
-    let deleted = watch.next().await.unwrap();
-    assert_eq!(deleted.kind, EventKind::Deleted);
-    assert_eq!(deleted.cells.as_deref(), Some(&br#"["p","Failed"]"#[..]));
-    // Objects written without cells have none.
-    store
-        .write(Batch::new(PODS).event(EventKind::Added, pod("a", "q", 6, "x")))
-        .await
-        .unwrap();
-    let mut cells = Vec::new();
-    store
-        .list_rows(PODS, &ListRequest::default(), |r| {
-            cells.push(r.cells.is_some());
-            Ok(())
-        })
-        .unwrap();
-    assert_eq!(cells, vec![false]);
+    for place in fresh_places() {
+        eprintln!("-- {}", place.backend());
+        let store = open(&place);
+        let row = |rv: u64, cells: &str| vai_store::Item {
+            object: pod("a", "p", rv, "x"),
+            cells: Some(cells.as_bytes().to_vec()),
+        };
+        store
+            .write(Batch::new(PODS).replace(3, vec![row(3, r#"["p","Running"]"#)]))
+            .await
+            .unwrap();
+        let mut watch = store.watch(PODS, 3).unwrap();
+        let events = store
+            .write(Batch::new(PODS).event(EventKind::Modified, row(4, r#"["p","Failed"]"#)))
+            .await
+            .unwrap();
+        assert_eq!(events[0].cells.as_deref(), Some(&br#"["p","Failed"]"#[..]));
+        assert_eq!(watch.next().await.unwrap().cells, events[0].cells);
+        let mut listed = Vec::new();
+        store
+            .list_rows(PODS, &ListRequest::default(), |r| {
+                listed.push(String::from_utf8(r.cells.unwrap().to_vec()).unwrap());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(listed, vec![r#"["p","Failed"]"#]);
+        // A relist that no longer has the object deletes it with its last cells.
+        store
+            .write(Batch::new(PODS).replace(5, Vec::<Vec<u8>>::new()))
+            .await
+            .unwrap();
+        let deleted = watch.next().await.unwrap();
+        assert_eq!(deleted.kind, EventKind::Deleted);
+        assert_eq!(deleted.cells.as_deref(), Some(&br#"["p","Failed"]"#[..]));
+        // Objects written without cells have none.
+        store
+            .write(Batch::new(PODS).event(EventKind::Added, pod("a", "q", 6, "x")))
+            .await
+            .unwrap();
+        let mut cells = Vec::new();
+        store
+            .list_rows(PODS, &ListRequest::default(), |r| {
+                cells.push(r.cells.is_some());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(cells, vec![false]);
+    }
 }
 
 #[test]
 fn field_selectors_on_indexed_fields_are_answered_and_others_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let pod = |name: &str, rv: u64, node: Option<&str>, phase: &str| {
-        let mut spec = serde_json::json!({});
-        if let Some(node) = node {
-            spec["nodeName"] = node.into();
-        }
-        serde_json::to_vec(&serde_json::json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv.to_string()},
-            "spec": spec, "status": {"phase": phase},
-        }))
-        .unwrap()
-    };
-    store
-        .write_blocking(Batch::new(PODS).replace(
-            5,
-            vec![
-                pod("a", 5, Some("n1"), "Running"),
-                pod("b", 5, Some("n2"), "Running"),
-                pod("c", 5, None, "Pending"),
-            ],
-        ))
-        .unwrap();
-    let select = |fields: &str| {
-        let req = ListRequest {
-            fields: FieldSelector::parse(fields).unwrap(),
+    for place in fresh_places() {
+        eprintln!("-- {}", place.backend());
+        let store = open(&place);
+        let pod = |name: &str, rv: u64, node: Option<&str>, phase: &str| {
+            let mut spec = serde_json::json!({});
+            if let Some(node) = node {
+                spec["nodeName"] = node.into();
+            }
+            serde_json::to_vec(&serde_json::json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv.to_string()},
+                "spec": spec, "status": {"phase": phase},
+            }))
+            .unwrap()
+        };
+        store
+            .write_blocking(Batch::new(PODS).replace(
+                5,
+                vec![
+                    pod("a", 5, Some("n1"), "Running"),
+                    pod("b", 5, Some("n2"), "Running"),
+                    pod("c", 5, None, "Pending"),
+                ],
+            ))
+            .unwrap();
+        let select = |fields: &str| {
+            let req = ListRequest {
+                fields: FieldSelector::parse(fields).unwrap(),
+                ..Default::default()
+            };
+            names(&store, &req).0
+        };
+        assert_eq!(select("spec.nodeName=n1"), vec!["ns/a"]);
+        assert_eq!(
+            select("spec.nodeName="),
+            vec!["ns/c"],
+            "unscheduled: empty node"
+        );
+        assert_eq!(select("status.phase!=Running"), vec!["ns/c"]);
+        assert_eq!(
+            select("status.phase=Running,spec.nodeName!=n1"),
+            vec!["ns/b"]
+        );
+        assert_eq!(
+            select("spec.hostNetwork=false").len(),
+            3,
+            "absent booleans are false"
+        );
+        // A change moves the pod between selections; history keeps the old answer.
+        store
+            .write_blocking(
+                Batch::new(PODS).event(EventKind::Modified, pod("c", 6, Some("n1"), "Running")),
+            )
+            .unwrap();
+        assert_eq!(select("spec.nodeName=n1"), vec!["ns/a", "ns/c"]);
+        let then = ListRequest {
+            fields: FieldSelector::parse("spec.nodeName=n1").unwrap(),
+            resource_version: Some(5),
             ..Default::default()
         };
-        names(&store, &req).0
-    };
-    assert_eq!(select("spec.nodeName=n1"), vec!["ns/a"]);
-    assert_eq!(
-        select("spec.nodeName="),
-        vec!["ns/c"],
-        "unscheduled: empty node"
-    );
-    assert_eq!(select("status.phase!=Running"), vec!["ns/c"]);
-    assert_eq!(
-        select("status.phase=Running,spec.nodeName!=n1"),
-        vec!["ns/b"]
-    );
-    assert_eq!(
-        select("spec.hostNetwork=false").len(),
-        3,
-        "absent booleans are false"
-    );
-    // A change moves the pod between selections; history keeps the old answer.
-    store
-        .write_blocking(
-            Batch::new(PODS).event(EventKind::Modified, pod("c", 6, Some("n1"), "Running")),
-        )
-        .unwrap();
-    assert_eq!(select("spec.nodeName=n1"), vec!["ns/a", "ns/c"]);
-    let then = ListRequest {
-        fields: FieldSelector::parse("spec.nodeName=n1").unwrap(),
-        resource_version: Some(5),
-        ..Default::default()
-    };
-    assert_eq!(names(&store, &then).0, vec!["ns/a"]);
-    // Fields a type does not index are refused, as upstream refuses them.
-    let unsupported = ListRequest {
-        fields: FieldSelector::parse("spec.color=red").unwrap(),
-        ..Default::default()
-    };
-    assert!(
-        matches!(list_err(&store, unsupported), Error::UnsupportedField(m) if m == "field label not supported: spec.color")
-    );
+        assert_eq!(names(&store, &then).0, vec!["ns/a"]);
+        // Fields a type does not index are refused, as upstream refuses them.
+        let unsupported = ListRequest {
+            fields: FieldSelector::parse("spec.color=red").unwrap(),
+            ..Default::default()
+        };
+        assert!(
+            matches!(list_err(&store, unsupported), Error::UnsupportedField(m) if m == "field label not supported: spec.color")
+        );
+    }
 }
 
 #[tokio::test]
@@ -1072,7 +1116,7 @@ fn the_wal_stays_bounded_under_a_stream_of_overlapping_long_readers_and_a_fast_w
 
 /// A store of `n` pods `ns/p00000`… listed at version 1.
 fn numbered_pods(dir: &tempfile::TempDir, n: usize) -> Store {
-    let store = open(dir);
+    let store = open_file(dir);
     let pods: Vec<_> = (0..n)
         .map(|i| pod("ns", &format!("p{i:05}"), 1, "web"))
         .collect();

@@ -54,6 +54,14 @@ impl Place {
         }
     }
 
+    /// A new, empty place on the same backend.
+    pub fn another(&self) -> Place {
+        match self {
+            Place::Sqlite(_) => Place::Sqlite(tempfile::tempdir().unwrap()),
+            Place::Postgres(_) => Place::Postgres(server().create_database().unwrap()),
+        }
+    }
+
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         match self {
