@@ -435,6 +435,38 @@ fn a_database_of_another_program_or_a_newer_vai_is_refused_untouched() {
 }
 
 #[test]
+fn a_database_of_an_older_vai_is_migrated_with_its_data() {
+    let pg = vai_testenv::Postgres::start().unwrap();
+    let store = Store::open_postgres(pg.url(), StoreConfig::default()).unwrap();
+    store
+        .write_blocking(Batch::new(PODS).replace(10, vec![pod("a", "p", 1, "web", "Running")]))
+        .unwrap();
+    for rv in 11..=15 {
+        store
+            .write_blocking(
+                Batch::new(PODS).event(EventKind::Modified, pod("a", "p", rv, "web", "Running")),
+            )
+            .unwrap();
+    }
+    drop(store);
+    // Schema 1, as the first vai with PostgreSQL left it.
+    psql(
+        &pg,
+        "ALTER TABLE vai_resources DROP COLUMN history_rows; DROP INDEX vai_versions_aging;
+         UPDATE vai_schema SET version = 1",
+    );
+    let store = Store::open_postgres(pg.url(), StoreConfig::default()).unwrap();
+    assert_eq!(psql(&pg, "SELECT version FROM vai_schema"), "2");
+    assert_eq!(
+        psql(&pg, "SELECT history_rows FROM vai_resources"),
+        "5",
+        "the count of history rows is taken from the rows"
+    );
+    store.check_integrity().unwrap();
+    assert_eq!(store.events_since(PODS, 10).unwrap().len(), 5);
+}
+
+#[test]
 fn a_reader_in_another_process_sees_every_commit_live_and_in_order() {
     let pg = vai_testenv::Postgres::start().unwrap();
     let writer = Store::open_postgres(pg.url(), StoreConfig::default()).unwrap();

@@ -22,6 +22,7 @@ mod fields;
 mod page;
 mod reads;
 mod role;
+mod rows;
 mod schema;
 mod tail;
 mod writer;

@@ -488,7 +488,10 @@ impl Reads for Snapshot<'_, '_> {
                 "SELECT (SELECT count(*) FROM (SELECT 1 FROM vai_versions WHERE rv_to IS NULL
                       GROUP BY resource_id, namespace, name HAVING count(*) > 1) c)
                   + (SELECT count(*) FROM (SELECT 1 FROM vai_versions
-                      GROUP BY seq HAVING count(*) > 1) s)",
+                      GROUP BY seq HAVING count(*) > 1) s)
+                  + (SELECT count(*) FROM vai_resources r WHERE r.history_rows <>
+                      (SELECT count(*) FROM vai_versions v
+                       WHERE v.resource_id = r.id AND v.prune_rv IS NOT NULL))",
                 &[],
             )?
             .get(0);
@@ -496,7 +499,7 @@ impl Reads for Snapshot<'_, '_> {
             Ok(())
         } else {
             Err(Error::Corrupt(format!(
-                "the PostgreSQL store: {bad} keys or sequence numbers held twice"
+                "the PostgreSQL store: {bad} keys or sequence numbers held twice, or types whose count of history rows is wrong"
             )))
         }
     }

@@ -14,7 +14,7 @@ use super::{block, describe};
 use crate::{Error, Result};
 
 /// The schema version this build writes. Older databases are migrated; newer ones refused.
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+pub(crate) const SCHEMA_VERSION: i32 = 2;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE vai_schema (
@@ -80,6 +80,38 @@ CREATE TABLE vai_documents (
 );
 "#;
 
+/// What each later schema version changes, in order (each run in one transaction with the
+/// version's mark).
+const MIGRATIONS: [(i32, &str); 1] = [(
+    2,
+    // Retention without scans: each type's count of history rows kept beside it (the writer
+    // updates it in the transaction that changes it), and an index by when rows left the
+    // state, so that finding what aged out reads only that.
+    r#"
+ALTER TABLE vai_resources ADD COLUMN history_rows bigint NOT NULL DEFAULT 0;
+UPDATE vai_resources r SET history_rows =
+    (SELECT count(*) FROM vai_versions v WHERE v.resource_id = r.id AND v.prune_rv IS NOT NULL);
+CREATE INDEX vai_versions_aging ON vai_versions (resource_id, prune_ms)
+    WHERE prune_rv IS NOT NULL;
+"#,
+)];
+
+/// Brings a vai database of schema `version` up to [`SCHEMA_VERSION`].
+fn migrate(client: &mut Client, mut version: i32) -> Result<()> {
+    for (to, sql) in MIGRATIONS {
+        if version >= to {
+            continue;
+        }
+        let tx = block(client.transaction())?;
+        block(tx.batch_execute(sql))?;
+        block(tx.execute("UPDATE vai_schema SET version = $1", &[&to]))?;
+        block(tx.commit())?;
+        tracing::info!(from = version, to, "PostgreSQL: migrated the schema");
+        version = to;
+    }
+    Ok(())
+}
+
 /// Checks that the database is vai's (or empty) and of a schema this build reads; with
 /// `create`, makes an empty database a vai one. Returns the schema version found.
 pub(crate) fn prepare(client: &mut Client, url: &str, create: bool) -> Result<i32> {
@@ -102,6 +134,11 @@ pub(crate) fn prepare(client: &mut Client, url: &str, create: bool) -> Result<i3
                     supported: SCHEMA_VERSION,
                 });
             }
+            // A reader reads an older schema as it is; the writer brings it up to date.
+            if create && version < SCHEMA_VERSION {
+                migrate(client, version)?;
+                return Ok(SCHEMA_VERSION);
+            }
             Ok(version)
         }
         Some(_) => Err(Error::ForeignFile(describe(url))),
@@ -122,6 +159,7 @@ pub(crate) fn prepare(client: &mut Client, url: &str, create: bool) -> Result<i3
             let tx = block(client.transaction())?;
             block(tx.batch_execute(SCHEMA_V1))?;
             block(tx.commit())?;
+            migrate(client, 1)?;
             Ok(SCHEMA_VERSION)
         }
     }

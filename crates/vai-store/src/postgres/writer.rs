@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 
+use super::rows::{At, Current, NewVersion, Rows};
 use super::{Statements, Tx};
 use tokio::sync::broadcast;
 
@@ -51,14 +52,6 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// A key's current row.
-#[derive(Clone, Copy)]
-struct Current {
-    id: i64,
-    rv: i64,
-    tombstone: bool,
 }
 
 /// A committed staged list, published after the commit from the database.
@@ -381,20 +374,6 @@ fn resource_id(tx: &Tx, resource: &str) -> Result<i64> {
         .get(0))
 }
 
-fn current(tx: &Tx, rid: i64, ns: &str, name: &str) -> Result<Option<Current>> {
-    Ok(tx
-        .query_opt(
-            "SELECT id, rv, kind FROM vai_versions
-         WHERE resource_id = $1 AND namespace = $2 AND name = $3 AND rv_to IS NULL",
-            &[&rid, &ns, &name],
-        )?
-        .map(|r| Current {
-            id: r.get(0),
-            rv: r.get(1),
-            tombstone: r.get::<_, i16>(2) == EventKind::Deleted as i16,
-        }))
-}
-
 /// Deletes the rows staged above `last_rv` for one resource (and their label rows).
 fn discard_staged(tx: &Tx, rid: i64, last_rv: i64) -> Result<()> {
     tx.execute(
@@ -411,7 +390,7 @@ fn discard_staged(tx: &Tx, rid: i64, last_rv: i64) -> Result<()> {
 
 struct Ctx<'a, 'b> {
     tx: &'a Tx<'a, 'b>,
-    rid: i64,
+    rows: Rows,
     resource: Arc<str>,
     next_seq: &'a mut i64,
     now: i64,
@@ -420,7 +399,8 @@ struct Ctx<'a, 'b> {
 }
 
 impl Ctx<'_, '_> {
-    /// Writes a new version of a key at `rv`, superseding its current row if it has one.
+    /// Adds a new version of a key at `rv`, superseding its current row if it has one (see
+    /// `rows`: written in bulk), and its event unless it is staged.
     fn put(
         &mut self,
         kind: EventKind,
@@ -428,72 +408,27 @@ impl Ctx<'_, '_> {
         obj: &StoredObject,
         superseded: Option<Current>,
     ) -> Result<()> {
-        if let Some(old) = superseded {
-            self.tx.execute(
-                "UPDATE vai_versions SET rv_to = $2,
-                     prune_rv = CASE WHEN kind = 2 THEN rv ELSE $2 END,
-                     prune_ms = CASE WHEN kind = 2 THEN prune_ms ELSE $3 END
-                 WHERE id = $1",
-                &[&old.id, &rv, &self.now],
-            )?;
-        }
         let seq = *self.next_seq;
         *self.next_seq += 1;
-        let deleted = kind == EventKind::Deleted;
-        let id: i64 = self
-            .tx
-            .query_one(
-                "INSERT INTO vai_versions
-                 (resource_id, namespace, name, rv, rv_to, kind, seq, prune_rv, prune_ms,
-                  created, body, cells)
-             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-                &[
-                    &self.rid,
-                    &obj.namespace,
-                    &obj.name,
-                    &rv,
-                    &(kind as i16),
-                    &seq,
-                    &deleted.then_some(rv),
-                    &deleted.then_some(self.now),
-                    &obj.created,
-                    &obj.body,
-                    &obj.cells,
-                ],
-            )?
-            .get(0);
-        if !deleted {
-            for (k, v) in obj
-                .labels
-                .iter()
-                .chain(obj.fields.iter().map(|(k, v)| (k, v)))
-            {
-                self.tx.execute(
-                    "INSERT INTO vai_labels (version_id, resource_id, key, value)
-                     VALUES ($1, $2, $3, $4)",
-                    &[&id, &self.rid, k, v],
-                )?;
-            }
+        let version = NewVersion::of(obj, kind, rv, seq, self.now);
+        if !self.staging {
+            self.events.push(Event {
+                resource: self.resource.clone(),
+                seq: seq as u64,
+                kind,
+                resource_version: rv as u64,
+                namespace: obj.namespace.clone(),
+                name: obj.name.clone(),
+                body: version.body.clone(),
+                cells: version.cells.clone(),
+                attributes: Arc::new(Attributes::from_pairs(
+                    obj.labels.clone(),
+                    obj.fields.iter().cloned(),
+                    obj.created.clone(),
+                )),
+            });
         }
-        if self.staging {
-            return Ok(());
-        }
-        self.events.push(Event {
-            resource: self.resource.clone(),
-            seq: seq as u64,
-            kind,
-            resource_version: rv as u64,
-            namespace: obj.namespace.clone(),
-            name: obj.name.clone(),
-            body: obj.body.clone().into(),
-            cells: obj.cells.clone().map(Into::into),
-            attributes: Arc::new(Attributes::from_pairs(
-                obj.labels.clone(),
-                obj.fields.iter().cloned(),
-                obj.created.clone(),
-            )),
-        });
-        Ok(())
+        self.rows.put(self.tx, version, superseded, !self.staging)
     }
 }
 
@@ -526,7 +461,7 @@ fn apply_batch(
     }
     let mut ctx = Ctx {
         tx,
-        rid,
+        rows: Rows::new(rid, now),
         resource: Arc::from(resource),
         next_seq,
         now,
@@ -543,11 +478,23 @@ fn apply_batch(
         *listed = Some(rv);
         *last_rv = (*last_rv).max(rv);
     };
+    // Every key the batch's events touch, looked up at once.
+    ctx.rows.look_up(
+        tx,
+        ops.iter().filter_map(|op| match op {
+            ParsedOp::Apply(_, obj) => Some((obj.namespace.as_str(), obj.name.as_str())),
+            _ => None,
+        }),
+    )?;
     for op in ops {
+        if !matches!(op, ParsedOp::Apply(..) | ParsedOp::Bookmark(_)) {
+            // What follows reads or changes stored rows.
+            ctx.rows.flush(tx)?;
+        }
         match op {
             ParsedOp::Apply(kind, obj) => {
                 let rv = obj.resource_version as i64;
-                let existing = current(tx, rid, &obj.namespace, &obj.name)?;
+                let existing = ctx.rows.current(tx, &obj.namespace, &obj.name)?;
                 // Replays (at or below what is held for the key, or what the last list
                 // reflects) are skipped: a resumed watch never duplicates or reorders.
                 if existing.is_some_and(|cur| cur.rv >= rv) || listed.is_some_and(|at| rv <= at) {
@@ -625,6 +572,8 @@ fn apply_batch(
                     )?;
                     stored_rv = rv;
                 }
+                // The staged rows are current now.
+                ctx.rows.forget();
                 published = any.then(|| StagedList {
                     resource: ctx.resource.clone(),
                     rid,
@@ -636,11 +585,21 @@ fn apply_batch(
             ParsedOp::State { state, error } => state_update = Some((*state, error.clone())),
         }
     }
+    ctx.rows.flush(tx)?;
     tx.execute(
         "UPDATE vai_resources SET last_rv = $2, compacted_rv = $3, list_rv = $4,
-             last_contact_ms = CASE WHEN $5 THEN $6 ELSE last_contact_ms END
+             last_contact_ms = CASE WHEN $5 THEN $6 ELSE last_contact_ms END,
+             history_rows = history_rows + $7
          WHERE id = $1",
-        &[&rid, &last_rv, &compacted, &listed, &contact, &now],
+        &[
+            &rid,
+            &last_rv,
+            &compacted,
+            &listed,
+            &contact,
+            &now,
+            &ctx.rows.history_added(),
+        ],
     )?;
     if let Some((state, error)) = state_update {
         tx.execute(
@@ -664,60 +623,93 @@ fn replace(
     objects: &[StoredObject],
     listed: &HashSet<(String, String)>,
 ) -> Result<()> {
+    ctx.rows.look_up(
+        ctx.tx,
+        objects.iter().map(|o| (o.namespace.as_str(), o.name.as_str())),
+    )?;
+    // The bodies of the stored live rows a newer version may change, read at once.
+    let mut candidates = Vec::new();
     for obj in objects {
-        let existing = current(ctx.tx, ctx.rid, &obj.namespace, &obj.name)?;
+        if let Some(Current {
+            at: At::Stored(id),
+            rv: cur_rv,
+            tombstone: false,
+        }) = ctx.rows.current(ctx.tx, &obj.namespace, &obj.name)?
+            && cur_rv < rv
+        {
+            candidates.push(id);
+        }
+    }
+    let stored = Rows::stored_bodies(ctx.tx, &candidates)?;
+    for obj in objects {
+        let existing = ctx.rows.current(ctx.tx, &obj.namespace, &obj.name)?;
         match existing {
             Some(cur) if !cur.tombstone && cur.rv >= rv => {}
             Some(cur) if !cur.tombstone => {
-                let body: Vec<u8> = ctx
-                    .tx
-                    .query_one("SELECT body FROM vai_versions WHERE id = $1", &[&cur.id])?
-                    .get(0);
-                if body != obj.body {
+                let same = match cur.at {
+                    At::Stored(id) => stored.get(&id).is_some_and(|b| *b == obj.body),
+                    At::Pending(_) => *ctx.rows.body(ctx.tx, &cur)? == *obj.body,
+                };
+                if !same {
                     ctx.put(EventKind::Modified, rv, obj, existing)?;
                 }
             }
             _ => ctx.put(EventKind::Added, rv, obj, existing)?,
         }
     }
+    ctx.rows.flush(ctx.tx)?;
+    // What vanished: the live rows not listed (keys only, then the vanished rows whole).
+    let rid = ctx.rows.rid();
+    let vanished: Vec<i64> = ctx
+        .tx
+        .query(
+            "SELECT namespace, name, id FROM vai_versions
+             WHERE resource_id = $1 AND rv_to IS NULL AND kind != 2 AND rv < $2",
+            &[&rid, &rv],
+        )?
+        .into_iter()
+        .filter(|row| !listed.contains(&(row.get(0), row.get(1))))
+        .map(|row| row.get(2))
+        .collect();
+    if vanished.is_empty() {
+        return Ok(());
+    }
+    let mut labels: HashMap<i64, Vec<(String, String)>> = HashMap::new();
+    for l in ctx.tx.query(
+        "SELECT version_id, key, value FROM vai_labels WHERE version_id = ANY($1)",
+        &[&vanished],
+    )? {
+        labels.entry(l.get(0)).or_default().push((l.get(1), l.get(2)));
+    }
     let rows = ctx.tx.query(
         "SELECT namespace, name, rv, id, body, cells, created FROM vai_versions
-         WHERE resource_id = $1 AND rv_to IS NULL AND kind != 2 AND rv < $2
-         ORDER BY namespace, name",
-        &[&ctx.rid, &rv],
+         WHERE id = ANY($1) ORDER BY namespace, name",
+        &[&vanished],
     )?;
     for row in rows {
-        let key: (String, String) = (row.get(0), row.get(1));
-        if listed.contains(&key) {
-            continue;
-        }
-        let cur = Current {
-            id: row.get(3),
-            rv: row.get(2),
-            tombstone: false,
-        };
-        let mut labels = std::collections::BTreeMap::new();
-        let mut fields = Vec::new();
-        for l in ctx.tx.query(
-            "SELECT key, value FROM vai_labels WHERE version_id = $1",
-            &[&cur.id],
-        )? {
-            let (k, v): (String, String) = (l.get(0), l.get(1));
+        let id: i64 = row.get(3);
+        let (mut fields, mut labels_of) = (Vec::new(), std::collections::BTreeMap::new());
+        for (k, v) in labels.remove(&id).unwrap_or_default() {
             if k.starts_with(crate::fields::PREFIX) {
                 fields.push((k, v));
             } else {
-                labels.insert(k, v);
+                labels_of.insert(k, v);
             }
         }
         let obj = StoredObject {
-            namespace: key.0,
-            name: key.1,
+            namespace: row.get(0),
+            name: row.get(1),
             resource_version: rv as u64,
-            labels,
+            labels: labels_of,
             created: row.get(6),
             body: row.get(4),
             cells: row.get(5),
             fields,
+        };
+        let cur = Current {
+            at: At::Stored(id),
+            rv: row.get(2),
+            tombstone: false,
         };
         ctx.put(EventKind::Deleted, rv, &obj, Some(cur))?;
     }
@@ -727,18 +719,15 @@ fn replace(
 /// Retention: raises the window's start so that at most `history_max_events` history rows
 /// remain and none older than `history_max_age`, then deletes what fell out of it.
 fn prune(tx: &Tx, resource: &str, config: &StoreConfig, now: i64) -> Result<()> {
-    let Some(rid) = tx
-        .query_opt("SELECT id FROM vai_resources WHERE key = $1", &[&resource])?
-        .map(|r| r.get::<_, i64>(0))
+    let Some((rid, rows)) = tx
+        .query_opt(
+            "SELECT id, history_rows FROM vai_resources WHERE key = $1",
+            &[&resource],
+        )?
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
     else {
         return Ok(());
     };
-    let rows: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM vai_versions WHERE resource_id = $1 AND prune_rv IS NOT NULL",
-            &[&rid],
-        )?
-        .get(0);
     let max = i64::try_from(config.history_max_events).unwrap_or(i64::MAX);
     let by_count: Option<i64> = match rows.checked_sub(max.saturating_add(1)) {
         Some(excess) if excess >= 0 => tx
@@ -750,6 +739,7 @@ fn prune(tx: &Tx, resource: &str, config: &StoreConfig, now: i64) -> Result<()> 
             .map(|r| r.get(0)),
         _ => None,
     };
+    // Rows that aged out are deleted as soon as they do: the index by age finds the few.
     let cutoff = now - config.history_max_age.as_millis() as i64;
     let by_age: Option<i64> = tx
         .query_one(
@@ -762,19 +752,21 @@ fn prune(tx: &Tx, resource: &str, config: &StoreConfig, now: i64) -> Result<()> 
         return Ok(());
     };
     tx.execute(
-        "UPDATE vai_resources SET compacted_rv = greatest(compacted_rv, $2) WHERE id = $1",
-        &[&rid, &new_compacted],
-    )?;
-    tx.execute(
         "DELETE FROM vai_labels WHERE version_id IN
            (SELECT id FROM vai_versions
             WHERE resource_id = $1 AND prune_rv IS NOT NULL AND prune_rv <= $2 AND kind != 2)",
         &[&rid, &new_compacted],
     )?;
-    tx.execute(
+    let deleted = tx.execute(
         "DELETE FROM vai_versions
          WHERE resource_id = $1 AND prune_rv IS NOT NULL AND prune_rv <= $2",
         &[&rid, &new_compacted],
+    )?;
+    tx.execute(
+        "UPDATE vai_resources SET compacted_rv = greatest(compacted_rv, $2),
+             history_rows = history_rows - $3
+         WHERE id = $1",
+        &[&rid, &new_compacted, &(deleted as i64)],
     )?;
     Ok(())
 }

@@ -1,0 +1,318 @@
+//! The writer's rows of one batch, written in bulk: new versions (with their label and field
+//! rows) and the current rows they supersede are kept here and written by a few statements
+//! over arrays (`unnest`) when the batch ends, before any statement that reads them, or every
+//! [`FLUSH_EVERY`] versions; each key's current row is looked up once per batch, for all the
+//! batch's keys in one query. A statement is a round trip; per object the writer had made
+//! five or more.
+//!
+//! This module only writes `vai_versions` and `vai_labels`, inside the writer's transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::Tx;
+use crate::object::StoredObject;
+use crate::{EventKind, Result};
+
+/// Versions kept at most before they are written.
+const FLUSH_EVERY: usize = 2_000;
+
+const TOMBSTONE: i16 = EventKind::Deleted as i16;
+
+/// Where a key's current row is: stored (its id), or among the versions not written yet.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum At {
+    Stored(i64),
+    Pending(usize),
+}
+
+/// A key's current row.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Current {
+    pub(super) at: At,
+    pub(super) rv: i64,
+    pub(super) tombstone: bool,
+}
+
+/// A version to write.
+pub(super) struct NewVersion {
+    pub(super) namespace: String,
+    pub(super) name: String,
+    pub(super) rv: i64,
+    pub(super) kind: i16,
+    pub(super) seq: i64,
+    pub(super) created: Option<String>,
+    pub(super) body: Arc<[u8]>,
+    pub(super) cells: Option<Arc<[u8]>>,
+    /// Its label and field rows (none for a tombstone).
+    pub(super) labels: Vec<(String, String)>,
+    rv_to: Option<i64>,
+    prune_rv: Option<i64>,
+    prune_ms: Option<i64>,
+}
+
+impl NewVersion {
+    /// A version of `obj` at `rv`, sequence number `seq`, written at `now`.
+    pub(super) fn of(obj: &StoredObject, kind: EventKind, rv: i64, seq: i64, now: i64) -> Self {
+        let deleted = kind == EventKind::Deleted;
+        NewVersion {
+            namespace: obj.namespace.clone(),
+            name: obj.name.clone(),
+            rv,
+            kind: kind as i16,
+            seq,
+            created: obj.created.clone(),
+            body: obj.body.as_slice().into(),
+            cells: obj.cells.as_deref().map(Into::into),
+            labels: if deleted {
+                Vec::new()
+            } else {
+                obj.labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .chain(obj.fields.iter().cloned())
+                    .collect()
+            },
+            rv_to: None,
+            prune_rv: deleted.then_some(rv),
+            prune_ms: deleted.then_some(now),
+        }
+    }
+}
+
+type Key = (String, String);
+
+/// One batch's rows of one resource type. See the module docs.
+pub(super) struct Rows {
+    rid: i64,
+    /// When the batch is written (ms since the Unix epoch): superseded rows' window.
+    now: i64,
+    versions: Vec<NewVersion>,
+    /// Stored current rows superseded: (id, the superseding version's rv).
+    superseded: Vec<(i64, i64)>,
+    /// Each key's current row as far as this batch knows (`None`: it has none).
+    known: HashMap<Key, Option<Current>>,
+    /// History rows (`prune_rv` set) this batch added: the type's `history_rows` grows by it.
+    history_added: i64,
+}
+
+impl Rows {
+    pub(super) fn new(rid: i64, now: i64) -> Rows {
+        Rows {
+            rid,
+            now,
+            versions: Vec::new(),
+            superseded: Vec::new(),
+            known: HashMap::new(),
+            history_added: 0,
+        }
+    }
+
+    /// The resource type's id.
+    pub(super) fn rid(&self) -> i64 {
+        self.rid
+    }
+
+    /// Looks up, in one query, the current rows of the keys this batch does not know yet.
+    pub(super) fn look_up<'k>(
+        &mut self,
+        tx: &Tx,
+        keys: impl IntoIterator<Item = (&'k str, &'k str)>,
+    ) -> Result<()> {
+        let mut asked = HashSet::new();
+        let (mut namespaces, mut names) = (Vec::new(), Vec::new());
+        for (ns, name) in keys {
+            let key = (ns.to_string(), name.to_string());
+            if !self.known.contains_key(&key) && asked.insert(key) {
+                namespaces.push(ns);
+                names.push(name);
+            }
+        }
+        if asked.is_empty() {
+            return Ok(());
+        }
+        let rows = tx.query(
+            "SELECT v.namespace, v.name, v.id, v.rv, v.kind
+             FROM unnest($2::text[], $3::text[]) AS k(namespace, name)
+             JOIN vai_versions v ON v.resource_id = $1
+                 AND v.namespace = k.namespace COLLATE \"C\" AND v.name = k.name COLLATE \"C\"
+                 AND v.rv_to IS NULL",
+            &[&self.rid, &namespaces, &names],
+        )?;
+        for key in asked {
+            self.known.insert(key, None);
+        }
+        for row in rows {
+            let current = Current {
+                at: At::Stored(row.get(2)),
+                rv: row.get(3),
+                tombstone: row.get::<_, i16>(4) == TOMBSTONE,
+            };
+            self.known.insert((row.get(0), row.get(1)), Some(current));
+        }
+        Ok(())
+    }
+
+    /// The current row of a key (looked up if this batch does not know it yet).
+    pub(super) fn current(&mut self, tx: &Tx, ns: &str, name: &str) -> Result<Option<Current>> {
+        let key = (ns.to_string(), name.to_string());
+        if !self.known.contains_key(&key) {
+            self.look_up(tx, [(ns, name)])?;
+        }
+        Ok(self.known[&key])
+    }
+
+    /// The body of a current row.
+    pub(super) fn body(&self, tx: &Tx, current: &Current) -> Result<Arc<[u8]>> {
+        Ok(match current.at {
+            At::Pending(i) => self.versions[i].body.clone(),
+            At::Stored(id) => tx
+                .query_one("SELECT body FROM vai_versions WHERE id = $1", &[&id])?
+                .get::<_, Vec<u8>>(0)
+                .into(),
+        })
+    }
+
+    /// The bodies of stored rows, by id, in one query.
+    pub(super) fn stored_bodies(tx: &Tx, ids: &[i64]) -> Result<HashMap<i64, Vec<u8>>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(tx
+            .query(
+                "SELECT id, body FROM vai_versions WHERE id = ANY($1)",
+                &[&ids],
+            )?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    /// Adds a version, superseding `superseded` (the key's current row) if there is one. A
+    /// staged version (`visible` false) is not the key's current row for later lookups.
+    pub(super) fn put(
+        &mut self,
+        tx: &Tx,
+        version: NewVersion,
+        superseded: Option<Current>,
+        visible: bool,
+    ) -> Result<()> {
+        match superseded.map(|c| (c.at, c.tombstone)) {
+            Some((At::Stored(id), tombstone)) => {
+                self.superseded.push((id, version.rv));
+                // A tombstone is history from the start.
+                self.history_added += i64::from(!tombstone);
+            }
+            Some((At::Pending(i), _)) => {
+                let old = &mut self.versions[i];
+                old.rv_to = Some(version.rv);
+                // A tombstone's own window (its rv, when it was written) stays.
+                if old.kind != TOMBSTONE {
+                    old.prune_rv = Some(version.rv);
+                    old.prune_ms = Some(self.now);
+                }
+            }
+            None => {}
+        }
+        if visible {
+            let current = Current {
+                at: At::Pending(self.versions.len()),
+                rv: version.rv,
+                tombstone: version.kind == TOMBSTONE,
+            };
+            self.known.insert(
+                (version.namespace.clone(), version.name.clone()),
+                Some(current),
+            );
+        }
+        self.versions.push(version);
+        if self.versions.len() >= FLUSH_EVERY {
+            self.flush(tx)?;
+        }
+        Ok(())
+    }
+
+    /// History rows added by what was flushed (see [`Rows::flush`]).
+    pub(super) fn history_added(&self) -> i64 {
+        self.history_added
+    }
+
+    /// Forgets what this batch knows of current rows (after statements that change which
+    /// rows are current: a staged list committed).
+    pub(super) fn forget(&mut self) {
+        self.known.clear();
+    }
+
+    /// Writes what is kept: the superseded rows closed first (a key has one current row),
+    /// then the new versions and their label rows.
+    pub(super) fn flush(&mut self, tx: &Tx) -> Result<()> {
+        if !self.superseded.is_empty() {
+            let (ids, rvs): (Vec<i64>, Vec<i64>) = self.superseded.drain(..).unzip();
+            tx.execute(
+                "UPDATE vai_versions v SET rv_to = u.rv,
+                     prune_rv = CASE WHEN v.kind = 2 THEN v.rv ELSE u.rv END,
+                     prune_ms = CASE WHEN v.kind = 2 THEN v.prune_ms ELSE $3 END
+                 FROM unnest($1::int8[], $2::int8[]) AS u(id, rv)
+                 WHERE v.id = u.id",
+                &[&ids, &rvs, &self.now],
+            )?;
+        }
+        if self.versions.is_empty() {
+            return Ok(());
+        }
+        let v = &self.versions;
+        self.history_added += v.iter().filter(|v| v.prune_rv.is_some()).count() as i64;
+        let namespaces: Vec<&str> = v.iter().map(|v| v.namespace.as_str()).collect();
+        let names: Vec<&str> = v.iter().map(|v| v.name.as_str()).collect();
+        let rvs: Vec<i64> = v.iter().map(|v| v.rv).collect();
+        let rv_tos: Vec<Option<i64>> = v.iter().map(|v| v.rv_to).collect();
+        let kinds: Vec<i16> = v.iter().map(|v| v.kind).collect();
+        let seqs: Vec<i64> = v.iter().map(|v| v.seq).collect();
+        let prune_rvs: Vec<Option<i64>> = v.iter().map(|v| v.prune_rv).collect();
+        let prune_mss: Vec<Option<i64>> = v.iter().map(|v| v.prune_ms).collect();
+        let created: Vec<Option<&str>> = v.iter().map(|v| v.created.as_deref()).collect();
+        let bodies: Vec<&[u8]> = v.iter().map(|v| &*v.body).collect();
+        let cells: Vec<Option<&[u8]>> = v.iter().map(|v| v.cells.as_deref()).collect();
+        let ids: HashMap<i64, i64> = tx
+            .query(
+                "INSERT INTO vai_versions
+                     (resource_id, namespace, name, rv, rv_to, kind, seq, prune_rv, prune_ms,
+                      created, body, cells)
+                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int8[],
+                     $6::int2[], $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::bytea[],
+                     $12::bytea[])
+                 RETURNING seq, id",
+                &[
+                    &self.rid, &namespaces, &names, &rvs, &rv_tos, &kinds, &seqs, &prune_rvs,
+                    &prune_mss, &created, &bodies, &cells,
+                ],
+            )?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let id_of = |v: &NewVersion| ids[&v.seq];
+        let (mut label_ids, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
+        for version in v {
+            for (k, value) in &version.labels {
+                label_ids.push(id_of(version));
+                keys.push(k.as_str());
+                values.push(value.as_str());
+            }
+        }
+        if !label_ids.is_empty() {
+            tx.execute(
+                "INSERT INTO vai_labels (version_id, resource_id, key, value)
+                 SELECT u.id, $1, u.key, u.value
+                 FROM unnest($2::int8[], $3::text[], $4::text[]) AS u(id, key, value)",
+                &[&self.rid, &label_ids, &keys, &values],
+            )?;
+        }
+        for current in self.known.values_mut().flatten() {
+            if let At::Pending(i) = current.at {
+                current.at = At::Stored(id_of(&self.versions[i]));
+            }
+        }
+        self.versions.clear();
+        Ok(())
+    }
+}
