@@ -3,8 +3,7 @@
 //! p99 against the goals, three times in one run, side by side: in the file with bodies stored
 //! plain, in the file compressed with the store's dictionaries (`StoreConfig::compress_bodies`),
 //! and, with `VAI_BENCH_POSTGRES=1`, in PostgreSQL (a private server, `scripts/pg`; off by
-//! default while its writes take a round trip per row: at 100,000 pods it would run for an
-//! hour). Run:
+//! default while its backlog of events runs at ~500/s, minutes at 100,000 pods). Run:
 //!
 //! ```text
 //! cargo bench -p vai-store --bench scale            # 100,000 pods

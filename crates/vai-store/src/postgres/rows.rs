@@ -283,8 +283,18 @@ impl Rows {
                      $12::bytea[])
                  RETURNING seq, id",
                 &[
-                    &self.rid, &namespaces, &names, &rvs, &rv_tos, &kinds, &seqs, &prune_rvs,
-                    &prune_mss, &created, &bodies, &cells,
+                    &self.rid,
+                    &namespaces,
+                    &names,
+                    &rvs,
+                    &rv_tos,
+                    &kinds,
+                    &seqs,
+                    &prune_rvs,
+                    &prune_mss,
+                    &created,
+                    &bodies,
+                    &cells,
                 ],
             )?
             .into_iter()

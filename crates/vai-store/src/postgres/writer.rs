@@ -625,7 +625,9 @@ fn replace(
 ) -> Result<()> {
     ctx.rows.look_up(
         ctx.tx,
-        objects.iter().map(|o| (o.namespace.as_str(), o.name.as_str())),
+        objects
+            .iter()
+            .map(|o| (o.namespace.as_str(), o.name.as_str())),
     )?;
     // The bodies of the stored live rows a newer version may change, read at once.
     let mut candidates = Vec::new();
@@ -679,7 +681,10 @@ fn replace(
         "SELECT version_id, key, value FROM vai_labels WHERE version_id = ANY($1)",
         &[&vanished],
     )? {
-        labels.entry(l.get(0)).or_default().push((l.get(1), l.get(2)));
+        labels
+            .entry(l.get(0))
+            .or_default()
+            .push((l.get(1), l.get(2)));
     }
     let rows = ctx.tx.query(
         "SELECT namespace, name, rv, id, body, cells, created FROM vai_versions
