@@ -393,45 +393,33 @@ fn one_writer_and_what_it_wrote_survives_a_reopen() {
     });
 }
 
-/// Runs SQL on a test's PostgreSQL with `psql` (it comes with the server's package).
-fn psql(pg: &vai_testenv::Postgres, sql: &str) -> String {
-    let out = std::process::Command::new("psql")
-        .args([pg.url(), "-XtAc", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[test]
 fn a_database_of_another_program_or_a_newer_vai_is_refused_untouched() {
     let pg = vai_testenv::Postgres::start().unwrap();
-    psql(
-        &pg,
-        "CREATE TABLE orders (id int); INSERT INTO orders VALUES (7)",
-    );
+    pg.psql("CREATE TABLE orders (id int); INSERT INTO orders VALUES (7)")
+        .unwrap();
     let refused = Store::open_postgres(pg.url(), StoreConfig::default()).unwrap_err();
     assert!(matches!(refused, Error::ForeignFile(_)), "{refused}");
     assert!(
         refused.to_string().contains("not a vai database"),
         "{refused}"
     );
-    assert_eq!(psql(&pg, "SELECT id FROM orders"), "7");
-    assert_eq!(psql(&pg, "SELECT to_regclass('vai_versions') IS NULL"), "t");
+    assert_eq!(pg.psql("SELECT id FROM orders").unwrap(), "7");
+    assert_eq!(
+        pg.psql("SELECT to_regclass('vai_versions') IS NULL")
+            .unwrap(),
+        "t"
+    );
 
     let pg = vai_testenv::Postgres::start().unwrap();
     drop(Store::open_postgres(pg.url(), StoreConfig::default()).unwrap());
-    psql(&pg, "UPDATE vai_schema SET version = 99");
+    pg.psql("UPDATE vai_schema SET version = 99").unwrap();
     let refused = Store::open_postgres(pg.url(), StoreConfig::default()).unwrap_err();
     assert!(
         matches!(refused, Error::NewerSchema { found: 99, .. }),
         "{refused}"
     );
-    assert_eq!(psql(&pg, "SELECT version FROM vai_schema"), "99");
+    assert_eq!(pg.psql("SELECT version FROM vai_schema").unwrap(), "99");
 }
 
 #[test]
@@ -450,15 +438,15 @@ fn a_database_of_an_older_vai_is_migrated_with_its_data() {
     }
     drop(store);
     // Schema 1, as the first vai with PostgreSQL left it.
-    psql(
-        &pg,
+    pg.psql(
         "ALTER TABLE vai_resources DROP COLUMN history_rows; DROP INDEX vai_versions_aging;
          UPDATE vai_schema SET version = 1",
-    );
+    )
+    .unwrap();
     let store = Store::open_postgres(pg.url(), StoreConfig::default()).unwrap();
-    assert_eq!(psql(&pg, "SELECT version FROM vai_schema"), "2");
+    assert_eq!(pg.psql("SELECT version FROM vai_schema").unwrap(), "2");
     assert_eq!(
-        psql(&pg, "SELECT history_rows FROM vai_resources"),
+        pg.psql("SELECT history_rows FROM vai_resources").unwrap(),
         "5",
         "the count of history rows is taken from the rows"
     );

@@ -116,11 +116,12 @@ fn a_writer_that_loses_its_session_stops_writing_and_one_replica_goes_on() {
     modify(&a, 11).unwrap();
 
     // The writer's session ends under it, as when its connection is cut.
-    let ended = psql(
-        &pg,
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+    let ended = pg
+        .psql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks
          WHERE locktype = 'advisory' AND granted",
-    );
+        )
+        .unwrap();
     assert_eq!(ended, "1", "one session held the writer's lock");
     let took = until(Duration::from_secs(10), "a replica writes again", || {
         // Until one writes again, writes fail: none is lost silently.
@@ -179,18 +180,4 @@ fn with_the_database_down_reads_say_so_and_everything_resumes_when_it_is_back() 
         vec![(EventKind::Modified, 11)]
     );
     reader.check_integrity().unwrap();
-}
-
-/// Runs SQL on a test's PostgreSQL with `psql`.
-fn psql(pg: &vai_testenv::Postgres, sql: &str) -> String {
-    let out = std::process::Command::new("psql")
-        .args([pg.url(), "-XtAc", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }

@@ -296,24 +296,8 @@ impl Syncer {
         let duties: Vec<_> = std::mem::take(&mut *self.inner.duties.lock().expect("duties lock"));
         stop_all(duties).await;
         let shared = &self.inner.shared;
-        let found = match discovery::discover(
-            &shared.client,
-            &shared.store,
-            &shared.config.selection,
-            shared.config.timeout,
-        )
-        .await
-        {
-            Ok(found) => {
-                if shared.config.identity_documents
-                    && let Err(e) =
-                        identity::refresh(&shared.client, &shared.store, shared.config.timeout)
-                            .await
-                {
-                    tracing::warn!(error = %one_line(&e), "cannot store the identity documents");
-                }
-                found
-            }
+        let found = match rediscovery(shared).await {
+            Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = %one_line(&e), "discovery failed; syncing the stored types");
                 discovery::stored(&shared.store)
@@ -622,6 +606,26 @@ fn last_contact(store: &Store) -> Result<Option<i64>, Error> {
         .max())
 }
 
+/// Discovery of a running syncer: the types upstream serves now (their documents stored), and
+/// the identity documents refreshed when they are kept (a failure there is logged: discovery
+/// stands).
+async fn rediscovery(shared: &Shared) -> Result<Vec<ResourceInfo>, Error> {
+    let found = discovery::discover(
+        &shared.client,
+        &shared.store,
+        &shared.config.selection,
+        shared.config.timeout,
+    )
+    .await?;
+    if shared.config.identity_documents
+        && let Err(e) =
+            identity::refresh(&shared.client, &shared.store, shared.config.timeout).await
+    {
+        tracing::warn!(error = %one_line(&e), "cannot store the identity documents");
+    }
+    Ok(found)
+}
+
 /// Takes over or stands by as the store's role changes (from `writing`, the role the syncer
 /// is in); stops when the syncer is dropped.
 async fn follow_role(
@@ -685,22 +689,8 @@ async fn rediscover(inner: std::sync::Weak<Inner>) {
             tokio::time::sleep(delay).await;
             let Some(inner) = inner.upgrade() else { return };
             let shared = &inner.shared;
-            match discovery::discover(
-                &shared.client,
-                &shared.store,
-                &shared.config.selection,
-                shared.config.timeout,
-            )
-            .await
-            {
+            match rediscovery(shared).await {
                 Ok(found) => {
-                    if shared.config.identity_documents
-                        && let Err(e) =
-                            identity::refresh(&shared.client, &shared.store, shared.config.timeout)
-                                .await
-                    {
-                        tracing::warn!(error = %one_line(&e), "cannot store the identity documents");
-                    }
                     openapi::refresh(&shared.client, &shared.store, shared.config.timeout).await;
                     Syncer { inner }.apply(found)
                 }

@@ -73,22 +73,14 @@ impl Postgres {
             "vai_{}",
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
-        let out = Command::new("psql")
-            .args([
-                self.url.as_str(),
-                "-XqAc",
-                &format!("CREATE DATABASE {name}"),
-            ])
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| Error::io(Path::new("psql"), e))?;
-        if !out.status.success() {
-            return Err(Error::Config(format!(
-                "CREATE DATABASE {name}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
+        psql(&self.url, &format!("CREATE DATABASE {name}"))?;
         Ok(self.url.replacen(":///vai?", &format!(":///{name}?"), 1))
+    }
+
+    /// Runs SQL on the server's own database with `psql` (it comes with the server's package);
+    /// what it printed, trimmed (unaligned, tuples only).
+    pub fn psql(&self, sql: &str) -> Result<String> {
+        psql(&self.url, sql)
     }
 
     /// The server's directory: its data, socket and `pg.log`.
@@ -153,4 +145,21 @@ impl Drop for Postgres {
             let _ = watchdog.wait();
         }
     }
+}
+
+/// Runs SQL on the database at `url` with `psql`; what it printed, trimmed (unaligned, tuples
+/// only). A failure is an error with what `psql` said.
+pub fn psql(url: &str, sql: &str) -> Result<String> {
+    let out = Command::new("psql")
+        .args([url, "-XtAc", sql])
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| Error::io(Path::new("psql"), e))?;
+    if !out.status.success() {
+        return Err(Error::Config(format!(
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

@@ -82,20 +82,6 @@ async fn step(upstream: &Api<ConfigMap>, name: &str, step: usize) -> u64 {
     cm.metadata.resource_version.unwrap().parse().unwrap()
 }
 
-/// Runs SQL on the test's PostgreSQL with `psql`.
-fn psql(pg: &vai_testenv::Postgres, sql: &str) -> String {
-    let out = std::process::Command::new("psql")
-        .args([pg.url(), "-XtAc", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 const STANDING_BY: &str = "another vai process writes the store";
 const TOOK_OVER: &str = "this replica writes the store now";
 
@@ -317,12 +303,12 @@ async fn replicas_on_one_database_serve_alike_and_one_takes_over_when_the_writer
         let pg = pg.clone();
         move || {
             (
-                psql(&pg, "SELECT count(*) FROM vai_versions"),
-                psql(
-                    &pg,
+                pg.psql("SELECT count(*) FROM vai_versions").unwrap(),
+                pg.psql(
                     "SELECT count(*) FROM (SELECT seq - lag(seq) OVER (ORDER BY seq) AS step
                      FROM vai_versions) s WHERE step <> 1",
-                ),
+                )
+                .unwrap(),
             )
         }
     })

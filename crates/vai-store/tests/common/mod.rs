@@ -39,18 +39,10 @@ impl Place {
                 .unwrap()
                 .query_row(sqlite, [], |r| r.get(0))
                 .unwrap(),
-            Place::Postgres(url) => {
-                let out = std::process::Command::new("psql")
-                    .args([url.as_str(), "-XtAc", postgres])
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "{postgres}: {out:?}");
-                String::from_utf8(out.stdout)
-                    .unwrap()
-                    .trim()
-                    .parse()
-                    .unwrap()
-            }
+            Place::Postgres(url) => vai_testenv::postgres::psql(url, postgres)
+                .unwrap()
+                .parse()
+                .unwrap(),
         }
     }
 
