@@ -271,17 +271,26 @@ impl Syncer {
             .push(role);
     }
 
-    /// Stops syncing (its duties and loops) and follows what the writer stores.
-    fn stand_by(&self) {
-        let duties: Vec<_> = std::mem::take(&mut *self.inner.duties.lock().expect("duties lock"));
-        let loops: Vec<_> = self
-            .inner
+    /// The tasks of the current role, taken out (to stop them).
+    fn take_duties(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut *self.inner.duties.lock().expect("duties lock"))
+    }
+
+    /// The list/watch loops, taken out (to stop them).
+    fn take_loops(&self) -> Vec<JoinHandle<()>> {
+        self.inner
             .loops
             .lock()
             .expect("loops lock")
             .drain()
             .map(|(_, task)| task)
-            .collect();
+            .collect()
+    }
+
+    /// Stops syncing (its duties and loops) and follows what the writer stores.
+    fn stand_by(&self) {
+        let duties = self.take_duties();
+        let loops = self.take_loops();
         for task in duties.iter().chain(&loops) {
             task.abort();
         }
@@ -293,7 +302,7 @@ impl Syncer {
     /// the stored one while upstream does not answer), then every loop, resumed from the
     /// versions the last writer stored.
     async fn take_over(&self) {
-        let duties: Vec<_> = std::mem::take(&mut *self.inner.duties.lock().expect("duties lock"));
+        let duties = self.take_duties();
         stop_all(duties).await;
         let shared = &self.inner.shared;
         let found = match rediscovery(shared).await {
@@ -329,16 +338,9 @@ impl Syncer {
         let background: Vec<_> =
             std::mem::take(&mut *self.inner.background.lock().expect("background lock"));
         stop_all(background).await;
-        let duties: Vec<_> = std::mem::take(&mut *self.inner.duties.lock().expect("duties lock"));
+        let duties = self.take_duties();
         stop_all(duties).await;
-        let loops: Vec<_> = self
-            .inner
-            .loops
-            .lock()
-            .expect("loops lock")
-            .drain()
-            .map(|(_, task)| task)
-            .collect();
+        let loops = self.take_loops();
         stop_all(loops).await;
     }
 
