@@ -6,6 +6,7 @@
 //! ```text
 //! cargo bench -p vai-store --bench pages
 //! VAI_BENCH_PODS=10000 cargo bench -p vai-store --bench pages
+//! VAI_BENCH_POSTGRES=1 cargo bench -p vai-store --bench pages   # and in PostgreSQL after it
 //! ```
 
 use std::time::{Duration, Instant};
@@ -96,13 +97,13 @@ fn main() {
     let Some(n) = bench_pods(100_000) else {
         return;
     };
+    let pods = vai_testenv::workload::pods(n);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.db");
     let store = Store::open(&path, StoreConfig::default()).unwrap();
-    let pods = vai_testenv::workload::pods(n);
     let started = Instant::now();
     store
-        .write_blocking(Batch::new(PODS).replace(n, pods))
+        .write_blocking(Batch::new(PODS).replace(n, pods.clone()))
         .unwrap();
     // The list's WAL is checkpointed in the background: measure after it, not against it.
     let wal = path.with_extension("db-wal");
@@ -111,9 +112,31 @@ fn main() {
         std::thread::sleep(Duration::from_millis(100));
     }
     println!(
-        "{n} pods stored and checkpointed in {:.1?}\n\n| measure | median | p99 | goal |\n|---|---|---|---|",
+        "{n} pods stored in the file and checkpointed in {:.1?}",
         started.elapsed()
     );
+    measure(&store);
+    drop(store);
+    if std::env::var("VAI_BENCH_POSTGRES").as_deref() == Ok("1") {
+        // The same in PostgreSQL (a private server on a unix socket, `scripts/pg`), with the
+        // store's default of read connections.
+        let server = vai_testenv::Postgres::start().expect("a private PostgreSQL starts");
+        let store = Store::open_postgres(server.url(), StoreConfig::default()).unwrap();
+        let started = Instant::now();
+        store
+            .write_blocking(Batch::new(PODS).replace(n, pods))
+            .unwrap();
+        println!(
+            "\n{n} pods stored in PostgreSQL in {:.1?}",
+            started.elapsed()
+        );
+        measure(&store);
+    }
+}
+
+/// The summary and the page, alone and under 50 clients, as a table.
+fn measure(store: &Store) {
+    println!("\n| measure | median | p99 | goal |\n|---|---|---|---|");
     // The dashboard's counts: pods per status.phase (an indexed field), all pods.
     let mut samples = Vec::new();
     for _ in 0..20 {
@@ -133,7 +156,7 @@ fn main() {
     }
     print_row("summary: pods per status.phase", &mut samples, "≤ 20 ms");
     const GOAL: &str = "p50 ≤ 5 ms, p99 ≤ 20 ms";
-    let (mut samples, rate) = clients(&store, 1, 1000, None);
+    let (mut samples, rate) = clients(store, 1, 1000, None);
     print_row(
         &format!(
             "UI page (ns + status.phase, newest first, total), one client back to back: {rate:.0} pages/s"
@@ -141,14 +164,14 @@ fn main() {
         &mut samples,
         "",
     );
-    let (mut samples, rate) = clients(&store, 50, 4000, None);
+    let (mut samples, rate) = clients(store, 50, 4000, None);
     print_row(
         &format!("the same, 50 clients back to back: {rate:.0} pages/s"),
         &mut samples,
         GOAL,
     );
     for offered in [100.0, 250.0, 500.0, 1000.0] {
-        let (mut samples, _) = clients(&store, 50, (offered * 4.0) as u64, Some(offered));
+        let (mut samples, _) = clients(store, 50, (offered * 4.0) as u64, Some(offered));
         print_row(
             &format!("the same, 50 clients asking {offered:.0} pages/s in all"),
             &mut samples,

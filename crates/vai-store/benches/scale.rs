@@ -18,7 +18,7 @@ use vai_store::{
 };
 
 use vai_testenv::measure::{bench_pods, percentile};
-use vai_testenv::workload::{Rng, pod, with_managed_fields};
+use vai_testenv::workload::{modified, with_managed_fields};
 
 const PODS: &str = "/v1/pods";
 
@@ -211,7 +211,8 @@ fn run(pods: &[Vec<u8>], raw: usize, engine: Engine) -> Rows {
                 let mut batch = Batch::new(PODS);
                 for k in 0..size {
                     let i = ((chunk * size + k) * 104_729 + salt) % n;
-                    batch = batch.event(EventKind::Modified, pod(i, rv, &mut Rng(i + salt)));
+                    let body = modified(&pods[i as usize], rv, salt + k);
+                    batch = batch.event(EventKind::Modified, body);
                     rv += 1;
                 }
                 batch
@@ -234,7 +235,7 @@ fn run(pods: &[Vec<u8>], raw: usize, engine: Engine) -> Rows {
     let mut samples = Vec::new();
     for k in 0..2000u64 {
         let i = (k * 7919) % n;
-        let body = pod(i, rv + k, &mut Rng(i + 1));
+        let body = modified(&pods[i as usize], rv + k, k);
         let t = Instant::now();
         store
             .write_blocking(Batch::new(PODS).event(EventKind::Modified, body))

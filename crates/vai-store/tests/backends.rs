@@ -440,11 +440,22 @@ fn a_database_of_an_older_vai_is_migrated_with_its_data() {
     // Schema 1, as the first vai with PostgreSQL left it.
     pg.psql(
         "ALTER TABLE vai_resources DROP COLUMN history_rows; DROP INDEX vai_versions_aging;
+         ALTER TABLE vai_versions ALTER COLUMN body SET COMPRESSION pglz,
+             ALTER COLUMN cells SET COMPRESSION pglz;
          UPDATE vai_schema SET version = 1",
     )
     .unwrap();
     let store = Store::open_postgres(pg.url(), StoreConfig::default()).unwrap();
-    assert_eq!(pg.psql("SELECT version FROM vai_schema").unwrap(), "2");
+    assert_eq!(pg.psql("SELECT version FROM vai_schema").unwrap(), "3");
+    assert_eq!(
+        pg.psql(
+            "SELECT attcompression FROM pg_attribute
+             WHERE attrelid = 'vai_versions'::regclass AND attname = 'body'"
+        )
+        .unwrap(),
+        "l",
+        "bodies are compressed with LZ4 from schema 3"
+    );
     assert_eq!(
         pg.psql("SELECT history_rows FROM vai_resources").unwrap(),
         "5",

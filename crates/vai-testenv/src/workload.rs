@@ -105,6 +105,15 @@ pub fn pod(i: u64, rv: u64, rng: &mut Rng) -> Vec<u8> {
     .unwrap()
 }
 
+/// A later version of a generated object (same key): at resource version `rv`, its first
+/// container restarted `restarts` times.
+pub fn modified(body: &[u8], rv: u64, restarts: u64) -> Vec<u8> {
+    let mut object: serde_json::Value = serde_json::from_slice(body).expect("a generated object");
+    object["metadata"]["resourceVersion"] = rv.to_string().into();
+    object["status"]["containerStatuses"][0]["restartCount"] = restarts.into();
+    serde_json::to_vec(&object).expect("a JSON value serialises")
+}
+
 /// The same object with `metadata.managedFields` as the apiserver sends them (the
 /// controller-manager's and the kubelet's field sets, ~1.6 KB): what every list and watch
 /// carries, and what the store drops.

@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::{broadcast, watch};
@@ -228,10 +228,19 @@ pub(crate) struct Shared {
     url: String,
     /// Runs the connections' I/O.
     runtime: OwnRuntime,
-    /// Idle read connections with their statements (opened on demand; this many kept at
-    /// rest).
-    idle: Mutex<Vec<(Client, Statements)>>,
-    keep_idle: usize,
+    /// Read connections: opened on demand, at most `max_readers` at once (readers beyond
+    /// wait for one: a connection per caller under load is a server process each, and
+    /// opening one costs more than the reads it serves).
+    readers: Mutex<Readers>,
+    returned: Condvar,
+    max_readers: usize,
+}
+
+/// The read connections: the idle ones with their statements, and how many are open.
+#[derive(Debug, Default)]
+struct Readers {
+    idle: Vec<(Client, Statements)>,
+    open: usize,
 }
 
 impl Postgres {
@@ -260,8 +269,9 @@ impl Postgres {
         let shared = Arc::new(Shared {
             url: url.to_string(),
             runtime,
-            idle: Mutex::new(Vec::new()),
-            keep_idle: config.read_connections.max(1),
+            readers: Mutex::new(Readers::default()),
+            returned: Condvar::new(),
+            max_readers: config.read_connections.max(1),
         });
         let locked = mode != Mode::Read && try_lock(&first)?;
         if mode == Mode::Write && !locked {
@@ -278,11 +288,9 @@ impl Postgres {
             role::Start::Writing(Box::new(writer), rx)
         } else {
             schema::prepare(&mut first, url, false)?;
-            shared
-                .idle
-                .lock()
-                .expect("idle lock")
-                .push((first, Statements::default()));
+            // The first connection becomes a read connection.
+            shared.readers.lock().expect("readers lock").open += 1;
+            shared.give_back(first, Statements::default());
             let mut known = None;
             tail::look(&shared, &events, &mut known)?;
             role::Start::Standby(known)
@@ -321,12 +329,46 @@ impl Shared {
         &self.runtime
     }
 
+    /// An idle read connection, a new one if fewer than the bound are open, or the next one
+    /// given back.
+    fn take(&self) -> Result<(Client, Statements)> {
+        let mut readers = self.readers.lock().expect("readers lock");
+        loop {
+            if let Some((client, statements)) = readers.idle.pop() {
+                if !client.is_closed() {
+                    return Ok((client, statements));
+                }
+                readers.open -= 1;
+                continue;
+            }
+            if readers.open < self.max_readers {
+                readers.open += 1;
+                drop(readers);
+                return connect(self.runtime(), &self.url)
+                    .map(|client| (client, Statements::default()))
+                    .inspect_err(|_| {
+                        self.readers.lock().expect("readers lock").open -= 1;
+                        self.returned.notify_one();
+                    });
+            }
+            readers = self.returned.wait(readers).expect("readers lock");
+        }
+    }
+
+    /// Returns a read connection (one that closed is dropped, making room for a new one).
+    fn give_back(&self, client: Client, statements: Statements) {
+        let mut readers = self.readers.lock().expect("readers lock");
+        if client.is_closed() {
+            readers.open = readers.open.saturating_sub(1);
+        } else {
+            readers.idle.push((client, statements));
+        }
+        drop(readers);
+        self.returned.notify_one();
+    }
+
     fn read(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()> {
-        let taken = self.idle.lock().expect("idle lock").pop();
-        let (mut client, statements) = match taken {
-            Some((client, statements)) if !client.is_closed() => (client, statements),
-            _ => (connect(self.runtime(), &self.url)?, Statements::default()),
-        };
+        let (mut client, statements) = self.take()?;
         let result = (|| {
             let tx = block(
                 client
@@ -339,10 +381,7 @@ impl Shared {
             block(tx.commit())?;
             Ok(())
         })();
-        let mut idle = self.idle.lock().expect("idle lock");
-        if idle.len() < self.keep_idle && !client.is_closed() {
-            idle.push((client, statements));
-        }
+        self.give_back(client, statements);
         result
     }
 }
@@ -350,7 +389,7 @@ impl Shared {
 impl Drop for Shared {
     /// Closes the idle connections before the runtime that drives them stops.
     fn drop(&mut self) {
-        self.idle.lock().expect("idle lock").clear();
+        self.readers.lock().expect("readers lock").idle.clear();
     }
 }
 

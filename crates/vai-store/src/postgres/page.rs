@@ -117,8 +117,8 @@ fn filtered(snapshot: &Snapshot, resource: &str, request: &PageRequest) -> Resul
     Ok(selection)
 }
 
-/// Runs a page request in one snapshot: the total, then the page's ids sorted and cut, then
-/// their bodies.
+/// Runs a page request in one snapshot, in one statement: the matches counted, sorted and
+/// cut, and the page's bodies (a page beyond the last counts the matches on its own).
 pub(super) fn page(
     snapshot: &Snapshot,
     resource: &str,
@@ -132,9 +132,6 @@ pub(super) fn page(
     }
     let Selection { at, sql, mut args } = filtered(snapshot, resource, request)?;
     let tx = snapshot.tx();
-    let total: i64 = tx
-        .query_one(&format!("SELECT count(*) FROM ({sql}) s"), &refs(&args))?
-        .get(0);
     let mut order = Vec::new();
     for key in &request.sort {
         let mut col = column_sql(&key.column, &mut args);
@@ -158,20 +155,31 @@ pub(super) fn page(
         ),
         None => String::new(),
     };
-    let ids: Vec<i64> = tx
-        .query(
-            &format!("{sql} ORDER BY {} OFFSET {offset}{limit}", order.join(", ")),
-            &refs(&args),
-        )?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    // `sql` is `SELECT v.id FROM …`: the matches are numbered in order and counted by one
+    // scan, the page cut from them, and only its rows joined to their bodies.
+    let matches = sql
+        .strip_prefix("SELECT v.id ")
+        .expect("a page's selection selects the ids of versions v");
     let rows = tx.query(
-        "SELECT v.namespace, v.name, v.body, v.cells
-         FROM unnest($1::bigint[]) WITH ORDINALITY AS p(id, at)
-         JOIN vai_versions v ON v.id = p.id ORDER BY p.at",
-        &[&ids],
+        &format!(
+            "WITH page AS (
+                 SELECT v.id, count(*) OVER () AS total,
+                     row_number() OVER (ORDER BY {}) AS at
+                 {matches} ORDER BY at OFFSET {offset}{limit})
+             SELECT b.namespace, b.name, b.body, b.cells, page.total
+             FROM page JOIN vai_versions b ON b.id = page.id ORDER BY page.at",
+            order.join(", ")
+        ),
+        &refs(&args),
     )?;
+    let total: i64 = match rows.first() {
+        Some(r) => r.get(4),
+        None => {
+            let Selection { sql, args, .. } = filtered(snapshot, resource, request)?;
+            tx.query_one(&format!("SELECT count(*) FROM ({sql}) s"), &refs(&args))?
+                .get(0)
+        }
+    };
     for r in &rows {
         each(Row {
             namespace: r.get(0),

@@ -94,6 +94,8 @@ pub(super) struct Rows {
     known: HashMap<Key, Option<Current>>,
     /// History rows (`prune_rv` set) this batch added: the type's `history_rows` grows by it.
     history_added: i64,
+    /// Versions written so far.
+    written: usize,
 }
 
 impl Rows {
@@ -105,6 +107,7 @@ impl Rows {
             superseded: Vec::new(),
             known: HashMap::new(),
             history_added: 0,
+            written: 0,
         }
     }
 
@@ -131,12 +134,16 @@ impl Rows {
         if asked.is_empty() {
             return Ok(());
         }
+        // One probe of the index of current rows per key, whatever the statistics say (a
+        // join let the planner, with statistics from before a first list, walk the type's
+        // every row for each key: the `LIMIT` keeps the subquery a probe).
         let rows = tx.query(
-            "SELECT v.namespace, v.name, v.id, v.rv, v.kind
+            "SELECT k.namespace, k.name, v.id, v.rv, v.kind
              FROM unnest($2::text[], $3::text[]) AS k(namespace, name)
-             JOIN vai_versions v ON v.resource_id = $1
-                 AND v.namespace = k.namespace COLLATE \"C\" AND v.name = k.name COLLATE \"C\"
-                 AND v.rv_to IS NULL",
+             CROSS JOIN LATERAL (SELECT c.id, c.rv, c.kind FROM vai_versions c
+                 WHERE c.resource_id = $1 AND c.namespace = k.namespace COLLATE \"C\"
+                     AND c.name = k.name COLLATE \"C\" AND c.rv_to IS NULL
+                 LIMIT 1) v",
             &[&self.rid, &namespaces, &names],
         )?;
         for key in asked {
@@ -232,6 +239,11 @@ impl Rows {
         Ok(())
     }
 
+    /// Versions written by what was flushed.
+    pub(super) fn written(&self) -> usize {
+        self.written
+    }
+
     /// History rows added by what was flushed (see [`Rows::flush`]).
     pub(super) fn history_added(&self) -> i64 {
         self.history_added
@@ -322,6 +334,7 @@ impl Rows {
                 current.at = At::Stored(id_of(&self.versions[i]));
             }
         }
+        self.written += self.versions.len();
         self.versions.clear();
         Ok(())
     }

@@ -14,7 +14,7 @@ use super::{block, describe};
 use crate::{Error, Result};
 
 /// The schema version this build writes. Older databases are migrated; newer ones refused.
-pub(crate) const SCHEMA_VERSION: i32 = 2;
+pub(crate) const SCHEMA_VERSION: i32 = 3;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE vai_schema (
@@ -82,19 +82,35 @@ CREATE TABLE vai_documents (
 
 /// What each later schema version changes, in order (each run in one transaction with the
 /// version's mark).
-const MIGRATIONS: [(i32, &str); 1] = [(
-    2,
-    // Retention without scans: each type's count of history rows kept beside it (the writer
-    // updates it in the transaction that changes it), and an index by when rows left the
-    // state, so that finding what aged out reads only that.
-    r#"
+const MIGRATIONS: [(i32, &str); 2] = [
+    (
+        2,
+        // Retention without scans: each type's count of history rows kept beside it (the writer
+        // updates it in the transaction that changes it), and an index by when rows left the
+        // state, so that finding what aged out reads only that.
+        r#"
 ALTER TABLE vai_resources ADD COLUMN history_rows bigint NOT NULL DEFAULT 0;
 UPDATE vai_resources r SET history_rows =
     (SELECT count(*) FROM vai_versions v WHERE v.resource_id = r.id AND v.prune_rv IS NOT NULL);
 CREATE INDEX vai_versions_aging ON vai_versions (resource_id, prune_ms)
     WHERE prune_rv IS NOT NULL;
 "#,
-)];
+    ),
+    (
+        3,
+        // Bodies compressed with LZ4 rather than PostgreSQL's own pglz: a 5 KB body is
+        // compressed on every insert, and pglz set the writer's pace. Rows written before
+        // keep theirs; a server built without LZ4 keeps pglz.
+        r#"
+DO $$ BEGIN
+    ALTER TABLE vai_versions ALTER COLUMN body SET COMPRESSION lz4,
+        ALTER COLUMN cells SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+    RAISE NOTICE 'this server has no LZ4: bodies stay compressed with pglz';
+END $$;
+"#,
+    ),
+];
 
 /// Brings a vai database of schema `version` up to [`SCHEMA_VERSION`].
 fn migrate(client: &mut Client, mut version: i32) -> Result<()> {
