@@ -442,11 +442,37 @@ fn a_database_of_an_older_vai_is_migrated_with_its_data() {
         "ALTER TABLE vai_resources DROP COLUMN history_rows; DROP INDEX vai_versions_aging;
          ALTER TABLE vai_versions ALTER COLUMN body SET COMPRESSION pglz,
              ALTER COLUMN cells SET COMPRESSION pglz;
+         CREATE TABLE vai_labels (version_id bigint NOT NULL, resource_id bigint NOT NULL,
+             key text COLLATE \"C\" NOT NULL, value text COLLATE \"C\" NOT NULL,
+             PRIMARY KEY (version_id, key));
+         INSERT INTO vai_labels SELECT v.id, v.resource_id, a.key, a.value
+             FROM vai_versions v, jsonb_each_text(v.attributes) a;
+         DROP INDEX vai_versions_by_attribute;
+         ALTER TABLE vai_versions DROP COLUMN attributes;
          UPDATE vai_schema SET version = 1",
     )
     .unwrap();
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM vai_labels WHERE key = 'app'")
+            .unwrap(),
+        "6",
+        "schema 1 keeps labels in rows of their own"
+    );
     let store = Store::open_postgres(pg.url(), StoreConfig::default()).unwrap();
-    assert_eq!(pg.psql("SELECT version FROM vai_schema").unwrap(), "3");
+    assert_eq!(pg.psql("SELECT version FROM vai_schema").unwrap(), "4");
+    let (selected, _) = list(
+        &store,
+        &ListRequest {
+            labels: LabelSelector::parse("app=web").unwrap(),
+            fields: FieldSelector::parse("status.phase=Running").unwrap(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        selected,
+        ["a/p@15"],
+        "labels and fields moved into the versions"
+    );
     assert_eq!(
         pg.psql(
             "SELECT attcompression FROM pg_attribute

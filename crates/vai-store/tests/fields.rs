@@ -265,7 +265,8 @@ async fn a_field_declared_while_objects_are_stored_is_backfilled_before_the_decl
     );
     let labels = place.count(
         "SELECT count(*) FROM labels WHERE key LIKE '#spec.%'",
-        "SELECT count(*) FROM vai_labels WHERE key LIKE '#spec.%'",
+        "SELECT count(*) FROM vai_versions v, jsonb_object_keys(v.attributes) k
+         WHERE k LIKE '#spec.%'",
     );
     assert_eq!(labels, 0, "no index rows are left behind");
 }

@@ -1,7 +1,7 @@
-//! Each type's fields on PostgreSQL: the set its label rows reflect, recorded in `vai_fields`
-//! (as the SQLite file records it), and the reindexing when a type's set changes — label rows
-//! of fields that went are deleted, those of fields that came are backfilled into every
-//! stored version. What a set *is* is the registry's (`crate::registry`); this module only
+//! Each type's fields on PostgreSQL: the set its versions' `attributes` reflect, recorded in
+//! `vai_fields` (as the SQLite file records it), and the reindexing when a type's set changes —
+//! fields that went are removed from every version's attributes, those that came are
+//! backfilled into every stored version. What a set *is* is the registry's (`crate::registry`); this module only
 //! keeps the database in step with it, inside the writer's transaction.
 
 use std::collections::BTreeMap;
@@ -73,7 +73,8 @@ pub(super) fn reconcile(tx: &Tx, key: &str, set: &FieldSet) -> Result<()> {
     if let Some(rid) = rid {
         for f in &removed {
             tx.execute(
-                "DELETE FROM vai_labels WHERE resource_id = $1 AND key = $2",
+                "UPDATE vai_versions SET attributes = attributes - $2
+                 WHERE resource_id = $1 AND attributes ? $2",
                 &[&rid, &f.key()],
             )?;
         }
@@ -85,11 +86,17 @@ pub(super) fn reconcile(tx: &Tx, key: &str, set: &FieldSet) -> Result<()> {
             )? {
                 let id: i64 = row.get(0);
                 // A body that cannot be read keeps no fields.
-                for (k, v) in fields::extract(&added, row.get(1)).unwrap_or_default() {
+                let values: serde_json::Map<String, serde_json::Value> =
+                    fields::extract(&added, row.get(1))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into()))
+                        .collect();
+                if !values.is_empty() {
                     tx.execute(
-                        "INSERT INTO vai_labels (version_id, resource_id, key, value)
-                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                        &[&id, &rid, &k, &v],
+                        "UPDATE vai_versions
+                         SET attributes = coalesce(attributes, '{}') || $2::text::jsonb WHERE id = $1",
+                        &[&id, &serde_json::Value::Object(values).to_string()],
                     )?;
                 }
             }

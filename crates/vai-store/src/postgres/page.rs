@@ -4,7 +4,7 @@
 //!
 //! Every value is a bound parameter. This module must never write.
 
-use super::reads::{Params, Selection, Snapshot, bind, refs};
+use super::reads::{Params, Selection, Snapshot, attribute, bind, refs};
 use crate::request::{
     Column, Condition, ItemSink, Operator, PageMeta, PageRequest, Row, Summary, indexed_names,
 };
@@ -18,10 +18,7 @@ fn column_sql(column: &Column, args: &mut Params) -> String {
         Column::Name => "v.name".into(),
         Column::Namespace => "v.namespace".into(),
         Column::CreationTimestamp => "v.created".into(),
-        Column::Label(key) => {
-            let p = bind(args, key.clone());
-            format!("(SELECT l.value FROM vai_labels l WHERE l.version_id = v.id AND l.key = {p})")
-        }
+        Column::Label(key) => attribute(&bind(args, key.clone())),
         Column::Field(name) => column_sql(
             &Column::Label(format!("{}{name}", crate::fields::PREFIX)),
             args,
@@ -205,52 +202,18 @@ pub(super) fn summary(
 ) -> Result<Summary> {
     check_columns(&snapshot.known_fields(resource)?, [column])?;
     let Selection { at, sql, mut args } = filtered(snapshot, resource, request)?;
-    let tx = snapshot.tx();
-    let label_key = match column {
-        Column::Label(k) => Some(k.clone()),
-        Column::Field(f) => Some(format!("{}{f}", crate::fields::PREFIX)),
-        _ => None,
-    };
-    let mut counts: Vec<(Option<String>, u64)>;
-    match label_key {
-        Some(key) => {
-            let total: i64 = tx
-                .query_one(&format!("SELECT count(*) FROM ({sql}) s"), &refs(&args))?
-                .get(0);
-            let rid = bind(&mut args, snapshot.resource_id(resource)?);
-            let key = bind(&mut args, key);
-            counts = tx
-                .query(
-                    &format!(
-                        "SELECT l.value, count(*) FROM vai_labels l
-                     WHERE l.resource_id = {rid} AND l.key = {key} AND l.version_id IN ({sql})
-                     GROUP BY l.value"
-                    ),
-                    &refs(&args),
-                )?
-                .iter()
-                .map(|r| (Some(r.get::<_, String>(0)), r.get::<_, i64>(1) as u64))
-                .collect();
-            let labelled: u64 = counts.iter().map(|(_, n)| n).sum();
-            if total as u64 > labelled {
-                counts.push((None, total as u64 - labelled));
-            }
-        }
-        None => {
-            let value = column_sql(column, &mut args);
-            counts = tx
-                .query(
-                    &format!(
-                        "SELECT {value}, count(*) FROM vai_versions v WHERE v.id IN ({sql})
-                     GROUP BY 1"
-                    ),
-                    &refs(&args),
-                )?
-                .iter()
-                .map(|r| (r.get::<_, Option<String>>(0), r.get::<_, i64>(1) as u64))
-                .collect();
-        }
-    }
+    let value = column_sql(column, &mut args);
+    let counts = snapshot
+        .tx()
+        .query(
+            &format!(
+                "SELECT {value}, count(*) FROM vai_versions v WHERE v.id IN ({sql}) GROUP BY 1"
+            ),
+            &refs(&args),
+        )?
+        .iter()
+        .map(|r| (r.get::<_, Option<String>>(0), r.get::<_, i64>(1) as u64))
+        .collect();
     Ok(Summary {
         resource_version: at as u64,
         counts: sorted_counts(counts),

@@ -121,10 +121,6 @@ impl<'a, 'b> Snapshot<'a, 'b> {
         push_labels(&mut sql, &mut args, &labels);
         Ok(Selection { at, sql, args })
     }
-
-    pub(super) fn resource_id(&self, resource: &str) -> Result<i64> {
-        Ok(self.resource_row(resource)?.id)
-    }
 }
 
 /// A list's selection as SQL (see [`Snapshot::selection`]).
@@ -167,16 +163,42 @@ fn push_fields(sql: &mut String, args: &mut Params, fields: &FieldSelector) {
     }
 }
 
+/// A version's label or indexed field `key` (bound as `key`), compared bytewise.
+pub(super) fn attribute(key: &str) -> String {
+    format!("((v.attributes ->> {key}) COLLATE \"C\")")
+}
+
+/// Label requirements (and field requirements on indexed fields, `#`-prefixed keys) on the
+/// version's `attributes`. Equality is containment, which the inverted index serves.
 fn push_labels(sql: &mut String, args: &mut Params, labels: &LabelSelector) {
-    const LABEL: &str = "SELECT 1 FROM vai_labels l WHERE l.version_id = v.id";
     for req in &labels.0 {
-        let (negate, key, condition) = match req {
-            LabelRequirement::Exists(k) => (false, k, String::new()),
-            LabelRequirement::NotExists(k) => (true, k, String::new()),
-            LabelRequirement::In(k, values) | LabelRequirement::NotIn(k, values) => {
+        let condition = match req {
+            LabelRequirement::Exists(k) | LabelRequirement::NotExists(k) => {
+                let not = if matches!(req, LabelRequirement::NotExists(_)) {
+                    "NOT "
+                } else {
+                    ""
+                };
+                format!("{not}(v.attributes ? {})", bind(args, k.clone()))
+            }
+            LabelRequirement::In(k, values) => {
+                let contains: Vec<String> = values
+                    .iter()
+                    .map(|value| {
+                        let one = serde_json::json!({ k.as_str(): value }).to_string();
+                        format!("v.attributes @> {}::text::jsonb", bind(args, one))
+                    })
+                    .collect();
+                if contains.is_empty() {
+                    "false".to_string()
+                } else {
+                    format!("({})", contains.join(" OR "))
+                }
+            }
+            LabelRequirement::NotIn(k, values) => {
+                let value = attribute(&bind(args, k.clone()));
                 let p = bind(args, values.clone());
-                let negate = matches!(req, LabelRequirement::NotIn(..));
-                (negate, k, format!(" AND l.value = ANY({p})"))
+                format!("NOT coalesce({value} = ANY({p}), false)")
             }
             LabelRequirement::GreaterThan(k, n) | LabelRequirement::LessThan(k, n) => {
                 let op = if matches!(req, LabelRequirement::GreaterThan(..)) {
@@ -184,18 +206,17 @@ fn push_labels(sql: &mut String, args: &mut Params, labels: &LabelSelector) {
                 } else {
                     "<"
                 };
+                let value = attribute(&bind(args, k.clone()));
                 let p = bind(args, *n);
                 // Only integer values take part, as upstream (canonical form: no plus sign,
                 // no leading zeros).
-                let condition = format!(
-                    " AND l.value ~ '^(0|-?[1-9][0-9]{{0,17}})$' AND l.value::bigint {op} {p}"
-                );
-                (false, k, condition)
+                format!(
+                    "(CASE WHEN {value} ~ '^(0|-?[1-9][0-9]{{0,17}})$' \
+                     THEN {value}::bigint {op} {p} ELSE false END)"
+                )
             }
         };
-        let key = bind(args, key.clone());
-        let not = if negate { "NOT " } else { "" };
-        *sql += &format!(" AND {not}EXISTS ({LABEL} AND l.key = {key}{condition})");
+        *sql += &format!(" AND {condition}");
     }
 }
 
@@ -422,8 +443,7 @@ impl Reads for Snapshot<'_, '_> {
         self.tx
             .query(
                 "SELECT v.seq, v.kind, v.rv, v.namespace, v.name, v.body, v.cells, v.created,
-                 (SELECT json_object_agg(l.key, l.value) FROM vai_labels l
-                  WHERE l.version_id = v.id)::text
+                 v.attributes::text
              FROM vai_versions v
              WHERE v.resource_id = $1 AND v.rv > $2 AND v.rv <= $3 ORDER BY v.rv, v.seq",
                 &[&row.id, &rv, &row.last_rv],
@@ -432,7 +452,7 @@ impl Reads for Snapshot<'_, '_> {
             .map(|r| {
                 let kind = EventKind::from_i64(r.get::<_, i16>(1).into());
                 let body: Vec<u8> = r.get(5);
-                // A tombstone keeps no label rows: its attributes are read from its body.
+                // A tombstone keeps no attributes: they are read from its body.
                 let attributes = if kind == EventKind::Deleted {
                     Attributes::read(&fields, &body).unwrap_or_default()
                 } else {

@@ -1,11 +1,11 @@
-//! The writer's rows of one batch, written in bulk: new versions (with their label and field
-//! rows) and the current rows they supersede are kept here and written by a few statements
+//! The writer's rows of one batch, written in bulk: new versions (their labels and fields
+//! inside) and the current rows they supersede are kept here and written by a few statements
 //! over arrays (`unnest`) when the batch ends, before any statement that reads them, or every
 //! [`FLUSH_EVERY`] versions; each key's current row is looked up once per batch, for all the
 //! batch's keys in one query. A statement is a round trip; per object the writer had made
 //! five or more.
 //!
-//! This module only writes `vai_versions` and `vai_labels`, inside the writer's transaction.
+//! This module only writes `vai_versions`, inside the writer's transaction.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -44,8 +44,8 @@ pub(super) struct NewVersion {
     pub(super) created: Option<String>,
     pub(super) body: Arc<[u8]>,
     pub(super) cells: Option<Arc<[u8]>>,
-    /// Its label and field rows (none for a tombstone).
-    pub(super) labels: Vec<(String, String)>,
+    /// Its labels and indexed fields as a JSON object (none for a tombstone).
+    pub(super) attributes: Option<String>,
     rv_to: Option<i64>,
     prune_rv: Option<i64>,
     prune_ms: Option<i64>,
@@ -64,20 +64,44 @@ impl NewVersion {
             created: obj.created.clone(),
             body: obj.body.as_slice().into(),
             cells: obj.cells.as_deref().map(Into::into),
-            labels: if deleted {
-                Vec::new()
-            } else {
-                obj.labels
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .chain(obj.fields.iter().cloned())
-                    .collect()
-            },
+            attributes: (!deleted).then(|| attributes_json(obj)),
             rv_to: None,
             prune_rv: deleted.then_some(rv),
             prune_ms: deleted.then_some(now),
         }
     }
+}
+
+/// An object's labels and indexed fields (keys `#`-prefixed: no label key has a `#`) as the
+/// JSON object `attributes` holds.
+pub(super) fn attributes_json(obj: &StoredObject) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = obj
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .chain(
+            obj.fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into())),
+        )
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// The labels and indexed fields of an `attributes` object (`None`: a tombstone's).
+pub(super) fn parse_attributes(
+    json: Option<&str>,
+) -> (
+    std::collections::BTreeMap<String, String>,
+    Vec<(String, String)>,
+) {
+    let pairs: std::collections::BTreeMap<String, String> = json
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_default();
+    let (fields, labels): (Vec<_>, Vec<_>) = pairs
+        .into_iter()
+        .partition(|(k, _)| k.starts_with(crate::fields::PREFIX));
+    (labels.into_iter().collect(), fields)
 }
 
 type Key = (String, String);
@@ -256,7 +280,7 @@ impl Rows {
     }
 
     /// Writes what is kept: the superseded rows closed first (a key has one current row),
-    /// then the new versions and their label rows.
+    /// then the new versions.
     pub(super) fn flush(&mut self, tx: &Tx) -> Result<()> {
         if !self.superseded.is_empty() {
             let (ids, rvs): (Vec<i64>, Vec<i64>) = self.superseded.drain(..).unzip();
@@ -285,14 +309,19 @@ impl Rows {
         let created: Vec<Option<&str>> = v.iter().map(|v| v.created.as_deref()).collect();
         let bodies: Vec<&[u8]> = v.iter().map(|v| &*v.body).collect();
         let cells: Vec<Option<&[u8]>> = v.iter().map(|v| v.cells.as_deref()).collect();
+        let attributes: Vec<Option<&str>> = v.iter().map(|v| v.attributes.as_deref()).collect();
         let ids: HashMap<i64, i64> = tx
             .query(
                 "INSERT INTO vai_versions
                      (resource_id, namespace, name, rv, rv_to, kind, seq, prune_rv, prune_ms,
-                      created, body, cells)
-                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int8[],
-                     $6::int2[], $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::bytea[],
-                     $12::bytea[])
+                      created, body, cells, attributes)
+                 SELECT $1, u.namespace, u.name, u.rv, u.rv_to, u.kind, u.seq, u.prune_rv,
+                     u.prune_ms, u.created, u.body, u.cells, u.attributes::jsonb
+                 FROM unnest($2::text[], $3::text[], $4::int8[], $5::int8[], $6::int2[],
+                     $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::bytea[],
+                     $12::bytea[], $13::text[])
+                     AS u(namespace, name, rv, rv_to, kind, seq, prune_rv, prune_ms, created,
+                          body, cells, attributes)
                  RETURNING seq, id",
                 &[
                     &self.rid,
@@ -307,28 +336,13 @@ impl Rows {
                     &created,
                     &bodies,
                     &cells,
+                    &attributes,
                 ],
             )?
             .into_iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
         let id_of = |v: &NewVersion| ids[&v.seq];
-        let (mut label_ids, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
-        for version in v {
-            for (k, value) in &version.labels {
-                label_ids.push(id_of(version));
-                keys.push(k.as_str());
-                values.push(value.as_str());
-            }
-        }
-        if !label_ids.is_empty() {
-            tx.execute(
-                "INSERT INTO vai_labels (version_id, resource_id, key, value)
-                 SELECT u.id, $1, u.key, u.value
-                 FROM unnest($2::int8[], $3::text[], $4::text[]) AS u(id, key, value)",
-                &[&self.rid, &label_ids, &keys, &values],
-            )?;
-        }
         for current in self.known.values_mut().flatten() {
             if let At::Pending(i) = current.at {
                 current.at = At::Stored(id_of(&self.versions[i]));

@@ -14,7 +14,7 @@ use super::{block, describe};
 use crate::{Error, Result};
 
 /// The schema version this build writes. Older databases are migrated; newer ones refused.
-pub(crate) const SCHEMA_VERSION: i32 = 3;
+pub(crate) const SCHEMA_VERSION: i32 = 4;
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE vai_schema (
@@ -82,7 +82,7 @@ CREATE TABLE vai_documents (
 
 /// What each later schema version changes, in order (each run in one transaction with the
 /// version's mark).
-const MIGRATIONS: [(i32, &str); 2] = [
+const MIGRATIONS: [(i32, &str); 3] = [
     (
         2,
         // Retention without scans: each type's count of history rows kept beside it (the writer
@@ -108,6 +108,22 @@ DO $$ BEGIN
 EXCEPTION WHEN feature_not_supported THEN
     RAISE NOTICE 'this server has no LZ4: bodies stay compressed with pglz';
 END $$;
+"#,
+    ),
+    (
+        4,
+        // Labels and indexed fields inside the version row (`attributes`, one JSON object,
+        // `#`-prefixed keys for fields) instead of a row each in `vai_labels`: a first list
+        // wrote seven label rows per pod into two indexes (45% of its time), and a page's
+        // filter and sort probed them per candidate (8 of a page's 13 ms at 100,000 pods). An
+        // inverted index serves selectors by equality.
+        r#"
+ALTER TABLE vai_versions ADD COLUMN attributes jsonb;
+UPDATE vai_versions v SET attributes = coalesce(
+    (SELECT jsonb_object_agg(l.key, l.value) FROM vai_labels l WHERE l.version_id = v.id),
+    '{}') WHERE v.kind != 2;
+DROP TABLE vai_labels;
+CREATE INDEX vai_versions_by_attribute ON vai_versions USING gin (attributes jsonb_path_ops);
 "#,
     ),
 ];
@@ -150,8 +166,12 @@ pub(crate) fn prepare(client: &mut Client, url: &str, create: bool) -> Result<i3
                     supported: SCHEMA_VERSION,
                 });
             }
-            // A reader reads an older schema as it is; the writer brings it up to date.
-            if create && version < SCHEMA_VERSION {
+            // The writer brings an older schema up to date; a reader waits for one that has
+            // (its statements are this schema's).
+            if version < SCHEMA_VERSION {
+                if !create {
+                    return Err(Error::OlderSchema(describe(url)));
+                }
                 migrate(client, version)?;
                 return Ok(SCHEMA_VERSION);
             }

@@ -43,8 +43,9 @@ pub(super) struct Writer {
 }
 
 /// The writer's memory of committed state (only this process writes the database while it
-/// holds the lock, so it stays true): changed only after a commit.
-#[derive(Default)]
+/// holds the lock, so it stays true): a group's batches see what those before them did, and
+/// it is kept only if the group commits.
+#[derive(Clone, Default)]
 struct Known {
     /// Each type's row id in `vai_resources` (never deleted).
     rids: HashMap<String, i64>,
@@ -110,11 +111,6 @@ impl Writer {
         // little beside them. Each is planned for its arguments.
         block(client.batch_execute("SET plan_cache_mode = force_custom_plan"))?;
         // Rows a list staged and never committed (the writer stopped mid-list) go at open.
-        block(client.execute(
-            "DELETE FROM vai_labels l USING vai_versions v, vai_resources r
-             WHERE l.version_id = v.id AND v.resource_id = r.id AND v.rv > r.last_rv",
-            &[],
-        ))?;
         block(client.execute(
             "DELETE FROM vai_versions v USING vai_resources r
              WHERE v.resource_id = r.id AND v.rv > r.last_rv",
@@ -233,8 +229,9 @@ impl Writer {
             .unzip();
         let now = now_ms();
         let mut next_seq = self.next_seq;
-        let (config, fields, statements, known) =
-            (&self.config, &self.fields, &self.statements, &self.known);
+        let (config, fields, statements) = (&self.config, &self.fields, &self.statements);
+        // What the group's batches learn, for the batches after them; kept if it commits.
+        let mut known = self.known.clone();
         let mut recorded: Vec<String> = Vec::new();
         let result = (|| -> Result<()> {
             let raw = block(self.client.transaction())?;
@@ -261,7 +258,7 @@ impl Writer {
                         parsed_with,
                     } => fields
                         .refresh(resource, *parsed_with, ops)
-                        .and_then(|()| apply_batch(&tx, known, &mut next_seq, resource, ops, now)),
+                        .and_then(|()| apply_batch(&tx, &known, &mut next_seq, resource, ops, now)),
                     Work::Documents(documents) => {
                         put_documents(&tx, documents, now).map(|()| Applied::default())
                     }
@@ -272,8 +269,16 @@ impl Writer {
                         if !alone {
                             tx.batch_execute("RELEASE batch")?;
                         }
-                        if let Some((rid, history_rows)) = applied.resource {
+                        if let (Some((resource, _)), Some((rid, history_rows))) =
+                            (&applied.last_rv, applied.resource)
+                        {
                             touched.insert(rid, history_rows);
+                            known.rids.insert(resource.clone(), rid);
+                            match applied.staging {
+                                Some(true) => known.staging.insert(rid),
+                                Some(false) => known.staging.remove(&rid),
+                                None => false,
+                            };
                         }
                         Ok(applied)
                     }
@@ -298,6 +303,7 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.next_seq = next_seq;
+                self.known = known;
                 for key in recorded {
                     self.fields.reconciled_now(key);
                 }
@@ -309,14 +315,6 @@ impl Writer {
                 for (reply, outcome) in outcomes {
                     let outcome = outcome.map(|applied| {
                         if let Some((resource, rv)) = applied.last_rv {
-                            if let Some((rid, _)) = applied.resource {
-                                self.known.rids.insert(resource.clone(), rid);
-                                match applied.staging {
-                                    Some(true) => self.known.staging.insert(rid),
-                                    Some(false) => self.known.staging.remove(&rid),
-                                    None => false,
-                                };
-                            }
                             self.committed.insert(resource, rv);
                         }
                         let events = Arc::<[Event]>::from(applied.events);
@@ -361,10 +359,7 @@ impl Writer {
         }
         *at = *total;
         let started = std::time::Instant::now();
-        match block(
-            self.client
-                .batch_execute("ANALYZE vai_versions, vai_labels"),
-        ) {
+        match block(self.client.batch_execute("ANALYZE vai_versions")) {
             Ok(()) => {
                 tracing::debug!(took = ?started.elapsed(), versions = *total, "PostgreSQL: statistics taken")
             }
@@ -383,8 +378,7 @@ impl Writer {
         loop {
             let rows = match block(self.client.query(
                 "SELECT v.seq, v.namespace, v.name, v.body, v.cells, v.created,
-                     (SELECT json_object_agg(l.key, l.value) FROM vai_labels l
-                      WHERE l.version_id = v.id)::text
+                     v.attributes::text
                  FROM vai_versions v
                  WHERE v.resource_id = $1 AND v.rv = $2 AND v.seq > $3
                  ORDER BY v.seq LIMIT $4",
@@ -446,13 +440,8 @@ fn resource_id(tx: &Tx, known: &Known, resource: &str) -> Result<i64> {
         .get(0))
 }
 
-/// Deletes the rows staged above `last_rv` for one resource (and their label rows).
+/// Deletes the rows staged above `last_rv` for one resource.
 fn discard_staged(tx: &Tx, rid: i64, last_rv: i64) -> Result<()> {
-    tx.execute(
-        "DELETE FROM vai_labels WHERE version_id IN
-           (SELECT id FROM vai_versions WHERE resource_id = $1 AND rv > $2)",
-        &[&rid, &last_rv],
-    )?;
     tx.execute(
         "DELETE FROM vai_versions WHERE resource_id = $1 AND rv > $2",
         &[&rid, &last_rv],
@@ -759,36 +748,19 @@ fn replace(
     if vanished.is_empty() {
         return Ok(());
     }
-    let mut labels: HashMap<i64, Vec<(String, String)>> = HashMap::new();
-    for l in ctx.tx.query(
-        "SELECT version_id, key, value FROM vai_labels WHERE version_id = ANY($1)",
-        &[&vanished],
-    )? {
-        labels
-            .entry(l.get(0))
-            .or_default()
-            .push((l.get(1), l.get(2)));
-    }
     let rows = ctx.tx.query(
-        "SELECT namespace, name, rv, id, body, cells, created FROM vai_versions
-         WHERE id = ANY($1) ORDER BY namespace, name",
+        "SELECT namespace, name, rv, id, body, cells, created, attributes::text
+         FROM vai_versions WHERE id = ANY($1) ORDER BY namespace, name",
         &[&vanished],
     )?;
     for row in rows {
         let id: i64 = row.get(3);
-        let (mut fields, mut labels_of) = (Vec::new(), std::collections::BTreeMap::new());
-        for (k, v) in labels.remove(&id).unwrap_or_default() {
-            if k.starts_with(crate::fields::PREFIX) {
-                fields.push((k, v));
-            } else {
-                labels_of.insert(k, v);
-            }
-        }
+        let (labels, fields) = super::rows::parse_attributes(row.get(7));
         let obj = StoredObject {
             namespace: row.get(0),
             name: row.get(1),
             resource_version: rv as u64,
-            labels: labels_of,
+            labels,
             created: row.get(6),
             body: row.get(4),
             cells: row.get(5),
@@ -834,12 +806,6 @@ fn prune(tx: &Tx, rid: i64, rows: i64, config: &StoreConfig, now: i64) -> Result
     let Some(new_compacted) = by_count.max(by_age) else {
         return Ok(());
     };
-    tx.execute(
-        "DELETE FROM vai_labels WHERE version_id IN
-           (SELECT id FROM vai_versions
-            WHERE resource_id = $1 AND prune_rv IS NOT NULL AND prune_rv <= $2 AND kind != 2)",
-        &[&rid, &new_compacted],
-    )?;
     let deleted = tx.execute(
         "DELETE FROM vai_versions
          WHERE resource_id = $1 AND prune_rv IS NOT NULL AND prune_rv <= $2",
