@@ -2,8 +2,9 @@
 //! ingest, single events, gets, selective pages and a full list, each reported as median and
 //! p99 against the goals, three times in one run, side by side: in the file with bodies stored
 //! plain, in the file compressed with the store's dictionaries (`StoreConfig::compress_bodies`),
-//! and, with `VAI_BENCH_POSTGRES=1`, in PostgreSQL (a private server, `scripts/pg`; off by
-//! default while its backlog of events runs at ~500/s, minutes at 100,000 pods). Run:
+//! and, with `VAI_BENCH_POSTGRES=1`, in PostgreSQL (a private server started by `scripts/pg`,
+//! which installs the server package when it is missing: off by default for that), with
+//! propagation to a watch on a second replica besides. Run:
 //!
 //! ```text
 //! cargo bench -p vai-store --bench scale            # 100,000 pods
@@ -247,6 +248,48 @@ fn run(pods: &[Vec<u8>], raw: usize, engine: Engine) -> Rows {
         &mut samples,
         "p99 ≤ 2 ms",
     );
+    rv += 2000;
+
+    // Propagation to a watcher on another replica: a second store on the same database (its
+    // own connections, following the writer's commits), a watch on it, and the time from a
+    // write's start on the writer to its event on that watch. Only a shared database has
+    // another replica.
+    if let Engine::Postgres(_) = engine {
+        let reader = Store::open_postgres_read_only(&place, StoreConfig::default()).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let mut watch = reader.watch(PODS, rv - 1).unwrap();
+        let mut samples = Vec::new();
+        for k in 0..300u64 {
+            let i = (k * 6151) % n;
+            let body = modified(&pods[i as usize], rv, k + 7);
+            let t = Instant::now();
+            store
+                .write_blocking(Batch::new(PODS).event(EventKind::Modified, body))
+                .unwrap();
+            let seen = runtime.block_on(async {
+                loop {
+                    let event = watch.next().await.unwrap();
+                    if event.resource_version == rv {
+                        break event;
+                    }
+                }
+            });
+            samples.push(t.elapsed());
+            assert_eq!(seen.kind, EventKind::Modified);
+            rv += 1;
+        }
+        rows.timed(
+            "propagation to a watch on another replica (write started → event there)",
+            &mut samples,
+            "p99 ≤ 200 ms",
+        );
+    } else {
+        rows.add(
+            "propagation to a watch on another replica (write started → event there)",
+            "- | -".into(),
+            "p99 ≤ 200 ms",
+        );
+    }
 
     // Gets by name.
     let keys: Vec<(String, String)> = pods

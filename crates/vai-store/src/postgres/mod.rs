@@ -36,7 +36,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{broadcast, watch};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, IsolationLevel, NoTls, Row, Statement, Transaction};
+use tokio_postgres::{Client, NoTls, Row, Statement, Transaction};
 
 use crate::backend::{Backend, Reads};
 use crate::registry::FieldRegistry;
@@ -62,24 +62,71 @@ pub(crate) struct Statements(Mutex<std::collections::HashMap<String, Statement>>
 const STATEMENTS_KEPT: usize = 512;
 
 /// A transaction with its connection's statements: every query of the backend goes through
-/// one, and waits for its answer ([`block`]).
+/// one, and waits for its answer ([`block`]). The writer's is a `Transaction`; a read's is
+/// begun by its first statement, sent with it (one round trip, not two: see [`Tx::reading`]).
 pub(crate) struct Tx<'a, 'b> {
-    tx: &'a Transaction<'b>,
+    on: On<'a, 'b>,
     statements: &'a Statements,
+    /// The `BEGIN` still to send, with the first statement.
+    begin: std::cell::Cell<Option<&'static str>>,
+}
+
+/// What a [`Tx`] runs its statements on.
+#[derive(Clone, Copy)]
+enum On<'a, 'b> {
+    Transaction(&'a Transaction<'b>),
+    Client(&'a Client),
 }
 
 type Params<'p> = [&'p (dyn ToSql + Sync)];
 
+type Answer<'f, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, tokio_postgres::Error>> + 'f>>;
+
+/// How a read transaction begins: one snapshot for all its statements.
+const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
 impl<'a, 'b> Tx<'a, 'b> {
     pub(crate) fn new(tx: &'a Transaction<'b>, statements: &'a Statements) -> Tx<'a, 'b> {
-        Tx { tx, statements }
+        Tx {
+            on: On::Transaction(tx),
+            statements,
+            begin: std::cell::Cell::new(None),
+        }
+    }
+
+    /// A read-only snapshot on `client`, begun by its first statement: `BEGIN` and that
+    /// statement are sent together (the client pipelines requests polled together, and the
+    /// server runs them in order). End it with [`Tx::end`].
+    fn reading(client: &'a Client, statements: &'a Statements) -> Tx<'a, 'b> {
+        Tx {
+            on: On::Client(client),
+            statements,
+            begin: std::cell::Cell::new(Some(BEGIN_READ)),
+        }
+    }
+
+    /// Ends a read begun by [`Tx::reading`]: committed after `ok`, rolled back otherwise (if
+    /// any statement began it).
+    fn end(&self, ok: bool) -> Result<()> {
+        match (self.on, self.begin.get()) {
+            (On::Client(client), None) => Ok(block(client.batch_execute(if ok {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            }))?),
+            _ => Ok(()),
+        }
     }
 
     fn statement(&self, sql: &str) -> Result<Statement> {
         if let Some(s) = self.statements.0.lock().expect("statements lock").get(sql) {
             return Ok(s.clone());
         }
-        let statement = block(self.tx.prepare(sql))?;
+        let statement = match self.on {
+            On::Transaction(tx) => block(tx.prepare(sql))?,
+            On::Client(client) => block(client.prepare(sql))?,
+        };
         let mut kept = self.statements.0.lock().expect("statements lock");
         if kept.len() >= STATEMENTS_KEPT {
             kept.clear();
@@ -88,25 +135,57 @@ impl<'a, 'b> Tx<'a, 'b> {
         Ok(statement)
     }
 
+    /// Waits for `answer`, sent after the `BEGIN` if this statement is the transaction's first.
+    fn answer<T>(&self, answer: Answer<'_, T>) -> Result<T> {
+        match (self.on, self.begin.take()) {
+            (On::Client(client), Some(begin)) => {
+                let (begun, answer) =
+                    block(futures::future::join(client.batch_execute(begin), answer));
+                begun?;
+                Ok(answer?)
+            }
+            _ => Ok(block(answer)?),
+        }
+    }
+
     pub(crate) fn query(&self, sql: &str, params: &Params) -> Result<Vec<Row>> {
-        Ok(block(self.tx.query(&self.statement(sql)?, params))?)
+        let statement = self.statement(sql)?;
+        self.answer(match self.on {
+            On::Transaction(tx) => Box::pin(tx.query(&statement, params)),
+            On::Client(client) => Box::pin(client.query(&statement, params)),
+        })
     }
 
     pub(crate) fn query_one(&self, sql: &str, params: &Params) -> Result<Row> {
-        Ok(block(self.tx.query_one(&self.statement(sql)?, params))?)
+        let statement = self.statement(sql)?;
+        self.answer(match self.on {
+            On::Transaction(tx) => Box::pin(tx.query_one(&statement, params)),
+            On::Client(client) => Box::pin(client.query_one(&statement, params)),
+        })
     }
 
     pub(crate) fn query_opt(&self, sql: &str, params: &Params) -> Result<Option<Row>> {
-        Ok(block(self.tx.query_opt(&self.statement(sql)?, params))?)
+        let statement = self.statement(sql)?;
+        self.answer(match self.on {
+            On::Transaction(tx) => Box::pin(tx.query_opt(&statement, params)),
+            On::Client(client) => Box::pin(client.query_opt(&statement, params)),
+        })
     }
 
     pub(crate) fn execute(&self, sql: &str, params: &Params) -> Result<u64> {
-        Ok(block(self.tx.execute(&self.statement(sql)?, params))?)
+        let statement = self.statement(sql)?;
+        self.answer(match self.on {
+            On::Transaction(tx) => Box::pin(tx.execute(&statement, params)),
+            On::Client(client) => Box::pin(client.execute(&statement, params)),
+        })
     }
 
     /// Statements without parameters, not kept (savepoints, `NOTIFY`).
     pub(crate) fn batch_execute(&self, sql: &str) -> Result<()> {
-        Ok(block(self.tx.batch_execute(sql))?)
+        self.answer(match self.on {
+            On::Transaction(tx) => Box::pin(tx.batch_execute(sql)),
+            On::Client(client) => Box::pin(client.batch_execute(sql)),
+        })
     }
 }
 
@@ -183,6 +262,12 @@ fn connect(runtime: &tokio::runtime::Runtime, url: &str) -> Result<Client> {
             tracing::debug!(error = %e, "PostgreSQL connection ended");
         }
     });
+    // Statements are kept prepared (a round trip saved each time), but each is planned for
+    // its arguments: the writer's are over arrays of one to thousands of rows, and a generic
+    // plan for one length is wrong for others (the look-up of current rows hashed the whole
+    // table, 6 ms for one key); a read's selectors differ as much (a label matching 1% wants
+    // the inverted index, one matching all does not). Planning costs little beside them.
+    block(client.batch_execute("SET plan_cache_mode = force_custom_plan")).map_err(about)?;
     Ok(client)
 }
 
@@ -368,19 +453,13 @@ impl Shared {
     }
 
     fn read(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()> {
-        let (mut client, statements) = self.take()?;
-        let result = (|| {
-            let tx = block(
-                client
-                    .build_transaction()
-                    .isolation_level(IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start(),
-            )?;
-            f(&reads::Snapshot::new(Tx::new(&tx, &statements)))?;
-            block(tx.commit())?;
-            Ok(())
-        })();
+        let (client, statements) = self.take()?;
+        let result = {
+            let snapshot = reads::Snapshot::new(Tx::reading(&client, &statements));
+            let read = f(&snapshot);
+            let ended = snapshot.tx().end(read.is_ok());
+            read.and(ended)
+        };
         self.give_back(client, statements);
         result
     }

@@ -242,22 +242,32 @@ impl Reads for Snapshot<'_, '_> {
         name: &str,
         resource_version: Option<u64>,
     ) -> Result<Option<Item>> {
-        let row = self.resource_row(resource)?;
-        let at = resource_version.map_or(row.last_rv, |rv| rv as i64);
-        check_window(&row, at)?;
-        Ok(self
+        // The type's window and the object in one statement (a read is a round trip each).
+        let at = resource_version.map(|rv| rv as i64);
+        let found = self
             .tx
             .query_opt(
-                &format!(
-                    "SELECT v.body, v.cells FROM vai_versions v
-                 WHERE {VISIBLE_AT} AND v.namespace = $3 AND v.name = $4"
-                ),
-                &[&row.id, &at, &namespace, &name],
+                "SELECT r.id, r.last_rv, r.compacted_rv, o.body, o.cells
+                 FROM vai_resources r LEFT JOIN LATERAL (
+                     SELECT v.body, v.cells FROM vai_versions v
+                     WHERE v.resource_id = r.id AND v.namespace = $3 AND v.name = $4
+                         AND v.rv <= coalesce($2, r.last_rv)
+                         AND (v.rv_to IS NULL OR v.rv_to > coalesce($2, r.last_rv))
+                         AND v.kind != 2) o ON true
+                 WHERE r.key = $1",
+                &[&resource, &at, &namespace, &name],
             )?
-            .map(|r| Item {
-                object: r.get(0),
-                cells: r.get(1),
-            }))
+            .ok_or_else(|| Error::UnknownResource(resource.to_string()))?;
+        let row = ResourceRow {
+            id: found.get(0),
+            last_rv: found.get(1),
+            compacted_rv: found.get(2),
+        };
+        check_window(&row, at.unwrap_or(row.last_rv))?;
+        Ok(found.get::<_, Option<Vec<u8>>>(3).map(|object| Item {
+            object,
+            cells: found.get(4),
+        }))
     }
 
     fn resource_states(&self) -> Result<Vec<ResourceState>> {

@@ -105,11 +105,6 @@ impl Writer {
         events: broadcast::Sender<Arc<[Event]>>,
         fields: Arc<FieldRegistry>,
     ) -> Result<Writer> {
-        // The writer's statements are bulk statements over arrays whose length varies from one
-        // to thousands: a plan cached for one length is wrong for others (a generic plan of the
-        // look-up of current rows hashed the whole table, 6 ms for one key), and planning costs
-        // little beside them. Each is planned for its arguments.
-        block(client.batch_execute("SET plan_cache_mode = force_custom_plan"))?;
         // Rows a list staged and never committed (the writer stopped mid-list) go at open.
         block(client.execute(
             "DELETE FROM vai_versions v USING vai_resources r
