@@ -97,6 +97,12 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     /// Runs `f` over one snapshot.
     fn read(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()>;
 
+    /// Runs `f`, which reads with one statement (a statement is a snapshot of its own), so an
+    /// engine may skip the transaction around it.
+    fn read_one(&self, f: &mut dyn FnMut(&dyn Reads) -> Result<()>) -> Result<()> {
+        self.read(f)
+    }
+
     /// Hands a write to the engine's writer, which replies once it is committed (and its
     /// events published). [`crate::Error::ReadOnly`] when this process may not write,
     /// [`crate::Error::Closed`] after [`Backend::close`].

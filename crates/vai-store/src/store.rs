@@ -329,13 +329,23 @@ impl Store {
     /// Runs `f` over one snapshot (see [`crate::backend`]). Crate-private: the engine's
     /// reads are no caller's business.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Reads) -> Result<T>) -> Result<T> {
+        self.read_with(false, f)
+    }
+
+    /// [`Store::read`] by `f` reading with one statement (`one`): see `Backend::read_one`.
+    fn read_with<T>(&self, one: bool, f: impl FnOnce(&dyn Reads) -> Result<T>) -> Result<T> {
         let mut f = Some(f);
         let mut out = None;
-        self.inner.backend.read(&mut |reads| {
+        let mut run = |reads: &dyn Reads| {
             let f = f.take().expect("a snapshot is read once");
             out = Some(f(reads)?);
             Ok(())
-        })?;
+        };
+        if one {
+            self.inner.backend.read_one(&mut run)?;
+        } else {
+            self.inner.backend.read(&mut run)?;
+        }
         Ok(out.expect("the snapshot was read"))
     }
 
@@ -360,7 +370,10 @@ impl Store {
         name: &str,
         resource_version: Option<u64>,
     ) -> Result<Option<Item>> {
-        self.snapshot(|s| s.get_row(resource, namespace, name, resource_version))
+        // One statement on every engine (the object with its type's window).
+        self.read_with(true, |r| {
+            r.get_row(resource, namespace, name, resource_version)
+        })
     }
 
     /// Lists objects in Kubernetes key order (namespace, name), calling `each(namespace, name,

@@ -79,7 +79,7 @@ pub(super) fn look(
 ) -> Result<()> {
     let mut out: Vec<Arc<[Event]>> = Vec::new();
     let mut now: HashMap<String, u64> = HashMap::new();
-    shared.read(&mut |reads| {
+    shared.read(false, &mut |reads| {
         out.clear();
         now.clear();
         for state in reads.resource_states()? {

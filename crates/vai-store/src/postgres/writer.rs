@@ -105,6 +105,11 @@ impl Writer {
         events: broadcast::Sender<Arc<[Event]>>,
         fields: Arc<FieldRegistry>,
     ) -> Result<Writer> {
+        // The writer's statements are kept prepared, but each is planned for its arguments:
+        // they are over arrays of one to thousands of rows, and a generic plan for one length
+        // is wrong for others (the look-up of current rows hashed the whole table, 6 ms for
+        // one key). Planning costs little beside them.
+        block(client.batch_execute("SET plan_cache_mode = force_custom_plan"))?;
         // Rows a list staged and never committed (the writer stopped mid-list) go at open.
         block(client.execute(
             "DELETE FROM vai_versions v USING vai_resources r
