@@ -100,8 +100,14 @@ CREATE INDEX vai_versions_aging ON vai_versions (resource_id, prune_ms)
         3,
         // Bodies compressed with LZ4 rather than PostgreSQL's own pglz: a 5 KB body is
         // compressed on every insert, and pglz set the writer's pace. Rows written before
-        // keep theirs; a server built without LZ4 keeps pglz.
+        // keep theirs; a server built without LZ4 keeps pglz. And the index by age under a
+        // predicate of its own (`prune_ms` is set exactly when `prune_rv` is): under the same
+        // predicate as the index of prunable rows, the planner, its statistics behind, took it
+        // for retention's delete and read every history row of the type (21 ms per commit).
         r#"
+DROP INDEX vai_versions_aging;
+CREATE INDEX vai_versions_aging ON vai_versions (resource_id, prune_ms)
+    WHERE prune_ms IS NOT NULL;
 DO $$ BEGIN
     ALTER TABLE vai_versions ALTER COLUMN body SET COMPRESSION lz4,
         ALTER COLUMN cells SET COMPRESSION lz4;

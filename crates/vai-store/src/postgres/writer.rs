@@ -799,7 +799,7 @@ fn prune(tx: &Tx, rid: i64, rows: i64, config: &StoreConfig, now: i64) -> Result
     let by_age: Option<i64> = tx
         .query_one(
             "SELECT max(prune_rv) FROM (SELECT prune_rv FROM vai_versions
-             WHERE resource_id = $1 AND prune_rv IS NOT NULL AND prune_ms <= $2 OFFSET 0) aged",
+             WHERE resource_id = $1 AND prune_ms <= $2 OFFSET 0) aged",
             &[&rid, &cutoff],
         )?
         .get(0);
