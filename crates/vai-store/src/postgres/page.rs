@@ -10,7 +10,7 @@ use crate::request::{
 };
 use crate::sql::list::evaluated_in;
 use crate::sql::page::{check_columns, sorted_counts};
-use crate::{Error, Result};
+use crate::{Error, FieldSet, Result};
 
 /// The SQL expression for a column of version `v`.
 fn column_sql(column: &Column, args: &mut Params) -> String {
@@ -82,17 +82,21 @@ fn condition_sql(c: &Condition, args: &mut Params) -> Result<String> {
 
 /// A page request's matching ids (the list's selection and the filters), before order and
 /// cut.
-fn filtered(snapshot: &Snapshot, resource: &str, request: &PageRequest) -> Result<Selection> {
-    let fields = snapshot.known_fields(resource)?;
-    if let Some((field, ..)) = evaluated_in(&fields, &request.list.fields).first() {
+fn filtered(
+    snapshot: &Snapshot,
+    resource: &str,
+    request: &PageRequest,
+    fields: &FieldSet,
+) -> Result<Selection> {
+    if let Some((field, ..)) = evaluated_in(fields, &request.list.fields).first() {
         return Err(Error::UnsupportedField(format!(
             "field {:?} is not indexed, so pages cannot select on it; indexed: {}",
             field.name,
-            indexed_names(&fields)
+            indexed_names(fields)
         )));
     }
     check_columns(
-        &fields,
+        fields,
         request
             .filters
             .iter()
@@ -100,7 +104,7 @@ fn filtered(snapshot: &Snapshot, resource: &str, request: &PageRequest) -> Resul
             .map(|c| &c.column)
             .chain(request.sort.iter().map(|k| &k.column)),
     )?;
-    let mut selection = snapshot.selection(resource, &request.list, "v.id")?;
+    let mut selection = snapshot.selection(resource, &request.list, fields, "v.id")?;
     for filter in &request.filters {
         let ors = filter
             .0
@@ -127,7 +131,8 @@ pub(super) fn page(
             "pages use offsets and a resource version, not continue tokens".into(),
         ));
     }
-    let Selection { at, sql, mut args } = filtered(snapshot, resource, request)?;
+    let fields = snapshot.known_fields(resource)?;
+    let Selection { at, sql, mut args } = filtered(snapshot, resource, request, &fields)?;
     let tx = snapshot.tx();
     let mut order = Vec::new();
     for key in &request.sort {
@@ -172,7 +177,7 @@ pub(super) fn page(
     let total: i64 = match rows.first() {
         Some(r) => r.get(4),
         None => {
-            let Selection { sql, args, .. } = filtered(snapshot, resource, request)?;
+            let Selection { sql, args, .. } = filtered(snapshot, resource, request, &fields)?;
             tx.query_one(&format!("SELECT count(*) FROM ({sql}) s"), &refs(&args))?
                 .get(0)
         }
@@ -200,8 +205,9 @@ pub(super) fn summary(
     request: &PageRequest,
     column: &Column,
 ) -> Result<Summary> {
-    check_columns(&snapshot.known_fields(resource)?, [column])?;
-    let Selection { at, sql, mut args } = filtered(snapshot, resource, request)?;
+    let fields = snapshot.known_fields(resource)?;
+    check_columns(&fields, [column])?;
+    let Selection { at, sql, mut args } = filtered(snapshot, resource, request, &fields)?;
     let value = column_sql(column, &mut args);
     let counts = snapshot
         .tx()

@@ -83,11 +83,12 @@ impl<'a, 'b> Snapshot<'a, 'b> {
 
     /// The `SELECT {columns} …` (columns of version `v`) of a list's selection — visibility
     /// at its snapshot, namespace, selectors, the continue position — without order or limit.
-    /// Shared by lists and pages.
+    /// Shared by lists and pages; `fields`: the type's, as [`Snapshot::known_fields`] read them.
     pub(super) fn selection(
         &self,
         resource: &str,
         request: &ListRequest,
+        fields: &FieldSet,
         columns: &str,
     ) -> Result<Selection> {
         let row = self.resource_row(resource)?;
@@ -102,11 +103,7 @@ impl<'a, 'b> Snapshot<'a, 'b> {
             ),
         };
         check_window(&row, at)?;
-        let (columns_only, labels) = split_fields(
-            &self.known_fields(resource)?,
-            &request.fields,
-            &request.labels,
-        )?;
+        let (columns_only, labels) = split_fields(fields, &request.fields, &request.labels)?;
         let mut args: Params = vec![Box::new(row.id), Box::new(at)];
         let mut sql = format!("SELECT {columns} FROM vai_versions v WHERE {VISIBLE_AT}");
         if let Some(ns) = &request.namespace {
@@ -358,12 +355,18 @@ impl Reads for Snapshot<'_, '_> {
         bound: &Bound,
         each: &mut PacedSink,
     ) -> Result<ListPart> {
-        let evaluated = evaluated_in(&self.known_fields(resource)?, &request.fields);
+        let fields = self.known_fields(resource)?;
+        let evaluated = evaluated_in(&fields, &request.fields);
         let Selection {
             at,
             mut sql,
             mut args,
-        } = self.selection(resource, request, "v.namespace, v.name, v.body, v.cells")?;
+        } = self.selection(
+            resource,
+            request,
+            &fields,
+            "v.namespace, v.name, v.body, v.cells",
+        )?;
         sql += " ORDER BY v.namespace, v.name";
         // A part reads at most what its bound lets it serve, plus the row that says whether a
         // continue token is owed; rows that fail an evaluated field are skipped, so then the
