@@ -49,8 +49,13 @@ const WRITER_LOCK: i64 = 0x7661_6931;
 /// Waits for a future of the client on the calling thread. The client's futures only wait on
 /// channels to the connection task (which runs on the backend's runtime), so any thread may
 /// wait on them, an async task's included.
+///
+/// Outside tokio's cooperative budget: a caller on a tokio task whose budget is spent would
+/// otherwise get `Pending` from every tokio future it waits on here (a connection's
+/// `JoinHandle`), woken at once, forever — the budget only comes back when the task yields,
+/// which a thread blocked here never does (a watch test spun on one core for minutes).
 fn block<T>(f: impl std::future::Future<Output = T>) -> T {
-    futures::executor::block_on(f)
+    futures::executor::block_on(tokio::task::unconstrained(f))
 }
 
 /// Prepared statements of one connection, by their SQL: a query then takes one round trip,
