@@ -849,6 +849,17 @@ async fn denials_are_confirmed_upstream_for_authorizers_vai_does_not_evaluate() 
     let deployments = format!("/apis/apps/v1/namespaces/{NS}/deployments");
     let (code, _) = call(&node_direct, "GET", &deployments, None).await;
     assert_eq!(code, 403, "a node may not list deployments");
+    // The apiserver words a denial with the default roles it has not created yet ("RBAC:
+    // [clusterrole … not found]") until its bootstrap ends: compare words after it.
+    eventually(
+        "the apiserver's default roles exist",
+        Duration::from_secs(60),
+        async || {
+            let (_, body) = call(&node_direct, "GET", &deployments, None).await;
+            (!message(&body).contains("not found")).then_some(())
+        },
+    )
+    .await;
     // Upstream confirms even before vai has synced RBAC; wait for vai's own decisions.
     let (code, body) = eventually("vai has synced RBAC", Duration::from_secs(60), async || {
         let (code, body) = call(&node, "GET", &deployments, None).await;
